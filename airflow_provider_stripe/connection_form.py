@@ -1,0 +1,212 @@
+"""The ``stripe`` connection's fields, derived from the contract.
+
+Airflow 3.3's UI renders custom connection fields only from the declarative
+``conn-fields`` / ``ui-field-behaviour`` entries of ``get_provider_info()``. Those entries,
+the JSON schema the hook validates a connection against, and the hook's defaults all come
+from :data:`CONNECTION_FIELDS` below, which in turn takes its labels, descriptions,
+defaults and limits from :data:`~airflow_provider_stripe.contract.STRIPE_CONTRACT`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
+
+CONN_TYPE = "stripe"
+HOOK_NAME = "Stripe"
+DEFAULT_CONN_ID = "stripe_default"
+
+#: Standard Airflow connection fields Stripe does not use. ``password`` is hidden too: the
+#: form has a dedicated, masked ``api_key`` field, but a URI-style connection
+#: (``stripe://:sk_test_...@``) may still carry the key as its password.
+HIDDEN_STANDARD_FIELDS: tuple[str, ...] = ("host", "port", "login", "schema", "password")
+
+AUTH_API_KEY = "api_key"
+AUTH_OAUTH2 = "oauth2"
+
+_DOCS = STRIPE_CONTRACT.docs_url
+_RL = STRIPE_CONTRACT.rate_limit
+
+
+@dataclass(frozen=True)
+class ConnField:
+    """One custom connection field: stored under its ``name`` in the connection's extra."""
+
+    name: str
+    label: str
+    description: str
+    schema: dict[str, Any]
+    secret: bool = False
+    #: The contract property this field carries, if any (``apiKey`` for ``api_key``).
+    contract_property: str | None = None
+
+    @property
+    def default(self) -> Any:
+        return self.schema.get("default")
+
+    def provider_info_entry(self) -> dict[str, Any]:
+        schema = dict(self.schema)
+        if self.secret:
+            schema["format"] = "password"
+        return {"label": self.label, "description": self.description, "schema": schema}
+
+
+def _contract_field(prop: str, label: str, extra_help: str, *, secret: bool) -> ConnField:
+    source = STRIPE_CONTRACT.secrets if secret else STRIPE_CONTRACT.config
+    schema = thaw(source.properties[prop])
+    description = f"{schema.pop('description')} {extra_help}".strip()
+    return ConnField(
+        name=snake_case(prop),
+        label=label,
+        description=description,
+        schema=schema,
+        secret=secret,
+        contract_property=prop,
+    )
+
+
+def _byok_help() -> str:
+    setup = STRIPE_CONTRACT.byok_setup
+    return (
+        f"BYOK setup: {setup.setup_instructions} Required scopes: {', '.join(setup.required_scopes)}. "
+        "Rotate keys without downtime: create the new key, update this field, then roll the old "
+        f"key in the Stripe Dashboard. Docs: {_DOCS}"
+    )
+
+
+CONNECTION_FIELDS: tuple[ConnField, ...] = (
+    _contract_field(
+        "apiKey",
+        "API key",
+        "Restricted keys (rk_test_/rk_live_) are accepted; publishable keys (pk_) are refused. " + _byok_help(),
+        secret=True,
+    ),
+    _contract_field(
+        "webhookSecret",
+        "Webhook signing secret",
+        "whsec_... from the webhook endpoint's page. During a rotation, give the new and the old "
+        "secret separated by a comma: an event signed with either is accepted.",
+        secret=True,
+    ),
+    _contract_field(
+        "accountId",
+        "Connected account ID",
+        "Sent as the Stripe-Account header on every request (operators can override it per task).",
+        secret=False,
+    ),
+    _contract_field("region", "Region", "", secret=False),
+    ConnField(
+        name="mode",
+        label="Mode",
+        description=(
+            "byok: your own Stripe key (API key + webhook secret). managed: a Stripe account connected "
+            "to your platform through Stripe Connect OAuth; needs OAuth client ID and connected account."
+        ),
+        schema={
+            "type": "string",
+            "enum": [m.value for m in STRIPE_CONTRACT.supported_modes],
+            "default": Mode.BYOK.value,
+        },
+    ),
+    ConnField(
+        name="auth_type",
+        label="Auth type",
+        description=(
+            "api_key: Authorization: Bearer <API key>. oauth2: Stripe Connect (authorization_code, "
+            f"scope {' '.join(STRIPE_CONTRACT.oauth2_auth.scopes)}); requests act on the connected account."
+        ),
+        schema={"type": "string", "enum": [AUTH_API_KEY, AUTH_OAUTH2], "default": AUTH_API_KEY},
+    ),
+    ConnField(
+        name="api_version",
+        label="Stripe API version",
+        description=f"Sent as {STRIPE_CONTRACT.version_policy.version_header} on every request.",
+        schema={
+            "type": "string",
+            "enum": list(STRIPE_CONTRACT.version_policy.supported),
+            "default": STRIPE_CONTRACT.version_policy.current_version,
+        },
+    ),
+    ConnField(
+        name="oauth_client_id",
+        label="OAuth client ID",
+        description="Stripe Connect platform client ID (ca_...), for auth type oauth2.",
+        schema={"type": "string"},
+    ),
+    ConnField(
+        name="oauth_refresh_token",
+        label="OAuth refresh token",
+        description="Stripe Connect refresh token, printed by the airflow-stripe-oauth command.",
+        schema={"type": "string"},
+        secret=True,
+    ),
+    ConnField(
+        name="allow_live_mode",
+        label="Allow live mode",
+        description=(
+            "Operators that move money refuse live keys (sk_live_/rk_live_) unless this is on, so a "
+            "copied production connection cannot move real money by accident."
+        ),
+        schema={"type": "boolean", "default": False},
+    ),
+    ConnField(
+        name="rate_limit_per_minute",
+        label="Rate limit per minute",
+        description="Client-side limit on requests per minute, shared by every task of this connection.",
+        schema={"type": "integer", "minimum": 1, "default": _RL.rpm},
+    ),
+    ConnField(
+        name="rate_limit_per_hour",
+        label="Rate limit per hour",
+        description="Client-side limit on requests per hour.",
+        schema={"type": "integer", "minimum": 1, "default": _RL.rph},
+    ),
+    ConnField(
+        name="rate_limit_storage_uri",
+        label="Rate limit storage",
+        description=(
+            "memory:// limits each process on its own; redis://host:6379/0 shares the limit among all workers."
+        ),
+        schema={"type": "string", "default": "memory://"},
+    ),
+    ConnField(
+        name="max_network_retries",
+        label="Max retries",
+        description="Retries on connection errors, 409, 429 and 5xx, with exponential backoff and jitter.",
+        schema={"type": "integer", "minimum": 0, "maximum": 10, "default": 3},
+    ),
+    ConnField(
+        name="timeout",
+        label="Request timeout (s)",
+        description="Timeout of each HTTP request.",
+        schema={"type": "number", "exclusiveMinimum": 0, "default": 30},
+    ),
+    ConnField(
+        name="base_url",
+        label="API base URL",
+        description=(
+            "Leave empty for Stripe. Only for local Stripe-compatible test servers: http:// is allowed for "
+            "loopback hosts only."
+        ),
+        schema={"type": "string", "format": "url"},
+    ),
+)
+
+FIELDS_BY_NAME: dict[str, ConnField] = {f.name: f for f in CONNECTION_FIELDS}
+SECRET_FIELD_NAMES: frozenset[str] = frozenset(f.name for f in CONNECTION_FIELDS if f.secret)
+
+
+def conn_fields() -> dict[str, dict[str, Any]]:
+    """The ``conn-fields`` entry of ``get_provider_info()``."""
+    return {f.name: f.provider_info_entry() for f in CONNECTION_FIELDS}
+
+
+def ui_field_behaviour() -> dict[str, Any]:
+    """The ``ui-field-behaviour`` entry of ``get_provider_info()``."""
+    return {
+        "hidden-fields": list(HIDDEN_STANDARD_FIELDS),
+        "relabeling": {},
+        "placeholders": {"description": f"Stripe connection ({_DOCS})"},
+    }

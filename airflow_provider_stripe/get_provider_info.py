@@ -1,0 +1,65 @@
+"""``get_provider_info()``: what Airflow's ProvidersManager learns about this provider.
+
+Everything here is derived from the contract and the connection form; nothing is restated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_stripe import __version__
+from airflow_provider_stripe.connection_form import CONN_TYPE, HOOK_NAME, conn_fields, ui_field_behaviour
+from airflow_provider_stripe.contract import STRIPE_CONTRACT
+
+PACKAGE_NAME = "airflow-provider-stripe"
+
+
+def get_provider_info() -> dict[str, Any]:
+    meta = STRIPE_CONTRACT.meta
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": meta.title,
+        "description": (
+            f"{meta.description} Contract {meta.key} {meta.version} ({meta.stability.value}); "
+            f"tags: {', '.join(meta.tags)}; owners: {', '.join(meta.owners)}. Docs: {STRIPE_CONTRACT.docs_url}"
+        ),
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": meta.title,
+                "external-doc-url": STRIPE_CONTRACT.docs_url,
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": meta.title, "python-modules": ["airflow_provider_stripe.hooks.stripe"]}],
+        "operators": [
+            {
+                "integration-name": meta.title,
+                "python-modules": [
+                    "airflow_provider_stripe.operators.charges",
+                    "airflow_provider_stripe.operators.payouts",
+                    "airflow_provider_stripe.operators.exports",
+                ],
+            }
+        ],
+        "sensors": [{"integration-name": meta.title, "python-modules": ["airflow_provider_stripe.sensors.payouts"]}],
+        "triggers": [
+            {
+                "integration-name": meta.title,
+                "python-modules": [
+                    "airflow_provider_stripe.triggers.payouts",
+                    "airflow_provider_stripe.triggers.events",
+                ],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": CONN_TYPE,
+                "hook-class-name": "airflow_provider_stripe.hooks.stripe.StripeHook",
+                "hook-name": HOOK_NAME,
+                "conn-fields": conn_fields(),
+                "ui-field-behaviour": ui_field_behaviour(),
+            }
+        ],
+        "plugins": [{"name": "stripe", "plugin-class": "airflow_provider_stripe.plugins.StripePlugin"}],
+    }
