@@ -1,0 +1,285 @@
+"""A ``stripe`` connection, parsed and validated against the contract.
+
+:func:`config_from_connection` turns an Airflow connection (or any object with
+``conn_id``, ``password`` and ``extra_dejson``) into a frozen
+:class:`StripeConnectionConfig`, or raises :class:`StripeConfigurationError` naming the
+field and what to do. Validation uses ``jsonschema`` against the contract's config and
+secret schemas plus the connection form's field schemas, so the rules live in one place.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from airflow_provider_stripe.connection_form import (
+    AUTH_API_KEY,
+    AUTH_OAUTH2,
+    CONN_TYPE,
+    CONNECTION_FIELDS,
+    FIELDS_BY_NAME,
+)
+from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
+from airflow_provider_stripe.errors import StripeConfigurationError
+from airflow_provider_stripe.webhooks.signature import parse_webhook_secrets
+
+_API_KEY_RE = re.compile(r"^(?P<kind>sk|rk)_(?P<env>test|live)_[A-Za-z0-9]{1,247}$")
+_ACCOUNT_RE = re.compile(r"^acct_[A-Za-z0-9]+$")
+
+
+class ConnectionLike(Protocol):
+    conn_id: str | None
+    password: str | None
+
+    @property
+    def extra_dejson(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class StripeConnectionConfig:
+    """Everything the hook needs from a ``stripe`` connection, validated."""
+
+    conn_id: str
+    api_key: str
+    webhook_secrets: tuple[str, ...]
+    account_id: str | None
+    region: str | None
+    mode: Mode
+    auth_type: str
+    api_version: str
+    oauth_client_id: str | None
+    oauth_refresh_token: str | None
+    allow_live_mode: bool
+    rate_limit_per_minute: int
+    rate_limit_per_hour: int
+    rate_limit_storage_uri: str
+    max_network_retries: int
+    timeout: float
+    base_url: str
+
+    @property
+    def livemode(self) -> bool:
+        return key_is_live(self.api_key)
+
+    @property
+    def key_kind(self) -> str:
+        """``secret`` or ``restricted``, and ``test`` or ``live``: safe to print."""
+        return describe_key(self.api_key)
+
+    @property
+    def uses_default_base_url(self) -> bool:
+        return self.base_url == STRIPE_CONTRACT.rest.base_url
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret this config holds, for Airflow's secrets masker."""
+        return tuple(s for s in (self.api_key, self.oauth_refresh_token, *self.webhook_secrets) if s)
+
+
+def key_is_live(api_key: str) -> bool:
+    return api_key.startswith(("sk_live_", "rk_live_"))
+
+
+def describe_key(api_key: str) -> str:
+    """A printable description of a key (``restricted test key``), never the key itself."""
+    m = _API_KEY_RE.match(api_key or "")
+    if not m:
+        if (api_key or "").startswith("pk_"):
+            return "publishable key"
+        return "unrecognised key"
+    kind = "secret" if m.group("kind") == "sk" else "restricted"
+    return f"{kind} {m.group('env')} key"
+
+
+def validate_api_key(api_key: str | None, *, conn_id: str | None = None) -> str:
+    """Return the key if it is a secret (``sk_``) or restricted (``rk_``) key, else raise."""
+    if not api_key:
+        raise StripeConfigurationError(
+            "no API key: set api_key (or the connection password) to a secret sk_... or restricted rk_... key",
+            field="api_key",
+            conn_id=conn_id,
+        )
+    if api_key.startswith("pk_"):
+        raise StripeConfigurationError(
+            "a publishable key (pk_...) cannot call the Stripe API from a server; use a secret sk_... or "
+            "restricted rk_... key",
+            field="api_key",
+            conn_id=conn_id,
+        )
+    if not _API_KEY_RE.match(api_key):
+        raise StripeConfigurationError(
+            "malformed API key: expected sk_test_..., sk_live_..., rk_test_... or rk_live_... followed by "
+            "letters and digits (check for stray spaces or quotes)",
+            field="api_key",
+            conn_id=conn_id,
+        )
+    return api_key
+
+
+def validate_base_url(base_url: str, *, conn_id: str | None = None) -> str:
+    """https:// for any host; plain http:// only for loopback hosts, so a key never travels in clear."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise StripeConfigurationError(
+            f"base_url {base_url!r} is not an http(s) URL", field="base_url", conn_id=conn_id
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise StripeConfigurationError(
+            "base_url takes only scheme, host and port (the SDK adds /v1/...)", field="base_url", conn_id=conn_id
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise StripeConfigurationError(
+            f"plain http:// is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https:// for "
+            f"{parts.hostname} so the API key is never sent in clear text",
+            field="base_url",
+            conn_id=conn_id,
+        )
+    return base_url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _get_extra(extra: Mapping[str, Any], name: str) -> Any:
+    """Read an extra by its plain name, or by the ``extra__stripe__`` prefix older forms used."""
+    for key in (name, f"extra__{CONN_TYPE}__{name}"):
+        value = extra.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _coerce(name: str, value: Any, *, conn_id: str | None) -> Any:
+    """Values typed into the form or an env var may arrive as strings: coerce per the field schema."""
+    field = FIELDS_BY_NAME[name]
+    kind = field.schema.get("type")
+    if value is None:
+        return field.default
+    try:
+        if kind == "integer" and isinstance(value, str):
+            return int(value.strip())
+        if kind == "number" and isinstance(value, str):
+            return float(value.strip())
+        if kind == "boolean" and isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off", ""):
+                return False
+            raise ValueError(value)
+    except ValueError:
+        raise StripeConfigurationError(f"{value!r} is not a valid {kind}", field=name, conn_id=conn_id) from None
+    return value
+
+
+def _check_schema(name: str, value: Any, schema: Mapping[str, Any], *, conn_id: str | None) -> None:
+    import jsonschema
+
+    try:
+        jsonschema.validate(value, thaw(schema))
+    except jsonschema.ValidationError as exc:
+        allowed = schema.get("enum")
+        hint = f" (allowed: {', '.join(map(str, allowed))})" if allowed else ""
+        raise StripeConfigurationError(f"{exc.message}{hint}", field=name, conn_id=conn_id) from None
+
+
+def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
+    """Parse and validate a ``stripe`` connection; raise naming the field at fault."""
+    conn_id = conn.conn_id or "<unnamed>"
+    extra = conn.extra_dejson or {}
+    raw: dict[str, Any] = {}
+    for field in CONNECTION_FIELDS:
+        raw[field.name] = _coerce(field.name, _get_extra(extra, field.name), conn_id=conn_id)
+    if not raw["api_key"] and conn.password:
+        raw["api_key"] = conn.password
+
+    api_version = raw["api_version"]
+    if api_version not in STRIPE_CONTRACT.version_policy.supported:
+        raise StripeConfigurationError(
+            f"Stripe API version {api_version!r} is not supported; supported: "
+            + ", ".join(STRIPE_CONTRACT.version_policy.supported),
+            field="api_version",
+            conn_id=conn_id,
+        )
+
+    # Field-level rules (enum, minimum, type) from the connection form's schemas.
+    for field in CONNECTION_FIELDS:
+        value = raw[field.name]
+        if value is not None and field.name != "webhook_secret":
+            schema = {k: v for k, v in field.schema.items() if k not in ("format", "default")}
+            _check_schema(field.name, value, schema, conn_id=conn_id)
+
+    webhook_secrets = parse_webhook_secrets(raw["webhook_secret"])
+    # The contract's schemas, on the contract's own (camelCase) names.
+    secret_doc = {
+        prop: (webhook_secrets[0] if webhook_secrets else None) if prop == "webhookSecret" else raw[snake_case(prop)]
+        for prop in STRIPE_CONTRACT.secrets.properties
+    }
+    for prop in STRIPE_CONTRACT.secrets.required:
+        if not secret_doc.get(prop):
+            raise StripeConfigurationError(
+                f"required by the {STRIPE_CONTRACT.meta.key} contract but empty: "
+                + STRIPE_CONTRACT.secrets.properties[prop]["description"],
+                field=snake_case(prop),
+                conn_id=conn_id,
+            )
+    config_doc = {p: raw[snake_case(p)] for p in STRIPE_CONTRACT.config.properties if raw[snake_case(p)] is not None}
+    _check_schema("config", config_doc, STRIPE_CONTRACT.config.schema, conn_id=conn_id)
+
+    api_key = validate_api_key(raw["api_key"], conn_id=conn_id)
+    account_id = raw["account_id"]
+    if account_id is not None and not _ACCOUNT_RE.match(account_id):
+        raise StripeConfigurationError(
+            f"{account_id!r} is not a Stripe account ID (acct_...)", field="account_id", conn_id=conn_id
+        )
+
+    mode = Mode(raw["mode"])
+    auth_type = raw["auth_type"]
+    if auth_type == AUTH_OAUTH2:
+        for needed in ("oauth_client_id", "account_id"):
+            if not raw[needed]:
+                raise StripeConfigurationError(
+                    "auth type oauth2 (Stripe Connect) needs it: run `airflow-stripe-oauth` to obtain the "
+                    "connected account and refresh token",
+                    field=needed,
+                    conn_id=conn_id,
+                )
+    if mode is Mode.MANAGED and auth_type != AUTH_OAUTH2:
+        raise StripeConfigurationError(
+            "mode managed means a Stripe account connected through Stripe Connect OAuth: set auth_type to "
+            f"{AUTH_OAUTH2}, or use mode byok with your own key",
+            field="auth_type",
+            conn_id=conn_id,
+        )
+    if auth_type not in (AUTH_API_KEY, AUTH_OAUTH2):  # pragma: no cover - enum check above
+        raise StripeConfigurationError(f"unknown auth type {auth_type!r}", field="auth_type", conn_id=conn_id)
+
+    base_url = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
+    return StripeConnectionConfig(
+        conn_id=conn_id,
+        api_key=api_key,
+        webhook_secrets=webhook_secrets,
+        account_id=account_id,
+        region=raw["region"],
+        mode=mode,
+        auth_type=auth_type,
+        api_version=api_version,
+        oauth_client_id=raw["oauth_client_id"],
+        oauth_refresh_token=raw["oauth_refresh_token"],
+        allow_live_mode=bool(raw["allow_live_mode"]),
+        rate_limit_per_minute=int(raw["rate_limit_per_minute"]),
+        rate_limit_per_hour=int(raw["rate_limit_per_hour"]),
+        rate_limit_storage_uri=str(raw["rate_limit_storage_uri"]),
+        max_network_retries=int(raw["max_network_retries"]),
+        timeout=float(raw["timeout"]),
+        base_url=base_url,
+    )

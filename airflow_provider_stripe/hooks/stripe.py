@@ -1,0 +1,185 @@
+"""StripeHook: one configured, rate-limited, retrying ``StripeClient`` per Airflow connection.
+
+The hook reads a ``stripe`` connection, validates it against the contract
+(:mod:`airflow_provider_stripe.config`), registers every secret with Airflow's secrets
+masker, and builds the official SDK's ``StripeClient`` (never the global
+``stripe.api_key``) with the contract's ``Stripe-Version``, the connected account as
+``Stripe-Account``, the base URL, a timeout, bounded retries and the connection's shared
+rate limiter. The Stripe SDK is imported only when a client is built, so importing this
+module at DAG-parse time stays cheap.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_stripe.config import StripeConnectionConfig, config_from_connection
+from airflow_provider_stripe.connection_form import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
+from airflow_provider_stripe.errors import LiveModeNotAllowedError
+
+if TYPE_CHECKING:
+    from stripe import StripeClient
+
+    from airflow_provider_stripe.ratelimit import StripeRateLimiter
+
+_UNSET: Any = object()
+
+
+class StripeHook(BaseHook):
+    """Interact with Stripe through the official SDK, configured from a ``stripe`` connection.
+
+    :param stripe_conn_id: the Airflow connection holding the key and settings.
+    :param account_id: a connected account (``acct_...``) to act on, overriding the
+        connection's ``account_id``; sent as ``Stripe-Account``.
+    """
+
+    conn_name_attr = "stripe_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
+    hook_name = HOOK_NAME
+
+    def __init__(self, stripe_conn_id: str = DEFAULT_CONN_ID, *, account_id: str | None = None) -> None:
+        super().__init__()
+        self.stripe_conn_id = stripe_conn_id
+        self._account_override = account_id
+        self._clients: dict[tuple[Any, ...], StripeClient] = {}
+
+    # -- configuration ------------------------------------------------------------------
+
+    @cached_property
+    def config(self) -> StripeConnectionConfig:
+        """The validated connection; its secrets are registered with the masker first."""
+        conn = self.get_connection(self.stripe_conn_id)
+        _mask_raw_secrets(conn)
+        config = config_from_connection(conn)
+        for secret in config.secrets():
+            _mask(secret)
+        return config
+
+    @property
+    def account_id(self) -> str | None:
+        return self._account_override or self.config.account_id
+
+    @cached_property
+    def rate_limiter(self) -> StripeRateLimiter:
+        from airflow_provider_stripe.ratelimit import RateLimitSpec, get_rate_limiter
+
+        cfg = self.config
+        spec = RateLimitSpec(cfg.rate_limit_per_minute, cfg.rate_limit_per_hour, cfg.rate_limit_storage_uri)
+        return get_rate_limiter(f"stripe:{cfg.conn_id}", spec)
+
+    def ensure_live_mode_allowed(self, action: str = "move money") -> None:
+        """Refuse live keys for money-moving work unless the connection opts in."""
+        cfg = self.config
+        if cfg.livemode and not cfg.allow_live_mode:
+            raise LiveModeNotAllowedError(
+                f"connection {cfg.conn_id!r} holds a live key ({cfg.key_kind}) but does not allow live mode, "
+                f"so this task will not {action}. If this Airflow really should move real money, switch on "
+                "'Allow live mode' (extra allow_live_mode=true) on the connection."
+            )
+
+    # -- clients --------------------------------------------------------------------------
+
+    def get_client(
+        self,
+        *,
+        account_id: str | None = _UNSET,
+        max_network_retries: int | None = None,
+        timeout: float | None = None,
+        rate_limited: bool = True,
+    ) -> StripeClient:
+        """A configured ``StripeClient``; use its ``client.v1.*`` services.
+
+        :param account_id: act on this connected account instead of the hook's (``None``
+            for the platform account itself).
+        :param max_network_retries: override the connection's retry count (0 disables).
+        :param timeout: override the connection's per-request timeout, in seconds.
+        :param rate_limited: wait on the connection's shared rate limiter before each attempt.
+        """
+        cfg = self.config
+        account = self.account_id if account_id is _UNSET else account_id
+        retries = cfg.max_network_retries if max_network_retries is None else max_network_retries
+        seconds = cfg.timeout if timeout is None else timeout
+        key = (account, retries, seconds, rate_limited)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = self._build_client(account, retries, seconds, rate_limited)
+        return client
+
+    def _build_client(self, account: str | None, retries: int, timeout: float, rate_limited: bool) -> StripeClient:
+        from stripe import StripeClient
+
+        from airflow_provider_stripe.http_client import GovernedRequestsClient
+        from airflow_provider_stripe.oauth import connect_base_address
+
+        cfg = self.config
+        # The contract's REST base URL, or a local Stripe-compatible server standing in for
+        # both the API and Connect OAuth.
+        connect = connect_base_address() if cfg.uses_default_base_url else cfg.base_url
+        base_addresses = {"api": cfg.base_url, "connect": connect}
+        http_client = GovernedRequestsClient(timeout=timeout, limiter=self.rate_limiter if rate_limited else None)
+        return StripeClient(
+            cfg.api_key,
+            stripe_account=account,
+            stripe_version=cfg.api_version,
+            base_addresses=base_addresses,  # type: ignore[arg-type]
+            client_id=cfg.oauth_client_id,
+            max_network_retries=retries,
+            http_client=http_client,
+        )
+
+    # -- health check ---------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The contract's ``ping`` within its time budget; backs the UI's Test button and CLI."""
+        from airflow_provider_stripe.health import run_health_check
+
+        try:
+            cfg = self.config
+        except Exception as exc:  # the message names the field; it never holds a secret
+            return False, f"Stripe connection is invalid: {exc}"
+        return run_health_check(self, cfg)
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    def construct_event(self, payload: bytes | str, sig_header: str | None, tolerance: int = 300) -> dict[str, Any]:
+        """Verify a webhook delivery against every secret on the connection; return the event."""
+        from airflow_provider_stripe.webhooks.signature import construct_event
+
+        return construct_event(payload, sig_header, self.config.webhook_secrets, tolerance=tolerance)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Kept for Airflow < 3.2, which reads the form from the hook; 3.2+ reads provider info."""
+        from airflow_provider_stripe.connection_form import HIDDEN_STANDARD_FIELDS
+
+        return {"hidden_fields": list(HIDDEN_STANDARD_FIELDS), "relabeling": {}}
+
+
+def _mask(secret: str) -> None:
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(secret)
+
+
+def _mask_raw_secrets(conn: Any) -> None:
+    """Mask secrets as stored, before validation, so even an error about them cannot leak them."""
+    from airflow_provider_stripe.connection_form import SECRET_FIELD_NAMES
+    from airflow_provider_stripe.webhooks.signature import parse_webhook_secrets
+
+    extra = conn.extra_dejson or {}
+    if conn.password:
+        _mask(conn.password)
+    for name in SECRET_FIELD_NAMES:
+        for key in (name, f"extra__{CONN_TYPE}__{name}"):
+            value = extra.get(key)
+            if isinstance(value, str) and value:
+                for part in parse_webhook_secrets(value) if name == "webhook_secret" else (value,):
+                    _mask(part)
+            elif isinstance(value, list):
+                for part in value:
+                    if isinstance(part, str) and part:
+                        _mask(part)

@@ -1,0 +1,88 @@
+"""The Stripe SDK's own HTTP clients, with the provider's rate limit and retry rule added.
+
+We keep the SDK's retry loop (exponential backoff with jitter, ``Stripe-Should-Retry``,
+automatic idempotency keys on retried POSTs) instead of writing our own, and change two
+things by subclassing its clients:
+
+* every attempt, retries included, first takes a slot from the connection's
+  :class:`~airflow_provider_stripe.ratelimit.StripeRateLimiter`;
+* a 429 is retried too (the SDK retries connection errors, 409 and 5xx only), unless
+  Stripe says ``Stripe-Should-Retry: false``.
+
+The number of retries is bounded by ``max_network_retries`` and each backoff by the SDK's
+cap, so the total time of one call is bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stripe import HTTPXClient, RequestsClient
+
+from airflow_provider_stripe.ratelimit import StripeRateLimiter
+
+
+def _retry_429(response: Any, num_retries: int, max_network_retries: int | None) -> bool | None:
+    """True/False when the 429 rule decides, None to defer to the SDK's rules."""
+    if response is None or num_retries >= (max_network_retries or 0):
+        return None
+    _, status_code, headers = response
+    if status_code != 429:
+        return None
+    should = (headers or {}).get("stripe-should-retry")
+    return should != "false"
+
+
+class GovernedAsyncClient(HTTPXClient):
+    """The SDK's httpx client for ``*_async`` calls; rate limited by the owning sync client."""
+
+    name = "airflow-stripe-httpx"
+
+
+class GovernedRequestsClient(RequestsClient):
+    """The SDK's requests client, rate limited, retrying 429s; async calls go to httpx."""
+
+    name = "airflow-stripe-requests"
+
+    def __init__(self, *, timeout: float, limiter: StripeRateLimiter | None, **kwargs: Any) -> None:
+        super().__init__(
+            timeout=timeout,
+            async_fallback_client=GovernedAsyncClient(timeout=timeout),
+            **kwargs,
+        )
+        self.limiter = limiter
+
+    def _should_retry(
+        self,
+        response: Any,
+        api_connection_error: Any,
+        num_retries: int,
+        max_network_retries: int | None,
+    ) -> bool:
+        decided = _retry_429(response, num_retries, max_network_retries)
+        if decided is not None:
+            return decided
+        return bool(super()._should_retry(response, api_connection_error, num_retries, max_network_retries))
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None) -> Any:
+        if self.limiter is not None:
+            self.limiter.acquire()
+        return super().request(method, url, headers, post_data)
+
+    def request_stream(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None) -> Any:
+        if self.limiter is not None:
+            self.limiter.acquire()
+        return super().request_stream(method, url, headers, post_data)
+
+    async def request_async(self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None) -> Any:
+        if self.limiter is not None:
+            await self.limiter.acquire_async()
+        return await super().request_async(method, url, headers, post_data)
+
+    async def request_stream_async(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
+    ) -> Any:
+        if self.limiter is not None:
+            await self.limiter.acquire_async()
+        return await super().request_stream_async(method, url, headers, post_data)

@@ -1,0 +1,123 @@
+"""Stripe Connect OAuth (the contract's ``oauth2`` auth method), on the SDK's OAuth service.
+
+The flow is ``authorization_code`` with the contract's authorize and token URLs and scope.
+The platform's secret key (the connection's ``api_key``) authenticates the token exchange;
+afterwards requests act on the connected account by sending its ``stripe_user_id`` as
+``Stripe-Account``. Tokens are masked and never logged.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow_provider_stripe.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.errors import from_stripe_error
+
+if TYPE_CHECKING:
+    from airflow_provider_stripe.hooks.stripe import StripeHook
+
+_OAUTH = STRIPE_CONTRACT.oauth2_auth
+
+
+def connect_base_address() -> str:
+    """``https://connect.stripe.com``, derived from the contract's token URL."""
+    parts = urlsplit(_OAUTH.token_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@dataclass(frozen=True)
+class ConnectGrant:
+    """The result of a code exchange or a refresh. ``repr`` hides the tokens."""
+
+    stripe_user_id: str
+    scope: str
+    livemode: bool
+    access_token: str
+    refresh_token: str | None
+
+    def __repr__(self) -> str:
+        return f"ConnectGrant(stripe_user_id={self.stripe_user_id!r}, scope={self.scope!r}, livemode={self.livemode})"
+
+    def connection_extra(self, client_id: str) -> dict[str, Any]:
+        """The extras to store on a ``stripe`` connection for this connected account."""
+        return {
+            "auth_type": "oauth2",
+            "mode": "managed",
+            "oauth_client_id": client_id,
+            "account_id": self.stripe_user_id,
+            "oauth_refresh_token": self.refresh_token,
+        }
+
+
+def authorize_url(client_id: str, redirect_uri: str | None = None, state: str | None = None) -> tuple[str, str]:
+    """The URL to send the account owner to, and the anti-CSRF ``state`` to check on return."""
+    from urllib.parse import urlencode
+
+    state = state or secrets.token_urlsafe(24)
+    params = {"response_type": "code", "client_id": client_id, "scope": " ".join(_OAUTH.scopes), "state": state}
+    if redirect_uri:
+        params["redirect_uri"] = redirect_uri
+    return f"{_OAUTH.authorization_url}?{urlencode(params)}", state
+
+
+def _grant(token: Any) -> ConnectGrant:
+    from airflow.sdk.log import mask_secret
+
+    access = str(token["access_token"])
+    refresh = token.get("refresh_token")
+    mask_secret(access)
+    if refresh:
+        mask_secret(str(refresh))
+    return ConnectGrant(
+        stripe_user_id=str(token["stripe_user_id"]),
+        scope=str(token.get("scope", "")),
+        livemode=bool(token.get("livemode", False)),
+        access_token=access,
+        refresh_token=str(refresh) if refresh else None,
+    )
+
+
+def exchange_code(hook: StripeHook, code: str) -> ConnectGrant:
+    """Exchange an authorization code for tokens (``grant_type=authorization_code``)."""
+    import stripe
+
+    client = hook.get_client(account_id=None)
+    try:
+        token = client.oauth.token({"grant_type": _OAUTH.grant_type, "code": code})
+    except stripe.StripeError as exc:
+        raise from_stripe_error(exc, "OAuth code exchange") from None
+    return _grant(token)
+
+
+def refresh(hook: StripeHook, refresh_token: str | None = None) -> ConnectGrant:
+    """Obtain a fresh access token from the connection's (or the given) refresh token."""
+    import stripe
+
+    token_value = refresh_token or hook.config.oauth_refresh_token
+    if not token_value:
+        raise ValueError(f"connection {hook.stripe_conn_id!r} has no oauth_refresh_token to refresh with")
+    client = hook.get_client(account_id=None)
+    try:
+        token = client.oauth.token({"grant_type": "refresh_token", "refresh_token": token_value})
+    except stripe.StripeError as exc:
+        raise from_stripe_error(exc, "OAuth refresh") from None
+    return _grant(token)
+
+
+def deauthorize(hook: StripeHook, stripe_user_id: str | None = None) -> str:
+    """Disconnect the connected account from the platform; returns the account id."""
+    import stripe
+
+    account = stripe_user_id or hook.config.account_id
+    client_id = hook.config.oauth_client_id
+    if not account or not client_id:
+        raise ValueError("deauthorize needs the connection's oauth_client_id and account_id")
+    client = hook.get_client(account_id=None)
+    try:
+        result = client.oauth.deauthorize({"client_id": client_id, "stripe_user_id": account})
+    except stripe.StripeError as exc:
+        raise from_stripe_error(exc, "OAuth deauthorize") from None
+    return str(result["stripe_user_id"])
