@@ -1,0 +1,103 @@
+"""Make the connection list's Test button work for Stripe connections on Airflow 3.3.1-3.3.2.
+
+A Stripe connection has no port. The 3.3 UI posts ``port: Number(null)``, i.e. ``0``, to
+``POST /api/v2/connections/test``; Airflow 3.3.1-3.3.2 compare that 0 with the stored NULL,
+decide the caller is testing a different destination, and answer 400 (apache/airflow
+PR 73298 fixes it in the API). This ASGI middleware, installed by the provider's plugin,
+drops ``port: 0`` from test requests for ``stripe`` connections before the route sees
+them, which is exactly what the upstream fix does. Nothing addresses port 0, so the change
+is safe on fixed versions too; every other request passes through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from airflow_provider_stripe.connection_form import CONN_TYPE
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+TEST_PATH_SUFFIX = "/api/v2/connections/test"
+#: Test requests are small JSON documents; anything larger passes through unread.
+_MAX_BODY = 1 << 20
+
+
+def rewrite_test_body(body: bytes) -> bytes | None:
+    """The body without ``port: 0`` if it tests a Stripe connection, else None (unchanged)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("conn_type") != CONN_TYPE:
+        return None
+    if "port" in data and data["port"] in (0, "0"):
+        del data["port"]
+        return json.dumps(data).encode()
+    return None
+
+
+class StripeConnectionTestPortFix:
+    """Pure ASGI middleware (no body-consuming framework layers, so streaming is untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope.get("type") == "http"
+            and scope.get("method") == "POST"
+            and str(scope.get("path", "")).rstrip("/").endswith(TEST_PATH_SUFFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            more = bool(message.get("more_body", False))
+            if size > _MAX_BODY:
+                await self.app(scope, _replay_then(chunks, more, receive), send)
+                return
+        body = b"".join(chunks)
+        new_body = rewrite_test_body(body)
+        if new_body is not None:
+            body = new_body
+            headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            scope = {**scope, "headers": headers}
+        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}]), send)
+
+
+def _replay(messages: list[Message]) -> Receive:
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _replay_then(chunks: list[bytes], more: bool, downstream: Receive) -> Receive:
+    pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": more}]
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await downstream()
+
+    return receive
