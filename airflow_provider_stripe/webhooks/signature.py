@@ -1,0 +1,378 @@
+"""Verify inbound Stripe webhooks in pure Python (``hmac`` + ``hashlib``), without the Stripe SDK.
+
+Why not ``stripe.Webhook``: its behaviour differs between the SDK versions this provider
+supports (stripe 14's ``WebhookSignature.verify_header`` signs ``bytes`` bodies as their
+``repr`` and so rejects them, stripe 16 decodes them first), it verifies one secret at a time
+(no key rotation), and it never refuses timestamps from the future. The scheme is a few lines,
+so it is implemented here once and gives the same answer whatever ``stripe`` is installed.
+This module imports neither ``stripe`` nor Airflow, so it is cheap to load in a web handler.
+
+The scheme (the contract's webhook transport: its signature header, HMAC-SHA256)::
+
+    <signature header>: t=<unix seconds>,v1=<hex>[,v1=<hex>...]   (other schemes, e.g. v0, ignored)
+    v1 = hex(HMAC-SHA256(key=<endpoint secret "whsec_...">, msg=b"<t>." + <raw request body>))
+
+A request is authentic when any ``v1`` equals the HMAC under any configured secret (several
+secrets may be live while one is rotated), and fresh when ``t`` is within ``tolerance`` seconds
+of now, in either direction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import Any
+
+from airflow_provider_stripe.contract import STRIPE_CONTRACT
+
+__all__ = [
+    "DEFAULT_TOLERANCE_SECONDS",
+    "SIGNATURE_HEADER",
+    "WebhookPayloadError",
+    "WebhookSignatureError",
+    "WebhookSignatureReason",
+    "construct_event",
+    "parse_webhook_secrets",
+    "sign_payload",
+    "verify_signature",
+]
+
+SIGNATURE_HEADER: str = STRIPE_CONTRACT.webhook.signature_header
+"""Name of the HTTP header that carries the signature, taken from the contract."""
+
+DEFAULT_TOLERANCE_SECONDS = 300
+"""How far (seconds) a signature's timestamp may be from now; Stripe's own default."""
+
+_SCHEME = "v1"
+"""The only signature scheme Stripe uses for live signatures; others (``v0``) are ignored."""
+
+_TIMESTAMP_KEY = "t"
+
+_ELEMENT = re.compile(r"([A-Za-z0-9_]+)=([^\s,]+)")
+"""One header element: ``key=value``, no whitespace, non-empty key and value."""
+
+_UNSIGNED_INT = re.compile(r"[0-9]+")
+"""ASCII digits only: ``int()`` alone would also accept ``+1``, `` 1``, ``1_0`` and non-ASCII digits."""
+
+_SECRET_SEPARATORS = re.compile(r"[,\s]+")
+
+
+def _digest_for(algorithm: str) -> Callable[[], Any]:
+    """Map the contract's signing algorithm to a ``hashlib`` constructor.
+
+    Fails at import if the contract ever names an algorithm this module does not implement,
+    rather than silently verifying with the wrong one.
+    """
+    implemented: dict[str, Callable[[], Any]] = {"hmac-sha256": hashlib.sha256}
+    try:
+        return implemented[algorithm]
+    except KeyError:
+        raise RuntimeError(
+            f"The Stripe contract's webhook signing algorithm {algorithm!r} is not implemented by "
+            f"{__name__} (it implements {sorted(implemented)})."
+        ) from None
+
+
+_DIGEST = _digest_for(STRIPE_CONTRACT.webhook.signing_algorithm)
+
+
+class WebhookSignatureReason(str, Enum):
+    """Why a webhook signature was refused; compares equal to its string value.
+
+    ``NO_SECRET`` is a server-side configuration problem (answer 500 and fix the connection);
+    every other reason is a problem with the request (answer 400).
+    """
+
+    MISSING_HEADER = "missing_header"
+    MALFORMED_HEADER = "malformed_header"
+    NO_V1_SIGNATURE = "no_v1_signature"
+    NO_SECRET = "no_secret"
+    NO_MATCH = "no_match"
+    TIMESTAMP_TOO_OLD = "timestamp_too_old"
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class WebhookSignatureError(ValueError):
+    """A webhook could not be verified as sent by Stripe (or as recent enough).
+
+    ``reason`` tells which check failed, for branching and metrics; the message says why and
+    what to do. Messages never contain a secret or the expected signature.
+    """
+
+    def __init__(self, reason: WebhookSignatureReason, message: str) -> None:
+        super().__init__(message)
+        self.reason: WebhookSignatureReason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the exception picklable (Airflow may pickle task exceptions).
+        return (type(self), (self.reason, str(self)))
+
+
+class WebhookPayloadError(ValueError):
+    """The signature verified, but the body is not a JSON object, so it is not a Stripe event."""
+
+
+def parse_webhook_secrets(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Normalise the webhook signing secret(s) held by a connection into a tuple.
+
+    During a secret rotation an endpoint has several live secrets, so a connection may hold a
+    list, or one string with the secrets separated by commas, whitespace or newlines (what a
+    form field or an environment variable gives). A string that looks like a JSON list
+    (``'["whsec_a", "whsec_b"]'``, e.g. a connection extra typed into a text field) is read as
+    JSON rather than split into broken pieces. Each secret is stripped; empty entries are
+    dropped; order is kept (the first is tried first) and duplicates are removed.
+
+    Raises ``TypeError`` for anything that is not a string or a sequence of strings, and
+    ``ValueError`` for a string that starts like a JSON list but is not one. Error messages
+    never contain a secret.
+    """
+    if value is None:
+        return ()
+    items: Sequence[Any]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                loaded = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError(
+                    "The webhook secrets start with '[' but are not a valid JSON list of strings. "
+                    "Give a JSON list, or the secrets separated by commas, spaces or newlines."
+                ) from None
+            if not isinstance(loaded, list):
+                raise ValueError("The webhook secrets parsed as JSON but not as a list of strings.")
+            items = loaded
+        else:
+            items = (text,)
+    elif isinstance(value, (bytes, bytearray)) or not isinstance(value, Sequence):
+        raise TypeError(f"Webhook secrets must be a string or a sequence of strings, not {type(value).__name__}.")
+    else:
+        items = value
+    secrets: dict[str, None] = {}  # an ordered set
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"Webhook secret #{index} is a {type(item).__name__}, not a string.")
+        for part in _SECRET_SEPARATORS.split(item):
+            if part:
+                secrets.setdefault(part)
+    return tuple(secrets)
+
+
+def _body_bytes(payload: bytes | str) -> bytes:
+    """The exact bytes that were signed: the raw request body (a ``str`` is taken as UTF-8)."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    if isinstance(payload, str):
+        try:
+            return payload.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "The webhook payload string cannot be encoded as UTF-8; pass the raw request body as bytes."
+            ) from None
+    raise TypeError(
+        f"The webhook payload must be the raw request body as bytes (or str), not {type(payload).__name__}. "
+        "Verify the body exactly as received, before parsing it as JSON."
+    )
+
+
+def _check_tolerance(tolerance: int) -> None:
+    """Refuse a tolerance that would switch the replay protection off (must be a positive int)."""
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int):
+        raise TypeError(f"tolerance must be an int number of seconds, not {type(tolerance).__name__}.")
+    if tolerance <= 0:
+        raise ValueError(
+            f"tolerance must be > 0 seconds (got {tolerance}); it bounds how old or how far in the "
+            f"future a signed timestamp may be, which is what stops replayed requests. "
+            f"Stripe's default is {DEFAULT_TOLERANCE_SECONDS}."
+        )
+
+
+def _signature(secret: str, timestamp: int, body: bytes) -> str:
+    """hex(HMAC(secret, b"<timestamp>." + body)): the ``v1`` value Stripe sends."""
+    signed = str(timestamp).encode("ascii") + b"." + body
+    return hmac.new(secret.encode("utf-8"), signed, _DIGEST).hexdigest()
+
+
+def _malformed(detail: str) -> WebhookSignatureError:
+    return WebhookSignatureError(
+        WebhookSignatureReason.MALFORMED_HEADER,
+        f"The {SIGNATURE_HEADER!r} header is malformed: {detail}. Expected "
+        f"'{_TIMESTAMP_KEY}=<unix seconds>,{_SCHEME}=<hex signature>[,{_SCHEME}=...]'. Pass the header "
+        "value exactly as received, and check that nothing between Stripe and this endpoint rewrites it.",
+    )
+
+
+def _parse_header(header: str) -> tuple[int, list[str], list[str]]:
+    """Split a signature header into (timestamp, v1 signatures, other scheme names), strictly."""
+    timestamps: list[str] = []
+    signatures: list[str] = []
+    others: list[str] = []
+    for position, element in enumerate(header.strip().split(","), start=1):
+        match = _ELEMENT.fullmatch(element)
+        if match is None:
+            raise _malformed(f"element {position} is not of the form key=value")
+        key, value = match.groups()
+        if key == _TIMESTAMP_KEY:
+            timestamps.append(value)
+        elif key == _SCHEME:
+            signatures.append(value)
+        elif key not in others:
+            others.append(key)
+    if not timestamps:
+        raise _malformed(f"it has no '{_TIMESTAMP_KEY}' (timestamp) element")
+    if len(timestamps) > 1:
+        raise _malformed(f"'{_TIMESTAMP_KEY}' appears {len(timestamps)} times; it must appear once")
+    if _UNSIGNED_INT.fullmatch(timestamps[0]) is None:
+        raise _malformed(f"'{_TIMESTAMP_KEY}' is not an integer number of seconds")
+    return int(timestamps[0]), signatures, others
+
+
+def verify_signature(
+    payload: bytes | str,
+    sig_header: str | None,
+    secrets: Sequence[str],
+    tolerance: int = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> None:
+    """Check that a webhook request was signed by Stripe recently; return ``None`` or raise.
+
+    ``payload`` is the raw request body exactly as received (bytes; a ``str`` is encoded as
+    UTF-8) -- verify before parsing, since re-serialised JSON no longer matches. ``sig_header``
+    is the value of the :data:`SIGNATURE_HEADER` header. ``secrets`` are the endpoint's signing
+    secrets, tried in turn so that old and new both verify during a rotation; they are
+    normalised with :func:`parse_webhook_secrets` (so a single string is parsed, never iterated
+    character by character). ``tolerance`` (seconds, must be > 0) bounds how old and how far in
+    the future the signed timestamp may be; ``now`` (unix seconds) defaults to the clock.
+
+    Checks run in this order, and the first failure raises :class:`WebhookSignatureError` with
+    its ``reason``: ``no_secret`` (nothing to verify with: a configuration error, reported first
+    so it is never masked by a bad request), ``missing_header`` (absent or blank),
+    ``malformed_header``, ``no_v1_signature``, ``no_match``, then -- only for an authentic
+    signature -- ``timestamp_too_old`` / ``timestamp_in_future``.
+
+    Raises ``TypeError`` / ``ValueError`` (not :class:`WebhookSignatureError`) for arguments
+    that are wrong in themselves: a non-bytes payload, a non-string header, a bad tolerance.
+    """
+    _check_tolerance(tolerance)
+    body = _body_bytes(payload)
+    keys = parse_webhook_secrets(secrets)
+    if not keys:
+        raise WebhookSignatureError(
+            WebhookSignatureReason.NO_SECRET,
+            "No webhook signing secret is configured, so no Stripe signature can be verified. Set the "
+            "endpoint's signing secret ('whsec_...', shown for the endpoint in the Stripe Dashboard, or "
+            "printed by 'stripe listen') on the connection.",
+        )
+    if sig_header is not None and not isinstance(sig_header, str):
+        raise TypeError(f"The signature header must be a str, not {type(sig_header).__name__}; decode it first.")
+    if sig_header is None or not sig_header.strip():
+        raise WebhookSignatureError(
+            WebhookSignatureReason.MISSING_HEADER,
+            f"The request has no {SIGNATURE_HEADER!r} header (or it is empty), so it cannot be verified as "
+            "coming from Stripe. Pass that header's value from the incoming request; if the request lacks it, "
+            "it was not sent by Stripe, or a proxy in between drops the header.",
+        )
+    timestamp, signatures, other_schemes = _parse_header(sig_header)
+    if not signatures:
+        found = f" (it only has: {', '.join(other_schemes)})" if other_schemes else ""
+        raise WebhookSignatureError(
+            WebhookSignatureReason.NO_V1_SIGNATURE,
+            f"The {SIGNATURE_HEADER!r} header carries no '{_SCHEME}' signature{found}. Stripe signs live "
+            f"requests with the '{_SCHEME}' scheme only; check that the request comes from Stripe and that "
+            "the header is passed unmodified.",
+        )
+    # Compare bytes: hmac.compare_digest refuses non-ASCII str, and the header is attacker-controlled.
+    candidates = [signature.encode("utf-8") for signature in signatures]
+    authentic = False
+    for key in keys:
+        expected = _signature(key, timestamp, body).encode("ascii")
+        for candidate in candidates:
+            authentic |= hmac.compare_digest(expected, candidate)
+    if not authentic:
+        raise WebhookSignatureError(
+            WebhookSignatureReason.NO_MATCH,
+            f"None of the {len(signatures)} '{_SCHEME}' signature(s) in the {SIGNATURE_HEADER!r} header matches "
+            f"the payload under any of the {len(keys)} configured secret(s). Check that the connection holds "
+            "this endpoint's signing secret (every endpoint, and 'stripe listen', has its own 'whsec_...'; "
+            "keep the old one next to the new one while rotating), and that the raw request body is verified "
+            "before any parsing, re-encoding or newline/charset conversion.",
+        )
+    age = (time.time() if now is None else now) - timestamp
+    if age > tolerance:
+        raise WebhookSignatureError(
+            WebhookSignatureReason.TIMESTAMP_TOO_OLD,
+            f"The signature is authentic but its timestamp (t={timestamp}) is {age:.0f} s old, beyond the "
+            f"tolerance of {tolerance} s, so the request may be a replay. If it is not, check this server's "
+            "clock (NTP) and verify requests when they arrive, not after queueing them.",
+        )
+    if -age > tolerance:
+        raise WebhookSignatureError(
+            WebhookSignatureReason.TIMESTAMP_IN_FUTURE,
+            f"The signature is authentic but its timestamp (t={timestamp}) is {-age:.0f} s in the future, "
+            f"beyond the tolerance of {tolerance} s. Check this server's clock (NTP).",
+        )
+
+
+def construct_event(
+    payload: bytes | str,
+    sig_header: str | None,
+    secrets: Sequence[str],
+    tolerance: int = DEFAULT_TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Verify a webhook with :func:`verify_signature`, then return its body parsed as a JSON object.
+
+    Returns a plain ``dict`` (not a ``stripe.Event``), so the result is the same whatever SDK
+    version is installed and can go straight into XCom. Raises :class:`WebhookSignatureError`
+    when verification fails and :class:`WebhookPayloadError` when the body is authentic but is
+    not UTF-8 JSON whose top level is an object (so it cannot be a Stripe event).
+    """
+    verify_signature(payload, sig_header, secrets, tolerance=tolerance, now=now)
+    body = _body_bytes(payload)
+    try:
+        event = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise WebhookPayloadError(
+            "The webhook signature is valid, but the body is not UTF-8 text, so it is not a Stripe event."
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise WebhookPayloadError(
+            f"The webhook signature is valid, but the body is not JSON ({exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}), so it is not a Stripe event."
+        ) from None
+    if not isinstance(event, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(event), "a number")
+        raise WebhookPayloadError(
+            f"The webhook signature is valid, but the body is {kind} in JSON, not an object, "
+            "so it is not a Stripe event."
+        )
+    return event
+
+
+def sign_payload(payload: bytes | str, secret: str, timestamp: int | None = None) -> str:
+    """Return a signature header value for ``payload``, signed the way Stripe signs webhooks.
+
+    For tests, and for users exercising their own webhook endpoints without Stripe: send the
+    result in the :data:`SIGNATURE_HEADER` header along with exactly the same body bytes.
+    ``timestamp`` (unix seconds) defaults to now. The secret is stripped like
+    :func:`parse_webhook_secrets` does, and must be a single secret (no commas or whitespace),
+    so that what is signed here verifies with :func:`verify_signature`.
+    """
+    if not isinstance(secret, str):
+        raise TypeError(f"The webhook secret must be a str, not {type(secret).__name__}.")
+    parsed = parse_webhook_secrets(secret)
+    if len(parsed) != 1:
+        raise ValueError("sign_payload needs exactly one non-empty webhook secret (no commas or whitespace inside it).")
+    if timestamp is None:
+        timestamp = int(time.time())
+    elif isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
+        raise ValueError("timestamp must be a non-negative int number of unix seconds.")
+    return f"{_TIMESTAMP_KEY}={timestamp},{_SCHEME}={_signature(parsed[0], timestamp, _body_bytes(payload))}"

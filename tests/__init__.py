@@ -1,0 +1,1 @@
+"""Test suite of the Stripe provider (a package so that ``tests.servers`` is importable)."""
