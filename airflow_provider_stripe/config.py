@@ -32,8 +32,11 @@ _ACCOUNT_RE = re.compile(r"^acct_[A-Za-z0-9]+$")
 
 
 class ConnectionLike(Protocol):
-    conn_id: str | None
-    password: str | None
+    @property
+    def conn_id(self) -> str | None: ...
+
+    @property
+    def password(self) -> str | None: ...
 
     @property
     def extra_dejson(self) -> dict[str, Any]: ...

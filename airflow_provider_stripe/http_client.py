@@ -65,15 +65,19 @@ class GovernedRequestsClient(RequestsClient):
             return decided
         return bool(super()._should_retry(response, api_connection_error, num_retries, max_network_retries))
 
-    def request(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None) -> Any:
+    def request(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, **kwargs: Any
+    ) -> Any:
         if self.limiter is not None:
             self.limiter.acquire()
-        return super().request(method, url, headers, post_data)
+        return super().request(method, url, headers, post_data, **kwargs)
 
-    def request_stream(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None) -> Any:
+    def request_stream(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, **kwargs: Any
+    ) -> Any:
         if self.limiter is not None:
             self.limiter.acquire()
-        return super().request_stream(method, url, headers, post_data)
+        return super().request_stream(method, url, headers, post_data, **kwargs)
 
     async def request_async(self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None) -> Any:
         if self.limiter is not None:

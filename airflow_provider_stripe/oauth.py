@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.errors import from_stripe_error
+from airflow_provider_stripe.sdk_compat import as_dict
 
 if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.stripe import StripeHook
@@ -63,9 +64,10 @@ def authorize_url(client_id: str, redirect_uri: str | None = None, state: str | 
     return f"{_OAUTH.authorization_url}?{urlencode(params)}", state
 
 
-def _grant(token: Any) -> ConnectGrant:
+def _grant(response: Any) -> ConnectGrant:
     from airflow.sdk.log import mask_secret
 
+    token = as_dict(response)
     access = str(token["access_token"])
     refresh = token.get("refresh_token")
     mask_secret(access)
@@ -120,4 +122,4 @@ def deauthorize(hook: StripeHook, stripe_user_id: str | None = None) -> str:
         result = client.oauth.deauthorize({"client_id": client_id, "stripe_user_id": account})
     except stripe.StripeError as exc:
         raise from_stripe_error(exc, "OAuth deauthorize") from None
-    return str(result["stripe_user_id"])
+    return str(as_dict(result)["stripe_user_id"])
