@@ -1,0 +1,149 @@
+"""Both contract windows are enforced client-side, shared per connection, and via Redis across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_stripe.hooks.stripe import StripeHook
+from airflow_provider_stripe.ratelimit import (
+    RateLimitSpec,
+    RateLimitWaitExceeded,
+    StripeRateLimiter,
+    get_rate_limiter,
+)
+from tests.servers.stub_stripe import StubServer
+
+
+def _conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, url: str, **extra: object) -> None:
+    payload = {"api_key": "sk_test_51Rate", "webhook_secret": "whsec_x", "base_url": url, **extra}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "stripe", "extra": payload}))
+
+
+@pytest.mark.parametrize(("per_minute", "per_hour"), [(3, 100), (100, 3)], ids=["minute-window", "hour-window"])
+def test_each_window_binds(per_minute: int, per_hour: int) -> None:
+    limiter = StripeRateLimiter(f"test-{per_minute}-{per_hour}-{time.time()}", RateLimitSpec(per_minute, per_hour))
+    assert [limiter.try_acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = limiter.try_acquire()
+    assert wait > 50  # the oldest slot frees up after (almost) a whole window
+    with pytest.raises(RateLimitWaitExceeded, match="3"):
+        limiter.acquire(max_wait=0.2)
+
+
+def test_hooks_of_one_connection_share_one_limiter(monkeypatch: pytest.MonkeyPatch, stub_stripe: StubServer) -> None:
+    conn_id = f"stripe_rl_{time.time_ns()}"
+    _conn(monkeypatch, conn_id, stub_stripe.url, rate_limit_per_minute=2)
+    first, second = StripeHook(conn_id), StripeHook(conn_id)
+    assert first.rate_limiter is second.rate_limiter
+    first.get_client().v1.balance.retrieve()
+    second.get_client().v1.balance.retrieve()
+
+    done = threading.Event()
+
+    def third() -> None:
+        StripeHook(conn_id).get_client().v1.balance.retrieve()
+        done.set()
+
+    worker = threading.Thread(target=third, daemon=True)
+    worker.start()
+    assert not done.wait(1.0), "a third request went out inside the 2/min window"
+    assert len(stub_stripe.requests) == 2
+    # Free the window (as time would): the blocked request then goes out.
+    first.rate_limiter._limiter.storage.reset()  # type: ignore[attr-defined]
+    assert done.wait(5.0)
+    assert len(stub_stripe.requests) == 3
+
+
+async def test_async_callers_wait_without_blocking_the_loop() -> None:
+    limiter = get_rate_limiter(f"async-{time.time_ns()}", RateLimitSpec(2, 100))
+    await limiter.acquire_async()
+    await limiter.acquire_async()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        for _ in range(5):
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    waiting = asyncio.create_task(limiter.acquire_async())
+    await ticker()
+    assert ticks == 5 and not waiting.done()  # the loop ran while the third caller waited
+    waiting.cancel()
+    with pytest.raises(RateLimitWaitExceeded):
+        await limiter.acquire_async(max_wait=0.3)
+
+
+def test_threads_never_exceed_the_limit() -> None:
+    limiter = StripeRateLimiter(f"threads-{time.time_ns()}", RateLimitSpec(50, 1000))
+    admitted = 0
+    lock = threading.Lock()
+
+    def worker() -> None:
+        nonlocal admitted
+        for _ in range(20):
+            if limiter.try_acquire() == 0:
+                with lock:
+                    admitted += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert admitted == 50
+
+
+@contextlib.contextmanager
+def _redis_server() -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not installed (.ci/run installs it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_redis_storage_shares_the_limit_across_processes() -> None:
+    with _redis_server() as uri:
+        key = f"stripe:shared-{time.time_ns()}"
+        spec = RateLimitSpec(5, 100, uri)
+        script = (
+            "import sys\n"
+            "from airflow_provider_stripe.ratelimit import RateLimitSpec, StripeRateLimiter\n"
+            f"lim = StripeRateLimiter({key!r}, RateLimitSpec(5, 100, {uri!r}))\n"
+            "print(sum(lim.try_acquire() == 0 for _ in range(4)))\n"
+        )
+        import sys
+
+        outputs = [
+            subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+            for _ in range(2)
+        ]
+        admitted = [int(o.stdout.strip()) for o in outputs]
+        assert sum(admitted) == 5, admitted
+        assert StripeRateLimiter(key, spec).try_acquire() > 0

@@ -1,0 +1,115 @@
+"""A stripe connection is validated against the contract before anything is sent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from airflow_provider_stripe.config import config_from_connection, describe_key, validate_base_url
+from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode
+from airflow_provider_stripe.errors import StripeConfigurationError
+
+KEY = "sk_test_51ValidKey000"
+WHSEC = "whsec_abc123"
+
+
+@dataclass
+class FakeConn:
+    extra_dejson: dict[str, Any] = field(default_factory=dict)
+    password: str | None = None
+    conn_id: str | None = "stripe_test"
+
+
+def conf(**extra: Any):
+    base = {"api_key": KEY, "webhook_secret": WHSEC}
+    base.update(extra)
+    return config_from_connection(FakeConn({k: v for k, v in base.items() if v is not None}))
+
+
+def test_defaults_from_contract() -> None:
+    cfg = conf()
+    assert cfg.api_version == STRIPE_CONTRACT.version_policy.current_version
+    assert cfg.base_url == STRIPE_CONTRACT.rest.base_url
+    assert (cfg.rate_limit_per_minute, cfg.rate_limit_per_hour) == (1000, 20000)
+    assert cfg.mode is Mode.BYOK and cfg.auth_type == "api_key"
+    assert cfg.webhook_secrets == (WHSEC,)
+    assert not cfg.livemode and not cfg.allow_live_mode
+
+
+def test_password_is_the_fallback_key() -> None:
+    cfg = config_from_connection(FakeConn({"webhook_secret": WHSEC}, password=KEY))
+    assert cfg.api_key == KEY
+
+
+def test_prefixed_extras_are_read() -> None:
+    cfg = config_from_connection(
+        FakeConn({"extra__stripe__api_key": KEY, "extra__stripe__webhook_secret": WHSEC, "account_id": "acct_1X"})
+    )
+    assert cfg.api_key == KEY and cfg.account_id == "acct_1X"
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "words"),
+    [
+        ({"api_key": None}, "api_key", "required by the payments.stripe contract"),
+        ({"api_key": "pk_test_123"}, "api_key", "publishable"),
+        ({"api_key": "sk_test_ab cd"}, "api_key", "malformed"),
+        ({"api_key": "sk_prod_abc"}, "api_key", "malformed"),
+        ({"webhook_secret": None}, "webhook_secret", "required by the payments.stripe contract"),
+        ({"api_version": "2020-08-27"}, "api_version", "supported: 2024-11-20.acacia"),
+        ({"base_url": "http://api.example.com"}, "base_url", "loopback"),
+        ({"base_url": "ftp://127.0.0.1"}, "base_url", "not an http"),
+        ({"base_url": "https://api.example.com/v1"}, "base_url", "only scheme, host and port"),
+        ({"account_id": "123"}, "account_id", "acct_"),
+        ({"mode": "hosted"}, "mode", "allowed: managed, byok"),
+        ({"mode": "managed"}, "auth_type", "oauth2"),
+        ({"auth_type": "oauth2"}, "oauth_client_id", "airflow-stripe-oauth"),
+        ({"rate_limit_per_minute": 0}, "rate_limit_per_minute", "minimum"),
+        ({"rate_limit_per_hour": "many"}, "rate_limit_per_hour", "not a valid integer"),
+        ({"allow_live_mode": "perhaps"}, "allow_live_mode", "not a valid boolean"),
+        ({"region": 5}, "region", "is not of type 'string'"),
+    ],
+)
+def test_invalid_connections_name_the_field(extra: dict[str, Any], field: str, words: str) -> None:
+    with pytest.raises(StripeConfigurationError) as info:
+        conf(**extra)
+    assert info.value.field == field
+    assert words in str(info.value)
+    assert "stripe_test" in str(info.value)
+
+
+def test_errors_never_echo_a_key() -> None:
+    with pytest.raises(StripeConfigurationError) as info:
+        conf(api_key="sk_test_abc$def")
+    assert "abc$def" not in str(info.value)
+
+
+def test_form_strings_are_coerced() -> None:
+    cfg = conf(rate_limit_per_minute="10", allow_live_mode="true", timeout="2.5", max_network_retries="0")
+    assert (cfg.rate_limit_per_minute, cfg.allow_live_mode, cfg.timeout, cfg.max_network_retries) == (10, True, 2.5, 0)
+
+
+def test_rotation_secrets() -> None:
+    assert conf(webhook_secret="whsec_new, whsec_old").webhook_secrets == ("whsec_new", "whsec_old")
+    assert conf(webhook_secret=["whsec_a", "whsec_b"]).webhook_secrets == ("whsec_a", "whsec_b")
+
+
+def test_oauth_managed_connection() -> None:
+    cfg = conf(mode="managed", auth_type="oauth2", oauth_client_id="ca_123", account_id="acct_1Conn")
+    assert cfg.mode is Mode.MANAGED and cfg.account_id == "acct_1Conn"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8420", "http://localhost:1", "http://[::1]:80", "https://api.stripe.com"]
+)
+def test_base_url_allowed(url: str) -> None:
+    assert validate_base_url(url) == url
+
+
+def test_describe_key_never_returns_the_key() -> None:
+    assert describe_key("rk_live_abc") == "restricted live key"
+    assert describe_key("sk_test_abc") == "secret test key"
+    assert describe_key("pk_test_abc") == "publishable key"
+    assert conf(api_key="rk_live_abc").livemode
