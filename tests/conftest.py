@@ -1,0 +1,56 @@
+"""Shared fixtures. Airflow is pointed at a throwaway home before anything imports it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests import airflow_env
+from tests.servers.fault_proxy import FaultPlan, FaultProxy, run_fault_proxy
+from tests.servers.localstripe_server import flush_localstripe, run_localstripe
+from tests.servers.stub_stripe import StubServer, run_stub
+
+airflow_env.configure()
+
+
+# -- test servers (logic in tests/servers/) --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def localstripe_url() -> Iterator[str]:
+    """One real localstripe per session (127.0.0.1, free port); fails loudly if it cannot start."""
+    with run_localstripe() as url:
+        yield url
+
+
+@pytest.fixture
+def localstripe(localstripe_url: str) -> str:
+    """The session's localstripe, flushed before the test: ``http://127.0.0.1:PORT``."""
+    flush_localstripe(localstripe_url)
+    return localstripe_url
+
+
+@pytest.fixture
+def stub_stripe() -> Iterator[StubServer]:
+    """A fresh recording Stripe stub (``.url``, ``.requests``, ``.enqueue``, ``.responder``)."""
+    with run_stub() as stub:
+        yield stub
+
+
+FaultProxyFactory = Callable[..., FaultProxy]
+
+
+@pytest.fixture
+def fault_proxy(localstripe: str) -> Iterator[FaultProxyFactory]:
+    """Factory ``(faults=FaultPlan(...), seed=0, upstream_url=<flushed localstripe>) -> FaultProxy``.
+
+    Every proxy it starts is stopped at teardown.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def start(faults: FaultPlan | None = None, seed: int = 0, upstream_url: str | None = None) -> FaultProxy:
+            return stack.enter_context(run_fault_proxy(upstream_url or localstripe, faults=faults, seed=seed))
+
+        yield start

@@ -1,0 +1,1 @@
+"""Local test servers: real localstripe, a recording Stripe stub, a fault-injecting proxy."""
