@@ -26,7 +26,11 @@ else
     python="$(command -v python3)"
 fi
 
-command -v uv >/dev/null || { echo "uv is required (https://docs.astral.sh/uv/)" >&2; exit 2; }
+# uv as installed by scripts/bootstrap.sh (python3 -m uv), or on PATH.
+if ! command -v uv >/dev/null; then
+    uv() { python3 -m uv "$@"; }
+    uv --version >/dev/null 2>&1 || { echo "uv is required: run scripts/bootstrap.sh first" >&2; exit 2; }
+fi
 
 start=${SECONDS}
 ready() {
