@@ -1,0 +1,342 @@
+"""Check what a task is about to send to Stripe, before anything is sent.
+
+Every money-moving operator validates its inputs here first, so a bad amount, currency,
+statement descriptor or metadata fails the task with an actionable message (which field,
+which batch item, what to do) and no request ever leaves the worker. The rules are
+Stripe's own (amounts in minor units, at most 8 digits, minimum charge amounts,
+zero- and three-decimal currencies, statement descriptor and metadata limits).
+
+Nothing here imports the Stripe SDK or Airflow: it is pure, cheap and unit-testable.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+ZERO_DECIMAL_CURRENCIES: frozenset[str] = frozenset(
+    ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
+)
+"""Currencies whose amounts Stripe takes in the main unit (``500`` jpy is ¥500)."""
+
+THREE_DECIMAL_CURRENCIES: frozenset[str] = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+"""Currencies with three decimals; Stripe requires their amounts to end in 0."""
+
+MIN_CHARGE_AMOUNTS: Mapping[str, int] = MappingProxyType(
+    {
+        "usd": 50,
+        "aed": 200,
+        "aud": 50,
+        "bgn": 100,
+        "brl": 50,
+        "cad": 50,
+        "chf": 50,
+        "czk": 1500,
+        "dkk": 250,
+        "eur": 50,
+        "gbp": 30,
+        "hkd": 400,
+        "huf": 17500,
+        "inr": 50,
+        "jpy": 50,
+        "mxn": 1000,
+        "myr": 200,
+        "nok": 300,
+        "nzd": 50,
+        "pln": 200,
+        "ron": 200,
+        "sek": 300,
+        "sgd": 50,
+        "thb": 1000,
+    }
+)
+"""Stripe's minimum charge amount per currency, in the amount's own units (minor units,
+or the main unit for zero-decimal currencies). Currencies not listed are not checked
+client-side: Stripe's rule for them is "the equivalent of 0.50 USD", which needs an
+exchange rate, so Stripe itself will refuse a too-small charge."""
+
+MAX_AMOUNT_DIGITS = 8
+MAX_AMOUNT = 10**MAX_AMOUNT_DIGITS - 1
+
+STATEMENT_DESCRIPTOR_MIN = 5
+STATEMENT_DESCRIPTOR_MAX = 22
+STATEMENT_DESCRIPTOR_FORBIDDEN = frozenset("<>\\'\"*")
+
+METADATA_MAX_KEYS = 50
+METADATA_KEY_MAX = 40
+METADATA_VALUE_MAX = 500
+
+_CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
+
+
+class StripeInputError(ValueError):
+    """A task input Stripe would refuse (or that would move the wrong amount).
+
+    :param message: what is wrong with the value and what to do about it.
+    :param field: the parameter at fault (``amount``, ``metadata``, ...).
+    :param index: the item's position, when the value belongs to one item of a batch.
+    :param reference: the item's own reference (e.g. an invoice number), in a batch.
+    """
+
+    def __init__(self, message: str, *, field: str, index: int | None = None, reference: str | None = None) -> None:
+        self.field = field
+        self.index = index
+        self.reference = reference
+        self.problem = message
+        where = []
+        if index is not None:
+            where.append(f"item {index}")
+        if reference is not None:
+            where.append(f"reference {reference!r}")
+        prefix = (", ".join(where) + ", " if where else "") + f"field {field!r}: "
+        super().__init__(prefix + message)
+
+
+def _describe(value: Any) -> str:
+    """A short, safe rendering of a bad value for an error message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate_currency(
+    currency: Any, *, field: str = "currency", index: int | None = None, reference: str | None = None
+) -> str:
+    """Return the currency as a lowercase 3-letter ISO 4217 code, or raise :class:`StripeInputError`."""
+    if not isinstance(currency, str) or not _CURRENCY_RE.match(currency):
+        raise StripeInputError(
+            f"{_describe(currency)} is not a currency: pass a 3-letter ISO 4217 code such as 'eur' or 'usd'",
+            field=field,
+            index=index,
+            reference=reference,
+        )
+    return currency.lower()
+
+
+def currency_exponent(currency: str) -> int:
+    """How many decimals the currency's minor unit has in Stripe amounts (0, 2 or 3)."""
+    code = currency.lower()
+    if code in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    if code in THREE_DECIMAL_CURRENCIES:
+        return 3
+    return 2
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """Human form of a Stripe amount for logs: ``1234, 'eur'`` -> ``12.34 EUR``; ``500 JPY``."""
+    exponent = currency_exponent(currency)
+    value = Decimal(int(amount)).scaleb(-exponent)
+    return f"{value:.{exponent}f} {currency.upper()}"
+
+
+def validate_amount(
+    amount: Any,
+    currency: Any,
+    *,
+    field: str = "amount",
+    for_charge: bool = False,
+    index: int | None = None,
+    reference: str | None = None,
+) -> int:
+    """Return ``amount`` if it is a valid Stripe amount in ``currency``, else raise.
+
+    A valid amount is a positive ``int`` in the currency's minor unit (cents for eur,
+    yen for jpy) with at most 8 digits. Floats, strings, bools and non-integral numbers
+    are refused, never rounded: a silently rounded amount is a wrong payment. For
+    three-decimal currencies the amount must end in 0. With ``for_charge=True`` the
+    amount must reach Stripe's minimum charge amount for the currency.
+
+    ``currency`` may be ``None`` when it is not known yet (e.g. a partial refund of a
+    charge whose currency only Stripe knows); currency-specific rules are then skipped.
+    """
+    where: dict[str, Any] = {"field": field, "index": index, "reference": reference}
+    code = None if currency is None else validate_currency(currency, index=index, reference=reference)
+    example = f"e.g. 1250 for {format_amount(1250, code)}" if code else "e.g. 1250 for 12.50 EUR"
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        kind = type(amount).__name__
+        hint = (
+            " (a templated value renders as a string: pass an int, an XComArg, or set "
+            "render_template_as_native_obj=True on the task or DAG)"
+            if isinstance(amount, str)
+            else ""
+        )
+        raise StripeInputError(
+            f"{_describe(amount)} is a {kind}, not an integer: pass the amount as an int in the currency's minor "
+            f"unit, {example}; amounts are never rounded{hint}",
+            **where,
+        )
+    if amount <= 0:
+        raise StripeInputError(f"{amount} is not positive: pass an amount greater than 0 in minor units", **where)
+    if amount > MAX_AMOUNT:
+        raise StripeInputError(
+            f"{amount} has more than {MAX_AMOUNT_DIGITS} digits (Stripe's maximum is {MAX_AMOUNT}); "
+            "check the unit (minor units, not micro-units) or split the amount",
+            **where,
+        )
+    if code is None:
+        return amount
+    if code in THREE_DECIMAL_CURRENCIES and amount % 10:
+        raise StripeInputError(
+            f"{amount} {code.upper()}: Stripe requires three-decimal currency amounts to end in 0 "
+            f"(round to {amount - amount % 10} or {amount - amount % 10 + 10})",
+            **where,
+        )
+    minimum = MIN_CHARGE_AMOUNTS.get(code)
+    if for_charge and minimum is not None and amount < minimum:
+        raise StripeInputError(
+            f"{format_amount(amount, code)} is below Stripe's minimum charge of {format_amount(minimum, code)} "
+            f"(amount {minimum}); charge at least that much",
+            **where,
+        )
+    return amount
+
+
+def _is_latin(char: str) -> bool:
+    """Printable ASCII, or a letter from a Latin script (é, ß, ø...): what Stripe accepts on statements."""
+    if " " <= char <= "~":
+        return True
+    if not char.isalpha():
+        return False
+    return unicodedata.name(char, "").startswith("LATIN ")
+
+
+def validate_statement_descriptor(
+    value: Any,
+    *,
+    suffix: bool = False,
+    field: str | None = None,
+    index: int | None = None,
+    reference: str | None = None,
+) -> str | None:
+    """Return the descriptor if Stripe would accept it (``None`` passes through), else raise.
+
+    A full ``statement_descriptor`` is 5-22 characters with at least one letter. A
+    ``suffix=True`` value (``statement_descriptor_suffix``, and a payout's
+    ``statement_descriptor``, both just "up to 22 characters") has no minimum length.
+    Both must be Latin characters only and contain none of ``< > \\ ' " *``.
+    """
+    name = field or ("statement_descriptor_suffix" if suffix else "statement_descriptor")
+    where: dict[str, Any] = {"field": name, "index": index, "reference": reference}
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise StripeInputError(f"{_describe(value)} is not a string: pass text or None", **where)
+    if not value.strip():
+        raise StripeInputError("is blank: pass text or leave it unset (None)", **where)
+    if len(value) > STATEMENT_DESCRIPTOR_MAX:
+        raise StripeInputError(
+            f"{value!r} has {len(value)} characters; Stripe allows at most {STATEMENT_DESCRIPTOR_MAX}: shorten it",
+            **where,
+        )
+    forbidden = sorted({c for c in value if c in STATEMENT_DESCRIPTOR_FORBIDDEN})
+    if forbidden:
+        raise StripeInputError(
+            f"{value!r} contains {' '.join(forbidden)}; Stripe forbids < > \\ ' \" * on statements: remove them",
+            **where,
+        )
+    non_latin = [c for c in value if not _is_latin(c)]
+    if non_latin:
+        raise StripeInputError(
+            f"{value!r} contains non-Latin characters ({''.join(dict.fromkeys(non_latin))}); statements accept "
+            "Latin letters, digits, spaces and basic punctuation only",
+            **where,
+        )
+    if not suffix:
+        if len(value) < STATEMENT_DESCRIPTOR_MIN:
+            raise StripeInputError(
+                f"{value!r} has {len(value)} characters; a full statement descriptor needs at least "
+                f"{STATEMENT_DESCRIPTOR_MIN}: lengthen it",
+                **where,
+            )
+        if not any(c.isalpha() for c in value):
+            raise StripeInputError(f"{value!r} has no letter; a statement descriptor needs at least one", **where)
+    return value
+
+
+def validate_metadata(
+    metadata: Any, *, field: str = "metadata", index: int | None = None, reference: str | None = None
+) -> dict[str, str]:
+    """Return metadata as Stripe stores it (``dict[str, str]``), or raise naming the bad key.
+
+    At most 50 keys; keys are non-empty strings of at most 40 characters without square
+    brackets; values are strings of at most 500 characters. Numbers are converted with
+    ``str()``; ``None``, bools and nested structures are refused, because Stripe would
+    either drop the key (``None``/empty means "unset") or store an unexpected text.
+    ``None`` for the whole mapping means no metadata.
+    """
+    where: dict[str, Any] = {"field": field, "index": index, "reference": reference}
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise StripeInputError(
+            f"{_describe(metadata)} is a {type(metadata).__name__}, not a mapping: pass a dict of str -> str",
+            **where,
+        )
+    if len(metadata) > METADATA_MAX_KEYS:
+        raise StripeInputError(
+            f"has {len(metadata)} keys; Stripe allows at most {METADATA_MAX_KEYS}: drop or merge some", **where
+        )
+    out: dict[str, str] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key:
+            raise StripeInputError(f"key {_describe(key)} is not a non-empty string: use text keys", **where)
+        if len(key) > METADATA_KEY_MAX:
+            raise StripeInputError(
+                f"key {key!r} has {len(key)} characters; Stripe allows at most {METADATA_KEY_MAX}: shorten it",
+                **where,
+            )
+        if "[" in key or "]" in key:
+            raise StripeInputError(f"key {key!r} contains square brackets, which Stripe refuses: rename it", **where)
+        if value is None or isinstance(value, bool):
+            raise StripeInputError(
+                f"value of key {key!r} is {value!r}: pass text (e.g. 'true'/'false'), or leave the key out",
+                **where,
+            )
+        if isinstance(value, (int, float, Decimal)):
+            text = str(value)
+        elif isinstance(value, str):
+            text = value
+        else:
+            raise StripeInputError(
+                f"value of key {key!r} is a {type(value).__name__}; metadata values must be flat text: "
+                "serialise it (e.g. json.dumps) or split it over several keys",
+                **where,
+            )
+        if len(text) > METADATA_VALUE_MAX:
+            raise StripeInputError(
+                f"value of key {key!r} has {len(text)} characters; Stripe allows at most {METADATA_VALUE_MAX}",
+                **where,
+            )
+        out[key] = text
+    return out
+
+
+_OBJECT_ID_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def validate_object_id(
+    value: Any,
+    *,
+    field: str,
+    prefixes: Sequence[str],
+    index: int | None = None,
+    reference: str | None = None,
+) -> str:
+    """Return ``value`` if it looks like a Stripe id with one of ``prefixes`` (``ch_``, ``acct_``...).
+
+    Catches the usual mix-ups (a customer id where a charge id belongs, an unrendered
+    template, an empty XCom) before a request is made.
+    """
+    if not isinstance(value, str) or not value.startswith(tuple(prefixes)) or not _OBJECT_ID_RE.match(value):
+        expected = " or ".join(f"{p}..." for p in prefixes)
+        raise StripeInputError(
+            f"{_describe(value)} is not a Stripe id of the expected kind: pass an id starting with {expected}",
+            field=field,
+            index=index,
+            reference=reference,
+        )
+    return value

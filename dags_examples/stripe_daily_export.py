@@ -1,0 +1,47 @@
+"""Export each day's Stripe charges and payouts to JSON Lines files.
+
+Each run covers its data interval, one UTC day ``[data_interval_start, data_interval_end)``
+(a ``CronDataIntervalTimetable``: a plain cron schedule would give runs an empty interval).
+:class:`~airflow_provider_stripe.operators.exports.StripeListChargesOperator` and
+:class:`~airflow_provider_stripe.operators.exports.StripeListPayoutsOperator` page through
+Stripe with auto-pagination and write one object per line as they go, so memory stays flat
+on busy days. The files land in ``<export_dir>/charges/<day>.jsonl`` and
+``<export_dir>/payouts/<day>.jsonl``; ``export_dir`` may be a local directory or an object
+storage URL (``s3://bucket/stripe``; set ``storage_conn_id`` on the operators). Rerunning a
+day replaces its files. Each task returns ``{"path", "count", ...}`` as XCom.
+
+Runs against whatever the ``stripe_default`` connection points to. Charge objects hold
+customer data (billing details, emails): store the exports accordingly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+from airflow_provider_stripe.operators.exports import StripeListChargesOperator, StripeListPayoutsOperator
+
+STRIPE_CONN_ID = "stripe_default"
+DAY = "{{ data_interval_start | ds }}"
+
+with DAG(
+    dag_id="stripe_daily_export",
+    description="Export the day's Stripe charges and payouts to JSON Lines",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime(2025, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["stripe", "export", "example"],
+    params={"export_dir": Param("/tmp/stripe-exports", type="string", description="local directory or object URL")},
+) as dag:
+    StripeListChargesOperator(
+        task_id="export_charges",
+        stripe_conn_id=STRIPE_CONN_ID,
+        path="{{ params.export_dir }}/charges/" + DAY + ".jsonl",
+    )
+    StripeListPayoutsOperator(
+        task_id="export_payouts",
+        stripe_conn_id=STRIPE_CONN_ID,
+        path="{{ params.export_dir }}/payouts/" + DAY + ".jsonl",
+    )

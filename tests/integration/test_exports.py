@@ -1,0 +1,181 @@
+"""Export operators against a real localstripe (behind a recording, fault-free proxy).
+
+* N charges / payouts are streamed across several pages into JSON Lines;
+* a ``created`` window excludes objects outside it, although localstripe supports no
+  ``created[gte]``/``created[lt]`` (the documented fallback plus client-side filtering);
+* the window defaults to the run's data interval; an empty window is refused;
+* object storage paths work through Airflow's ``ObjectStoragePath``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stripe
+
+from airflow_provider_stripe.operators.exports import StripeListChargesOperator, StripeListPayoutsOperator
+from airflow_provider_stripe.validation import StripeInputError
+from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
+from tests.servers.fault_proxy import FaultProxy
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _client(url: str) -> stripe.StripeClient:
+    return stripe.StripeClient(TEST_KEY, base_addresses={"api": url})
+
+
+def _charge(client: stripe.StripeClient, amount: int) -> Any:
+    return client.v1.charges.create({"amount": amount, "currency": "eur", "source": "pm_card_visa"})
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _wait_next_second(after: int) -> None:
+    """localstripe's ``created`` has 1 s resolution: make the next object strictly newer."""
+    while int(time.time()) <= after:
+        time.sleep(0.05)
+
+
+def test_charges_export_streams_every_page(
+    fault_proxy: Callable[..., FaultProxy], localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    client = _client(localstripe)
+    ids = [_charge(client, 1000 + i).id for i in range(5)]
+    proxy = fault_proxy()
+    conn = stripe_connection(monkeypatch, proxy.url)
+    now = int(time.time())
+    target = tmp_path / "charges" / "day.jsonl"
+    op = StripeListChargesOperator(
+        task_id="export",
+        stripe_conn_id=conn,
+        path=str(target),
+        created_gte=now - 3600,
+        created_lt=now + 3600,
+        page_size=2,
+    )
+    result = op.execute(task_context())
+    assert result["path"] == str(target)
+    assert result["count"] == 5
+    rows = _read(target)
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    assert all(r["object"] == "charge" and r["currency"] == "eur" for r in rows)
+    assert not list(target.parent.glob("*.part"))  # written under a temporary name, then renamed
+    pages = [r for r in proxy.records if r.method == "GET" and r.path == "/v1/charges" and r.status == 200]
+    assert len(pages) == 3  # 2 + 2 + 1, each streamed to the file as it arrived
+
+
+def test_window_excludes_objects_outside_it(localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    client = _client(localstripe)
+    before = _charge(client, 1100)
+    _wait_next_second(before.created)
+    inside = [_charge(client, 1200), _charge(client, 1300)]
+    _wait_next_second(max(c.created for c in inside))
+    after = _charge(client, 1400)
+    assert before.created < inside[0].created <= inside[1].created < after.created
+
+    conn = stripe_connection(monkeypatch, localstripe)
+    start = datetime.fromtimestamp(inside[0].created, timezone.utc)
+    end = datetime.fromtimestamp(after.created, timezone.utc)
+    # The default window is the run's data interval.
+    ctx = task_context(data_interval_start=start, data_interval_end=end)
+    result = StripeListChargesOperator(task_id="e", stripe_conn_id=conn, path=str(tmp_path / "c.jsonl")).execute(ctx)
+    assert result["count"] == 2
+    assert sorted(r["id"] for r in _read(tmp_path / "c.jsonl")) == sorted(c.id for c in inside)
+    assert (result["created_gte"], result["created_lt"]) == (inside[0].created, after.created)
+
+    # Overrides win over the data interval; ISO strings (rendered templates) are accepted.
+    result = StripeListChargesOperator(
+        task_id="e",
+        stripe_conn_id=conn,
+        path=str(tmp_path / "all.jsonl"),
+        created_gte=start.replace(second=0) - timedelta(minutes=1),
+        created_lt=(end + timedelta(seconds=1)).isoformat(),
+    ).execute(ctx)
+    assert result["count"] == 4
+
+
+def test_payouts_export_without_any_server_side_filter(
+    localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # localstripe refuses every created filter on /v1/payouts: the export falls back to none.
+    client = _client(localstripe)
+    payouts = [client.v1.payouts.create({"amount": 500 * (i + 1), "currency": "eur"}) for i in range(3)]
+    conn = stripe_connection(monkeypatch, localstripe)
+    now = int(time.time())
+    result = StripeListPayoutsOperator(
+        task_id="p",
+        stripe_conn_id=conn,
+        path=str(tmp_path / "payouts.jsonl"),
+        created_gte=now - 60,
+        created_lt=now + 60,
+        page_size=2,
+    ).execute(task_context())
+    assert result["count"] == 3
+    rows = _read(tmp_path / "payouts.jsonl")
+    assert [r["id"] for r in rows] == [p.id for p in payouts]  # localstripe lists oldest first
+    assert {r["object"] for r in rows} == {"payout"}
+
+
+def test_bad_window_or_path_sends_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    conn = stripe_connection(monkeypatch, "http://127.0.0.1:9")  # nothing listens: any request would fail
+    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    cases: list[tuple[dict[str, Any], dict[str, Any], str]] = [
+        ({}, {}, "created_gte"),  # unscheduled manual run: no data interval
+        ({}, {"data_interval_start": now, "data_interval_end": now}, "created_lt"),  # trigger timetable
+        ({"created_gte": "yesterday-ish", "created_lt": now}, {}, "created_gte"),
+        ({"created_gte": now, "created_lt": now, "path": ""}, {}, "created_lt"),
+        ({"created_gte": now - timedelta(days=1), "created_lt": now, "path": ""}, {}, "path"),
+        ({"created_gte": now - timedelta(days=1), "created_lt": now, "page_size": 500}, {}, "page_size"),
+        (
+            {"created_gte": now - timedelta(days=1), "created_lt": now, "list_params": {"created[gt]": 1}},
+            {},
+            "list_params",
+        ),
+    ]
+    for kwargs, ctx, field in cases:
+        op = StripeListChargesOperator(
+            task_id="e", stripe_conn_id=conn, **{"path": str(tmp_path / "x.jsonl"), **kwargs}
+        )
+        with pytest.raises(StripeInputError) as info:
+            op.execute(task_context(**ctx))
+        assert info.value.field == field, kwargs
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_object_storage_path(localstripe: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.io import fs as airflow_fs
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    # Register fsspec's in-memory filesystem the way a provider registers s3:// or gs://.
+    memory = MemoryFileSystem()
+    monkeypatch.setitem(airflow_fs._register_filesystems(), "memory", lambda conn_id: memory)
+    client = _client(localstripe)
+    ids = {_charge(client, 2000).id, _charge(client, 2100).id}
+    conn = stripe_connection(monkeypatch, localstripe)
+    now = int(time.time())
+    result = StripeListChargesOperator(
+        task_id="e",
+        stripe_conn_id=conn,
+        path="memory://exports/charges.jsonl",
+        created_gte=now - 60,
+        created_lt=now + 60,
+    ).execute(task_context())
+    assert result == {
+        "path": "memory://exports/charges.jsonl",
+        "count": 2,
+        "created_gte": now - 60,
+        "created_lt": now + 60,
+        "account_id": None,
+    }
+    lines = memory.cat_file("/exports/charges.jsonl").decode().splitlines()
+    assert {json.loads(line)["id"] for line in lines} == ids
+    assert not memory.exists("/exports/.charges.jsonl.part")
