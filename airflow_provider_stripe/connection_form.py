@@ -46,10 +46,19 @@ class ConnField:
     def default(self) -> Any:
         return self.schema.get("default")
 
+    @property
+    def required(self) -> bool:
+        """Only what the contract requires (apiKey, webhookSecret) must be filled in."""
+        return self.contract_property in (*STRIPE_CONTRACT.secrets.required, *STRIPE_CONTRACT.config.required)
+
     def provider_info_entry(self) -> dict[str, Any]:
         schema = dict(self.schema)
         if self.secret:
             schema["format"] = "password"
+        if not self.required:
+            # Airflow's form marks every field whose type does not admit null as required and
+            # disables Save until it is filled: optional fields must say so.
+            schema["type"] = [schema["type"], "null"]
         return {"label": self.label, "description": self.description, "schema": schema}
 
 
@@ -208,5 +217,5 @@ def ui_field_behaviour() -> dict[str, Any]:
     return {
         "hidden-fields": list(HIDDEN_STANDARD_FIELDS),
         "relabeling": {},
-        "placeholders": {"description": f"Stripe connection ({_DOCS})"},
+        "placeholders": {},
     }

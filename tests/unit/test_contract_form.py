@@ -38,7 +38,8 @@ def test_every_contract_property_is_a_form_field(schema, secret: bool) -> None:
         assert name in fields, f"{prop} missing from conn-fields"
         entry = fields[name]
         assert entry["description"].startswith(prop_schema["description"])
-        assert entry["schema"]["type"] == prop_schema["type"]
+        expected_type = prop_schema["type"] if prop in schema.required else [prop_schema["type"], "null"]
+        assert entry["schema"]["type"] == expected_type
         assert (entry["schema"].get("format") == "password") is secret
 
 
