@@ -1,0 +1,138 @@
+"""SIMULATION ONLY: a "bank" that settles payouts on a local Stripe-compatible server.
+
+Real Stripe moves a payout from ``pending`` to ``paid`` (or ``failed``) itself, when the
+bank confirms it. localstripe never does: its payouts stay ``pending`` forever, so a
+sensor waiting for them would never finish. :class:`SettlementSimulator` plays the bank:
+a background thread lists the server's payouts and, once a payout has been seen
+``pending`` for ``delay`` seconds, sets its status through localstripe's update endpoint
+(``POST /v1/payouts/{id}`` with ``status=paid``) -- a call real Stripe refuses, which is
+why this refuses any base URL that is not a loopback address.
+
+``decide`` chooses the outcome per payout (default: paid), so tests can also simulate a
+``failed`` payout with a ``failure_code`` and ``failure_message``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The outcome the simulated bank gives one payout."""
+
+    status: str = "paid"
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+    def form(self) -> dict[str, str]:
+        return {
+            k: v
+            for k, v in (
+                ("status", self.status),
+                ("failure_code", self.failure_code),
+                ("failure_message", self.failure_message),
+            )
+            if v is not None
+        }
+
+
+PAID = Settlement()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+Decide = Callable[[Mapping[str, Any]], Settlement]
+
+
+class SettlementSimulator:
+    """Settle every ``pending`` payout of a local server ``delay`` seconds after first seeing it.
+
+    Use as a context manager (starts and stops the thread). ``settled`` maps each payout
+    id it changed to the :class:`Settlement` it applied.
+
+    :param base_url: the local server, e.g. ``http://127.0.0.1:PORT`` (loopback only).
+    :param api_key: any test key the server accepts.
+    :param delay: seconds a payout stays ``pending`` before it is settled.
+    :param interval: seconds between scans.
+    :param decide: payout (as JSON) -> :class:`Settlement`; default: paid.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        delay: float = 2.0,
+        interval: float = 0.25,
+        decide: Decide | None = None,
+    ) -> None:
+        if not _is_loopback(urlsplit(base_url).hostname or ""):
+            raise ValueError(f"the settlement simulator only drives a local test server, not {base_url}")
+        self.base_url = base_url.rstrip("/")
+        self.delay = delay
+        self.interval = interval
+        self.decide = decide or (lambda _payout: PAID)
+        self.settled: dict[str, Settlement] = {}
+        self._first_seen: dict[str, float] = {}
+        self._session = requests.Session()
+        self._session.auth = (api_key, "")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="settlement-simulator", daemon=True)
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> SettlementSimulator:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._session.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.scan_once()
+            except requests.RequestException as exc:  # the server may be restarting: keep trying
+                self.error = exc
+            self._stop.wait(self.interval)
+
+    def scan_once(self) -> None:
+        """Settle the pending payouts whose delay has passed (one pass)."""
+        now = time.monotonic()
+        for payout in self._iter_payouts():
+            payout_id = payout["id"]
+            if payout.get("status") != "pending" or payout_id in self.settled:
+                continue
+            first = self._first_seen.setdefault(payout_id, now)
+            if now - first < self.delay:
+                continue
+            outcome = self.decide(payout)
+            resp = self._session.post(f"{self.base_url}/v1/payouts/{payout_id}", data=outcome.form(), timeout=5)
+            resp.raise_for_status()
+            self.settled[payout_id] = outcome
+
+    def _iter_payouts(self) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": 100}
+        while True:
+            resp = self._session.get(f"{self.base_url}/v1/payouts", params=params, timeout=5)
+            resp.raise_for_status()
+            page = resp.json()
+            yield from page["data"]
+            if not page.get("has_more") or not page["data"]:
+                return
+            params["starting_after"] = page["data"][-1]["id"]
