@@ -1,0 +1,276 @@
+"""When is a set of Stripe payouts done? One answer, shared by the sensor and the trigger.
+
+:class:`PayoutWatch` holds what a wait has observed so far -- the payout ids and, for each
+payout seen ``paid``, when it was first seen paid -- and turns each new observation into
+a :class:`Verdict`:
+
+* ``failure`` as soon as any payout is ``failed`` or ``canceled`` (or does not exist):
+  waiting longer cannot help, so the caller fails at once, naming each payout with its
+  ``failure_code`` and ``failure_message``;
+* ``success`` once every payout is ``paid`` -- and, with a grace period, has been seen
+  ``paid`` for at least that long (Stripe notes that a paid payout can still turn
+  ``failed`` shortly afterwards);
+* ``waiting`` otherwise, with counts per status for the log.
+
+A payout that has been paid for the whole grace period is *settled* and is not looked up
+again. :func:`normalize_payout_ids` accepts every shape a DAG hands the sensor (one id, a
+list, the batch operator's result). Pure Python: no Stripe SDK, no Airflow.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PAID = "paid"
+FAILED_STATUSES: frozenset[str] = frozenset({"failed", "canceled"})
+"""Final statuses that mean the money did not arrive."""
+NOT_FOUND = "not_found"
+"""Pseudo-status of an id Stripe does not know (on this account)."""
+
+PAYOUT_ID_PREFIX = "po_"
+_RESULT_LIST_KEYS = ("results", "items", "payouts")
+
+Outcome = Literal["success", "failure", "waiting"]
+
+
+class PayoutIdsError(ValueError):
+    """The sensor's ``payout_ids`` input is not something it can wait for."""
+
+
+def normalize_payout_ids(value: Any) -> tuple[str, ...]:
+    """Return the payout ids in ``value``, de-duplicated, in order.
+
+    Accepts a ``po_...`` id; a list of ids; the batch operator's result (a dict whose
+    ``results`` list holds dicts with ``payout_id``, or whose ``summary.results_path``
+    names the JSON Lines file of every item's result); one such item dict or a list of
+    them; or any of these as JSON / Python-literal text (what a Jinja template renders an
+    XCom to). Items without a ``payout_id`` (payouts never created: failed, dry run) are
+    skipped: there is nothing to wait for.
+    """
+    ids: dict[str, None] = {}
+    for item in _flatten(_parse_text(value)):
+        if not item.startswith(PAYOUT_ID_PREFIX) or len(item) <= len(PAYOUT_ID_PREFIX):
+            raise PayoutIdsError(
+                f"{item!r} is not a Stripe payout id ({PAYOUT_ID_PREFIX}...): pass payout ids, or the result of "
+                "StripePayoutBatchOperator (e.g. payout_ids=create_payouts.output)"
+            )
+        ids[item] = None
+    return tuple(ids)
+
+
+def _parse_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text.startswith(("[", "{", "(")):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise PayoutIdsError(
+            f"payout_ids text {text[:80]!r} is neither JSON nor a Python literal; pass the XCom itself "
+            "(payout_ids=create_payouts.output) rather than a rendered string"
+        ) from None
+
+
+def _flatten(value: Any) -> Iterable[str]:
+    if value is None:
+        return
+    if isinstance(value, str):
+        if value.strip():
+            yield value.strip()
+        return
+    if isinstance(value, Mapping):
+        if "payout_id" in value or "outcome" in value:  # one item's result
+            if value.get("payout_id"):
+                yield str(value["payout_id"])
+            return
+        summary = value.get("summary")
+        if isinstance(summary, Mapping) and summary.get("results_path"):
+            yield from _flatten(_read_results_file(summary["results_path"]))
+            return
+        if isinstance(summary, Mapping) and summary.get("results_truncated"):
+            raise PayoutIdsError(
+                "the batch result lists only its failed items (the batch exceeded its inline_limit), so the "
+                "created payout ids are not in it: set results_path on StripePayoutBatchOperator and the sensor "
+                "reads every payout id from that file"
+            )
+        for key in _RESULT_LIST_KEYS:
+            if key in value:
+                yield from _flatten(value[key])
+                return
+        raise PayoutIdsError(
+            f"payout_ids got a dict with keys {sorted(map(str, value))[:10]} but no payout_id and no "
+            f"{'/'.join(_RESULT_LIST_KEYS)} list: pass payout ids or the batch operator's result"
+        )
+    if isinstance(value, Iterable):
+        for item in value:
+            yield from _flatten(item)
+        return
+    raise PayoutIdsError(f"payout_ids must be ids, a list of ids or a batch result, not {type(value).__name__}")
+
+
+def _field(obj: Any, name: str) -> Any:
+    """``obj[name]`` or ``None``: works for dicts and ``stripe.StripeObject`` (which has no ``.get``)."""
+    return obj[name] if name in obj else None  # noqa: SIM401
+
+
+def _read_results_file(path: Any) -> Iterable[Any]:
+    """The per-item results the batch operator streamed to ``results_path`` (local or object storage)."""
+    from airflow_provider_stripe.payouts.sources import iter_source
+
+    return iter_source(str(path))
+
+
+@dataclass(frozen=True)
+class PayoutSnapshot:
+    """The fields of a Stripe payout that decide the wait (safe to log and put in XCom)."""
+
+    payout_id: str
+    status: str
+    failure_code: str | None = None
+    failure_message: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+
+    @classmethod
+    def from_stripe(cls, payout: Any) -> PayoutSnapshot:
+        """Build from a Stripe ``Payout`` object (or a plain dict with its fields)."""
+        return cls(
+            payout_id=str(payout["id"]),
+            status=str(_field(payout, "status") or "unknown"),
+            failure_code=_field(payout, "failure_code"),
+            failure_message=_field(payout, "failure_message"),
+            amount=_field(payout, "amount"),
+            currency=_field(payout, "currency"),
+        )
+
+    @classmethod
+    def missing(cls, payout_id: str) -> PayoutSnapshot:
+        return cls(
+            payout_id=payout_id,
+            status=NOT_FOUND,
+            failure_code="resource_missing",
+            failure_message="Stripe has no payout with this id on this account: check the connection and account_id",
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "payout_id": self.payout_id,
+            "status": self.status,
+            "failure_code": self.failure_code,
+            "failure_message": self.failure_message,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one observation of the watched payouts."""
+
+    outcome: Outcome
+    payout_ids: tuple[str, ...]
+    failures: tuple[PayoutSnapshot, ...] = ()
+    waiting: Mapping[str, int] = field(default_factory=dict)
+    grace_left: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.outcome != "waiting"
+
+    def result(self) -> dict[str, Any]:
+        """What the sensor returns (XCom) on success."""
+        return {"status": PAID, "count": len(self.payout_ids), "payout_ids": list(self.payout_ids)}
+
+    def describe(self) -> str:
+        """One line for the task log."""
+        if self.outcome == "success":
+            return f"all {len(self.payout_ids)} payouts are paid"
+        if self.outcome == "failure":
+            return describe_failures([f.as_dict() for f in self.failures])
+        counts = ", ".join(f"{status}: {n}" for status, n in sorted(self.waiting.items()))
+        line = f"{sum(self.waiting.values())} of {len(self.payout_ids)} payouts not settled yet ({counts})"
+        if self.grace_left is not None:
+            line += f"; the next grace period ends in {self.grace_left:.0f}s"
+        return line
+
+    def as_event(self) -> dict[str, Any]:
+        """The trigger's event payload for a final verdict (JSON-serialisable, no secrets)."""
+        if self.outcome == "failure":
+            return {
+                "status": "failure",
+                "message": self.describe(),
+                "failures": [f.as_dict() for f in self.failures],
+            }
+        # Ids are left out (a batch can be large): the sensor already has them.
+        return {"status": "success", "message": self.describe(), "count": len(self.payout_ids)}
+
+
+def describe_failures(failures: Iterable[Mapping[str, Any]]) -> str:
+    """An actionable message naming every failed payout, its failure code and message."""
+    items = list(failures)
+    parts = []
+    for f in items:
+        detail = ", ".join(f"{k}={f[k]}" for k in ("failure_code", "failure_message") if f.get(k) not in (None, ""))
+        parts.append(f"{f['payout_id']} is {f['status']}" + (f" ({detail})" if detail else ""))
+    noun = "payout" if len(items) == 1 else "payouts"
+    return (
+        f"{len(items)} Stripe {noun} will not be paid: " + "; ".join(parts) + ". Waiting longer cannot help: fix "
+        "the cause (e.g. the destination bank account) and create new payouts; this task is not retried."
+    )
+
+
+@dataclass
+class PayoutWatch:
+    """What a wait for ``payout_ids`` has observed so far.
+
+    :param payout_ids: the payouts to wait for.
+    :param grace_period: seconds each payout must have been seen ``paid`` before it counts.
+    :param paid_since: payout id -> epoch seconds when it was first seen ``paid`` (carried
+        between pokes, reschedules or into a trigger so the grace period is not restarted).
+    """
+
+    payout_ids: tuple[str, ...]
+    grace_period: float = 0.0
+    paid_since: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        wanted = set(self.payout_ids)
+        self.paid_since = {k: float(v) for k, v in self.paid_since.items() if k in wanted}
+
+    def is_settled(self, payout_id: str, now: float) -> bool:
+        since = self.paid_since.get(payout_id)
+        return since is not None and now - since >= self.grace_period
+
+    def to_poll(self, now: float) -> tuple[str, ...]:
+        """The payouts whose status still matters (not yet settled)."""
+        return tuple(p for p in self.payout_ids if not self.is_settled(p, now))
+
+    def observe(self, polled: Iterable[str], found: Mapping[str, PayoutSnapshot], now: float) -> Verdict:
+        """Record the statuses just fetched for ``polled`` ids and decide."""
+        failures: list[PayoutSnapshot] = []
+        for payout_id in polled:
+            snap = found.get(payout_id) or PayoutSnapshot.missing(payout_id)
+            if snap.status == PAID:
+                self.paid_since.setdefault(payout_id, now)
+                continue
+            self.paid_since.pop(payout_id, None)  # e.g. paid -> failed during the grace period
+            if snap.status in FAILED_STATUSES or snap.status == NOT_FOUND:
+                failures.append(snap)
+        if failures:
+            return Verdict("failure", self.payout_ids, failures=tuple(failures))
+        unsettled = self.to_poll(now)
+        if not unsettled:
+            return Verdict("success", self.payout_ids)
+        status_of = {p: (found[p].status if p in found else "unknown") for p in unsettled}
+        waiting = Counter("paid (grace period)" if status_of[p] == PAID else status_of[p] for p in unsettled)
+        in_grace = [self.paid_since[p] + self.grace_period - now for p in unsettled if p in self.paid_since]
+        return Verdict("waiting", self.payout_ids, waiting=dict(waiting), grace_left=min(in_grace, default=None))

@@ -1,0 +1,204 @@
+"""StripePayoutSensor: wait until Stripe payouts are paid; fail at once when one is not.
+
+Works in all three of Airflow's waiting styles:
+
+* ``mode="poke"`` -- holds a worker slot, polls every ``poll_interval`` seconds;
+* ``mode="reschedule"`` -- frees the slot between polls; what was observed (first-seen-paid
+  times, for the grace period) is kept in the task state store (Airflow >= 3.3), since
+  XComs are cleared at every reschedule;
+* ``deferrable=True`` -- polls once on the worker, then hands the wait to
+  :class:`~airflow_provider_stripe.triggers.payouts.StripePayoutTrigger` in the triggerer.
+
+Whatever the style, the decision is made by the same
+:class:`~airflow_provider_stripe.payouts.status.PayoutWatch`, and the statuses are fetched
+by listing (100 per request) rather than one request per payout
+(:mod:`airflow_provider_stripe.payouts.lookup`). The Stripe SDK is not imported at DAG-parse time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
+
+from airflow_provider_stripe.connection_form import DEFAULT_CONN_ID
+from airflow_provider_stripe.payouts.status import PayoutWatch, Verdict, describe_failures, normalize_payout_ids
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_stripe.hooks.stripe import StripeHook
+
+STATE_KEY = "stripe_payout_paid_since"
+"""Task state store key holding ``{payout_id: epoch seconds first seen paid}`` (reschedule mode)."""
+
+
+class StripePayoutSensor(BaseSensorOperator):
+    """Wait until every given Stripe payout is ``paid``; fail without retries if any is not.
+
+    :param payout_ids: a ``po_...`` id, a list of ids, or the result of
+        ``StripePayoutBatchOperator`` (``create_payouts.output``): a dict whose per-item
+        results carry ``payout_id``, or a list of such items. Templated.
+    :param stripe_conn_id: the ``stripe`` connection.
+    :param account_id: connected account the payouts belong to (``Stripe-Account``); defaults
+        to the connection's. Templated.
+    :param grace_period: succeed only once every payout has been seen ``paid`` for this long
+        (seconds or timedelta). Stripe notes a paid payout can still turn ``failed``; a
+        failure seen during the grace period fails the task. ``None``: succeed on ``paid``.
+    :param deferrable: wait in the triggerer instead of on a worker.
+    :param poll_interval: seconds (or timedelta) between polls, in every mode; same as
+        ``poke_interval`` (give one of the two).
+
+    Fails immediately (``AirflowFailException``, no retries) naming each failed or canceled
+    payout with its ``failure_code`` and ``failure_message``. Returns (XCom)
+    ``{"status": "paid", "count": n, "payout_ids": [...]}``.
+    """
+
+    template_fields: Sequence[str] = ("payout_ids", "account_id")
+    ui_color = "#635bff"
+
+    def __init__(
+        self,
+        *,
+        payout_ids: Any,
+        stripe_conn_id: str = DEFAULT_CONN_ID,
+        account_id: str | None = None,
+        grace_period: float | timedelta | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float | timedelta | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if poll_interval is not None:
+            if "poke_interval" in kwargs:
+                raise ValueError("give poll_interval or poke_interval, not both (they are the same setting)")
+            kwargs["poke_interval"] = poll_interval
+        super().__init__(**kwargs)
+        self.payout_ids = payout_ids
+        self.stripe_conn_id = stripe_conn_id
+        self.account_id = account_id
+        grace = grace_period.total_seconds() if isinstance(grace_period, timedelta) else float(grace_period or 0)
+        if grace < 0:
+            raise ValueError(f"grace_period must be >= 0 seconds, got {grace}")
+        self.grace_period = grace
+        self.deferrable = deferrable
+        self._watch: PayoutWatch | None = None
+
+    # -- shared helpers -------------------------------------------------------------
+
+    @cached_property
+    def hook(self) -> StripeHook:
+        """Built on first use, after templates are rendered (so ``account_id`` is final)."""
+        from airflow_provider_stripe.hooks.stripe import StripeHook
+
+        return StripeHook(self.stripe_conn_id, account_id=self.account_id or None)
+
+    def _ids(self) -> tuple[str, ...]:
+        return normalize_payout_ids(self.payout_ids)
+
+    def _load_watch(self, context: Context) -> PayoutWatch:
+        """The observations so far: this instance's (poke mode), or the task state store's (reschedule)."""
+        if self._watch is None:
+            paid_since: dict[str, float] = {}
+            store = self._state_store(context)
+            # Timers stored by an earlier try are ignored: a new try observes afresh.
+            if store is not None and context["ti"].get_first_reschedule_date(context) is not None:
+                paid_since = dict(store.get(STATE_KEY) or {})
+            self._watch = PayoutWatch(self._ids(), self.grace_period, paid_since)
+        return self._watch
+
+    def _save_watch(self, context: Context, watch: PayoutWatch) -> None:
+        store = self._state_store(context)
+        if store is not None:
+            store.set(STATE_KEY, watch.paid_since)
+
+    def _state_store(self, context: Context) -> Any:
+        """The task state store in reschedule mode (``None`` in other modes)."""
+        if not self.reschedule or self.deferrable:
+            return None
+        store = context.get("task_state_store")
+        if store is None and self.grace_period:
+            raise AirflowException(
+                "reschedule mode with a grace period needs Airflow >= 3.3 (task state store) to remember when "
+                "each payout was first seen paid; use mode='poke' or deferrable=True, or drop grace_period"
+            )
+        return store
+
+    def _conclude(self, verdict: Verdict) -> PokeReturnValue:
+        self.log.info("Stripe payouts: %s", verdict.describe())
+        if verdict.outcome == "failure":
+            raise AirflowFailException(verdict.describe())
+        return PokeReturnValue(is_done=verdict.outcome == "success", xcom_value=verdict.result())
+
+    # -- poke / reschedule ----------------------------------------------------------
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        from airflow_provider_stripe.payouts.lookup import fetch_payouts
+
+        watch = self._load_watch(context)
+        if not watch.payout_ids:
+            self.log.warning("No payout ids to wait for (empty input): nothing to do")
+            return PokeReturnValue(is_done=True, xcom_value=Verdict("success", ()).result())
+        polled = watch.to_poll(time.time())
+        lookup = fetch_payouts(self.hook.get_client(), polled)
+        self.log.info("%s", lookup.describe())
+        verdict = watch.observe(polled, lookup.found, time.time())
+        if not verdict.done:
+            self._save_watch(context, watch)
+        return self._conclude(verdict)
+
+    # -- deferrable -----------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        try:
+            first = self.poke(context)  # already done? then no deferral at all
+        except AirflowFailException as exc:
+            if self.soft_fail or self.never_fail:  # as BaseSensorOperator.execute does
+                raise AirflowSkipException(f"Skipping (soft_fail/never_fail): {exc}") from exc
+            raise
+        if first.is_done:
+            return first.xcom_value
+        from airflow_provider_stripe.triggers.payouts import StripePayoutTrigger
+
+        assert self._watch is not None
+        self.defer(
+            trigger=StripePayoutTrigger(
+                payout_ids=list(self._watch.payout_ids),
+                stripe_conn_id=self.stripe_conn_id,
+                account_id=self.account_id or None,
+                poll_interval=self.poke_interval,
+                grace_period=self.grace_period,
+                paid_since=self._watch.paid_since,
+                deadline=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: return the result, or fail with the trigger's details."""
+        event = event or {}
+        status = event.get("status")
+        message = str(event.get("message") or "")
+        self.log.info("Stripe payout trigger finished: %s %s", status, message)
+        if status == "success":
+            return Verdict("success", self._ids()).result()
+        if status == "failure":
+            raise AirflowFailException(describe_failures(event.get("failures") or []))
+        if status == "timeout":
+            raise AirflowSensorTimeout(f"Sensor has timed out: {message}")
+        raise AirflowException(
+            f"waiting for Stripe payouts failed: {message or event!r}. The task can be retried once Stripe is "
+            "reachable and the connection is valid."
+        )

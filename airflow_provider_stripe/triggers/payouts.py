@@ -1,0 +1,122 @@
+"""StripePayoutTrigger: wait for Stripe payouts in the triggerer, without holding a worker slot.
+
+The trigger polls with the Stripe SDK's async client (through :class:`StripeHook`, so the
+connection's rate limiter, retries, ``Stripe-Version`` and account apply) and decides with
+the same :class:`~airflow_provider_stripe.payouts.status.PayoutWatch` as the sensor. It
+fires exactly one event:
+
+* ``{"status": "success", "count": n}`` -- every payout paid (and past the grace period);
+* ``{"status": "failure", "failures": [{payout_id, status, failure_code, failure_message}]}``;
+* ``{"status": "timeout", "message": ...}`` -- the deadline passed (also enforced by Airflow's
+  deferral timeout; kept here so ``dag.test()``, which runs triggers inline, is bounded too);
+* ``{"status": "error", "message": ...}`` -- Stripe could not be asked (message redacted).
+
+Its serialized kwargs hold only the connection id, payout ids, account, timings and the
+first-seen-paid times known when it was created -- never a key. Grace-period timers
+observed *while deferred* live in memory only: if the triggerer restarts, the trigger is
+rebuilt from its kwargs and re-observes, which can lengthen the wait, never shorten it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_stripe.connection_form import DEFAULT_CONN_ID
+from airflow_provider_stripe.errors import redact
+from airflow_provider_stripe.payouts.lookup import afetch_payouts
+from airflow_provider_stripe.payouts.status import PayoutWatch
+
+
+class StripePayoutTrigger(BaseTrigger):
+    """Poll Stripe until the payouts are paid, one of them fails, or the deadline passes.
+
+    :param payout_ids: the ``po_...`` ids to wait for.
+    :param stripe_conn_id: the Airflow connection (only its id is stored).
+    :param account_id: connected account to look on (``Stripe-Account``); ``None`` uses the
+        connection's.
+    :param poll_interval: seconds between polls.
+    :param grace_period: seconds each payout must have been paid before it counts.
+    :param paid_since: payout id -> epoch seconds first seen paid, carried from the sensor.
+    :param deadline: epoch seconds after which a ``timeout`` event is fired (``None``: never).
+    """
+
+    def __init__(
+        self,
+        *,
+        payout_ids: list[str],
+        stripe_conn_id: str = DEFAULT_CONN_ID,
+        account_id: str | None = None,
+        poll_interval: float = 60.0,
+        grace_period: float = 0.0,
+        paid_since: dict[str, float] | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.payout_ids = list(payout_ids)
+        self.stripe_conn_id = stripe_conn_id
+        self.account_id = account_id
+        self.poll_interval = float(poll_interval)
+        self.grace_period = float(grace_period)
+        self.paid_since = dict(paid_since or {})
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "payout_ids": self.payout_ids,
+                "stripe_conn_id": self.stripe_conn_id,
+                "account_id": self.account_id,
+                "poll_interval": self.poll_interval,
+                "grace_period": self.grace_period,
+                "paid_since": self.paid_since,
+                "deadline": self.deadline,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        watch = PayoutWatch(tuple(self.payout_ids), self.grace_period, dict(self.paid_since))
+        try:
+            client = await asyncio.to_thread(self._client)
+            while True:
+                event = await self._poll_once(client, watch)
+                if event is not None:
+                    yield TriggerEvent(event)
+                    return
+                now = time.time()
+                if self.deadline is not None and now >= self.deadline:
+                    yield TriggerEvent(self._timeout_event(watch))
+                    return
+                left = self.poll_interval if self.deadline is None else min(self.poll_interval, self.deadline - now)
+                await asyncio.sleep(left)
+        except Exception as exc:
+            self.log.exception("Polling Stripe payouts failed")
+            yield TriggerEvent({"status": "error", "message": redact(f"{type(exc).__name__}: {exc}")})
+
+    def _client(self) -> Any:
+        """Read the connection and build the client (blocking: runs in a worker thread)."""
+        from airflow_provider_stripe.hooks.stripe import StripeHook
+
+        hook = StripeHook(self.stripe_conn_id, account_id=self.account_id)
+        return hook.get_client()
+
+    async def _poll_once(self, client: Any, watch: PayoutWatch) -> dict[str, Any] | None:
+        polled = watch.to_poll(time.time())
+        lookup = await afetch_payouts(client, polled)
+        verdict = watch.observe(polled, lookup.found, time.time())
+        self.log.info("%s; %s", verdict.describe(), lookup.describe())
+        return verdict.as_event() if verdict.done else None
+
+    def _timeout_event(self, watch: PayoutWatch) -> dict[str, Any]:
+        left = watch.to_poll(time.time())
+        return {
+            "status": "timeout",
+            "message": f"{len(left)} of {len(self.payout_ids)} payouts still not settled at the deadline: "
+            + ", ".join(left[:20])
+            + (" ..." if len(left) > 20 else ""),
+        }
