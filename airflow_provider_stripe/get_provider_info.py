@@ -61,5 +61,6 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": ui_field_behaviour(),
             }
         ],
+        "asset-uris": [{"schemes": ["stripe"], "handler": "airflow_provider_stripe.assets.normalize_stripe_uri"}],
         "plugins": [{"name": "stripe", "plugin-class": "airflow_provider_stripe.plugins.StripePlugin"}],
     }

@@ -14,13 +14,10 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_provider_stripe.web.connection_test_fix import StripeConnectionTestPortFix
+from airflow_provider_stripe.web.webhook_app import WEBHOOK_URL_PREFIX, create_webhook_app
 
 
 def _fastapi_apps() -> list[dict[str, Any]]:
-    try:
-        from airflow_provider_stripe.web.webhook_app import WEBHOOK_URL_PREFIX, create_webhook_app
-    except ImportError:  # the webhook endpoint is optional at import time
-        return []
     return [{"app": create_webhook_app(), "url_prefix": WEBHOOK_URL_PREFIX, "name": "Stripe webhooks"}]
 
 

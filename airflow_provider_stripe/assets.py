@@ -1,0 +1,131 @@
+"""Stripe events as Airflow assets: the ``stripe://`` asset URIs and the event summary they carry.
+
+Both ways a Stripe event reaches Airflow -- pulled by
+:class:`~airflow_provider_stripe.triggers.events.StripeEventTrigger` or pushed to the
+webhook endpoint (:mod:`airflow_provider_stripe.web.webhook_app`) -- describe the event with
+the same small, JSON-serialisable :func:`summarize_event` dict, so a DAG scheduled on either
+reads the same keys from its triggering asset event.
+
+Asset URIs: the webhook endpoint records an event of type ``T`` on every asset whose URI is
+``stripe://events/T`` (e.g. ``stripe://events/payout.paid``). Airflow accepts the
+``stripe`` scheme as is; :func:`normalize_stripe_uri` is registered for it through the
+provider info (``asset-uris``) so that a misspelt URI fails at DAG-parse time instead of
+silently never receiving an event.
+
+Nothing heavy is imported here (no Stripe SDK, no Airflow models): it runs at DAG-parse time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset
+
+ASSET_SCHEME = "stripe"
+"""The URI scheme of every Stripe asset."""
+
+EVENTS_HOST = "events"
+"""``stripe://events/<event type>``: the assets the webhook endpoint records events on."""
+
+_EVENT_TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+"""Stripe event types are dotted lowercase words: ``payout.paid``, ``charge.dispute.created``."""
+
+_OTHER_HOST_PATH = re.compile(r"^/[A-Za-z0-9_.\-/]+$")
+
+
+def is_event_type(value: str) -> bool:
+    """True for a concrete Stripe event type such as ``payout.paid`` (no wildcard)."""
+    return bool(_EVENT_TYPE.match(value))
+
+
+def event_asset_uri(event_type: str) -> str:
+    """``stripe://events/<event_type>``, the URI the webhook endpoint records ``event_type`` on."""
+    if not is_event_type(event_type):
+        raise ValueError(
+            f"{event_type!r} is not a Stripe event type: expected dotted lowercase words such as 'payout.paid' "
+            "(wildcards like 'payout.*' can be polled by StripeEventTrigger but are not asset URIs)"
+        )
+    return f"{ASSET_SCHEME}://{EVENTS_HOST}/{event_type}"
+
+
+def event_asset(event_type: str, **kwargs: Any) -> Asset:
+    """An :class:`airflow.sdk.Asset` for ``stripe://events/<event_type>`` (named after its URI).
+
+    Schedule a DAG on it to run for every ``event_type`` webhook delivery; extra keyword
+    arguments (``group``, ``extra``, ``watchers``...) go to ``Asset``.
+    """
+    from airflow.sdk import Asset
+
+    uri = event_asset_uri(event_type)
+    return Asset(name=kwargs.pop("name", uri), uri=uri, **kwargs)
+
+
+def normalize_stripe_uri(parts: SplitResult) -> SplitResult:
+    """Airflow asset-URI handler for ``stripe://``: lower-case the host and refuse malformed URIs.
+
+    ``stripe://events/<event type>`` must name one concrete event type (the webhook endpoint
+    looks assets up by that exact URI). Other hosts are accepted with a plain path, so users can
+    name assets for polled streams (``stripe://polled/payouts``) without colliding with them.
+    """
+    host = parts.netloc.lower()
+    if not host:
+        raise ValueError("a stripe:// asset URI needs a host, e.g. stripe://events/payout.paid")
+    if host == EVENTS_HOST:
+        event_type = parts.path.lstrip("/")
+        if not is_event_type(event_type) or parts.query:
+            raise ValueError(
+                f"stripe://{EVENTS_HOST}/ asset URIs name one Stripe event type, e.g. "
+                f"stripe://{EVENTS_HOST}/payout.paid; got path {parts.path!r}"
+                + (f" and query {parts.query!r}" if parts.query else "")
+            )
+    elif parts.path not in ("", "/") and not _OTHER_HOST_PATH.match(parts.path):
+        raise ValueError(f"stripe:// asset URI path {parts.path!r} may only hold letters, digits and . _ - /")
+    return parts._replace(netloc=host)
+
+
+def _field(obj: Any, name: str) -> Any:
+    """Read ``name`` from a ``dict`` or a ``stripe.StripeObject`` (not a dict since stripe 15)."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    try:
+        return obj[name]
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+def summarize_event(event: Any) -> dict[str, Any]:
+    """The small, JSON-serialisable description of a Stripe event that Airflow records.
+
+    Keys: ``event_id``, ``type``, ``created`` (unix seconds), ``livemode``, ``account`` (the
+    connected account for Connect events, else ``None``), ``object_id`` and ``object_type``
+    (``data.object``'s ``id`` and ``object``, e.g. ``po_...`` / ``payout``). The object itself
+    is left out on purpose: asset-event extras live in the metadata DB and the UI, and the
+    object may hold personal data; a DAG that needs it retrieves it with the hook.
+
+    Accepts a parsed webhook body (``dict``) or a ``stripe.Event``. Raises ``ValueError``
+    when the input lacks an ``evt_``-style id or a type, i.e. is not a Stripe event.
+    """
+    event_id = _field(event, "id")
+    event_type = _field(event, "type")
+    if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str) or not event_type:
+        raise ValueError("not a Stripe event: it needs a string 'id' and 'type'")
+    data_object = _field(_field(event, "data"), "object")
+    created = _field(event, "created")
+    account = _field(event, "account")
+    object_id = _field(data_object, "id")
+    object_type = _field(data_object, "object")
+    return {
+        "event_id": event_id,
+        "type": event_type,
+        "created": int(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None,
+        "livemode": bool(_field(event, "livemode")),
+        "account": account if isinstance(account, str) else None,
+        "object_id": object_id if isinstance(object_id, str) else None,
+        "object_type": object_type if isinstance(object_type, str) else None,
+    }

@@ -1,0 +1,509 @@
+"""StripeEventTrigger: poll Stripe's ``/v1/events`` and fire each new event once, oldest first.
+
+Use it in an :class:`airflow.sdk.AssetWatcher` so Stripe events drive asset-scheduled DAGs
+without a public webhook endpoint::
+
+    Asset(
+        name="stripe_payout_outcomes",
+        uri="stripe://polled/payout-outcomes",
+        watchers=[AssetWatcher(name="stripe_payouts", trigger=StripeEventTrigger(types=["payout.paid"]))],
+    )
+
+How it reads the stream
+    Every ``poll_interval`` seconds it lists events created at or after its cursor's *floor*
+    (``created[gte]``), one request chain per entry of ``types`` (Stripe's ``type`` filter,
+    which also takes wildcards such as ``payout.*``; no types means every event), through the
+    SDK's async client and auto-pagination. Stripe lists newest first, so each listing is
+    reversed and the union is ordered by ``created``: events fire oldest first. Events
+    created in the same second keep Stripe's relative order.
+
+Exactly once
+    The cursor remembers the ids of the events it already fired that are younger than
+    ``lookback`` seconds, and the floor trails the newest fired event by ``lookback``: an event
+    that shows up in Stripe's list a little late (lists are eventually consistent) is still
+    fired, and none fires twice. ``lookback=0`` disables the overlap.
+
+Surviving a triggerer restart
+    When the triggerer runs it as an asset watcher, Airflow 3.3 gives the trigger the watched
+    asset's state store (AIP-103, ``self.asset_state_store``): the cursor is saved there under
+    :func:`cursor_key`, and a restarted trigger resumes from it. The cursor that passes a batch
+    is saved on the first poll at least :data:`COMMIT_DELAY_SECONDS` after the batch was handed
+    to the triggerer, which by then has stored the resulting asset events (it forwards events
+    about every second). A crash or restart inside that window replays the batch: delivery
+    across a crash is at least once, never lossy; consumers that must not act twice should key
+    on ``event_id``. (Airflow's shared-stream "ack mode" confirms persistence exactly, but is
+    built for brokers shared by many triggers; a cursor per trigger does not need it.)
+    Run outside an asset watcher (no state store), the cursor lives in the trigger instance
+    only (:attr:`StripeEventTrigger.cursor`, also returned by :meth:`serialize`); a new process
+    starts again from the ``cursor`` / ``start_from`` it was built with.
+
+Stripe keeps events for 30 days
+    A cursor last advanced more than 30 days ago cannot be resumed without a gap: the trigger
+    logs a warning naming the period whose events may be lost and resumes from the oldest
+    retained event (``on_expired_cursor="oldest"``) or from now (``"now"``).
+
+Errors
+    Failed polls (network, 5xx after the SDK's own retries, 429, a bad key) are logged and
+    retried with a bounded exponential backoff (``poll_interval`` doubling up to
+    ``max_backoff``, with jitter); the trigger never gives up, so fixing the connection is
+    enough to resume. Every request waits on the connection's shared rate limiter.
+
+The trigger's kwargs hold only the connection id, filters, cursor and intervals: never a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import re
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from airflow_provider_stripe.assets import summarize_event
+from airflow_provider_stripe.connection_form import DEFAULT_CONN_ID
+
+if TYPE_CHECKING:
+    from stripe import StripeClient
+
+    from airflow_provider_stripe.hooks.stripe import StripeHook
+
+EVENT_RETENTION_SECONDS = 30 * 24 * 3600
+"""Stripe keeps events for 30 days; ``GET /v1/events`` returns nothing older."""
+
+MIN_POLL_INTERVAL = 1.0
+"""Seconds between polls, at least."""
+
+COMMIT_DELAY_SECONDS = 5.0
+"""Least time between handing a batch to the triggerer and saving its cursor in the state store.
+
+The triggerer forwards fired events to its supervisor about every second, which stores them
+as asset events; saving the cursor earlier could let a crash skip events instead of replaying them.
+"""
+
+HEARTBEAT_SECONDS = 3600
+"""How often an idle trigger re-saves its cursor, so a restart can tell downtime from quiet."""
+
+MAX_SEEN = 10_000
+"""Most event ids a cursor remembers; beyond that the look-back window shrinks (with a warning)."""
+
+_CURSOR_VERSION = 1
+_TYPE_FILTER = re.compile(r"^[a-z0-9_]+(\.([a-z0-9_]+|\*))*$|^\*$")
+
+StartFrom = Literal["now", "oldest"] | int
+ExpiredPolicy = Literal["oldest", "now"]
+
+
+def backoff_delay(failures: int, base: float, cap: float, *, rng: random.Random | None = None) -> float:
+    """Seconds to wait after ``failures`` consecutive failed polls: ``base * 2**(failures-1)``, at most ``cap``.
+
+    "Equal jitter": the result lies in ``[d/2, d]`` for that capped ``d``, so many triggers that
+    failed together do not retry in lock-step, and the wait is never above ``cap``.
+    """
+    if failures < 1:
+        return 0.0
+    delay = min(cap, base * 2 ** min(failures - 1, 32))
+    return delay / 2 + (rng or random).uniform(0, delay / 2)
+
+
+@dataclass(frozen=True)
+class EventCursor:
+    """Where a stream of Stripe events stands: what has been fired, and from where to list next.
+
+    :param floor: unix seconds; events created earlier are never listed again.
+    :param high: ``created`` of the newest event fired (or the start time).
+    :param seen: ``(event_id, created)`` of the events fired with ``created >= floor``.
+    :param polled_at: local unix time of the last successful poll (saved at least hourly).
+    """
+
+    floor: int
+    high: int
+    seen: tuple[tuple[str, int], ...] = ()
+    polled_at: int = 0
+
+    @classmethod
+    def starting_at(cls, timestamp: int) -> EventCursor:
+        return cls(floor=timestamp, high=timestamp, seen=(), polled_at=timestamp)
+
+    def is_new(self, summary: dict[str, Any]) -> bool:
+        created = summary.get("created") or 0
+        return created >= self.floor and summary["event_id"] not in {event_id for event_id, _ in self.seen}
+
+    def advance(self, fired: Iterable[dict[str, Any]], lookback: int) -> EventCursor:
+        """The cursor after ``fired`` events (oldest first) went out."""
+        seen = dict(self.seen)
+        high = self.high
+        for summary in fired:
+            created = int(summary.get("created") or 0)
+            seen[summary["event_id"]] = created
+            high = max(high, created)
+        floor = max(self.floor, high - lookback)
+        kept = sorted(((i, c) for i, c in seen.items() if c >= floor), key=lambda item: item[1])
+        while len(kept) > MAX_SEEN:
+            # Drop whole seconds from the oldest end, so the invariant "every fired event at or
+            # after floor is in seen" still holds with the raised floor.
+            floor = kept[0][1] + 1
+            kept = [(i, c) for i, c in kept if c >= floor]
+        return replace(self, floor=floor, high=high, seen=tuple(kept))
+
+    def polled(self, now: int) -> EventCursor:
+        return replace(self, polled_at=now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": _CURSOR_VERSION,
+            "floor": self.floor,
+            "high": self.high,
+            "seen": [[event_id, created] for event_id, created in self.seen],
+            "polled_at": self.polled_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EventCursor:
+        """Parse a saved cursor; raise ``ValueError`` saying what is wrong with it."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a Stripe event cursor is a dict, not {type(data).__name__}")
+        if data.get("version") != _CURSOR_VERSION:
+            raise ValueError(f"unsupported Stripe event cursor version {data.get('version')!r}")
+        try:
+            seen = tuple((str(event_id), int(created)) for event_id, created in data.get("seen", ()))
+            return cls(
+                floor=int(data["floor"]),
+                high=int(data["high"]),
+                seen=seen,
+                polled_at=int(data.get("polled_at", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed Stripe event cursor ({type(exc).__name__}: {exc})") from None
+
+
+def cursor_key(stripe_conn_id: str, account_id: str | None, types: Sequence[str]) -> str:
+    """The asset-state-store key of a trigger's cursor: one stream (connection, account, types)."""
+    key = f"stripe_events_cursor:{stripe_conn_id}:{account_id or 'platform'}:{','.join(sorted(types)) or '*'}"
+    if len(key) > 200:  # the store's keys are at most 512 chars; keep them readable when short
+        key = f"{key[:150]}...{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return key
+
+
+class CursorStore(Protocol):
+    """Where a trigger keeps its cursor between polls and across restarts."""
+
+    commit_delay: float
+    """Seconds to wait after a batch went out before saving the cursor that passes it."""
+
+    async def load(self) -> dict[str, Any] | None: ...
+
+    async def save(self, cursor: dict[str, Any]) -> None: ...
+
+
+class AssetStateCursorStore:
+    """The watched assets' AIP-103 state store (Airflow >= 3.3, trigger run as an asset watcher).
+
+    Several assets may watch one trigger (identical watcher triggers are shared): the cursor
+    is written to each of them and the most advanced copy is read back.
+    """
+
+    commit_delay = COMMIT_DELAY_SECONDS
+
+    def __init__(self, accessors: Any, key: str) -> None:
+        self._accessors = _accessor_list(accessors)
+        self.key = key
+
+    async def load(self) -> dict[str, Any] | None:
+        found: list[dict[str, Any]] = []
+        for accessor in self._accessors:
+            value = await accessor.aget(self.key)
+            if isinstance(value, dict):
+                found.append(value)
+        return max(found, key=lambda v: (v.get("high", 0), v.get("polled_at", 0)), default=None)
+
+    async def save(self, cursor: dict[str, Any]) -> None:
+        for accessor in self._accessors:
+            await accessor.aset(self.key, cursor)
+
+
+def _accessor_list(accessors: Any) -> list[Any]:
+    """The per-asset accessors inside an ``AssetStateStoreAccessors`` (one per watched asset)."""
+    per_asset = [*getattr(accessors, "_by_name", {}).values(), *getattr(accessors, "_by_uri", {}).values()]
+    # Airflow's mapping exposes the per-asset accessors only by subscripting with an Asset; the
+    # triggerer builds it from the watched assets, so reading its two dicts is the only way to
+    # reach all of them. Fall back to the single-asset API if its layout ever changes.
+    return per_asset or [accessors]
+
+
+class InstanceCursorStore:
+    """No state store reachable: keep the cursor on the trigger (lost when its process ends)."""
+
+    commit_delay = 0.0  # nothing outlives the process, so nothing to protect
+
+    def __init__(self, trigger: StripeEventTrigger) -> None:
+        self._trigger = trigger
+
+    async def load(self) -> dict[str, Any] | None:
+        return self._trigger.cursor
+
+    async def save(self, cursor: dict[str, Any]) -> None:
+        self._trigger.cursor = cursor
+
+
+class StripeEventTrigger(BaseEventTrigger):
+    """Fire a :class:`TriggerEvent` for each new Stripe event of the given types, oldest first.
+
+    The event payload is :func:`~airflow_provider_stripe.assets.summarize_event`'s small dict
+    (``event_id``, ``type``, ``created``, ``livemode``, ``account``, ``object_id``,
+    ``object_type``). See the module documentation for ordering, restarts and retention.
+
+    :param stripe_conn_id: the ``stripe`` connection to poll with.
+    :param types: event types to fire for (Stripe ``type`` filters; ``payout.*`` wildcards
+        allowed; one list request per entry). Empty: every event.
+    :param account_id: a connected account (``acct_...``) whose events to read; default: the
+        connection's account, or the platform account.
+    :param cursor: a saved :meth:`EventCursor.to_dict` to start from (a cursor in the asset
+        state store takes precedence).
+    :param start_from: where a trigger without a cursor starts: ``"now"`` (only new events),
+        ``"oldest"`` (every event Stripe still keeps, up to 30 days) or a unix timestamp.
+    :param poll_interval: seconds between polls (at least 1).
+    :param max_backoff: upper bound, in seconds, of the wait after failed polls.
+    :param lookback: seconds of overlap between polls, to catch events Stripe lists late.
+    :param on_expired_cursor: ``"oldest"`` or ``"now"``: where to resume when the cursor is
+        older than Stripe's 30-day event retention.
+    :param page_size: events per list request (1-100).
+    """
+
+    def __init__(
+        self,
+        *,
+        stripe_conn_id: str = DEFAULT_CONN_ID,
+        types: Sequence[str] = (),
+        account_id: str | None = None,
+        cursor: dict[str, Any] | None = None,
+        start_from: StartFrom = "now",
+        poll_interval: float = 30.0,
+        max_backoff: float = 600.0,
+        lookback: int = 60,
+        on_expired_cursor: ExpiredPolicy = "oldest",
+        page_size: int = 100,
+    ) -> None:
+        super().__init__()
+        if isinstance(types, str):
+            types = [types]
+        self.stripe_conn_id = stripe_conn_id
+        self.types = list(dict.fromkeys(types))
+        self.account_id = account_id
+        self.cursor = cursor
+        self.start_from = start_from
+        self.poll_interval = float(poll_interval)
+        self.max_backoff = float(max_backoff)
+        self.lookback = int(lookback)
+        self.on_expired_cursor = on_expired_cursor
+        self.page_size = int(page_size)
+        self._validate()
+
+    def _validate(self) -> None:
+        """Fail at DAG-parse time, naming the argument, rather than in the triggerer."""
+        for event_type in self.types:
+            if not isinstance(event_type, str) or not _TYPE_FILTER.match(event_type):
+                raise ValueError(
+                    f"StripeEventTrigger types: {event_type!r} is not a Stripe event type filter "
+                    "(e.g. 'payout.paid' or 'payout.*')"
+                )
+        if self.account_id is not None and not re.match(r"^acct_[A-Za-z0-9]+$", self.account_id):
+            raise ValueError(
+                f"StripeEventTrigger account_id: {self.account_id!r} is not a Stripe account id (acct_...)"
+            )
+        if not (self.start_from in ("now", "oldest") or _is_timestamp(self.start_from)):
+            raise ValueError("StripeEventTrigger start_from: use 'now', 'oldest' or a unix timestamp (int)")
+        if self.poll_interval < MIN_POLL_INTERVAL:
+            raise ValueError(f"StripeEventTrigger poll_interval must be at least {MIN_POLL_INTERVAL} s")
+        if self.max_backoff < self.poll_interval:
+            raise ValueError("StripeEventTrigger max_backoff must be at least poll_interval")
+        if not 0 <= self.lookback <= 3600:
+            raise ValueError("StripeEventTrigger lookback must be between 0 and 3600 seconds")
+        if self.on_expired_cursor not in ("oldest", "now"):
+            raise ValueError("StripeEventTrigger on_expired_cursor: use 'oldest' or 'now'")
+        if not 1 <= self.page_size <= 100:
+            raise ValueError("StripeEventTrigger page_size must be between 1 and 100 (Stripe's limit)")
+        if self.cursor is not None:
+            EventCursor.from_dict(self.cursor)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "stripe_conn_id": self.stripe_conn_id,
+                "types": list(self.types),
+                "account_id": self.account_id,
+                "cursor": self.cursor,
+                "start_from": self.start_from,
+                "poll_interval": self.poll_interval,
+                "max_backoff": self.max_backoff,
+                "lookback": self.lookback,
+                "on_expired_cursor": self.on_expired_cursor,
+                "page_size": self.page_size,
+            },
+        )
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> AsyncGenerator[TriggerEvent, None]:
+        store = self._cursor_store()
+        hook = self._hook()
+        cursor: EventCursor | None = None
+        # Cursors not saved yet, each with the monotonic time its batch went out, oldest first.
+        unsaved: deque[tuple[float, EventCursor]] = deque()
+        saved_polled_at = 0
+        failures = 0
+        while True:
+            try:
+                if cursor is None:
+                    cursor = await self._load_cursor(store)
+                    saved_polled_at = cursor.polled_at
+                ready = [c for since, c in unsaved if time.monotonic() - since >= store.commit_delay]
+                if ready:  # a prefix of ``unsaved``: save the newest cursor whose events are stored
+                    await self._save(store, ready[-1])
+                    saved_polled_at = ready[-1].polled_at
+                    for _ in ready:
+                        unsaved.popleft()
+                cursor = self._within_retention(cursor, int(time.time()))
+                client = await asyncio.to_thread(hook.get_client)
+                polled_at = int(time.time())
+                batch = await self._list_new(client, cursor)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                hook = self._hook()  # re-read the connection: a fixed key or secret takes effect
+                delay = backoff_delay(failures, self.poll_interval, self.max_backoff)
+                self.log.warning(
+                    "Polling Stripe events (connection %r, types %s) failed %d time(s) in a row: %s. "
+                    "Retrying in %.1f s.",
+                    self.stripe_conn_id,
+                    self.types or "all",
+                    failures,
+                    _describe(exc),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            for summary in batch:
+                yield TriggerEvent(summary)
+            cursor = cursor.advance(batch, self.lookback).polled(polled_at)
+            if batch or (not unsaved and polled_at - saved_polled_at >= HEARTBEAT_SECONDS):
+                # Saved on a later loop, once the triggerer has stored the events (commit_delay).
+                unsaved.append((time.monotonic(), cursor))
+            await asyncio.sleep(self.poll_interval)
+
+    async def _list_new(self, client: StripeClient, cursor: EventCursor) -> list[dict[str, Any]]:
+        """Every event after ``cursor`` matching ``types``, oldest first, each once."""
+        new: dict[str, dict[str, Any]] = {}
+        filters: list[str | None] = [*self.types] or [None]
+        for type_filter in filters:
+            params: dict[str, Any] = {"created": {"gte": cursor.floor}, "limit": self.page_size}
+            if type_filter is not None:
+                params["type"] = type_filter
+            page = await client.v1.events.list_async(params)  # type: ignore[arg-type]
+            listed = [summarize_event(event) async for event in page.auto_paging_iter()]
+            for summary in reversed(listed):  # Stripe lists newest first
+                if cursor.is_new(summary):
+                    new.setdefault(summary["event_id"], summary)
+        return sorted(new.values(), key=lambda s: s["created"] or 0)
+
+    # -- cursor handling ------------------------------------------------------------------------
+
+    def _cursor_store(self) -> CursorStore:
+        key = cursor_key(self.stripe_conn_id, self.account_id, self.types)
+        if self.asset_state_store is not None:
+            return AssetStateCursorStore(self.asset_state_store, key)
+        self.log.info(
+            "StripeEventTrigger runs without an asset state store (not an asset watcher on Airflow >= 3.3): "
+            "its cursor is kept in memory only and a restart resumes from its 'cursor'/'start_from' argument."
+        )
+        return InstanceCursorStore(self)
+
+    async def _load_cursor(self, store: CursorStore) -> EventCursor:
+        saved = await store.load()
+        for source, data in (("the state store", saved), ("the 'cursor' argument", self.cursor)):
+            if data is None:
+                continue
+            try:
+                return EventCursor.from_dict(data)
+            except ValueError as exc:
+                self.log.warning("Ignoring the Stripe event cursor from %s: %s", source, exc)
+        now = int(time.time())
+        if self.start_from == "now":
+            start = now
+        elif self.start_from == "oldest":
+            start = now - EVENT_RETENTION_SECONDS
+        else:
+            start = int(self.start_from)
+        cursor = EventCursor.starting_at(start)
+        # Saved at once: a restart must not move "now" forward past events created meanwhile.
+        await self._save(store, cursor)
+        return cursor
+
+    async def _save(self, store: CursorStore, cursor: EventCursor) -> None:
+        data = cursor.to_dict()
+        await store.save(data)
+        self.cursor = data
+
+    def _within_retention(self, cursor: EventCursor, now: int) -> EventCursor:
+        """Warn about, and step over, events Stripe deleted before this trigger could list them.
+
+        Everything from ``floor`` up to the last successful poll (less ``lookback``) has been
+        listed; if that point is older than the retention period (by more than an hour, so a
+        slow start is not reported), the events in between are gone.
+        """
+        oldest_kept = now - EVENT_RETENTION_SECONDS
+        listed_until = max(cursor.floor, cursor.polled_at - self.lookback)
+        if listed_until >= oldest_kept - HEARTBEAT_SECONDS:
+            return cursor
+        resume = oldest_kept if self.on_expired_cursor == "oldest" else now
+        self.log.warning(
+            "The Stripe event cursor (connection %r, types %s) last listed events up to %s, more than Stripe's "
+            "30-day event retention ago: events created between %s and %s are deleted and will not fire. "
+            "Resuming from %s (on_expired_cursor=%r). Reconcile that period from the objects themselves "
+            "(e.g. list payouts by arrival date) if it matters.",
+            self.stripe_conn_id,
+            self.types or "all",
+            _iso(listed_until),
+            _iso(listed_until),
+            _iso(oldest_kept),
+            "the oldest retained event" if resume == oldest_kept else "now",
+            self.on_expired_cursor,
+        )
+        return EventCursor(floor=resume, high=max(cursor.high, resume), seen=(), polled_at=now)
+
+    def _hook(self) -> StripeHook:
+        from airflow_provider_stripe.hooks.stripe import StripeHook
+
+        return StripeHook(self.stripe_conn_id, account_id=self.account_id)
+
+
+def _is_timestamp(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _iso(timestamp: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def _describe(exc: BaseException) -> str:
+    """A secret-free, actionable description of a failed poll."""
+    from airflow_provider_stripe.errors import StripeConfigurationError, from_stripe_error, redact
+
+    if isinstance(exc, StripeConfigurationError):
+        return str(exc)
+    try:
+        import stripe
+
+        if isinstance(exc, stripe.StripeError):
+            return str(from_stripe_error(exc, "list events"))
+    except ImportError:  # pragma: no cover - stripe is a dependency
+        pass
+    return redact(f"{type(exc).__name__}: {exc}")

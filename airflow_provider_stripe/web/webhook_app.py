@@ -1,0 +1,197 @@
+"""The Stripe webhook endpoint on Airflow's API server: signed Stripe events become asset events.
+
+Mounted by the provider's plugin (:mod:`airflow_provider_stripe.plugins`) at
+:data:`WEBHOOK_URL_PREFIX`, so the full URL to give Stripe (Dashboard > Developers >
+Webhooks > Add endpoint, or ``stripe listen --forward-to``) is::
+
+    https://<airflow api-server>/stripe/webhooks/<conn_id>
+
+where ``<conn_id>`` is a ``stripe`` connection holding that endpoint's signing secret
+(``whsec_...``; several while rotating). For each delivery the endpoint:
+
+1. refuses bodies over :data:`MAX_BODY_BYTES` (413) -- the body is read with a bounded
+   read; ``Content-Length`` is only a shortcut for refusing early;
+2. verifies the ``Stripe-Signature`` header (HMAC-SHA256, 300 s tolerance) with that
+   connection's secrets through :meth:`StripeHook.construct_event
+   <airflow_provider_stripe.hooks.stripe.StripeHook.construct_event>`;
+3. records one asset event on every asset whose URI is ``stripe://events/<event type>``
+   (e.g. ``stripe://events/payout.paid``; see :mod:`airflow_provider_stripe.assets`), with
+   ``extra = {"from_webhook": True, "conn_id": ..., "payload": <event summary>}`` -- the same
+   ``payload`` a :class:`~airflow_provider_stripe.triggers.events.StripeEventTrigger` gives --
+   so DAGs scheduled on that asset run;
+4. answers 200 with ``status`` ``recorded``, ``duplicate`` (an asset event for this event id
+   already exists: Stripe redelivered it, nothing new is recorded) or ``ignored`` (no DAG
+   uses an asset for this event type; Stripe will not retry it).
+
+There is no Airflow login on this route (Stripe cannot log in): the signature is the
+authentication. Anything not correctly signed by an unknown connection, a bad or stale
+signature, a body that is not a Stripe event -- gets the same 400 and a generic body, and
+nothing is recorded; the reason is logged on the server (never a secret, body or header).
+
+Assets are not created here: an asset exists once a parsed DAG references it. Recording and
+de-duplication run under one lock per API-server process; two API-server processes
+receiving the same event at the same instant could both record it (Stripe retries are
+minutes apart, so this needs a manual resend racing a retry).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from airflow_provider_stripe.assets import event_asset_uri, is_event_type, summarize_event
+from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_URL_PREFIX = "/stripe"
+"""Where the plugin mounts the app on the API server."""
+
+WEBHOOK_ROUTE = "/webhooks/{conn_id}"
+"""The route inside the app: ``POST {WEBHOOK_URL_PREFIX}/webhooks/<conn_id>``."""
+
+MAX_BODY_BYTES = 256 * 1024
+"""Largest accepted body. Stripe events are a few KiB; the largest are well below this."""
+
+DEDUP_WINDOW = timedelta(days=31)
+"""How far back a redelivery is recognised: Stripe keeps (and can resend) events for 30 days."""
+
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+_CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
+_INVALID = {"detail": "Invalid Stripe webhook request."}
+_TOO_LARGE = {"detail": "Request body too large."}
+_record_lock = threading.Lock()
+
+
+class _Rejected(Exception):
+    """The request is not a correctly signed Stripe event for a known connection: answer 400."""
+
+
+class _TooLarge(Exception):
+    """The body exceeds :data:`MAX_BODY_BYTES`: answer 413."""
+
+
+def create_webhook_app() -> FastAPI:
+    """The FastAPI app serving ``POST /webhooks/{conn_id}`` (mount it at :data:`WEBHOOK_URL_PREFIX`)."""
+    app = FastAPI(
+        title="Stripe webhooks",
+        description="Receives signed Stripe events and records them as Airflow asset events.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    @app.post(WEBHOOK_ROUTE)
+    async def receive_stripe_event(conn_id: str, request: Request) -> JSONResponse:
+        try:
+            body = await _read_body(request)
+            if not _CONN_ID.match(conn_id):
+                raise _Rejected("malformed connection id")
+            summary = await run_in_threadpool(_verify, conn_id, body, request.headers.get(SIGNATURE_HEADER))
+        except _TooLarge:
+            log.warning("Stripe webhook for connection %r refused: body over %d bytes", conn_id, MAX_BODY_BYTES)
+            return JSONResponse(_TOO_LARGE, status_code=413)
+        except _Rejected as exc:
+            log.warning("Stripe webhook for connection %r refused: %s", conn_id, exc)
+            return JSONResponse(_INVALID, status_code=400)
+        result = await run_in_threadpool(record_event, conn_id, summary)
+        return JSONResponse(result, status_code=200)
+
+    return app
+
+
+async def _read_body(request: Request) -> bytes:
+    """The raw body, read in chunks and abandoned as soon as it exceeds :data:`MAX_BODY_BYTES`."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise _Rejected("malformed Content-Length")
+        if int(declared) > MAX_BODY_BYTES:
+            raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _verify(conn_id: str, body: bytes, signature: str | None) -> dict[str, Any]:
+    """Verify the delivery against the connection's secrets; return the event's summary."""
+    from airflow.exceptions import AirflowNotFoundException
+
+    from airflow_provider_stripe.connection_form import CONN_TYPE
+    from airflow_provider_stripe.errors import StripeConfigurationError
+    from airflow_provider_stripe.hooks.stripe import StripeHook
+    from airflow_provider_stripe.webhooks.signature import WebhookPayloadError, WebhookSignatureError
+
+    if not signature:
+        raise _Rejected(f"no {SIGNATURE_HEADER} header")
+    hook = StripeHook(conn_id)
+    try:
+        conn = hook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise _Rejected("no such connection") from None
+    if conn.conn_type != CONN_TYPE:
+        raise _Rejected(f"connection type is {conn.conn_type!r}, not {CONN_TYPE!r}")
+    try:
+        event = hook.construct_event(body, signature, tolerance=SIGNATURE_TOLERANCE_SECONDS)
+    except WebhookSignatureError as exc:
+        raise _Rejected(f"signature check failed ({exc.reason})") from None
+    except WebhookPayloadError:
+        raise _Rejected("signed body is not a JSON object") from None
+    except StripeConfigurationError as exc:  # the message names the field, never a secret
+        raise _Rejected(f"the connection is invalid: {exc}") from None
+    try:
+        return summarize_event(event)
+    except ValueError as exc:
+        raise _Rejected(str(exc)) from None
+
+
+def record_event(conn_id: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """Record ``summary`` on every ``stripe://events/<type>`` asset that lacks it; say what happened."""
+    from airflow.assets.manager import asset_manager
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    event_id, event_type = summary["event_id"], summary["type"]
+    if not is_event_type(event_type):
+        return {"status": "ignored", "event_id": event_id, "reason": "not an event type with an asset URI"}
+    uri = event_asset_uri(event_type)
+    with _record_lock, create_session() as session:
+        assets = list(session.scalars(select(AssetModel).where(AssetModel.uri == uri)))
+        if not assets:
+            log.info("Stripe event %s (%s) ignored: no DAG uses an asset with URI %s", event_id, event_type, uri)
+            return {"status": "ignored", "event_id": event_id, "reason": f"no asset with URI {uri}"}
+        already = set(
+            session.scalars(
+                select(AssetEvent.asset_id).where(
+                    AssetEvent.asset_id.in_([a.id for a in assets]),
+                    AssetEvent.timestamp >= datetime.now(timezone.utc) - DEDUP_WINDOW,
+                    AssetEvent.extra[("payload", "event_id")].as_string() == event_id,
+                )
+            )
+        )
+        extra = {"from_webhook": True, "conn_id": conn_id, "payload": summary}
+        recorded = 0
+        for asset in assets:
+            if asset.id in already:
+                continue
+            if asset_manager.register_asset_change(asset=asset, extra=extra, session=session) is not None:
+                recorded += 1
+    if not recorded:
+        log.info("Stripe event %s (%s) already recorded; redelivery ignored", event_id, event_type)
+        return {"status": "duplicate", "event_id": event_id}
+    log.info("Stripe event %s (%s) recorded on %d asset(s) with URI %s", event_id, event_type, recorded, uri)
+    return {"status": "recorded", "event_id": event_id, "assets": recorded}
