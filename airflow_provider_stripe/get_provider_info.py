@@ -62,5 +62,4 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "asset-uris": [{"schemes": ["stripe"], "handler": "airflow_provider_stripe.assets.normalize_stripe_uri"}],
-        "plugins": [{"name": "stripe", "plugin-class": "airflow_provider_stripe.plugins.StripePlugin"}],
     }
