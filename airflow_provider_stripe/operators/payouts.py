@@ -1,0 +1,381 @@
+"""Create and cancel Stripe payouts, one at a time or as a scheduled batch that never pays twice.
+
+* :class:`StripeCreatePayoutOperator` -- one payout;
+* :class:`StripePayoutBatchOperator` -- many payouts from a list, an XCom, a JSON/JSONL
+  file or a callable, concurrently and within the connection's rate limit;
+* :class:`StripeCancelPayoutOperator` -- cancel a pending payout.
+
+Creating operators are thin: the work is in :mod:`airflow_provider_stripe.payouts`.
+Every item is validated before the first request; each payout is sent with an
+idempotency key derived from the run (stable across retries, new for the next run) and
+carries its reference and run tag in metadata, so retries after a crash, a lost answer
+or Stripe forgetting the key (24 h) find it again instead of paying twice. On Airflow
+3.3+ progress is kept in the task state store, so a retry resumes where the last try
+stopped. See :mod:`airflow_provider_stripe.payouts.idempotency` for the key rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_stripe.operators._base import StripeMoneyOperator, summarize
+from airflow_provider_stripe.validation import StripeInputError, format_amount, validate_object_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_stripe.payouts.batch import KeyFunction, PayoutEngine
+    from airflow_provider_stripe.payouts.idempotency import RunIdentity
+    from airflow_provider_stripe.payouts.results import ResultSink
+
+PAYOUT_FIELDS: tuple[str, ...] = (
+    "id",
+    "amount",
+    "currency",
+    "status",
+    "method",
+    "arrival_date",
+    "destination",
+    "failure_code",
+    "livemode",
+)
+"""What the cancel operator returns: enough to chain and audit, never the whole object."""
+
+_EXPLICIT_KEY_MAX = 240
+
+
+def _explicit_key_function(key: str) -> KeyFunction:
+    """A user-given key for generation 0; a fresh derivative of it for later generations."""
+    if len(key) > _EXPLICIT_KEY_MAX:
+        raise StripeInputError(
+            f"has {len(key)} characters; use at most {_EXPLICIT_KEY_MAX} (Stripe allows 255 and a suffix is added "
+            "when a refused payout is retried under a fresh key)",
+            field="idempotency_key",
+        )
+    return lambda _reference, generation: key if generation == 0 else f"{key}-retry{generation}"
+
+
+class _PayoutOperatorBase(StripeMoneyOperator):
+    """Shared wiring of the payout engine: identity, progress store, client, results."""
+
+    def _identity(self, context: Context) -> RunIdentity:
+        from airflow_provider_stripe.payouts.idempotency import RunIdentity
+
+        return RunIdentity.from_context(context)
+
+    def _engine(
+        self, context: Context, identity: RunIdentity, *, max_workers: int, on_failure: Any, key_for: Any = None
+    ) -> PayoutEngine:
+        from airflow_provider_stripe.payouts.batch import PayoutEngine
+        from airflow_provider_stripe.payouts.progress import PayoutProgress
+
+        # Airflow 3.3+ (AIP-103); older Airflow has no store and relies on keys + listing.
+        store = context.get("task_state_store")
+        return PayoutEngine(
+            client=self.get_client(),
+            identity=identity,
+            progress=PayoutProgress(store),
+            log=self.log,
+            max_workers=max_workers,
+            on_failure=on_failure,
+            key_for=key_for,
+            allow_unfiltered_listing=not self.hook.config.uses_default_base_url,
+        )
+
+    def _raise_if_failed(self, sink: ResultSink, value: dict[str, Any]) -> None:
+        from airflow_provider_stripe.payouts.batch import StripePayoutError
+
+        if sink.failed_total:
+            raise StripePayoutError(value["summary"], sink.failures, sink.failed_total)
+
+
+class StripeCreatePayoutOperator(_PayoutOperatorBase):
+    """Send funds from the Stripe balance to a bank account or debit card, exactly once.
+
+    :param amount: in the currency's minor unit (``1250`` = 12.50 EUR); an ``int``, never
+        rounded.
+    :param currency: 3-letter ISO code (the balance's currency).
+    :param method: ``standard`` (default) or ``instant``.
+    :param destination: a bank account (``ba_...``) or card (``card_...``) of the account;
+        default: the default external account for the currency.
+    :param description: free text.
+    :param statement_descriptor: up to 22 characters shown on the bank statement.
+    :param source_type: balance to draw from: ``bank_account``, ``card`` or ``fpx``.
+    :param metadata: up to 48 string pairs (the provider adds ``airflow_payout_ref`` and
+        ``airflow_payout_run``).
+    :param reference: your stable name for this payout (e.g. a settlement id); default: a
+        hash of its contents. Used to find the payout again on a retry.
+    :param account_id: pay out from this connected account (``Stripe-Account``).
+    :param idempotency_key: default derived from dag_id, logical date (or run id),
+        task_id, map_index and reference; an explicit key is used as is.
+    :param dry_run: validate and log the request, send nothing.
+    :param stripe_conn_id: the ``stripe`` connection.
+
+    Returns ``{"id", "amount", "currency", "status", "reference", "outcome", "account_id",
+    "livemode"}``; ``outcome`` is ``created`` or ``existing`` (an earlier try created it).
+    """
+
+    template_fields: Sequence[str] = (
+        *StripeMoneyOperator.template_fields,
+        "amount",
+        "currency",
+        "method",
+        "destination",
+        "description",
+        "statement_descriptor",
+        "source_type",
+        "metadata",
+        "reference",
+    )
+    template_fields_renderers = {"metadata": "json"}
+    ui_color = "#9be3c4"
+
+    def __init__(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        method: str | None = None,
+        destination: str | None = None,
+        description: str | None = None,
+        statement_descriptor: str | None = None,
+        source_type: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        reference: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.amount = amount
+        self.currency = currency
+        self.method = method
+        self.destination = destination
+        self.description = description
+        self.statement_descriptor = statement_descriptor
+        self.source_type = source_type
+        self.metadata = metadata
+        self.reference = reference
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_stripe.payouts.instructions import instruction_from_params
+        from airflow_provider_stripe.payouts.results import ResultSink
+
+        instruction = instruction_from_params(
+            amount=self.amount,
+            currency=self.currency,
+            method=self.method,
+            destination=self.destination,
+            description=self.description,
+            statement_descriptor=self.statement_descriptor,
+            source_type=self.source_type,
+            metadata=self.metadata,
+            reference=self.reference,
+        )
+        identity = self._identity(context)
+        key_for = _explicit_key_function(str(self.idempotency_key)) if self.idempotency_key else None
+        if self.is_dry_run:
+            key = (key_for or identity.idempotency_key)(instruction.reference, 0)
+            params = instruction.create_params(identity.stamp(instruction.reference))
+            return self.dry_run_result("payouts.create", params, idempotency_key=key)
+        self.guard_live_mode("create a payout")
+        sink = ResultSink(total=1)
+        self._engine(context, identity, max_workers=1, on_failure="stop", key_for=key_for).run([instruction], 1, sink)
+        value = sink.value()
+        self._raise_if_failed(sink, value)
+        row = value["results"][0]
+        return {
+            "id": row.get("payout_id"),
+            "amount": row["amount"],
+            "currency": row["currency"],
+            "status": row.get("status"),
+            "reference": row["reference"],
+            "outcome": row["outcome"],
+            "account_id": self.hook.account_id,
+            "livemode": self.hook.config.livemode,
+        }
+
+
+class StripePayoutBatchOperator(_PayoutOperatorBase):
+    """Create a batch of payouts exactly once, concurrently, within the connection's rate limit.
+
+    Every item is validated before the first payout is created: if any is invalid the
+    task fails listing every problem (index, reference, field) and sends nothing. Then
+    each item is created once -- across task retries, worker crashes and lost answers
+    -- by deriving its idempotency key from the run and its reference, stamping the
+    reference and run into the payout's metadata, listing this run's payouts before
+    creating, and (Airflow 3.3+) resuming from the task state store.
+
+    :param payouts: the instructions. A list of dicts (templated, or an XCom such as
+        ``payouts=prepare.output``); a path to a JSON array or JSON Lines file, local or
+        any ObjectStoragePath URL (``s3://...``); or a callable returning an iterable of
+        dicts (Airflow calls it at render time as ``fn(context=..., jinja_env=...)``).
+        Each dict: ``amount`` (int, minor units), ``currency``, and optionally
+        ``reference`` (your stable id for the item; default: a hash of its contents),
+        ``destination``, ``method``, ``description``, ``statement_descriptor``,
+        ``source_type``, ``metadata``. References must be unique within the batch.
+    :param max_workers: payouts created concurrently (threads); the connection's rate
+        limit still applies to all of them together.
+    :param on_failure: ``continue`` (default) attempts every item, then fails the task
+        listing the failed ones; ``stop`` stops at the first failure (items in flight
+        finish; the rest are reported ``not_attempted``). Either way, created payouts are
+        never repeated by a retry.
+    :param results_path: write every item's result to this JSON Lines file (local path
+        or ObjectStoragePath URL, templated); the return value then carries the path.
+    :param inline_results_limit: without ``results_path``, return per-item results inline
+        up to this many items; above it, only failed items are returned (the task log
+        still has one line per payout).
+    :param account_id: pay out from this connected account (``Stripe-Account``).
+    :param dry_run: validate every item and log what would be paid; send nothing.
+    :param stripe_conn_id: the ``stripe`` connection.
+
+    Returns ``{"summary": {"total", "created", "existing", "failed", "amounts", ...},
+    "results": [{"index", "reference", "outcome", "payout_id", "status", "amount",
+    "currency", "error"?}, ...]}``. Never whole Stripe objects, never keys.
+    """
+
+    template_fields: Sequence[str] = (*StripeMoneyOperator.template_fields, "payouts", "results_path")
+    template_fields_renderers = {"payouts": "json"}
+    ui_color = "#9be3c4"
+
+    def __init__(
+        self,
+        *,
+        payouts: Any,
+        max_workers: int = 4,
+        on_failure: str = "continue",
+        results_path: Any = None,
+        inline_results_limit: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.payouts = payouts
+        self.max_workers = max_workers
+        self.on_failure = on_failure
+        self.results_path = results_path
+        self.inline_results_limit = inline_results_limit
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_stripe.payouts.results import ResultSink
+        from airflow_provider_stripe.payouts.sources import validate_batch
+
+        self._check_arguments()
+        batch = validate_batch(
+            self.payouts, context, on_error=lambda e: self.log.error("Invalid payout instruction: %s", e)
+        )
+        with batch:
+            identity = self._identity(context)
+            self.log.info(
+                "Payout batch %s: %d item(s), %s in total%s",
+                identity.describe(),
+                batch.count,
+                batch.describe_totals(),
+                " (DRY RUN: nothing is sent)" if self.is_dry_run else "",
+            )
+            sink = ResultSink(
+                total=batch.count, results_path=self.results_path or None, inline_limit=self.inline_results_limit
+            )
+            try:
+                if self.is_dry_run:
+                    extra = self._dry_run(batch, sink)
+                else:
+                    self.guard_live_mode("create payouts")
+                    engine = self._engine(context, identity, max_workers=self.max_workers, on_failure=self.on_failure)
+                    engine.run(batch, batch.count, sink)
+                    extra = {"dry_run": False}
+                    found = engine.reconciliation
+                    if found is not None and found.duplicates:
+                        # Paid twice before this task ran (not by it): surface it, never hide it.
+                        extra["duplicate_payouts"] = found.duplicates
+            finally:
+                sink.close()
+        value = sink.value(run=identity.describe(), **extra)
+        self.log.info("Payout batch done: %s", value["summary"])
+        self._raise_if_failed(sink, value)
+        return value
+
+    def _check_arguments(self) -> None:
+        from airflow_provider_stripe.payouts.batch import ON_FAILURE_CHOICES
+
+        if self.idempotency_key:
+            raise StripeInputError(
+                "a batch derives one key per item (run, task, map index, reference); leave idempotency_key unset",
+                field="idempotency_key",
+            )
+        if self.on_failure not in ON_FAILURE_CHOICES:
+            raise StripeInputError(f"{self.on_failure!r}: use 'continue' or 'stop'", field="on_failure")
+        if isinstance(self.max_workers, bool) or not isinstance(self.max_workers, int) or self.max_workers < 1:
+            raise StripeInputError(f"{self.max_workers!r}: use an integer >= 1", field="max_workers")
+
+    def _dry_run(self, batch: Any, sink: ResultSink) -> dict[str, Any]:
+        from airflow_provider_stripe.payouts.batch import item_result
+
+        cfg = self.hook.config  # validated: a dry run also proves the connection is usable
+        live_allowed = not cfg.livemode or cfg.allow_live_mode
+        for instruction in batch:
+            sink.add(item_result(instruction, "dry_run"))
+            self.log.info(
+                "DRY RUN, nothing sent: would pay out %s (%s)",
+                format_amount(instruction.amount, instruction.currency),
+                instruction.where(),
+            )
+        if not live_allowed:
+            self.log.warning("A real run would be REFUSED: the connection holds a live key and does not allow it")
+        return {"dry_run": True, "livemode": cfg.livemode, "live_mode_allowed": live_allowed}
+
+
+class StripeCancelPayoutOperator(StripeMoneyOperator):
+    """Cancel a pending payout; its funds return to the available balance.
+
+    Stripe can cancel a payout only while it is ``pending`` (not automatic payouts). A
+    payout that is already ``canceled`` -- e.g. by an earlier try whose answer was lost --
+    counts as success.
+
+    :param payout_id: the payout (``po_...``), templated (e.g. from an XCom).
+    :param account_id: the connected account that owns it (``Stripe-Account``).
+    :param idempotency_key: default derived from the task instance and the payout id.
+    :param dry_run: validate and log the request, send nothing.
+    :param stripe_conn_id: the ``stripe`` connection.
+
+    Returns ``{"id", "amount", "currency", "status", "method", "arrival_date", ...}``.
+    """
+
+    template_fields: Sequence[str] = (*StripeMoneyOperator.template_fields, "payout_id")
+    ui_color = "#f3c3b8"
+
+    def __init__(self, *, payout_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.payout_id = payout_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_stripe.errors import StripeRequestError
+
+        payout_id = validate_object_id(self.payout_id, field="payout_id", prefixes=("po_",))
+        key = self.resolve_idempotency_key(context, "payout-cancel", payout_id)
+        if self.is_dry_run:
+            return self.dry_run_result("payouts.cancel", {"payout": payout_id}, idempotency_key=key)
+        self.guard_live_mode("cancel a payout")
+        client = self.get_client()
+        try:
+            payout = self.call(
+                f"payout cancellation ({payout_id})",
+                client.v1.payouts.cancel,
+                payout_id,
+                None,
+                {"idempotency_key": key},
+            )
+        except StripeRequestError as error:
+            if error.http_status != 400:
+                raise
+            current = self.call(f"payout retrieval ({payout_id})", client.v1.payouts.retrieve, payout_id)
+            status = summarize(current, ("status",))["status"]
+            if status != "canceled":
+                raise StripeInputError(
+                    f"payout {payout_id} is {status!r}; Stripe can cancel only pending payouts (and not automatic "
+                    f"ones): {error.stripe_message}",
+                    field="payout_id",
+                ) from error
+            self.log.info("Payout %s was already canceled (by an earlier try?): nothing to do", payout_id)
+            payout = current
+        result = summarize(payout, PAYOUT_FIELDS, account_id=self.hook.account_id)
+        self.log_movement("Canceled payout", int(result["amount"]), str(result["currency"]), payout_id)
+        return result

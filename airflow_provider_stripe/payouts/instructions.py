@@ -1,0 +1,279 @@
+"""Payout instructions: one validated, normalised item of a batch (or a single payout).
+
+:func:`check_instruction` validates a raw dict with the shared rules of
+:mod:`airflow_provider_stripe.validation` and reports *every* problem of the item, each
+naming the item's index, its reference and the field, so a batch can be rejected with
+one complete list before anything is sent.
+
+An item's ``reference`` is the user's stable name for it (an invoice or settlement id).
+Without one, the reference is a hash of the item's canonical contents: the same item
+gets the same reference on every try, and two identical items in one batch collide --
+which is reported, because two identical payouts without distinct references are far
+more often a mistake than an intention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from airflow_provider_stripe.payouts.idempotency import RESERVED_METADATA_KEYS
+from airflow_provider_stripe.validation import (
+    METADATA_MAX_KEYS,
+    StripeInputError,
+    validate_amount,
+    validate_currency,
+    validate_metadata,
+    validate_object_id,
+    validate_statement_descriptor,
+)
+
+PAYOUT_METHODS = ("standard", "instant")
+SOURCE_TYPES = ("bank_account", "card", "fpx")
+DESTINATION_PREFIXES = ("ba_", "card_")
+MAX_REFERENCE_LENGTH = 200
+MAX_TEXT_LENGTH = 1000
+FIELDS = (
+    "reference",
+    "amount",
+    "currency",
+    "destination",
+    "method",
+    "description",
+    "statement_descriptor",
+    "source_type",
+    "metadata",
+)
+"""The keys an instruction may have; anything else (a typo like ``ammount``) is an error."""
+
+
+@dataclass(frozen=True)
+class PayoutInstruction:
+    """One payout to create, validated; ``index`` is its position in the batch."""
+
+    index: int
+    reference: str
+    amount: int
+    currency: str
+    destination: str | None = None
+    method: str | None = None
+    description: str | None = None
+    statement_descriptor: str | None = None
+    source_type: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def create_params(self, stamp: Mapping[str, str]) -> dict[str, Any]:
+        """The ``POST /v1/payouts`` parameters, with the run's metadata ``stamp`` added."""
+        params: dict[str, Any] = {"amount": self.amount, "currency": self.currency}
+        for name in ("destination", "method", "description", "statement_descriptor", "source_type"):
+            value = getattr(self, name)
+            if value is not None:
+                params[name] = value
+        params["metadata"] = {**self.metadata, **stamp}
+        return params
+
+    def to_json(self) -> dict[str, Any]:
+        """A compact JSON form (for the validated spool file); ``None`` fields are left out."""
+        out: dict[str, Any] = {"index": self.index, "reference": self.reference}
+        out.update(_content(self))
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PayoutInstruction:
+        """Inverse of :meth:`to_json` (the data was validated when it was written)."""
+        return cls(**{k: data[k] for k in data})
+
+    def where(self) -> str:
+        """``item 3, reference 'inv-1'``: how messages name the item."""
+        return f"item {self.index}, reference {self.reference!r}"
+
+
+def _content(instruction: PayoutInstruction) -> dict[str, Any]:
+    """The payout's contents without index and reference, ``None`` fields left out."""
+    out: dict[str, Any] = {"amount": instruction.amount, "currency": instruction.currency}
+    for name in ("destination", "method", "description", "statement_descriptor", "source_type"):
+        value = getattr(instruction, name)
+        if value is not None:
+            out[name] = value
+    if instruction.metadata:
+        out["metadata"] = dict(instruction.metadata)
+    return out
+
+
+def content_reference(instruction: PayoutInstruction) -> str:
+    """The reference of an item that has none: ``h-`` and a hash of its canonical contents."""
+    canonical = json.dumps(_content(instruction), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "h-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _reference(raw: Any, index: int | None, errors: list[StripeInputError]) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        errors.append(
+            StripeInputError(
+                f"{raw!r:.60} is a {type(raw).__name__}: a reference is text (or an integer), e.g. an invoice id",
+                field="reference",
+                index=index,
+            )
+        )
+        return None
+    text = str(raw)
+    if not text.strip() or text != text.strip() or len(text) > MAX_REFERENCE_LENGTH or not text.isprintable():
+        errors.append(
+            StripeInputError(
+                f"{text!r:.80} is not a usable reference: use 1-{MAX_REFERENCE_LENGTH} printable characters "
+                "without leading or trailing spaces",
+                field="reference",
+                index=index,
+            )
+        )
+        return None
+    return text
+
+
+def _text(raw: Mapping[str, Any], name: str, where: dict[str, Any], errors: list[StripeInputError]) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT_LENGTH:
+        errors.append(
+            StripeInputError(
+                f"{value!r:.60} is not usable: pass non-blank text of at most {MAX_TEXT_LENGTH} characters, or "
+                "leave it out",
+                field=name,
+                **where,
+            )
+        )
+        return None
+    return value
+
+
+def _choice(
+    raw: Mapping[str, Any], name: str, allowed: tuple[str, ...], where: dict[str, Any], errors: list[StripeInputError]
+) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if value not in allowed:
+        errors.append(StripeInputError(f"{value!r:.60} is not one of {', '.join(allowed)}", field=name, **where))
+        return None
+    return str(value)
+
+
+def _destination(raw: Mapping[str, Any], where: dict[str, Any], errors: list[StripeInputError]) -> str | None:
+    value = raw.get("destination")
+    if value is None:
+        return None
+    try:
+        return validate_object_id(value, field="destination", prefixes=DESTINATION_PREFIXES, **where)
+    except StripeInputError as exc:
+        errors.append(exc)
+        return None
+
+
+def _metadata(raw: Mapping[str, Any], where: dict[str, Any], errors: list[StripeInputError]) -> dict[str, str]:
+    try:
+        metadata = validate_metadata(raw.get("metadata"), **where)
+    except StripeInputError as exc:
+        errors.append(exc)
+        return {}
+    reserved = sorted(set(metadata) & set(RESERVED_METADATA_KEYS))
+    if reserved:
+        errors.append(
+            StripeInputError(
+                f"keys {', '.join(reserved)} are reserved: the provider stores the item's reference and run there "
+                "to find the payout again after a retry; rename them",
+                field="metadata",
+                **where,
+            )
+        )
+    elif len(metadata) + len(RESERVED_METADATA_KEYS) > METADATA_MAX_KEYS:
+        errors.append(
+            StripeInputError(
+                f"has {len(metadata)} keys; payouts can carry at most "
+                f"{METADATA_MAX_KEYS - len(RESERVED_METADATA_KEYS)} (the provider adds "
+                f"{len(RESERVED_METADATA_KEYS)}): drop or merge some",
+                field="metadata",
+                **where,
+            )
+        )
+    return metadata
+
+
+def check_instruction(raw: Any, index: int | None) -> tuple[PayoutInstruction | None, list[StripeInputError]]:
+    """Validate one raw item; return the instruction, or ``None`` and every problem found.
+
+    ``index`` is the item's position in a batch (``None`` for a single payout: messages
+    then name only the field).
+    """
+    errors: list[StripeInputError] = []
+    if not isinstance(raw, Mapping):
+        errors.append(
+            StripeInputError(
+                f"{raw!r:.60} is a {type(raw).__name__}: each payout is a dict with at least amount and currency",
+                field="item",
+                index=index,
+            )
+        )
+        return None, errors
+    reference = _reference(raw.get("reference"), index, errors)
+    where: dict[str, Any] = {"index": index, "reference": reference}
+    unknown = sorted(str(k) for k in raw if k not in FIELDS)
+    if unknown:
+        errors.append(
+            StripeInputError(f"unknown field(s); allowed: {', '.join(FIELDS)}", field=", ".join(unknown), **where)
+        )
+    currency: str | None = None
+    try:
+        currency = validate_currency(raw.get("currency"), **where)
+    except StripeInputError as exc:
+        errors.append(exc)
+    amount: int | None = None
+    try:
+        amount = validate_amount(raw.get("amount"), currency, **where)
+    except StripeInputError as exc:
+        errors.append(exc)
+    descriptor: str | None = None
+    try:
+        descriptor = validate_statement_descriptor(
+            raw.get("statement_descriptor"), suffix=True, field="statement_descriptor", **where
+        )
+    except StripeInputError as exc:
+        errors.append(exc)
+    destination = _destination(raw, where, errors)
+    method = _choice(raw, "method", PAYOUT_METHODS, where, errors)
+    description = _text(raw, "description", where, errors)
+    source_type = _choice(raw, "source_type", SOURCE_TYPES, where, errors)
+    metadata = _metadata(raw, where, errors)
+    if errors or amount is None or currency is None:
+        return None, errors
+    instruction = PayoutInstruction(
+        index=index or 0,
+        reference="",
+        amount=amount,
+        currency=currency,
+        destination=destination,
+        method=method,
+        description=description,
+        statement_descriptor=descriptor,
+        source_type=source_type,
+        metadata=metadata,
+    )
+    return replace(instruction, reference=reference or content_reference(instruction)), []
+
+
+def instruction_from_params(**params: Any) -> PayoutInstruction:
+    """Validate a single payout's operator parameters; raise listing every problem."""
+    from airflow_provider_stripe.payouts.sources import StripeBatchInputError
+
+    raw = {k: v for k, v in params.items() if v is not None}
+    instruction, errors = check_instruction(raw, None)
+    if instruction is None:
+        if len(errors) == 1:
+            raise errors[0]
+        raise StripeBatchInputError(errors, invalid_items=1, total_items=1)
+    return instruction

@@ -1,0 +1,163 @@
+"""The mapped payouts example DAG, run for real with ``dag.test()``: Airflow's real task
+runner, XCom, mapping and task state store (AIP-103).
+
+* Against localstripe: the first run of a logical date pays every regional item (two
+  mapped batch tasks) and every bonus (mapped single payouts) once; running the same
+  logical date again (``dag.test`` deletes the old run and makes a new one, with a new run
+  id and an empty state store) pays nothing; the next logical date pays again. Three
+  ``dag.test`` runs, about 10 s each.
+* Against the recording stub behind the fault proxy (Stripe's idempotency semantics):
+  a payout refused for insufficient funds in the first try is paid by Airflow's retry
+  under a fresh key, which the task state store remembered -- the saved refusal is never
+  replayed. One ``dag.test`` run, two tries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_stripe.payouts.idempotency import REFERENCE_METADATA_KEY, RUN_METADATA_KEY
+from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
+from tests import airflow_env
+from tests.integration.payout_helpers import (
+    FakePayoutsApi,
+    eur_items,
+    insufficient_funds,
+    list_all_payouts,
+    write_jsonl,
+)
+from tests.servers.fault_proxy import FaultProxy
+from tests.servers.stub_stripe import StubServer
+
+DAG_ID = "stripe_payouts_mapped"
+DAY_1 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def migrated() -> None:
+    airflow_env.migrate()
+
+
+@pytest.fixture
+def mapped_dag(migrated: None) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(airflow_env.DAGS_FOLDER / f"{DAG_ID}.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag(DAG_ID)
+
+
+def _use_stripe(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:
+    for name, value in connection_env("stripe_default", base_url=base_url).items():
+        monkeypatch.setenv(name, value)
+
+
+def _task_states(dag_run: Any) -> dict[tuple[str, int], str]:
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances(session=session)}
+
+
+def _xcoms(dag_run: Any, task_id: str) -> list[Any]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(
+            run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value", map_indexes=None
+        )
+        rows: list[Any] = sorted(session.scalars(query), key=lambda row: row.map_index)
+        return [XComModel.deserialize_value(row) for row in rows]
+
+
+def _by_run_and_reference(url: str) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for payout in list_all_payouts(url, LOCAL_TEST_KEY):
+        key = (payout["metadata"][RUN_METADATA_KEY], payout["metadata"][REFERENCE_METADATA_KEY])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_each_logical_date_pays_every_mapped_item_once(
+    mapped_dag: Any, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _use_stripe(monkeypatch, localstripe)
+    conf = {
+        "region_files": [
+            write_jsonl(tmp_path / "north.jsonl", eur_items(4, "north")),
+            write_jsonl(tmp_path / "south.jsonl", eur_items(3, "south")),
+        ],
+        "bonuses": [
+            {"reference": "bonus-a", "amount": 5000, "description": "Referral bonus"},
+            {"reference": "bonus-b", "amount": 2500},
+        ],
+    }
+    run: Callable[[datetime], Any] = lambda day: mapped_dag.test(logical_date=day, run_conf=conf)  # noqa: E731
+
+    first = run(DAY_1)
+    assert str(first.state) == "success", _task_states(first)
+    regions = _xcoms(first, "pay_regions")
+    assert [r["summary"]["created"] for r in regions] == [4, 3]
+    bonuses = _xcoms(first, "pay_bonuses")
+    assert [(b["reference"], b["outcome"], b["amount"]) for b in bonuses] == [
+        ("bonus-a", "created", 5000),
+        ("bonus-b", "created", 2500),
+    ]
+    after_first = _by_run_and_reference(localstripe)
+    assert len(after_first) == 9 and set(after_first.values()) == {1}
+    assert len({tag for tag, _ in after_first}) == 4, "each mapped task instance has its own run tag"
+
+    again = run(DAY_1)  # same logical date: a new DagRun (new run id, empty state store)
+    assert str(again.state) == "success", _task_states(again)
+    assert [r["summary"].get("existing") for r in _xcoms(again, "pay_regions")] == [4, 3]
+    assert [b["outcome"] for b in _xcoms(again, "pay_bonuses")] == ["existing", "existing"]
+    assert [b["id"] for b in _xcoms(again, "pay_bonuses")] == [b["id"] for b in bonuses]
+    assert _by_run_and_reference(localstripe) == after_first, "re-running a logical date pays nothing"
+
+    following = run(DAY_1 + timedelta(days=1))
+    assert str(following.state) == "success", _task_states(following)
+    counts = _by_run_and_reference(localstripe)
+    assert len(counts) == 18 and set(counts.values()) == {1}, "the next logical date pays everything again"
+
+
+def test_airflow_retry_pays_a_refused_item_under_a_fresh_key_from_the_state_store(
+    mapped_dag: Any,
+    stub_stripe: StubServer,
+    fault_proxy: Callable[..., FaultProxy],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    refused = {"once": False}
+
+    def refuse(form: Mapping[str, str]) -> Any:
+        if form.get(f"metadata[{REFERENCE_METADATA_KEY}]") == "north-2" and not refused["once"]:
+            refused["once"] = True
+            return insufficient_funds()
+        return None
+
+    api = FakePayoutsApi(refuse)
+    stub_stripe.responder = api
+    proxy = fault_proxy(upstream_url=stub_stripe.url)
+    _use_stripe(monkeypatch, proxy.url)
+    pay_regions = mapped_dag.task_dict["pay_regions"]
+    pay_regions.retries = 1
+    pay_regions.retry_delay = timedelta(0)
+
+    conf = {"region_files": [write_jsonl(tmp_path / "north.jsonl", eur_items(5, "north"))], "bonuses": []}
+    dag_run = mapped_dag.test(logical_date=DAY_1, run_conf=conf)
+
+    assert str(dag_run.state) == "success", _task_states(dag_run)
+    (summary,) = [r["summary"] for r in _xcoms(dag_run, "pay_regions")]
+    assert summary["created"] == 1 and summary["existing"] == 4  # the second try
+    north_2 = [r for r in api.creates if r.form.get(f"metadata[{REFERENCE_METADATA_KEY}]") == "north-2"]
+    assert len(north_2) == 2 and north_2[0].headers["Idempotency-Key"] != north_2[1].headers["Idempotency-Key"]
+    assert proxy.stats["replayed"] == 0, "the state store knew the refusal: its key was never reused"
+    assert sorted(p["metadata"][REFERENCE_METADATA_KEY] for p in api.payouts) == [f"north-{n}" for n in range(5)]

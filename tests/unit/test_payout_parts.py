@@ -1,0 +1,174 @@
+"""The payout engine's pure parts: instructions, sources, keys, progress (no server needed)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from airflow_provider_stripe.errors import StripeRequestError
+from airflow_provider_stripe.payouts import sources
+from airflow_provider_stripe.payouts.idempotency import RunIdentity, allows_fresh_key, next_generation, was_replayed
+from airflow_provider_stripe.payouts.instructions import check_instruction, instruction_from_params
+from airflow_provider_stripe.payouts.progress import PayoutProgress
+from airflow_provider_stripe.payouts.sources import SourceError, StripeBatchInputError, iter_source, validate_batch
+from airflow_provider_stripe.validation import StripeInputError
+
+
+def _context(**ti: Any) -> dict[str, Any]:
+    fields = {"dag_id": "d", "run_id": "manual__1", "task_id": "t", "map_index": -1, "try_number": 1, **ti}
+    return {"ti": SimpleNamespace(**fields), "logical_date": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+def test_keys_are_stable_across_tries_and_differ_per_run_task_map_index_reference_generation() -> None:
+    base = RunIdentity.from_context(_context())
+    retry = RunIdentity.from_context(_context(try_number=3, run_id="manual__other"))  # same logical date
+    assert retry.idempotency_key("a", 0) == base.idempotency_key("a", 0) and retry.tag == base.tag
+    variants = [
+        RunIdentity.from_context({**_context(), "logical_date": datetime(2026, 1, 2, tzinfo=timezone.utc)}),
+        RunIdentity.from_context(_context(task_id="other")),
+        RunIdentity.from_context(_context(map_index=0)),
+        RunIdentity.from_context(_context(dag_id="other")),
+    ]
+    keys = {base.idempotency_key("a", 0), base.idempotency_key("b", 0), base.idempotency_key("a", 1)}
+    keys |= {v.idempotency_key("a", 0) for v in variants}
+    assert len(keys) == 7 and all(len(k) <= 255 for k in keys)
+    no_date = RunIdentity.from_context({**_context(), "logical_date": None})
+    assert no_date.run == "manual__1"
+
+
+def test_fresh_keys_only_after_a_definitive_refusal() -> None:
+    def error(status: int | None, kind: str = "invalid_request_error") -> StripeRequestError:
+        return StripeRequestError(
+            operation="x", error_type=kind, code=None, message="m", request_id=None, http_status=status
+        )
+
+    assert allows_fresh_key(error(400)) and allows_fresh_key(error(402, "card_error"))
+    for not_fresh in (error(None, "api_connection_error"), error(500), error(409), error(429)):
+        assert not allows_fresh_key(not_fresh)
+    assert not allows_fresh_key(error(400, "idempotency_error")), "the key may have paid with other params"
+    assert next_generation(0, try_number=3, remembered=True) == 1
+    assert next_generation(0, try_number=3, remembered=False) == 3
+    assert next_generation(3, try_number=3, remembered=False) == 4
+    assert was_replayed(SimpleNamespace(headers={"Idempotent-Replayed": "true"}))
+    assert not was_replayed(SimpleNamespace(headers={})) and not was_replayed(None)
+
+
+# -- instructions ------------------------------------------------------------------------------
+
+
+def test_instruction_reference_defaults_to_a_content_hash() -> None:
+    one, _ = check_instruction({"amount": 100, "currency": "EUR", "metadata": {"a": 1}}, 0)
+    same, _ = check_instruction({"metadata": {"a": "1"}, "currency": "eur", "amount": 100}, 5)
+    other, _ = check_instruction({"amount": 101, "currency": "eur", "metadata": {"a": 1}}, 0)
+    assert one is not None and same is not None and other is not None
+    assert one.reference == same.reference != other.reference and one.reference.startswith("h-")
+    assert one.create_params({"k": "v"}) == {"amount": 100, "currency": "eur", "metadata": {"a": "1", "k": "v"}}
+
+
+def test_single_payout_params_name_only_the_field() -> None:
+    with pytest.raises(StripeInputError, match=r"^field 'method': 'fast' is not one of standard, instant"):
+        instruction_from_params(amount=100, currency="eur", method="fast")
+    with pytest.raises(StripeBatchInputError, match=r"field 'amount'") as caught:
+        instruction_from_params(amount="100", currency="eur", destination="acct_1")
+    assert len(caught.value.errors) == 2
+
+
+# -- sources -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64])
+def test_json_array_is_streamed_without_splitting_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(sources, "_READ_CHUNK", chunk)
+    items = [{"amount": 1250 + n * 100_001, "currency": "eur", "reference": f"r{n}"} for n in range(20)]
+    path = tmp_path / "payouts.json"
+    path.write_text(" [\n" + ",\n ".join(json.dumps(i) for i in items) + "\n] \n")
+    assert list(iter_source(str(path))) == items
+    (tmp_path / "empty.json").write_text("[ ]")
+    assert list(iter_source(str(tmp_path / "empty.json"))) == []
+    (tmp_path / "bad.json").write_text('[{"amount": 1},,]')
+    with pytest.raises(SourceError, match="not a valid JSON array"):
+        list(iter_source(str(tmp_path / "bad.json")))
+
+
+def test_sources_accept_lists_files_and_callables_and_explain_the_rest(tmp_path: Path) -> None:
+    item = {"amount": 100, "currency": "eur"}
+    assert list(iter_source([item])) == [item]
+    assert list(iter_source(lambda context, jinja_env: (i for i in [item, item]))) == [item, item]
+    (tmp_path / "p.ndjson").write_text(json.dumps(item) + "\n\n" + json.dumps(item) + "\n")
+    assert list(iter_source(tmp_path / "p.ndjson")) == [item, item]
+    assert list(iter_source(f"file://{tmp_path / 'p.ndjson'}")) == [item, item]  # ObjectStoragePath
+    with pytest.raises(SourceError, match="render_template_as_native_obj"):
+        list(iter_source("[{'amount': 100}]"))
+    with pytest.raises(SourceError, match="single dict"):
+        list(iter_source(item))
+    with pytest.raises(SourceError, match="does not exist"):
+        list(iter_source(str(tmp_path / "missing.jsonl")))
+
+
+def test_validated_batch_is_spooled_and_replayable() -> None:
+    raw = (dict(amount=100 + n, currency="eur", reference=f"r{n}") for n in range(5))  # a one-shot generator
+    with validate_batch(raw) as batch:
+        assert batch.count == 5 and batch.totals == {"eur": 510} and batch.describe_totals() == "5.10 EUR"
+        assert [i.reference for i in batch] == [i.reference for i in batch] == [f"r{n}" for n in range(5)]
+        spool = batch.path
+    assert not spool.exists()
+
+
+def test_every_invalid_item_is_counted_and_kept_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sources, "MAX_ERRORS_KEPT", 3)
+    seen: list[StripeInputError] = []
+    with pytest.raises(StripeBatchInputError) as caught:
+        validate_batch([{"amount": -1, "currency": "eur"}] * 10, on_error=seen.append)
+    assert caught.value.invalid_items == 10 and caught.value.total_errors == 10 and len(seen) == 10
+    assert len(caught.value.errors) == 3 and "and 7 more problem(s)" in str(caught.value)
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.writes: list[str] = []
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return json.loads(json.dumps(self.data[key])) if key in self.data else default
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = json.loads(json.dumps(value))
+        self.writes.append(key)
+
+
+def test_progress_writes_a_new_generation_before_it_is_used_and_resumes() -> None:
+    store = _Store()
+    progress = PayoutProgress(store, flush_interval=3600)
+    progress.load(450)
+    assert store.writes == ["stripe_payout_batch"] and store.data["stripe_payout_batch"]["chunks"] == 3
+    progress.record("a", 0, "ok", "po_1")
+    progress.record("b", 0, "refused")
+    assert len(store.writes) == 1, "outcomes are batched"
+    progress.record("b", 1, "sent")
+    assert len(store.writes) == 2, "a new generation is written at once (write-ahead)"
+    progress.flush(force=True)
+
+    resumed = PayoutProgress(store)
+    resumed.load(450)
+    assert resumed.resumed and resumed.created_count() == 1
+    assert resumed.get("a") == progress.get("a") and resumed.get("a").payout_id == "po_1"  # type: ignore[union-attr]
+    assert resumed.get("b").generation == 1 and resumed.get("b").code == "sent"  # type: ignore[union-attr]
+    assert resumed.get("c") is None
+
+    forgetful = PayoutProgress(None)
+    forgetful.load(10)
+    forgetful.record("a", 2, "sent")
+    assert not forgetful.remembered and forgetful.get("a") is None
