@@ -1,0 +1,394 @@
+"""StripePayoutSensor and StripePayoutTrigger against a real localstripe on 127.0.0.1.
+
+Payouts are created in localstripe and moved to paid / failed / canceled through its
+update and cancel endpoints, as Stripe's bank side would; the sensor and trigger only
+read them through the provider's hook and the official SDK. Request counts are taken
+by the fault proxy (no faults configured) sitting between the client and localstripe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+import requests
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
+
+from airflow_provider_stripe.payouts.lookup import afetch_payouts, fetch_payouts
+from airflow_provider_stripe.payouts.status import PayoutIdsError, normalize_payout_ids
+from airflow_provider_stripe.sensors.payouts import STATE_KEY, StripePayoutSensor
+from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
+from airflow_provider_stripe.testing.settlement import Settlement, SettlementSimulator
+from airflow_provider_stripe.triggers.payouts import StripePayoutTrigger
+from tests.integration.payout_helpers import MemoryStateStore
+from tests.servers.fault_proxy import FaultProxy
+from tests.servers.stub_stripe import refused_url
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class LocalPayouts:
+    """Create payouts in localstripe and play the bank: mark them paid, failed or canceled."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.session = requests.Session()
+        self.session.auth = (LOCAL_TEST_KEY, "")
+
+    def create(self, n: int) -> list[str]:
+        ids = []
+        for i in range(n):
+            resp = self.session.post(f"{self.url}/v1/payouts", data={"amount": 1000 + i, "currency": "eur"}, timeout=5)
+            resp.raise_for_status()
+            ids.append(resp.json()["id"])
+        return ids
+
+    def set_status(self, payout_id: str, status: str, **fields: str) -> None:
+        resp = self.session.post(f"{self.url}/v1/payouts/{payout_id}", data={"status": status, **fields}, timeout=5)
+        resp.raise_for_status()
+
+    def cancel(self, payout_id: str) -> None:
+        self.session.post(f"{self.url}/v1/payouts/{payout_id}/cancel", timeout=5).raise_for_status()
+
+
+@pytest.fixture
+def bank(localstripe: str) -> Iterator[LocalPayouts]:
+    payouts = LocalPayouts(localstripe)
+    yield payouts
+    payouts.session.close()
+
+
+_conn_counter = iter(range(100_000))
+
+
+@pytest.fixture
+def conn_for(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``conn_for(base_url) -> conn_id``: a fresh ``stripe`` connection (own rate limiter) to that server."""
+
+    def make(base_url: str) -> str:
+        conn_id = f"stripe_payout_sensor_{next(_conn_counter)}"
+        for name, value in connection_env(conn_id, base_url=base_url).items():
+            monkeypatch.setenv(name, value)
+        return conn_id
+
+    return make
+
+
+def _sensor(conn_id: str, payout_ids: Any, **kwargs: Any) -> StripePayoutSensor:
+    kwargs.setdefault("poll_interval", 0.2)
+    kwargs.setdefault("timeout", 30)
+    return StripePayoutSensor(task_id="wait_for_payouts", payout_ids=payout_ids, stripe_conn_id=conn_id, **kwargs)
+
+
+# -- inputs ---------------------------------------------------------------------------
+
+
+def test_payout_ids_accept_every_shape_a_dag_passes() -> None:
+    batch_result = {
+        "summary": {"total": 3, "created": 2, "failed": 1},
+        "results": [
+            {"index": 0, "reference": "a", "outcome": "created", "payout_id": "po_1"},
+            {"index": 1, "reference": "b", "outcome": "failed", "error": {"code": "x"}},
+            {"index": 2, "reference": "c", "outcome": "existing", "payout_id": "po_2"},
+        ],
+    }
+    assert normalize_payout_ids("po_1") == ("po_1",)
+    assert normalize_payout_ids(["po_1", "po_2", "po_1"]) == ("po_1", "po_2")
+    assert normalize_payout_ids(batch_result) == ("po_1", "po_2")
+    assert normalize_payout_ids(batch_result["results"]) == ("po_1", "po_2")
+    assert normalize_payout_ids(json.dumps(batch_result)) == ("po_1", "po_2")
+    assert normalize_payout_ids(str(["po_1", "po_2"])) == ("po_1", "po_2")  # a rendered Python list
+    with pytest.raises(PayoutIdsError, match="tr_123"):
+        normalize_payout_ids(["tr_123"])
+    with pytest.raises(PayoutIdsError, match="results_path"):
+        normalize_payout_ids({"summary": {"results_truncated": True}, "results": []})
+
+
+def test_payout_ids_read_from_the_batch_results_file(tmp_path: Any) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"payout_id": "po_a", "outcome": "created"}\n{"outcome": "failed"}\n{"payout_id": "po_b"}\n')
+    assert normalize_payout_ids({"summary": {"results_path": str(path)}, "results": []}) == ("po_a", "po_b")
+
+
+# -- poke mode ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [2, 8], ids=["retrieve-each", "listing"])
+def test_poke_waits_while_pending_and_succeeds_once_paid(
+    bank: LocalPayouts, conn_for: Any, localstripe: str, count: int
+) -> None:
+    ids = bank.create(count)
+    sensor = _sensor(conn_for(localstripe), ids)
+    assert not sensor.poke({})
+    for payout_id in ids[:-1]:
+        bank.set_status(payout_id, "paid")
+    assert not sensor.poke({})
+    bank.set_status(ids[-1], "paid")
+    done = sensor.poke({})
+    assert done and done.xcom_value == {"status": "paid", "count": count, "payout_ids": ids}
+
+
+def test_execute_in_poke_mode_returns_once_the_bank_settles(
+    bank: LocalPayouts, conn_for: Any, localstripe: str
+) -> None:
+    ids = bank.create(5)
+    sensor = _sensor(conn_for(localstripe), {"summary": {}, "results": [{"payout_id": p} for p in ids]})
+    with SettlementSimulator(localstripe, LOCAL_TEST_KEY, delay=0.5) as bank_side:
+        result = sensor.execute({})
+    assert set(bank_side.settled) == set(ids)
+    assert result["payout_ids"] == ids
+
+
+@pytest.mark.parametrize("count", [2, 6], ids=["retrieve-each", "listing"])
+def test_failed_and_canceled_payouts_fail_at_once_with_their_codes(
+    bank: LocalPayouts, conn_for: Any, localstripe: str, count: int
+) -> None:
+    ids = bank.create(count)
+    bank.set_status(ids[0], "failed", failure_code="account_closed", failure_message="The bank account has been closed")
+    bank.cancel(ids[1])
+    with pytest.raises(AirflowFailException) as info:
+        _sensor(conn_for(localstripe), ids).poke({})
+    message = str(info.value)
+    assert f"{ids[0]} is failed (failure_code=account_closed, failure_message=The bank account has been closed)" in (
+        message
+    )
+    assert f"{ids[1]} is canceled" in message
+    assert "not retried" in message
+
+
+def test_unknown_payout_id_fails_naming_it(bank: LocalPayouts, conn_for: Any, localstripe: str) -> None:
+    with pytest.raises(AirflowFailException, match="po_doesnotexist is not_found"):
+        _sensor(conn_for(localstripe), ["po_doesnotexist"]).poke({})
+
+
+def test_grace_period_waits_after_paid_and_catches_a_late_failure(
+    bank: LocalPayouts, conn_for: Any, localstripe: str
+) -> None:
+    conn_id = conn_for(localstripe)
+    ok, late = bank.create(2)
+    for payout_id in (ok, late):
+        bank.set_status(payout_id, "paid")
+    sensor = _sensor(conn_id, [ok], grace_period=0.6)
+    assert not sensor.poke({}), "paid, but not yet for the grace period"
+    threading.Event().wait(0.7)
+    assert sensor.poke({})
+
+    late_sensor = _sensor(conn_id, [late], grace_period=5)
+    assert not late_sensor.poke({})
+    bank.set_status(late, "failed", failure_code="could_not_process", failure_message="Bank returned the payout")
+    with pytest.raises(AirflowFailException, match="could_not_process"):
+        late_sensor.poke({})
+
+
+class _TI:
+    def __init__(self, first_reschedule: datetime | None) -> None:
+        self.first_reschedule = first_reschedule
+
+    def get_first_reschedule_date(self, context: Any) -> datetime | None:
+        return self.first_reschedule
+
+
+def test_reschedule_mode_keeps_grace_timers_in_the_task_state_store(
+    bank: LocalPayouts, conn_for: Any, localstripe: str
+) -> None:
+    conn_id = conn_for(localstripe)
+    ids = bank.create(4)
+    for payout_id in ids:
+        bank.set_status(payout_id, "paid")
+    store = MemoryStateStore()
+    first: Any = {"ti": _TI(None), "task_state_store": store}
+    assert not _sensor(conn_id, ids, mode="reschedule", grace_period=0.5).poke(first)
+    paid_since = store.get(STATE_KEY)
+    assert set(paid_since) == set(ids)
+
+    threading.Event().wait(0.6)
+    # A reschedule runs a new sensor instance in a new process: only the store remembers.
+    later: Any = {"ti": _TI(datetime.now(timezone.utc)), "task_state_store": store}
+    assert _sensor(conn_id, ids, mode="reschedule", grace_period=0.5).poke(later)
+    # Without the store's timers (a new try) the grace period starts again.
+    assert not _sensor(conn_id, ids, mode="reschedule", grace_period=0.5).poke(first)
+
+
+# -- requests per poke ------------------------------------------------------------------
+
+
+def test_500_payouts_cost_5_list_requests_per_poke(
+    bank: LocalPayouts, conn_for: Any, fault_proxy: Any, localstripe: str
+) -> None:
+    ids = bank.create(500)
+    proxy: FaultProxy = fault_proxy()
+    sensor = _sensor(conn_for(proxy.url), ids)
+    assert not sensor.poke({})
+    lookups = [r for r in proxy.records if r.path.startswith("/v1/payouts")]
+    assert [(r.method, r.path) for r in lookups] == [("GET", "/v1/payouts")] * 5
+
+    async def async_lookup() -> int:
+        from airflow_provider_stripe.hooks.stripe import StripeHook
+
+        client = StripeHook(sensor.stripe_conn_id).get_client()
+        found = await afetch_payouts(client, ids)
+        assert len(found.found) == 500
+        return found.requests
+
+    before = len(proxy.records)
+    assert asyncio.run(async_lookup()) == 5
+    assert len(proxy.records) - before == 5
+
+
+def test_ids_missing_from_the_listing_are_retrieved_individually(
+    bank: LocalPayouts, conn_for: Any, localstripe: str
+) -> None:
+    from airflow_provider_stripe.hooks.stripe import StripeHook
+
+    older = bank.create(350)  # localstripe lists oldest first: these fill the page budget
+    wanted = bank.create(4)
+    lookup = fetch_payouts(StripeHook(conn_for(localstripe)).get_client(), [*wanted, "po_gone"])
+    assert lookup.list_requests == 3  # ceil(5 / 100) + 2 slack pages
+    assert lookup.retrieve_requests == 5 and set(lookup.found) == set(wanted)
+    assert older
+
+
+# -- deferrable: the trigger ---------------------------------------------------------------
+
+
+def _run_trigger(trigger: StripePayoutTrigger) -> dict[str, Any]:
+    async def first_event() -> dict[str, Any]:
+        event = await anext(trigger.run())
+        return dict(event.payload)
+
+    return asyncio.run(first_event())
+
+
+def test_trigger_yields_success_once_the_bank_pays(bank: LocalPayouts, conn_for: Any, localstripe: str) -> None:
+    ids = bank.create(6)
+    trigger = StripePayoutTrigger(payout_ids=ids, stripe_conn_id=conn_for(localstripe), poll_interval=0.2)
+    with SettlementSimulator(localstripe, LOCAL_TEST_KEY, delay=0.5):
+        event = _run_trigger(trigger)
+    assert event["status"] == "success" and event["count"] == 6
+
+
+def test_trigger_yields_failure_with_codes(bank: LocalPayouts, conn_for: Any, localstripe: str) -> None:
+    ids = bank.create(5)
+    failing = ids[2]
+
+    def decide(payout: Any) -> Settlement:
+        if payout["id"] == failing:
+            return Settlement("failed", "insufficient_funds", "Your Stripe balance is too low")
+        return Settlement()
+
+    trigger = StripePayoutTrigger(payout_ids=ids, stripe_conn_id=conn_for(localstripe), poll_interval=0.2)
+    with SettlementSimulator(localstripe, LOCAL_TEST_KEY, delay=0.3, decide=decide):
+        event = _run_trigger(trigger)
+    assert event["status"] == "failure"
+    assert event["failures"] == [
+        {
+            "payout_id": failing,
+            "status": "failed",
+            "failure_code": "insufficient_funds",
+            "failure_message": "Your Stripe balance is too low",
+        }
+    ]
+
+
+def test_trigger_grace_period_and_deadline(bank: LocalPayouts, conn_for: Any, localstripe: str) -> None:
+    import time
+
+    conn_id = conn_for(localstripe)
+    (paid,) = bank.create(1)
+    bank.set_status(paid, "paid")
+    start = time.monotonic()
+    event = _run_trigger(
+        StripePayoutTrigger(payout_ids=[paid], stripe_conn_id=conn_id, poll_interval=0.2, grace_period=0.8)
+    )
+    assert event["status"] == "success" and time.monotonic() - start >= 0.8
+
+    (pending,) = bank.create(1)
+    event = _run_trigger(
+        StripePayoutTrigger(payout_ids=[pending], stripe_conn_id=conn_id, poll_interval=0.2, deadline=time.time() + 1)
+    )
+    assert event["status"] == "timeout" and pending in event["message"]
+
+
+def test_trigger_reports_an_unreachable_stripe_as_an_error_without_the_key(conn_for: Any) -> None:
+    trigger = StripePayoutTrigger(
+        payout_ids=["po_1", "po_2"], stripe_conn_id=conn_for(refused_url()), poll_interval=0.1
+    )
+    event = _run_trigger(trigger)
+    assert event["status"] == "error"
+    assert "api_connection_error" in event["message"] or "APIConnectionError" in event["message"]
+    assert LOCAL_TEST_KEY not in json.dumps(event)
+
+
+def test_trigger_serializes_ids_and_timings_but_never_the_key(conn_for: Any, localstripe: str) -> None:
+    trigger = StripePayoutTrigger(
+        payout_ids=["po_1"],
+        stripe_conn_id=conn_for(localstripe),
+        account_id="acct_1Connected",
+        poll_interval=30,
+        grace_period=60,
+        paid_since={"po_1": 1700000000.0},
+        deadline=1800000000.0,
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_stripe.triggers.payouts.StripePayoutTrigger"
+    assert set(kwargs) == {
+        "payout_ids",
+        "stripe_conn_id",
+        "account_id",
+        "poll_interval",
+        "grace_period",
+        "paid_since",
+        "deadline",
+    }
+    dumped = json.dumps(kwargs)
+    assert "sk_test" not in dumped and "whsec" not in dumped and "127.0.0.1" not in dumped
+    assert StripePayoutTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+# -- deferrable: the sensor side -------------------------------------------------------------
+
+
+def test_deferrable_sensor_polls_once_then_defers_carrying_grace_timers(
+    bank: LocalPayouts, conn_for: Any, localstripe: str
+) -> None:
+    conn_id = conn_for(localstripe)
+    ids = bank.create(4)
+    bank.set_status(ids[0], "paid")
+    sensor = _sensor(conn_id, ids, deferrable=True, grace_period=30, poll_interval=5, timeout=600)
+    with pytest.raises(TaskDeferred) as info:
+        sensor.execute({})
+    trigger = info.value.trigger
+    assert isinstance(trigger, StripePayoutTrigger)
+    assert info.value.method_name == "execute_complete"
+    _, kwargs = trigger.serialize()
+    assert kwargs["payout_ids"] == ids and set(kwargs["paid_since"]) == {ids[0]}
+    assert kwargs["poll_interval"] == 5 and kwargs["grace_period"] == 30
+
+    for payout_id in ids:
+        bank.set_status(payout_id, "paid")
+    already_done = _sensor(conn_id, ids, deferrable=True)
+    assert already_done.execute({})["count"] == 4, "no deferral when the first poll already succeeds"
+
+    bank.set_status(ids[1], "failed", failure_code="account_closed")
+    with pytest.raises(AirflowSkipException, match="account_closed"):
+        _sensor(conn_id, ids, deferrable=True, soft_fail=True).execute({})
+
+
+def test_execute_complete_handles_every_trigger_event(conn_for: Any, localstripe: str) -> None:
+    from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+
+    sensor = _sensor(conn_for(localstripe), ["po_1"], deferrable=True)
+    result = {"status": "paid", "count": 1, "payout_ids": ["po_1"]}
+    assert sensor.execute_complete({}, {"status": "success", "count": 1}) == result
+    failure = {"payout_id": "po_1", "status": "failed", "failure_code": "no_account", "failure_message": "No account"}
+    with pytest.raises(AirflowFailException, match=r"po_1 is failed .*failure_code=no_account"):
+        sensor.execute_complete({}, {"status": "failure", "failures": [failure]})
+    with pytest.raises(AirflowSensorTimeout):
+        sensor.execute_complete({}, {"status": "timeout", "message": "1 of 1 payouts still not settled"})
+    with pytest.raises(AirflowException, match="connection refused"):
+        sensor.execute_complete({}, {"status": "error", "message": "connection refused"})
