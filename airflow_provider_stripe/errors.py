@@ -82,11 +82,16 @@ class StripeRequestError(RuntimeError):
 
     @property
     def is_definitive(self) -> bool:
-        """True when Stripe answered with a final client error (4xx other than 409/429).
+        """True when Stripe refused the request for good and created nothing.
 
-        Such a result is what Stripe saves and replays for the idempotency key; a retry of
-        the same item needs a fresh key once the cause is fixed.
+        A client error (4xx other than 409/429), except ``idempotency_error``: that one
+        says the key was already used with *other* parameters, so something may exist
+        under it. A definitive result is what Stripe saves and replays for the
+        idempotency key; a retry of the same request needs a fresh key once the cause is
+        fixed (:func:`airflow_provider_stripe.idempotency.allows_fresh_key`).
         """
+        if self.error_type == "idempotency_error":
+            return False
         return self.http_status is not None and 400 <= self.http_status < 500 and self.http_status not in (409, 429)
 
     def as_dict(self) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 1. ``authorize`` -- :class:`~airflow_provider_stripe.operators.charges.StripeCreateChargeOperator`
    mapped over the orders (``expand_kwargs``): one charge per order with ``capture=False``,
    so the card is only authorized. Each mapped instance gets its own idempotency key
-   (dag_id, run_id, task_id, map_index), so a retry never charges twice.
+   (dag_id, logical date or run id, task_id, map_index), so a retry never charges twice; a
+   declined card fails the instance without retries, and clearing it after the cause is
+   fixed sends under a fresh key.
 2. ``capture`` -- :class:`~airflow_provider_stripe.operators.charges.StripeCaptureChargeOperator`
    captures each authorized charge in full; the charge ids come from ``authorize``'s XCom.
 3. ``refund_part`` -- :class:`~airflow_provider_stripe.operators.charges.StripeRefundChargeOperator`

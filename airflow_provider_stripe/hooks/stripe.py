@@ -11,6 +11,7 @@ module at DAG-parse time stays cheap.
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,27 @@ if TYPE_CHECKING:
     from airflow_provider_stripe.ratelimit import StripeRateLimiter
 
 _UNSET: Any = object()
+
+SDK_LOGGER_NAME = "stripe"
+"""The Stripe SDK's logger: one INFO line per request, and error lines that can quote keys."""
+
+_sdk_logger_quieted = False
+
+
+def _quiet_sdk_logger() -> None:
+    """Set the SDK's logger to WARNING, once per process, unless the user configured its level.
+
+    In a task the root logger is at INFO, so every request would log its URL and status,
+    and some error lines quote idempotency keys. A level set by the user (anything but
+    ``NOTSET``) is left alone.
+    """
+    global _sdk_logger_quieted
+    if _sdk_logger_quieted:
+        return
+    _sdk_logger_quieted = True
+    logger = logging.getLogger(SDK_LOGGER_NAME)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
 
 
 class StripeHook(BaseHook):
@@ -115,6 +137,7 @@ class StripeHook(BaseHook):
         from airflow_provider_stripe.http_client import GovernedRequestsClient
         from airflow_provider_stripe.oauth import connect_base_address
 
+        _quiet_sdk_logger()
         cfg = self.config
         # The contract's REST base URL, or a local Stripe-compatible server standing in for
         # both the API and Connect OAuth.

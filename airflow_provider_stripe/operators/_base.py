@@ -5,14 +5,21 @@ Operators that move money (charges, refunds, payouts) derive from
 
 1. input validation is theirs (:mod:`airflow_provider_stripe.validation`), before anything else;
 2. :meth:`~StripeMoneyOperator.resolve_idempotency_key`: the user's key, or one derived
-   from the task instance (dag_id, run_id, task_id, map_index) so an Airflow retry of
-   the same task replays Stripe's first answer instead of moving money twice;
+   from the task instance (:class:`~airflow_provider_stripe.idempotency.RunIdentity`:
+   dag_id, logical date or run id, task_id, map_index) and the operation, so an Airflow
+   retry of the same task replays Stripe's first answer instead of moving money twice;
 3. :meth:`~StripeMoneyOperator.dry_run_result` when ``dry_run=True``: log what would be
    sent, send nothing;
 4. :meth:`~StripeMoneyOperator.guard_live_mode`: refuse live keys unless the connection
    allows them;
-5. :meth:`~StripeBaseOperator.call`: the SDK call, its errors turned into
-   :class:`~airflow_provider_stripe.errors.StripeRequestError`;
+5. :meth:`~StripeMoneyOperator.send_idempotent`: the SDK call under that key, its errors
+   turned into :class:`~airflow_provider_stripe.errors.StripeRequestError`. A
+   *definitive* refusal (card declined, insufficient funds...: nothing moved) moves the
+   request to a fresh key *generation* -- kept in the task state store -- and fails the
+   task without automatic retries (Stripe would replay the same refusal); clearing the
+   task once the cause is fixed sends it again under the fresh key. A lost response
+   (connection error, timeout, 5xx, 409, 429) keeps the key, so a retry cannot move money
+   twice;
 6. :meth:`~StripeMoneyOperator.log_movement` and :func:`summarize`: one log line and a
    small JSON-safe result for XCom (never a whole Stripe object, never a key).
 
@@ -21,7 +28,6 @@ Nothing here imports the Stripe SDK at module level (DAG-parse cost).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
@@ -30,7 +36,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseOperator
 
 from airflow_provider_stripe.connection_form import DEFAULT_CONN_ID
-from airflow_provider_stripe.errors import redact
+from airflow_provider_stripe.errors import StripeRequestError, redact
+from airflow_provider_stripe.idempotency import (
+    MAX_KEY_HOPS,
+    RequestKeys,
+    RunIdentity,
+    allows_fresh_key,
+    explicit_key_function,
+    was_replayed,
+    without_key,
+)
 from airflow_provider_stripe.validation import format_amount
 
 if TYPE_CHECKING:
@@ -41,26 +56,22 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-IDEMPOTENCY_KEY_PREFIX = "airflow-"
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
-def derive_idempotency_key(context: Context, *parts: object) -> str:
-    """A Stripe idempotency key that is the same for every try of one task instance.
+def _reference(parts: Sequence[object]) -> str:
+    return "/".join(str(p) for p in parts)
 
-    Built from the task instance's dag_id, run_id, task_id and map_index (not its
-    try_number) plus any ``parts`` that tell apart several requests made by one task
-    (e.g. an operation name or a batch item's reference). Hashed, so it is short
-    (72 characters, Stripe allows 255), reveals nothing and has no odd characters.
 
-    Stripe keeps a key for at least 24 hours: a retry within that time gets the first
-    attempt's stored answer; a retry with *changed* parameters gets an
-    ``idempotency_error`` (pass an explicit ``idempotency_key`` to really send again).
+def derive_idempotency_key(context: Context, operation: str, *parts: object, generation: int = 0) -> str:
+    """The derived key of a single request: the same for every try of one task instance.
+
+    ``airflow-<operation>-<sha256>`` of the run identity
+    (:class:`~airflow_provider_stripe.idempotency.RunIdentity`), the ``parts`` that tell
+    apart requests of one operation (e.g. a charge id) and the key ``generation`` (0 until
+    Stripe refuses the request definitively; see :class:`StripeMoneyOperator`).
     """
-    ti = context["ti"]
-    identity = [ti.dag_id, ti.run_id, ti.task_id, ti.map_index, *(str(p) for p in parts)]
-    digest = hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode()).hexdigest()
-    return IDEMPOTENCY_KEY_PREFIX + digest
+    return RunIdentity.from_context(context).idempotency_key(operation, _reference(parts), generation)
 
 
 def to_plain(obj: Any) -> Any:
@@ -120,19 +131,25 @@ class StripeBaseOperator(BaseOperator):
         """Run one SDK call; a Stripe error becomes a :class:`StripeRequestError` naming ``operation``."""
         import stripe
 
-        from airflow_provider_stripe.errors import from_stripe_error
-
         try:
             return fn(*args, **kwargs)
         except stripe.StripeError as exc:
-            error = from_stripe_error(exc, operation)
-            if error.error_type == "idempotency_error" or error.code == "idempotency_key_in_use":
-                self.log.error(
-                    "Stripe refused the idempotency key: a request with this key was already made with other "
-                    "parameters (a cleared task re-run with changed inputs?) or is still in flight. Nothing new "
-                    "was sent. To send a new request on purpose, pass a new idempotency_key."
-                )
-            raise error from exc
+            raise self._request_error(exc, operation) from exc
+
+    def _request_error(self, exc: Exception, operation: str, key: str | None = None) -> StripeRequestError:
+        """The SDK error as a :class:`StripeRequestError` (``key`` masked), with a hint for key conflicts."""
+        from airflow_provider_stripe.errors import from_stripe_error
+
+        error = from_stripe_error(exc, operation)
+        if key is not None:
+            error = without_key(error, key)
+        if error.error_type == "idempotency_error" or error.code == "idempotency_key_in_use":
+            self.log.error(
+                "Stripe refused the idempotency key: a request with this key was already made with other "
+                "parameters (a cleared task re-run with changed inputs?) or is still in flight. Nothing new "
+                "was sent. To send a new request on purpose, pass a new idempotency_key."
+            )
+        return error
 
 
 class StripeMoneyOperator(StripeBaseOperator):
@@ -143,7 +160,25 @@ class StripeMoneyOperator(StripeBaseOperator):
     :param idempotency_key: Stripe idempotency key for the request. Default: derived
         from the task instance, so retries of the same task never move money twice.
         An explicit key is used as is: in a mapped task, template it per item (e.g.
-        ``"order-{{ ti.map_index }}"``) or leave the default.
+        ``"order-{{ ti.map_index }}"``) or leave the default. After a definitive refusal
+        the next attempt sends ``<key>-retry<n>`` (at most 240 characters).
+
+    Refusals and retries: Stripe saves the first answer for a key -- errors included --
+    and replays it for ~24 h. When Stripe refuses a request definitively (a 4xx other
+    than 409/429 and not ``idempotency_error``, e.g. a declined card: nothing moved),
+    the task fails with ``AirflowFailException`` naming the Stripe error, so Airflow does
+    not retry it pointlessly; the request's key *generation* is first advanced in the
+    task state store (``stripe_idempotency_generation:<operation>``), so clearing the
+    task after fixing the cause sends it under a fresh key. Without a task state store
+    (Airflow < 3.3) a later try starts again at the first key, meets Stripe's replayed
+    refusal and walks on, within the same execution, through the keys earlier tries used
+    (each answered from Stripe's store: a success is returned, never repeated) to the
+    first unused one. A lost answer (connection error, timeout, 5xx, 409, 429) fails the
+    task with a retryable :class:`~airflow_provider_stripe.errors.StripeRequestError`:
+    the retry reuses the key, so Stripe replays the first result instead of moving money
+    twice. Changing the request's parameters after a refusal needs the state store (or a
+    new explicit ``idempotency_key``): without it the first key, reused with other
+    parameters, is an ``idempotency_error``.
     """
 
     template_fields: Sequence[str] = (*StripeBaseOperator.template_fields, "idempotency_key")
@@ -154,11 +189,87 @@ class StripeMoneyOperator(StripeBaseOperator):
         self.is_dry_run = dry_run
         self.idempotency_key = idempotency_key
 
-    def resolve_idempotency_key(self, context: Context, *parts: object) -> str:
-        """The explicit ``idempotency_key`` if set, else :func:`derive_idempotency_key`."""
-        if self.idempotency_key:
-            return str(self.idempotency_key)
-        return derive_idempotency_key(context, *parts)
+    def request_keys(self, context: Context, operation: str, *parts: object) -> RequestKeys:
+        """The keys of this task's ``operation`` request, generation by generation.
+
+        Derived as :func:`derive_idempotency_key` does, or from the explicit
+        ``idempotency_key``; the current generation is read from the task state store.
+        """
+        explicit = explicit_key_function(str(self.idempotency_key)) if self.idempotency_key else None
+        return RequestKeys(
+            identity=RunIdentity.from_context(context),
+            scope=operation,
+            reference=_reference(parts),
+            store=context.get("task_state_store"),
+            explicit=explicit,
+        )
+
+    def resolve_idempotency_key(self, context: Context, operation: str, *parts: object) -> str:
+        """The key the next request of ``operation`` would use (e.g. for a dry run)."""
+        keys = self.request_keys(context, operation, *parts)
+        return keys.key(keys.current())
+
+    def send_idempotent(
+        self,
+        context: Context,
+        operation: str,
+        fn: Callable[..., T],
+        *args: Any,
+        key_parts: Sequence[object] = (),
+        fail_on_refusal: bool = True,
+    ) -> tuple[T, str]:
+        """Call the SDK method ``fn(*args, {"idempotency_key": key})``; return its result and the key.
+
+        ``operation`` and ``key_parts`` (e.g. a charge id) name the request: its key and its
+        generation in the task state store (see :meth:`request_keys`).
+
+        A definitive refusal advances the key generation (stored before anything else
+        happens). If Stripe *replayed* that refusal (an earlier try's answer), the request
+        is sent again at once under the next key, and so on along the generations earlier
+        tries used (each one's saved answer is replayed: a refusal leads on, a success is
+        returned, not repeated) until a key Stripe has not seen executes it. A refusal of a
+        fresh request raises ``AirflowFailException`` chained to the
+        :class:`StripeRequestError` (or, with ``fail_on_refusal=False``, the
+        :class:`StripeRequestError` itself, for an operator that inspects it). Any other
+        error is raised as the :class:`StripeRequestError`: a retry reuses the key.
+        """
+        import stripe
+
+        keys = self.request_keys(context, operation, *key_parts)
+        generation = keys.current()
+        # Each earlier try added at most one generation, so this bounds the walk.
+        max_hops = max(MAX_KEY_HOPS, keys.identity.try_number)
+        hops = 0
+        while True:
+            key = keys.key(generation)
+            try:
+                return fn(*args, {"idempotency_key": key}), key
+            except stripe.StripeError as exc:
+                error = self._request_error(exc, operation, key)
+                replayed = was_replayed(exc)
+                # Stripe quotes the key in some messages: keep the SDK's error out of the chain then.
+                cause = None if key in str(exc) else exc
+            if not allows_fresh_key(error):
+                raise error from cause
+            generation = keys.advance(generation)
+            if replayed and hops < max_hops:
+                hops += 1
+                self.log.info(
+                    "Stripe replayed a refusal saved under this request's idempotency key by an earlier try (%s); "
+                    "nothing was done under it, so %s is sent again under the next key",
+                    error.code or error.error_type or error.http_status,
+                    operation,
+                )
+                continue
+            if not fail_on_refusal:
+                raise error from cause
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(
+                f"{str(error).rstrip('.')}. Stripe refused it definitively, so nothing was done; the task is not "
+                "retried automatically (Stripe would answer the same). Fix the cause, then clear the task: it is "
+                "sent again under a fresh idempotency key."
+            ) from error
 
     def guard_live_mode(self, action: str = "move money") -> None:
         """Raise :class:`LiveModeNotAllowedError` for a live key the connection does not allow."""

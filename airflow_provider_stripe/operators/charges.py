@@ -11,6 +11,15 @@ Each operator validates its inputs before any request (a bad input fails the tas
 sends nothing), refuses live keys unless the connection allows live mode, sends a
 Stripe idempotency key that is stable across Airflow retries of the same task instance,
 supports ``dry_run``, and returns a small JSON-safe dict for XCom.
+
+Refusals: when Stripe refuses a request definitively (a declined card, insufficient
+funds, an invalid parameter: nothing was charged or refunded), the task fails with
+``AirflowFailException`` naming the Stripe error and is *not* retried automatically
+(Stripe replays the same refusal for the same key). Fix the cause and clear the task:
+it is sent under a fresh idempotency key (the key generation is kept in the task state
+store). A lost answer (timeout, connection error, 5xx, 409, 429) fails the task with a
+retryable ``StripeRequestError``: Airflow's retry reuses the key, so Stripe replays the
+first result instead of charging twice. See :class:`StripeMoneyOperator`.
 """
 
 from __future__ import annotations
@@ -73,6 +82,11 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
 
     Prefer a PaymentIntent for new customer-facing payments (see the module docstring).
 
+    A definitive refusal by Stripe (e.g. ``card_declined``, ``insufficient_funds``: nothing
+    was charged) fails the task with ``AirflowFailException`` and no automatic retry; fix
+    the cause and clear the task, which then sends the request under a fresh idempotency
+    key. A lost answer is retried by Airflow under the same key, so it never charges twice.
+
     :param amount: in the currency's minor unit (``1250`` = 12.50 EUR, ``500`` = ¥500);
         an ``int``, never rounded; at least Stripe's minimum charge for the currency.
     :param currency: 3-letter ISO code.
@@ -91,7 +105,8 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
     :param transfer_data: Connect destination charge: ``{"destination": "acct_...",
         "amount": <optional int>}``.
     :param account_id: act on this connected account (``Stripe-Account``).
-    :param idempotency_key: default derived from dag_id, run_id, task_id, map_index.
+    :param idempotency_key: default derived from dag_id, logical date (or run id),
+        task_id, map_index and the operation; a fresh one after a definitive refusal.
     :param dry_run: validate and log the request, send nothing.
     :param stripe_conn_id: the ``stripe`` connection.
 
@@ -216,12 +231,12 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         params = self.build_params()
-        key = self.resolve_idempotency_key(context, "charges.create")
         if self.is_dry_run:
+            key = self.resolve_idempotency_key(context, "charges.create")
             return self.dry_run_result("charges.create", params, idempotency_key=key)
         self.guard_live_mode("create a charge")
         client = self.get_client()
-        charge = self.call("charges.create", client.v1.charges.create, params, {"idempotency_key": key})
+        charge, key = self.send_idempotent(context, "charges.create", client.v1.charges.create, params)
         result = _charge_result(self, charge, key)
         verb = "Charged" if result["captured"] is not False else "Authorized (not captured)"
         self.log_movement(verb, result["amount"], result["currency"], result["id"], status=result["status"])
@@ -231,10 +246,17 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
 class StripeCaptureChargeOperator(StripeMoneyOperator):
     """Capture an authorized (``capture=False``) charge, fully or partly.
 
+    A definitive refusal by Stripe (e.g. the authorization expired,
+    ``charge_already_captured``: nothing was captured) fails the task with
+    ``AirflowFailException`` and no automatic retry; fix the cause and clear the task,
+    which then sends the request under a fresh idempotency key. A lost answer is retried
+    by Airflow under the same key, so it never captures twice.
+
     :param charge_id: ``ch_...`` (e.g. ``create_task.output["id"]``).
     :param amount: capture only this much (minor units); the rest is released
         (Stripe records it as refunded). Default: the full authorized amount.
-    :param idempotency_key: default derived from dag_id, run_id, task_id, map_index.
+    :param idempotency_key: default derived from dag_id, logical date (or run id),
+        task_id, map_index and the operation; a fresh one after a definitive refusal.
     :param dry_run: validate and log the request, send nothing.
     :param account_id: act on this connected account (``Stripe-Account``).
     :param stripe_conn_id: the ``stripe`` connection.
@@ -258,12 +280,14 @@ class StripeCaptureChargeOperator(StripeMoneyOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         charge_id, params = self.build_params()
-        key = self.resolve_idempotency_key(context, "charges.capture", charge_id)
         if self.is_dry_run:
+            key = self.resolve_idempotency_key(context, "charges.capture", charge_id)
             return self.dry_run_result("charges.capture", {"charge": charge_id, **params}, idempotency_key=key)
         self.guard_live_mode("capture a charge")
         client = self.get_client()
-        charge = self.call("charges.capture", client.v1.charges.capture, charge_id, params, {"idempotency_key": key})
+        charge, key = self.send_idempotent(
+            context, "charges.capture", client.v1.charges.capture, charge_id, params, key_parts=(charge_id,)
+        )
         result = _charge_result(self, charge, key)
         captured = params.get("amount") or result["amount_captured"] or result["amount"]
         self.log_movement("Captured", captured, result["currency"], result["id"], status=result["status"])
@@ -273,13 +297,20 @@ class StripeCaptureChargeOperator(StripeMoneyOperator):
 class StripeRefundChargeOperator(StripeMoneyOperator):
     """Refund a charge, fully or partly (several partial refunds may follow each other).
 
+    A definitive refusal by Stripe (e.g. ``charge_already_refunded``, an amount above what
+    remains: nothing was refunded) fails the task with ``AirflowFailException`` and no
+    automatic retry; fix the cause and clear the task, which then sends the request under
+    a fresh idempotency key. A lost answer is retried by Airflow under the same key, so it
+    never refunds twice.
+
     :param charge_id: ``ch_...``.
     :param amount: refund only this much (minor units); default: what remains.
     :param reason: ``duplicate``, ``fraudulent`` or ``requested_by_customer``.
     :param metadata: up to 50 string pairs on the refund.
     :param reverse_transfer: Connect: also reverse the transfer to the destination account.
     :param refund_application_fee: Connect: also refund the platform's application fee.
-    :param idempotency_key: default derived from dag_id, run_id, task_id, map_index.
+    :param idempotency_key: default derived from dag_id, logical date (or run id),
+        task_id, map_index and the operation; a fresh one after a definitive refusal.
     :param dry_run: validate and log the request, send nothing.
     :param account_id: act on this connected account (``Stripe-Account``).
     :param stripe_conn_id: the ``stripe`` connection.
@@ -339,14 +370,18 @@ class StripeRefundChargeOperator(StripeMoneyOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         params = self.build_params()
-        key = self.resolve_idempotency_key(context, "refunds.create", params["charge"])
         if self.is_dry_run:
+            key = self.resolve_idempotency_key(context, "refunds.create", params["charge"])
             return self.dry_run_result("refunds.create", params, idempotency_key=key)
         self.guard_live_mode("refund a charge")
         client = self.get_client()
         # Expanding the charge returns its new totals without a second request.
-        refund = self.call(
-            "refunds.create", client.v1.refunds.create, {**params, "expand": ["charge"]}, {"idempotency_key": key}
+        refund, key = self.send_idempotent(
+            context,
+            "refunds.create",
+            client.v1.refunds.create,
+            {**params, "expand": ["charge"]},
+            key_parts=(params["charge"],),
         )
         charge = summarize(getattr(refund, "charge", None) or {}, ("refunded", "amount_refunded", "livemode"))
         result = summarize(

@@ -11,7 +11,7 @@ idempotency key derived from the run (stable across retries, new for the next ru
 carries its reference and run tag in metadata, so retries after a crash, a lost answer
 or Stripe forgetting the key (24 h) find it again instead of paying twice. On Airflow
 3.3+ progress is kept in the task state store, so a retry resumes where the last try
-stopped. See :mod:`airflow_provider_stripe.payouts.idempotency` for the key rules.
+stopped. See :mod:`airflow_provider_stripe.idempotency` for the key rules.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from airflow_provider_stripe.validation import StripeInputError, format_amount, 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_stripe.payouts.batch import KeyFunction, PayoutEngine
-    from airflow_provider_stripe.payouts.idempotency import RunIdentity
+    from airflow_provider_stripe.payouts.batch import PayoutEngine
+    from airflow_provider_stripe.payouts.idempotency import PayoutIdentity
     from airflow_provider_stripe.payouts.results import ResultSink
 
 PAYOUT_FIELDS: tuple[str, ...] = (
@@ -42,30 +42,17 @@ PAYOUT_FIELDS: tuple[str, ...] = (
 )
 """What the cancel operator returns: enough to chain and audit, never the whole object."""
 
-_EXPLICIT_KEY_MAX = 240
-
-
-def _explicit_key_function(key: str) -> KeyFunction:
-    """A user-given key for generation 0; a fresh derivative of it for later generations."""
-    if len(key) > _EXPLICIT_KEY_MAX:
-        raise StripeInputError(
-            f"has {len(key)} characters; use at most {_EXPLICIT_KEY_MAX} (Stripe allows 255 and a suffix is added "
-            "when a refused payout is retried under a fresh key)",
-            field="idempotency_key",
-        )
-    return lambda _reference, generation: key if generation == 0 else f"{key}-retry{generation}"
-
 
 class _PayoutOperatorBase(StripeMoneyOperator):
     """Shared wiring of the payout engine: identity, progress store, client, results."""
 
-    def _identity(self, context: Context) -> RunIdentity:
-        from airflow_provider_stripe.payouts.idempotency import RunIdentity
+    def _identity(self, context: Context) -> PayoutIdentity:
+        from airflow_provider_stripe.payouts.idempotency import PayoutIdentity
 
-        return RunIdentity.from_context(context)
+        return PayoutIdentity.from_context(context)
 
     def _engine(
-        self, context: Context, identity: RunIdentity, *, max_workers: int, on_failure: Any, key_for: Any = None
+        self, context: Context, identity: PayoutIdentity, *, max_workers: int, on_failure: Any, key_for: Any = None
     ) -> PayoutEngine:
         from airflow_provider_stripe.payouts.batch import PayoutEngine
         from airflow_provider_stripe.payouts.progress import PayoutProgress
@@ -157,6 +144,7 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
         self.reference = reference
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_stripe.idempotency import explicit_key_function
         from airflow_provider_stripe.payouts.instructions import instruction_from_params
         from airflow_provider_stripe.payouts.results import ResultSink
 
@@ -172,9 +160,9 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
             reference=self.reference,
         )
         identity = self._identity(context)
-        key_for = _explicit_key_function(str(self.idempotency_key)) if self.idempotency_key else None
+        key_for = explicit_key_function(str(self.idempotency_key)) if self.idempotency_key else None
         if self.is_dry_run:
-            key = (key_for or identity.idempotency_key)(instruction.reference, 0)
+            key = (key_for or identity.payout_key)(instruction.reference, 0)
             params = instruction.create_params(identity.stamp(instruction.reference))
             return self.dry_run_result("payouts.create", params, idempotency_key=key)
         self.guard_live_mode("create a payout")
@@ -332,7 +320,8 @@ class StripeCancelPayoutOperator(StripeMoneyOperator):
 
     :param payout_id: the payout (``po_...``), templated (e.g. from an XCom).
     :param account_id: the connected account that owns it (``Stripe-Account``).
-    :param idempotency_key: default derived from the task instance and the payout id.
+    :param idempotency_key: default derived from the task instance and the payout id
+        (a fresh one after Stripe refused the cancellation).
     :param dry_run: validate and log the request, send nothing.
     :param stripe_conn_id: the ``stripe`` connection.
 
@@ -350,18 +339,21 @@ class StripeCancelPayoutOperator(StripeMoneyOperator):
         from airflow_provider_stripe.errors import StripeRequestError
 
         payout_id = validate_object_id(self.payout_id, field="payout_id", prefixes=("po_",))
-        key = self.resolve_idempotency_key(context, "payout-cancel", payout_id)
         if self.is_dry_run:
+            key = self.resolve_idempotency_key(context, "payouts.cancel", payout_id)
             return self.dry_run_result("payouts.cancel", {"payout": payout_id}, idempotency_key=key)
         self.guard_live_mode("cancel a payout")
         client = self.get_client()
         try:
-            payout = self.call(
-                f"payout cancellation ({payout_id})",
+            # A refusal is inspected below (already canceled counts as done), not failed at once.
+            payout, _key = self.send_idempotent(
+                context,
+                "payouts.cancel",
                 client.v1.payouts.cancel,
                 payout_id,
                 None,
-                {"idempotency_key": key},
+                key_parts=(payout_id,),
+                fail_on_refusal=False,
             )
         except StripeRequestError as error:
             if error.http_status != 400:

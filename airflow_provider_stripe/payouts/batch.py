@@ -7,16 +7,17 @@ For each item, in order:
    nothing sent (a found payout whose amount or currency differs is a *conflict*:
    the item fails and nothing is sent);
 3. otherwise ``POST /v1/payouts`` with the item's idempotency key at its generation
-   (:mod:`~airflow_provider_stripe.payouts.idempotency`): a previously refused item
+   (:mod:`~airflow_provider_stripe.idempotency`): a previously refused item
    moves to a fresh generation, written to the state store before the request.
 
 Answers: a payout -> ``created`` (or ``existing`` if Stripe replayed it). A definitive
 refusal that Stripe *replayed* may be stale (an earlier try's error saved under the
-key), so the item is retried at once under a fresh key, at most :data:`MAX_KEY_HOPS`
-times; a refusal from a fresh execution fails the item (nothing paid; the next try uses
-a fresh key). Anything else -- connection error, timeout, 5xx, 409, 429 after the SDK's
-own retries -- fails the item as *unknown*: the payout may exist, so the next try reuses
-the same key and the listing finds it.
+key), so the item is retried at once under a fresh key, at most
+:data:`~airflow_provider_stripe.idempotency.MAX_KEY_HOPS` times; a refusal from a fresh
+execution fails the item (nothing paid; the next try uses a fresh key). Anything else
+-- connection error, timeout, 5xx, 409, 429 after the SDK's own retries -- fails the item
+as *unknown*: the payout may exist, so the next try reuses the same key and the listing
+finds it.
 
 Concurrency: a bounded thread pool of ``max_workers`` fed lazily from the spool (at most
 ``2 * max_workers`` items in flight, ``max_workers`` with ``on_failure="stop"``), so
@@ -30,14 +31,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_stripe.errors import StripeRequestError, from_stripe_error, redact
-from airflow_provider_stripe.payouts.idempotency import RunIdentity, allows_fresh_key, next_generation, was_replayed
+from airflow_provider_stripe.idempotency import (
+    MAX_KEY_HOPS,
+    KeyFunction,
+    allows_fresh_key,
+    next_generation,
+    was_replayed,
+    without_key,
+)
+from airflow_provider_stripe.payouts.idempotency import PayoutIdentity
 from airflow_provider_stripe.payouts.instructions import PayoutInstruction
 from airflow_provider_stripe.payouts.progress import PayoutProgress
 from airflow_provider_stripe.payouts.reconcile import PayoutFacts, Reconciliation, find_existing
@@ -49,11 +58,7 @@ if TYPE_CHECKING:
 
 OnFailure = Literal["continue", "stop"]
 ON_FAILURE_CHOICES: tuple[OnFailure, ...] = ("continue", "stop")
-MAX_KEY_HOPS = 3
 FAILURES_IN_MESSAGE = 50
-
-KeyFunction = Callable[[str, int], str]
-"""``(reference, generation) -> idempotency key``."""
 
 
 class StripePayoutError(RuntimeError):
@@ -111,7 +116,7 @@ class PayoutEngine:
     :param max_workers: concurrent requests (threads).
     :param on_failure: ``continue`` attempts every item; ``stop`` stops feeding new items
         at the first failure (in-flight ones finish) and reports the rest not attempted.
-    :param key_for: ``(reference, generation) -> key``; default :meth:`RunIdentity.idempotency_key`.
+    :param key_for: ``(reference, generation) -> key``; default :meth:`PayoutIdentity.payout_key`.
     :param allow_unfiltered_listing: list without the ``created`` filter if the server
         refuses it (Stripe-compatible test servers only; Stripe itself supports it).
     """
@@ -120,7 +125,7 @@ class PayoutEngine:
         self,
         *,
         client: StripeClient,
-        identity: RunIdentity,
+        identity: PayoutIdentity,
         progress: PayoutProgress,
         log: logging.Logger | Any,
         max_workers: int = 4,
@@ -138,7 +143,7 @@ class PayoutEngine:
         self.log = log
         self.max_workers = max_workers
         self.on_failure = on_failure
-        self.key_for = key_for or identity.idempotency_key
+        self.key_for = key_for or identity.payout_key
         self.allow_unfiltered_listing = allow_unfiltered_listing
         self.reconciliation: Reconciliation | None = None
         self._started = int(time.time()) - 1
@@ -271,10 +276,10 @@ class PayoutEngine:
             payout = self.client.v1.payouts.create(params, {"idempotency_key": key})  # type: ignore[arg-type]
         except stripe.StripeError as exc:
             return _Answer(
-                attempt, error=_without_key(from_stripe_error(exc, operation), key), replayed=was_replayed(exc)
+                attempt, error=without_key(from_stripe_error(exc, operation), key), replayed=was_replayed(exc)
             )
         except Exception as exc:  # e.g. a rate-limit wait beyond its bound: outcome unknown
-            return _Answer(attempt, error=_without_key(from_stripe_error(exc, operation), key))
+            return _Answer(attempt, error=without_key(from_stripe_error(exc, operation), key))
         response = getattr(payout, "last_response", None)
         return _Answer(attempt, payout=PayoutFacts.of(payout), replayed=was_replayed(response))
 
@@ -340,22 +345,6 @@ class PayoutEngine:
             instruction.reference,
             f", status {status}" if status else "",
         )
-
-
-def _without_key(error: StripeRequestError, key: str) -> StripeRequestError:
-    """The same error with the idempotency key (which Stripe quotes in some messages) masked."""
-    if key not in error.stripe_message:
-        return error
-    return StripeRequestError(
-        operation=error.operation,
-        error_type=error.error_type,
-        code=error.code,
-        message=error.stripe_message.replace(key, "<idempotency key>"),
-        request_id=error.request_id,
-        http_status=error.http_status,
-        decline_code=error.decline_code,
-        param=error.param,
-    )
 
 
 def item_result(instruction: PayoutInstruction, outcome: Any, **fields: Any) -> ItemResult:

@@ -3,7 +3,7 @@
 Idempotency keys protect a retry for about 24 h; after that (or if the state store was
 cleared), the only record of what was paid is Stripe itself. Every payout of a run
 carries the item's reference and the run's tag in its metadata
-(:meth:`~airflow_provider_stripe.payouts.idempotency.RunIdentity.stamp`), so listing the
+(:meth:`~airflow_provider_stripe.payouts.idempotency.PayoutIdentity.stamp`), so listing the
 payouts created since the run began, with the SDK's auto-pagination, finds them.
 
 The listing asks Stripe for ``created[gte]=<window start>`` (newest first, so it stops at
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.errors import from_stripe_error
-from airflow_provider_stripe.payouts.idempotency import REFERENCE_METADATA_KEY, RUN_METADATA_KEY, RunIdentity
+from airflow_provider_stripe.payouts.idempotency import REFERENCE_METADATA_KEY, RUN_METADATA_KEY, PayoutIdentity
 
 if TYPE_CHECKING:
     from stripe import StripeClient
@@ -82,7 +82,7 @@ def _iter_payouts(client: StripeClient, since: int, allow_unfiltered: bool) -> t
 
 
 def find_existing(
-    client: StripeClient, identity: RunIdentity, since: int, *, allow_unfiltered: bool = False
+    client: StripeClient, identity: PayoutIdentity, since: int, *, allow_unfiltered: bool = False
 ) -> Reconciliation:
     """List this run's payouts created since ``since`` (Unix time) and index them by reference.
 

@@ -34,7 +34,7 @@ import stripe
 
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
 from airflow_provider_stripe.payouts.batch import StripePayoutError
-from airflow_provider_stripe.payouts.idempotency import RunIdentity
+from airflow_provider_stripe.payouts.idempotency import PayoutIdentity
 from airflow_provider_stripe.payouts.sources import StripeBatchInputError
 from tests.integration.payout_helpers import (
     LOGICAL_DATE,
@@ -79,7 +79,7 @@ def batch(conn_id: str, payouts: Any, **kwargs: Any) -> StripePayoutBatchOperato
 
 
 def tag_of(context: dict[str, Any]) -> str:
-    return RunIdentity.from_context(context).tag
+    return PayoutIdentity.from_context(context).tag
 
 
 def assert_each_paid_once(url: str, context: dict[str, Any], references: list[str]) -> dict[str, str]:

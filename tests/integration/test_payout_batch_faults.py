@@ -21,7 +21,7 @@ import stripe
 
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
 from airflow_provider_stripe.payouts.batch import StripePayoutError
-from airflow_provider_stripe.payouts.idempotency import RunIdentity
+from airflow_provider_stripe.payouts.idempotency import PayoutIdentity
 from airflow_provider_stripe.payouts.reconcile import PAGE_SIZE
 from tests.integration.payout_helpers import MemoryStateStore, eur_items, payout_context, payouts_by_reference
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection
@@ -84,7 +84,7 @@ def test_fault_storm_pays_each_item_exactly_once(
     assert result is not None, f"did not succeed within {MAX_TRIES} tries: {outcomes}"
     assert result["summary"]["total"] == ITEMS
     assert result["summary"].get("created", 0) + result["summary"].get("existing", 0) == ITEMS
-    tag = RunIdentity.from_context(payout_context()).tag
+    tag = PayoutIdentity.from_context(payout_context()).tag
     grouped = payouts_by_reference(localstripe, TEST_KEY, tag)
     counts = Counter(len(v) for v in grouped.values())
     assert counts == {1: ITEMS}, f"payouts per reference: {counts}"

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_stripe.errors import StripeRequestError
+from airflow_provider_stripe.idempotency import allows_fresh_key, next_generation, was_replayed
 from airflow_provider_stripe.payouts import sources
-from airflow_provider_stripe.payouts.idempotency import RunIdentity, allows_fresh_key, next_generation, was_replayed
+from airflow_provider_stripe.payouts.idempotency import PayoutIdentity
 from airflow_provider_stripe.payouts.instructions import check_instruction, instruction_from_params
 from airflow_provider_stripe.payouts.progress import PayoutProgress
 from airflow_provider_stripe.payouts.sources import SourceError, StripeBatchInputError, iter_source, validate_batch
@@ -28,20 +29,24 @@ def _context(**ti: Any) -> dict[str, Any]:
 
 
 def test_keys_are_stable_across_tries_and_differ_per_run_task_map_index_reference_generation() -> None:
-    base = RunIdentity.from_context(_context())
-    retry = RunIdentity.from_context(_context(try_number=3, run_id="manual__other"))  # same logical date
-    assert retry.idempotency_key("a", 0) == base.idempotency_key("a", 0) and retry.tag == base.tag
+    base = PayoutIdentity.from_context(_context())
+    retry = PayoutIdentity.from_context(_context(try_number=3, run_id="manual__other"))  # same logical date
+    assert retry.payout_key("a", 0) == base.payout_key("a", 0) and retry.tag == base.tag
     variants = [
-        RunIdentity.from_context({**_context(), "logical_date": datetime(2026, 1, 2, tzinfo=timezone.utc)}),
-        RunIdentity.from_context(_context(task_id="other")),
-        RunIdentity.from_context(_context(map_index=0)),
-        RunIdentity.from_context(_context(dag_id="other")),
+        PayoutIdentity.from_context({**_context(), "logical_date": datetime(2026, 1, 2, tzinfo=timezone.utc)}),
+        PayoutIdentity.from_context(_context(task_id="other")),
+        PayoutIdentity.from_context(_context(map_index=0)),
+        PayoutIdentity.from_context(_context(dag_id="other")),
     ]
-    keys = {base.idempotency_key("a", 0), base.idempotency_key("b", 0), base.idempotency_key("a", 1)}
-    keys |= {v.idempotency_key("a", 0) for v in variants}
+    keys = {base.payout_key("a", 0), base.payout_key("b", 0), base.payout_key("a", 1)}
+    keys |= {v.payout_key("a", 0) for v in variants}
     assert len(keys) == 7 and all(len(k) <= 255 for k in keys)
-    no_date = RunIdentity.from_context({**_context(), "logical_date": None})
+    no_date = PayoutIdentity.from_context({**_context(), "logical_date": None})
     assert no_date.run == "manual__1"
+    # Byte-identical to the keys and tag of the first release: runs in flight keep them.
+    assert base.payout_key("a", 0) == "airflow-payout-bb49b9d7fc5897c1bcb2b2d411cf008bcd62ff711006506f3e467539cea20031"
+    assert base.payout_key("a", 1) == "airflow-payout-e902068177e2432fc29d0216ca268be7d28163636645a01ad3f3083be4ee75fd"
+    assert base.tag == "60fabc6ba2304612360a7fd10ce8e5bf"
 
 
 def test_fresh_keys_only_after_a_definitive_refusal() -> None:
