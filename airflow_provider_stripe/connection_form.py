@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_stripe.constants import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 
-CONN_TYPE = "stripe"
-HOOK_NAME = "Stripe"
-DEFAULT_CONN_ID = "stripe_default"
+__all__ = ["CONNECTION_FIELDS", "CONN_TYPE", "DEFAULT_CONN_ID", "HOOK_NAME", "ConnField"]
+
 
 #: Standard Airflow connection fields Stripe does not use. ``password`` is hidden too: the
 #: form has a dedicated, masked ``api_key`` field, but a URI-style connection

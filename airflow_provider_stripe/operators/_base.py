@@ -35,17 +35,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_stripe.connection_form import DEFAULT_CONN_ID
+from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import StripeRequestError, redact
-from airflow_provider_stripe.idempotency import (
-    MAX_KEY_HOPS,
-    RequestKeys,
-    RunIdentity,
-    allows_fresh_key,
-    explicit_key_function,
-    was_replayed,
-    without_key,
-)
 from airflow_provider_stripe.validation import format_amount
 
 if TYPE_CHECKING:
@@ -53,6 +44,7 @@ if TYPE_CHECKING:
     from stripe import StripeClient
 
     from airflow_provider_stripe.hooks.stripe import StripeHook
+    from airflow_provider_stripe.idempotency import RequestKeys
 
 T = TypeVar("T")
 
@@ -71,6 +63,8 @@ def derive_idempotency_key(context: Context, operation: str, *parts: object, gen
     apart requests of one operation (e.g. a charge id) and the key ``generation`` (0 until
     Stripe refuses the request definitively; see :class:`StripeMoneyOperator`).
     """
+    from airflow_provider_stripe.idempotency import RunIdentity
+
     return RunIdentity.from_context(context).idempotency_key(operation, _reference(parts), generation)
 
 
@@ -139,6 +133,7 @@ class StripeBaseOperator(BaseOperator):
     def _request_error(self, exc: Exception, operation: str, key: str | None = None) -> StripeRequestError:
         """The SDK error as a :class:`StripeRequestError` (``key`` masked), with a hint for key conflicts."""
         from airflow_provider_stripe.errors import from_stripe_error
+        from airflow_provider_stripe.idempotency import without_key
 
         error = from_stripe_error(exc, operation)
         if key is not None:
@@ -195,6 +190,8 @@ class StripeMoneyOperator(StripeBaseOperator):
         Derived as :func:`derive_idempotency_key` does, or from the explicit
         ``idempotency_key``; the current generation is read from the task state store.
         """
+        from airflow_provider_stripe.idempotency import RequestKeys, RunIdentity, explicit_key_function
+
         explicit = explicit_key_function(str(self.idempotency_key)) if self.idempotency_key else None
         return RequestKeys(
             identity=RunIdentity.from_context(context),
@@ -234,6 +231,8 @@ class StripeMoneyOperator(StripeBaseOperator):
         error is raised as the :class:`StripeRequestError`: a retry reuses the key.
         """
         import stripe
+
+        from airflow_provider_stripe.idempotency import MAX_KEY_HOPS, allows_fresh_key, was_replayed
 
         keys = self.request_keys(context, operation, *key_parts)
         generation = keys.current()

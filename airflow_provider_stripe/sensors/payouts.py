@@ -31,13 +31,13 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from airflow_provider_stripe.connection_form import DEFAULT_CONN_ID
-from airflow_provider_stripe.payouts.status import PayoutWatch, Verdict, describe_failures, normalize_payout_ids
+from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_stripe.hooks.stripe import StripeHook
+    from airflow_provider_stripe.payouts.status import PayoutWatch, Verdict
 
 STATE_KEY = "stripe_payout_paid_since"
 """Task state store key holding ``{payout_id: epoch seconds first seen paid}`` (reschedule mode)."""
@@ -103,10 +103,14 @@ class StripePayoutSensor(BaseSensorOperator):
         return StripeHook(self.stripe_conn_id, account_id=self.account_id or None)
 
     def _ids(self) -> tuple[str, ...]:
+        from airflow_provider_stripe.payouts.status import normalize_payout_ids
+
         return normalize_payout_ids(self.payout_ids)
 
     def _load_watch(self, context: Context) -> PayoutWatch:
         """The observations so far: this instance's (poke mode), or the task state store's (reschedule)."""
+        from airflow_provider_stripe.payouts.status import PayoutWatch
+
         if self._watch is None:
             paid_since: dict[str, float] = {}
             store = self._state_store(context)
@@ -143,6 +147,7 @@ class StripePayoutSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         from airflow_provider_stripe.payouts.lookup import fetch_payouts
+        from airflow_provider_stripe.payouts.status import Verdict
 
         watch = self._load_watch(context)
         if not watch.payout_ids:
@@ -188,6 +193,8 @@ class StripePayoutSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: return the result, or fail with the trigger's details."""
+        from airflow_provider_stripe.payouts.status import Verdict, describe_failures
+
         event = event or {}
         status = event.get("status")
         message = str(event.get("message") or "")

@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_stripe.assets import summarize_event
-from airflow_provider_stripe.connection_form import DEFAULT_CONN_ID
+from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from stripe import StripeClient

@@ -26,7 +26,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_stripe.connection_form import DEFAULT_CONN_ID
+from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import redact
 from airflow_provider_stripe.payouts.lookup import afetch_payouts
 from airflow_provider_stripe.payouts.status import PayoutWatch

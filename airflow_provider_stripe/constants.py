@@ -1,0 +1,5 @@
+"""Names every module needs, in a module that imports nothing (DAG-parse cost)."""
+
+CONN_TYPE = "stripe"
+HOOK_NAME = "Stripe"
+DEFAULT_CONN_ID = "stripe_default"
