@@ -70,6 +70,8 @@ class StripePayoutError(RuntimeError):
 
     def __init__(self, summary: dict[str, Any], failures: list[dict[str, Any]], failed_total: int) -> None:
         self.summary = summary
+        # In input order, whatever order the concurrent workers finished in.
+        failures = sorted(failures, key=lambda row: row.get("index", 0))
         self.failures = failures
         counts = ", ".join(f"{summary.get(k, 0)} {k}" for k in ("created", "existing", "failed", "not_attempted"))
         lines = [f"{failed_total} of {summary['total']} payout(s) failed ({counts})."]
