@@ -58,7 +58,7 @@ def test_hooks_of_one_connection_share_one_limiter(monkeypatch: pytest.MonkeyPat
     assert not done.wait(1.0), "a third request went out inside the 2/min window"
     assert len(stub_stripe.requests) == 2
     # Free the window (as time would): the blocked request then goes out.
-    first.rate_limiter._limiter.storage.reset()  # type: ignore[attr-defined]
+    first.rate_limiter.reset()
     assert done.wait(5.0)
     assert len(stub_stripe.requests) == 3
 
@@ -147,3 +147,15 @@ def test_redis_storage_shares_the_limit_across_processes() -> None:
         admitted = [int(o.stdout.strip()) for o in outputs]
         assert sum(admitted) == 5, admitted
         assert StripeRateLimiter(key, spec).try_acquire() > 0
+
+
+def test_memory_limiter_is_cheap_and_starts_no_threads() -> None:
+    """The reason for not using limits' MemoryStorage: it starts an expiry timer thread per burst."""
+    limiter = StripeRateLimiter(f"cheap-{time.time_ns()}", RateLimitSpec(20_000, 20_000))
+    threads_before = threading.active_count()
+    started = time.perf_counter()
+    assert all(limiter.try_acquire() == 0 for _ in range(20_000))
+    per_call = (time.perf_counter() - started) / 20_000
+    assert limiter.try_acquire() > 59  # the window (plus its margin) is full
+    assert threading.active_count() == threads_before
+    assert per_call < 50e-6, f"{per_call * 1e6:.1f} us per acquire"
