@@ -1,0 +1,47 @@
+"""DAG-parse cost: parsing DAGs that use the provider never imports the Stripe SDK.
+
+The DAG processor re-parses every DAG file every few seconds, so the provider keeps its
+operators, sensors, triggers and hook free of heavy imports at module level. In a fresh
+interpreter (the benchmark's probe: ``airflow.sdk`` first, then ours), import every one
+of those modules and execute every example DAG file, then look at ``sys.modules``.
+``benchmarks/`` measures the time this takes; this test guards the imports.
+"""
+
+from __future__ import annotations
+
+from benchmarks.parse_probe import (
+    PARSE_TIME_PACKAGES,
+    RUN_TIME_PACKAGES,
+    example_dag_files,
+    probe_once,
+    provider_modules,
+)
+from tests import airflow_env
+
+NEVER_AT_PARSE_TIME = ("stripe", "limits", "requests", "redis")
+"""The Stripe SDK, the rate limiter's library and HTTP/Redis clients: only when a task runs."""
+NOT_ADDED_BY_US = ("jsonschema",)
+"""Imported by ``airflow.sdk`` itself (so it cannot be absent), but never pulled in by the provider."""
+
+
+def _imported(name: str, modules: list[str]) -> list[str]:
+    return [m for m in modules if m == name or m.startswith(f"{name}.")]
+
+
+def test_parsing_dags_imports_no_stripe_sdk() -> None:
+    modules = provider_modules((*PARSE_TIME_PACKAGES, *RUN_TIME_PACKAGES, "hooks"))
+    files = [str(p) for p in example_dag_files()]
+    assert any(m.endswith(".operators.payouts") for m in modules) and any(".sensors." in m for m in modules)
+    assert files, "no example DAG files found"
+
+    result, _ = probe_once(modules, files, env=airflow_env.airflow_env())
+
+    added = result["new_modules"]
+    assert set(modules) <= set(added), "not every provider module was imported"
+    for heavy in NEVER_AT_PARSE_TIME:
+        assert heavy not in result["loaded_top_level"], (
+            f"{heavy!r} is imported at DAG-parse time by one of {modules} or the example DAGs "
+            f"({_imported(heavy, added)[:5]}): import it inside the function that needs it"
+        )
+    for name in NOT_ADDED_BY_US:
+        assert not _imported(name, added), f"{name!r} is imported by the provider at DAG-parse time"
