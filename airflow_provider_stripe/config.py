@@ -9,6 +9,7 @@ secret schemas plus the connection form's field schemas, so the rules live in on
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from airflow_provider_stripe.connection_form import (
     CONN_TYPE,
     CONNECTION_FIELDS,
     FIELDS_BY_NAME,
+    SECRET_FIELD_NAMES,
 )
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 from airflow_provider_stripe.errors import StripeConfigurationError
@@ -44,18 +46,18 @@ class ConnectionLike(Protocol):
 
 @dataclass(frozen=True)
 class StripeConnectionConfig:
-    """Everything the hook needs from a ``stripe`` connection, validated."""
+    """Everything the hook needs from a ``stripe`` connection, validated. ``repr`` leaves out the secrets."""
 
     conn_id: str
-    api_key: str
-    webhook_secrets: tuple[str, ...]
+    api_key: str = dataclasses.field(repr=False)
+    webhook_secrets: tuple[str, ...] = dataclasses.field(repr=False)
     account_id: str | None
     region: str | None
     mode: Mode
     auth_type: str
     api_version: str
     oauth_client_id: str | None
-    oauth_refresh_token: str | None
+    oauth_refresh_token: str | None = dataclasses.field(repr=False)
     allow_live_mode: bool
     rate_limit_per_minute: int
     rate_limit_per_hour: int
@@ -192,7 +194,19 @@ def _check_schema(name: str, value: Any, schema: Mapping[str, Any], *, conn_id: 
     except jsonschema.ValidationError as exc:
         allowed = schema.get("enum")
         hint = f" (allowed: {', '.join(map(str, allowed))})" if allowed else ""
-        raise StripeConfigurationError(f"{exc.message}{hint}", field=name, conn_id=conn_id) from None
+        message = _secret_schema_error(exc) if name in SECRET_FIELD_NAMES else exc.message
+        raise StripeConfigurationError(f"{message}{hint}", field=name, conn_id=conn_id) from None
+
+
+def _secret_schema_error(exc: Any) -> str:
+    """A schema error on a secret field, without its value: jsonschema's own message quotes the value.
+
+    ``redact`` only catches values shaped like Stripe secrets, and this message reaches places
+    the log masker does not (the Test button's answer, the CLI, exception text).
+    """
+    if exc.validator == "type":
+        return f"must be of type {exc.validator_value!r}, not {type(exc.instance).__name__} (value not shown: a secret)"
+    return f"fails the {exc.validator!r} rule {exc.validator_value!r} (value not shown: a secret)"
 
 
 def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
