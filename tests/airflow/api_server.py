@@ -148,15 +148,15 @@ def run_api_server(
         passwords_file.write_text(json.dumps({username: password}))
         passwords_file.chmod(0o600)
         log_path = workdir / "api-server.log"
-        server_env = installed_env(
-            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{username}:admin",
-            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords_file),
-            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="False",
-            AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(64),
-            AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}",
-            PYTHONUNBUFFERED="1",
-            **dict(env or {}),
-        )
+        defaults = {
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "PYTHONUNBUFFERED": "1",
+        }
+        server_env = installed_env(**{**defaults, **dict(env or {})})  # ``env`` may override a default
         server = ApiServer(url=f"http://127.0.0.1:{port}", username=username, password=password, log_path=log_path)
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
