@@ -54,3 +54,21 @@ def fault_proxy(localstripe: str) -> Iterator[FaultProxyFactory]:
             return stack.enter_context(run_fault_proxy(upstream_url or localstripe, faults=faults, seed=seed))
 
         yield start
+
+
+# -- a report printed at the end of every run (fault rates, counts) ----------------
+
+_REPORT: list[str] = []
+
+
+@pytest.fixture
+def report() -> Callable[[str], None]:
+    """``report(line)``: shown in the run's terminal summary even when the test passes."""
+    return _REPORT.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _REPORT:
+        terminalreporter.section("exactly once under faults: rates and counts")
+        for line in _REPORT:
+            terminalreporter.write_line(line)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ def _count(localstripe: str) -> int:
 
 
 def test_sigkill_mid_batch_then_rerun_pays_each_item_exactly_once(
-    migrated: None, localstripe: str, tmp_path: Path
+    migrated: None, localstripe: str, tmp_path: Path, report: Callable[[str], None]
 ) -> None:
     conf = {"region_files": [write_jsonl(tmp_path / "north.jsonl", eur_items(ITEMS, "north"))], "bonuses": []}
 
@@ -119,8 +120,8 @@ def test_sigkill_mid_batch_then_rerun_pays_each_item_exactly_once(
 
     payouts = list_all_payouts(localstripe, LOCAL_TEST_KEY)
     per_reference = Counter(p["metadata"][REFERENCE_METADATA_KEY] for p in payouts)
-    print(
-        f"\nSIGKILL after {killed_after:.1f} s with {at_kill} of {ITEMS} payouts made; rerun in {rerun_seconds:.1f} s: "
+    report(
+        f"SIGKILL after {killed_after:.1f} s with {at_kill} of {ITEMS} payouts made; rerun in {rerun_seconds:.1f} s: "
         f"{summary.get('existing', 0)} found, {summary.get('created', 0)} created; {len(payouts)} payouts in total"
     )
     assert len(payouts) == ITEMS and set(per_reference.values()) == {1}

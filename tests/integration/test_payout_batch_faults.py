@@ -30,7 +30,7 @@ from tests.servers.fault_proxy import FaultKind, FaultPlan, FaultProxy
 pytestmark = pytest.mark.timeout(180)
 
 ITEMS = 150
-MAX_TRIES = 10
+MAX_TRIES = 15
 RATES = {
     FaultKind.RATE_LIMITED_RETRY: 0.05,
     FaultKind.RATE_LIMITED: 0.05,
@@ -42,16 +42,20 @@ RATES = {
 }
 
 
+@pytest.mark.parametrize("scale", [0.3, 1.0, 1.6], ids=["light", "storm", "heavy"])
 @pytest.mark.parametrize("with_store", [True, False], ids=["state-store", "no-state-store"])
 def test_fault_storm_pays_each_item_exactly_once(
     localstripe: str,
     fault_proxy: Callable[..., FaultProxy],
     monkeypatch: pytest.MonkeyPatch,
+    report: Callable[[str], None],
     with_store: bool,
+    scale: float,
 ) -> None:
     monkeypatch.setattr(stripe.HTTPClient, "INITIAL_DELAY", 0.01)
     monkeypatch.setattr(stripe.HTTPClient, "MAX_DELAY", 0.05)
-    proxy = fault_proxy(FaultPlan(rates=RATES, slow_ms=1500), seed=7 if with_store else 11)
+    rates = {kind: rate * scale for kind, rate in RATES.items()}
+    proxy = fault_proxy(FaultPlan(rates=rates, slow_ms=1500), seed=(7 if with_store else 11) + int(scale * 10))
     # A 1 s timeout: SLOW answers (1.5 s) time out on the client while the payout is being
     # created, and the SDK's retry meets the key still in flight (409) or its replay.
     conn_id = stripe_connection(monkeypatch, proxy.url, max_network_retries=2, timeout=1.0)
@@ -74,8 +78,11 @@ def test_fault_storm_pays_each_item_exactly_once(
 
     stats = proxy.stats
     injected = {k.value: stats[k.value] for k in FaultKind if stats[k.value]}
-    print(
-        f"\n[{'state store' if with_store else 'no state store'}] {ITEMS} payouts in {len(outcomes)} tries "
+    payouts_seen = payouts_by_reference(localstripe, TEST_KEY, PayoutIdentity.from_context(payout_context()).tag)
+    report(
+        f"[{'state store' if with_store else 'no state store'}, fault rate {sum(rates.values()):.0%}] "
+        f"{ITEMS} items -> {sum(len(v) for v in payouts_seen.values())} payouts "
+        f"({len(payouts_seen)} references) in {len(outcomes)} tries "
         f"({', '.join(outcomes)}), {seconds:.1f} s; proxy: {stats['requests']} requests, "
         f"{stats['forwarded']} forwarded, {stats['replayed']} replayed, "
         f"{stats['idempotency_in_use']} key-in-flight 409s; injected {injected} "
