@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
-import signal
 import socket
 import subprocess
 import tempfile
@@ -38,6 +36,7 @@ from typing import Any
 import requests
 
 from tests import airflow_env
+from tests.airflow.dag_helpers import stop_process_group
 from tests.airflow.subprocess_env import installed_env, neutral_cwd
 
 READY_TIMEOUT_S = 120.0
@@ -112,20 +111,6 @@ def _wait_ready(proc: subprocess.Popen[bytes], server: ApiServer, timeout: float
     raise RuntimeError(f"airflow api-server not ready after {timeout:.0f}s (last: {last!r}):\n{server.log_tail()}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate the server's process group (uvicorn may fork workers), then kill it if needed."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT_S)
-
-
 @contextlib.contextmanager
 def run_api_server(
     *,
@@ -181,4 +166,4 @@ def run_api_server(
                 _wait_ready(proc, server, ready_timeout)
                 yield server
             finally:
-                _stop(proc)
+                stop_process_group(proc, STOP_TIMEOUT_S)

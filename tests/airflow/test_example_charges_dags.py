@@ -18,6 +18,7 @@ import stripe
 
 from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 from tests import airflow_env
+from tests.airflow.dag_helpers import example_dag, xcoms
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -25,14 +26,6 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 @pytest.fixture(scope="module")
 def migrated() -> None:
     airflow_env.migrate()
-
-
-def _dag(dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(airflow_env.DAGS_FOLDER / f"{dag_id}.py"))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(dag_id)
 
 
 @pytest.fixture
@@ -43,21 +36,8 @@ def stripe_default(migrated: None, localstripe: str, monkeypatch: pytest.MonkeyP
     return stripe.StripeClient(LOCAL_TEST_KEY, base_addresses={"api": localstripe})
 
 
-def _xcoms(dag_run: Any, task_id: str) -> list[Any]:
-    """Every ``return_value`` of a (possibly mapped) task in the run, by map index."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = XComModel.get_many(
-            run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value", map_indexes=None
-        )
-        rows: list[Any] = sorted(session.scalars(query), key=lambda row: row.map_index)
-        return [XComModel.deserialize_value(row) for row in rows]
-
-
 def test_charge_capture_refund_dag(stripe_default: stripe.StripeClient) -> None:
-    dag = _dag("stripe_charge_capture_refund")
+    dag = example_dag("stripe_charge_capture_refund")
     dag_run = dag.test()
     assert str(dag_run.state) == "success"
 
@@ -72,9 +52,9 @@ def test_charge_capture_refund_dag(stripe_default: stripe.StripeClient) -> None:
         (refund,) = charge.to_dict()["refunds"]["data"]
         assert (refund["amount"], refund["metadata"]) == (500, {"note": "goodwill partial refund"})
 
-    authorized = _xcoms(dag_run, "authorize")
-    captured = _xcoms(dag_run, "capture")
-    refunds = _xcoms(dag_run, "refund_part")
+    authorized = xcoms(dag_run, "authorize")
+    captured = xcoms(dag_run, "capture")
+    refunds = xcoms(dag_run, "refund_part")
     assert sorted(a["id"] for a in authorized) == sorted(c.id for c in charges)
     assert all(a["captured"] is False for a in authorized) and all(c["captured"] is True for c in captured)
     assert [r["charge"] for r in refunds] == [c["id"] for c in captured]
@@ -95,7 +75,7 @@ def test_daily_export_dag(stripe_default: stripe.StripeClient, tmp_path: Path) -
     def expected(objects: list[Any]) -> list[str]:
         return sorted(o.id for o in objects if start <= o.created < end)  # all of them, unless midnight passed
 
-    dag_run = _dag("stripe_daily_export").test(
+    dag_run = example_dag("stripe_daily_export").test(
         logical_date=day + timedelta(days=1), run_conf={"export_dir": str(tmp_path)}
     )
     assert str(dag_run.state) == "success"
@@ -104,7 +84,7 @@ def test_daily_export_dag(stripe_default: stripe.StripeClient, tmp_path: Path) -
         path = tmp_path / kind / f"{day:%Y-%m-%d}.jsonl"
         lines = [json.loads(line) for line in path.read_text().splitlines()]
         assert sorted(line["id"] for line in lines) == expected(objects)
-        (result,) = _xcoms(dag_run, f"export_{kind}")
+        (result,) = xcoms(dag_run, f"export_{kind}")
         assert result["path"] == str(path)
         assert result["count"] == len(lines)
         assert (result["created_gte"], result["created_lt"]) == (start, end)

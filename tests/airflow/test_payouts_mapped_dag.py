@@ -24,6 +24,7 @@ import pytest
 from airflow_provider_stripe.payouts.idempotency import REFERENCE_METADATA_KEY, RUN_METADATA_KEY
 from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 from tests import airflow_env
+from tests.airflow.dag_helpers import task_states, xcoms
 from tests.integration.payout_helpers import (
     FakePayoutsApi,
     eur_items,
@@ -59,25 +60,6 @@ def _use_stripe(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:
         monkeypatch.setenv(name, value)
 
 
-def _task_states(dag_run: Any) -> dict[tuple[str, int], str]:
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances(session=session)}
-
-
-def _xcoms(dag_run: Any, task_id: str) -> list[Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = XComModel.get_many(
-            run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value", map_indexes=None
-        )
-        rows: list[Any] = sorted(session.scalars(query), key=lambda row: row.map_index)
-        return [XComModel.deserialize_value(row) for row in rows]
-
-
 def _by_run_and_reference(url: str) -> dict[tuple[str, str], int]:
     counts: dict[tuple[str, str], int] = {}
     for payout in list_all_payouts(url, LOCAL_TEST_KEY):
@@ -103,10 +85,10 @@ def test_each_logical_date_pays_every_mapped_item_once(
     run: Callable[[datetime], Any] = lambda day: mapped_dag.test(logical_date=day, run_conf=conf)  # noqa: E731
 
     first = run(DAY_1)
-    assert str(first.state) == "success", _task_states(first)
-    regions = _xcoms(first, "pay_regions")
+    assert str(first.state) == "success", task_states(first)
+    regions = xcoms(first, "pay_regions")
     assert [r["summary"]["created"] for r in regions] == [4, 3]
-    bonuses = _xcoms(first, "pay_bonuses")
+    bonuses = xcoms(first, "pay_bonuses")
     assert [(b["reference"], b["outcome"], b["amount"]) for b in bonuses] == [
         ("bonus-a", "created", 5000),
         ("bonus-b", "created", 2500),
@@ -116,14 +98,14 @@ def test_each_logical_date_pays_every_mapped_item_once(
     assert len({tag for tag, _ in after_first}) == 4, "each mapped task instance has its own run tag"
 
     again = run(DAY_1)  # same logical date: a new DagRun (new run id, empty state store)
-    assert str(again.state) == "success", _task_states(again)
-    assert [r["summary"].get("existing") for r in _xcoms(again, "pay_regions")] == [4, 3]
-    assert [b["outcome"] for b in _xcoms(again, "pay_bonuses")] == ["existing", "existing"]
-    assert [b["id"] for b in _xcoms(again, "pay_bonuses")] == [b["id"] for b in bonuses]
+    assert str(again.state) == "success", task_states(again)
+    assert [r["summary"].get("existing") for r in xcoms(again, "pay_regions")] == [4, 3]
+    assert [b["outcome"] for b in xcoms(again, "pay_bonuses")] == ["existing", "existing"]
+    assert [b["id"] for b in xcoms(again, "pay_bonuses")] == [b["id"] for b in bonuses]
     assert _by_run_and_reference(localstripe) == after_first, "re-running a logical date pays nothing"
 
     following = run(DAY_1 + timedelta(days=1))
-    assert str(following.state) == "success", _task_states(following)
+    assert str(following.state) == "success", task_states(following)
     counts = _by_run_and_reference(localstripe)
     assert len(counts) == 18 and set(counts.values()) == {1}, "the next logical date pays everything again"
 
@@ -154,8 +136,8 @@ def test_airflow_retry_pays_a_refused_item_under_a_fresh_key_from_the_state_stor
     conf = {"region_files": [write_jsonl(tmp_path / "north.jsonl", eur_items(5, "north"))], "bonuses": []}
     dag_run = mapped_dag.test(logical_date=DAY_1, run_conf=conf)
 
-    assert str(dag_run.state) == "success", _task_states(dag_run)
-    (summary,) = [r["summary"] for r in _xcoms(dag_run, "pay_regions")]
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    (summary,) = [r["summary"] for r in xcoms(dag_run, "pay_regions")]
     assert summary["created"] == 1 and summary["existing"] == 4  # the second try
     north_2 = [r for r in api.creates if r.form.get(f"metadata[{REFERENCE_METADATA_KEY}]") == "north-2"]
     assert len(north_2) == 2 and north_2[0].headers["Idempotency-Key"] != north_2[1].headers["Idempotency-Key"]

@@ -45,10 +45,8 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import re
 import secrets
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -69,11 +67,10 @@ from airflow_provider_stripe.testing.settlement import SettlementSimulator
 from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER, sign_payload
 from tests import airflow_env
 from tests.airflow.api_server import ApiServer, run_api_server
+from tests.airflow.dag_helpers import example_dag, stop_process_group, task_states, xcoms
 from tests.airflow.subprocess_env import installed_env, neutral_cwd
 from tests.airflow.test_events_triggerer import payout
-from tests.airflow.test_example_charges_dags import _dag, _xcoms
 from tests.airflow.test_example_payout_batch_dag import SAMPLE
-from tests.airflow.test_payouts_mapped_dag import _task_states
 from tests.airflow.test_webhook_endpoint import serialize_example_dag
 from tests.integration.payout_helpers import eur_items, write_jsonl
 from tests.servers.localstripe_server import flush_localstripe, register_webhook
@@ -205,14 +202,7 @@ def run_triggerer(env: Mapping[str, str], log_path: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT_S)
+            stop_process_group(proc, STOP_TIMEOUT_S)
 
 
 @contextlib.contextmanager
@@ -299,7 +289,7 @@ class Runs:
     def record(self, label: str, dag_run: Any) -> Any:
         self.mark(f"run {label!r}: {dag_run.state}")
         self.states[label] = str(dag_run.state)
-        self.task_states[label] = _task_states(dag_run)
+        self.task_states[label] = task_states(dag_run)
         self.run_ids[label] = dag_run.run_id
         return dag_run
 
@@ -490,7 +480,7 @@ def _run_events_dags(base_url: str, api: ApiServer, runs: Runs) -> None:
         _submit_like_the_triggerer(polled_asset.uri, fired)
         with consuming(_asset_event_ids([polled_asset.uri], {e["event_id"] for e in runs.fired})):
             dag_run = runs.record("events polled", polled_dag.test(use_executor=True))
-        runs.reconciled["events polled"] = _xcoms(dag_run, "reconcile_payouts")
+        runs.reconciled["events polled"] = xcoms(dag_run, "reconcile_payouts")
 
         # Push: localstripe delivered the same events, signed, to the API server; a forged one is refused.
         event_ids = {e["event_id"] for e in runs.fired}
@@ -510,7 +500,7 @@ def _run_events_dags(base_url: str, api: ApiServer, runs: Runs) -> None:
         ).status_code
         with consuming(runs.webhook_asset_events):
             dag_run = runs.record("events webhook", webhook_dag.test(use_executor=True))
-        runs.reconciled["events webhook"] = _xcoms(dag_run, "reconcile_payouts")
+        runs.reconciled["events webhook"] = xcoms(dag_run, "reconcile_payouts")
     finally:
         # localstripe cannot forget a webhook: point it at an event type that never happens.
         register_webhook(base_url, WEBHOOK_ID, f"{api.url}/gone", "whsec_unused", ["leak_test.disabled"])
@@ -541,7 +531,7 @@ def runs(
             captured(request) as (output, handler),
             airflow_services(monkeypatch, env, workdir, result) as api,
         ):
-            charges = _dag("stripe_charge_capture_refund")
+            charges = example_dag("stripe_charge_capture_refund")
             result.record("charges", charges.test(use_executor=True))
             declined = {"source": DECLINED_SOURCE}
             result.record("charges declined", charges.test(use_executor=True, run_conf=declined))
@@ -549,7 +539,7 @@ def runs(
             result.record("charges declined in process", charges.test(run_conf=declined))
 
             with bank_settling_after_deferral(localstripe_url, result):
-                batch = _dag("stripe_payout_batch")
+                batch = example_dag("stripe_payout_batch")
                 result.record(
                     "payout batch", batch.test(use_executor=True, run_conf={"instructions_file": str(SAMPLE)})
                 )
@@ -558,10 +548,10 @@ def runs(
                 "region_files": [write_jsonl(workdir / "north.jsonl", eur_items(2, "north"))],
                 "bonuses": [{"reference": "bonus-leak", "amount": 2500, "description": "Referral bonus"}],
             }
-            result.record("payouts mapped", _dag("stripe_payouts_mapped").test(use_executor=True, run_conf=conf))
+            result.record("payouts mapped", example_dag("stripe_payouts_mapped").test(use_executor=True, run_conf=conf))
 
             today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-            export = _dag("stripe_daily_export").test(
+            export = example_dag("stripe_daily_export").test(
                 use_executor=True,
                 logical_date=today + timedelta(days=1),
                 run_conf={"export_dir": str(result.export_dir)},
