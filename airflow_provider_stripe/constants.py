@@ -3,3 +3,6 @@
 CONN_TYPE = "stripe"
 HOOK_NAME = "Stripe"
 DEFAULT_CONN_ID = "stripe_default"
+
+#: Where the plugin mounts the webhook endpoint on the API server.
+WEBHOOK_URL_PREFIX = "/stripe"

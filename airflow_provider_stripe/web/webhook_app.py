@@ -51,8 +51,6 @@ from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_URL_PREFIX = "/stripe"
-"""Where the plugin mounts the app on the API server."""
 
 WEBHOOK_ROUTE = "/webhooks/{conn_id}"
 """The route inside the app: ``POST {WEBHOOK_URL_PREFIX}/webhooks/<conn_id>``."""
