@@ -70,7 +70,7 @@ def report() -> Callable[[str], None]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _REPORT:
-        terminalreporter.section("exactly once under faults: rates and counts")
+        terminalreporter.section("measured by the tests: fault rates, payout counts, memory")
         for line in _REPORT:
             terminalreporter.write_line(line)
 
