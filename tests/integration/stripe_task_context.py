@@ -8,11 +8,12 @@ Airflow resolves it); the context carries the task-instance identity the operato
 from __future__ import annotations
 
 import itertools
-import json
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+from airflow_provider_stripe.testing.connection import connection_env
 
 TEST_KEY = "sk_test_51OperatorTestsKey"
 LIVE_KEY = "sk_live_51OperatorTestsKey"
@@ -24,8 +25,10 @@ _ids = itertools.count()
 def stripe_connection(monkeypatch: pytest.MonkeyPatch, base_url: str, *, api_key: str = TEST_KEY, **extra: Any) -> str:
     """Register a fresh ``stripe`` connection pointing at ``base_url``; return its conn_id."""
     conn_id = f"stripe_ops_test_{next(_ids)}"
-    payload = {"api_key": api_key, "webhook_secret": WHSEC, "base_url": base_url, **extra}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "stripe", "extra": payload}))
+    for name, value in connection_env(
+        conn_id, api_key=api_key, base_url=base_url, **{"webhook_secret": WHSEC, **extra}
+    ).items():
+        monkeypatch.setenv(name, value)
     return conn_id
 
 

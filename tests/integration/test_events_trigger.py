@@ -25,6 +25,7 @@ from airflow_provider_stripe.triggers.events import (
     StripeEventTrigger,
     backoff_delay,
 )
+from tests.integration.stripe_task_context import stripe_connection
 from tests.servers.fault_proxy import FaultKind, FaultPlan
 from tests.servers.localstripe_server import TEST_API_KEY
 
@@ -36,13 +37,9 @@ OUTCOMES = ["payout.paid", "payout.failed"]
 @pytest.fixture
 def conn_for(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
     """Define a ``stripe`` connection (env var) against ``base_url``; return its id."""
-    counter = iter(range(1000))
 
     def make(base_url: str, **extra: Any) -> str:
-        conn_id = f"stripe_events_{next(counter)}"
-        payload = {"api_key": TEST_API_KEY, "webhook_secret": "whsec_test", "base_url": base_url, **extra}
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "stripe", "extra": payload}))
-        return conn_id
+        return stripe_connection(monkeypatch, base_url, **{"api_key": TEST_API_KEY, **extra})
 
     return make
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.hooks.stripe import StripeHook
+from tests.integration.stripe_task_context import stripe_connection
 from tests.servers.stub_stripe import StubServer, refused_port, run_silent_server, stripe_error
 
 KEY = "sk_test_51HealthCheckKey"
@@ -17,13 +17,8 @@ BUDGET = STRIPE_CONTRACT.health_check.timeout_seconds
 
 @pytest.fixture
 def hook_for(monkeypatch: pytest.MonkeyPatch):
-    counter = iter(range(1000))
-
     def make(base_url: str, **extra: object) -> StripeHook:
-        conn_id = f"stripe_health_{next(counter)}"
-        payload = {"api_key": KEY, "webhook_secret": "whsec_x", "base_url": base_url, **extra}
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "stripe", "extra": payload}))
-        return StripeHook(conn_id)
+        return StripeHook(stripe_connection(monkeypatch, base_url, **{"api_key": KEY, **extra}))
 
     return make
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ import stripe
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.errors import StripeConfigurationError, from_stripe_error
 from airflow_provider_stripe.hooks.stripe import StripeHook
+from tests.integration.stripe_task_context import stripe_connection
 from tests.servers.stub_stripe import StubResponse, StubServer, run_silent_server, stripe_error
 
 KEY = "sk_test_51HookRequestsKey"
@@ -22,13 +22,8 @@ MakeHook = Callable[..., StripeHook]
 
 @pytest.fixture
 def make_hook(monkeypatch: pytest.MonkeyPatch) -> MakeHook:
-    counter = iter(range(10_000))
-
     def make(base_url: str, **extra: object) -> StripeHook:
-        conn_id = f"stripe_hook_test_{next(counter)}"
-        payload = {"api_key": KEY, "webhook_secret": WHSEC, "base_url": base_url, **extra}
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "stripe", "extra": payload}))
-        return StripeHook(conn_id)
+        return StripeHook(stripe_connection(monkeypatch, base_url, **{"api_key": KEY, **extra}))
 
     return make
 

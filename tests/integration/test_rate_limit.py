@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import shutil
 import socket
 import subprocess
@@ -21,12 +20,8 @@ from airflow_provider_stripe.ratelimit import (
     StripeRateLimiter,
     get_rate_limiter,
 )
+from tests.integration.stripe_task_context import stripe_connection
 from tests.servers.stub_stripe import StubServer
-
-
-def _conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, url: str, **extra: object) -> None:
-    payload = {"api_key": "sk_test_51Rate", "webhook_secret": "whsec_x", "base_url": url, **extra}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "stripe", "extra": payload}))
 
 
 @pytest.mark.parametrize(("per_minute", "per_hour"), [(3, 100), (100, 3)], ids=["minute-window", "hour-window"])
@@ -40,8 +35,7 @@ def test_each_window_binds(per_minute: int, per_hour: int) -> None:
 
 
 def test_hooks_of_one_connection_share_one_limiter(monkeypatch: pytest.MonkeyPatch, stub_stripe: StubServer) -> None:
-    conn_id = f"stripe_rl_{time.time_ns()}"
-    _conn(monkeypatch, conn_id, stub_stripe.url, rate_limit_per_minute=2)
+    conn_id = stripe_connection(monkeypatch, stub_stripe.url, rate_limit_per_minute=2)
     first, second = StripeHook(conn_id), StripeHook(conn_id)
     assert first.rate_limiter is second.rate_limiter
     first.get_client().v1.balance.retrieve()
