@@ -34,10 +34,13 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.errors import StripeRequestError
 from airflow_provider_stripe.validation import StripeInputError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+; the provider supports 3.10
 
 KEY_PREFIX = "airflow-"
 """Every derived key starts with ``airflow-<scope>-`` (then 64 hex digits)."""
