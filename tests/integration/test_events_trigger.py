@@ -65,7 +65,7 @@ async def collect(trigger: StripeEventTrigger, count: int, *, quiet: float) -> l
         while len(events) < count:
             event = await asyncio.wait_for(anext(stream), timeout=20)
             events.append(event.payload)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):  # TimeoutError on 3.11+, distinct on 3.10
             extra = await asyncio.wait_for(anext(stream), timeout=quiet)
             pytest.fail(f"unexpected extra event {extra.payload}")
     finally:
