@@ -14,7 +14,12 @@ uv() { "$PY" -m uv "$@"; }
 stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing apache-airflow, stripe, localstripe and test tools into .venv (about 1-2 min the first time)" >&2
-  uv pip install -q -p .venv/bin/python -e ".[test]" -c constraints.txt
+  if .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    pins=(-c constraints.txt)  # constraints.txt was resolved on Python 3.11
+  else
+    pins=("$(grep -E '^apache-airflow==' constraints.txt)" "$(grep -E '^stripe==' constraints.txt)")
+  fi
+  uv pip install -q -p .venv/bin/python -e ".[test]" "${pins[@]}"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
