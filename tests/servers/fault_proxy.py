@@ -47,6 +47,7 @@ from urllib.parse import parse_qsl, urlsplit
 from requests.structures import CaseInsensitiveDict
 
 from tests.servers.stub_stripe import (
+    QuietHTTPServer,
     abort_connection,
     api_key_from_headers,
     new_request_id,
@@ -461,10 +462,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _handle
 
 
-class _ProxyHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # listen backlog; the default 5 resets bursts of clients
-
+class _ProxyHTTPServer(QuietHTTPServer):
     def __init__(self, proxy: FaultProxy) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.proxy = proxy
