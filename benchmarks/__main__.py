@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     total = time.monotonic() - started
     name = "benchmarks-quick" if args.quick else "benchmarks"
+    if set(only) != set(SECTIONS):  # a subset never overwrites the results of a full run
+        name += "-only-" + "-".join(sorted(only))
     env = report.environment(args.quick)
     table = report.markdown_table(rows)
     args.results_dir.mkdir(parents=True, exist_ok=True)
