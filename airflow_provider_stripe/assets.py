@@ -18,9 +18,10 @@ Nothing heavy is imported here (no Stripe SDK, no Airflow models): it runs at DA
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult
+
+from airflow_provider_stripe.sdk_compat import read_field
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset
@@ -87,18 +88,6 @@ def normalize_stripe_uri(parts: SplitResult) -> SplitResult:
     return parts._replace(netloc=host)
 
 
-def _field(obj: Any, name: str) -> Any:
-    """Read ``name`` from a ``dict`` or a ``stripe.StripeObject`` (not a dict since stripe 15)."""
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    try:
-        return obj[name]
-    except (KeyError, TypeError, IndexError):
-        return None
-
-
 def summarize_event(event: Any) -> dict[str, Any]:
     """The small, JSON-serialisable description of a Stripe event that Airflow records.
 
@@ -111,20 +100,20 @@ def summarize_event(event: Any) -> dict[str, Any]:
     Accepts a parsed webhook body (``dict``) or a ``stripe.Event``. Raises ``ValueError``
     when the input lacks an ``evt_``-style id or a type, i.e. is not a Stripe event.
     """
-    event_id = _field(event, "id")
-    event_type = _field(event, "type")
+    event_id = read_field(event, "id")
+    event_type = read_field(event, "type")
     if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str) or not event_type:
         raise ValueError("not a Stripe event: it needs a string 'id' and 'type'")
-    data_object = _field(_field(event, "data"), "object")
-    created = _field(event, "created")
-    account = _field(event, "account")
-    object_id = _field(data_object, "id")
-    object_type = _field(data_object, "object")
+    data_object = read_field(read_field(event, "data"), "object")
+    created = read_field(event, "created")
+    account = read_field(event, "account")
+    object_id = read_field(data_object, "id")
+    object_type = read_field(data_object, "object")
     return {
         "event_id": event_id,
         "type": event_type,
         "created": int(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None,
-        "livemode": bool(_field(event, "livemode")),
+        "livemode": bool(read_field(event, "livemode")),
         "account": account if isinstance(account, str) else None,
         "object_id": object_id if isinstance(object_id, str) else None,
         "object_type": object_type if isinstance(object_type, str) else None,

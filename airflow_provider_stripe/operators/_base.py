@@ -37,6 +37,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import StripeRequestError, redact
+from airflow_provider_stripe.sdk_compat import as_dict
 from airflow_provider_stripe.validation import format_amount
 
 if TYPE_CHECKING:
@@ -68,12 +69,6 @@ def derive_idempotency_key(context: Context, operation: str, *parts: object, gen
     return RunIdentity.from_context(context).idempotency_key(operation, _reference(parts), generation)
 
 
-def to_plain(obj: Any) -> Any:
-    """A Stripe object (or anything mapping-like) as plain dicts and lists."""
-    to_dict = getattr(obj, "to_dict", None)
-    return to_dict() if callable(to_dict) else obj
-
-
 def _scalar(value: Any) -> Any:
     """Keep JSON scalars; an expanded object becomes its id; anything else is dropped."""
     if isinstance(value, _JSON_SCALARS):
@@ -89,7 +84,7 @@ def summarize(obj: Any, fields: Sequence[str], **extra: Any) -> dict[str, Any]:
     Missing fields are ``None`` (Stripe-compatible servers differ in what they return);
     an expanded sub-object is reduced to its id.
     """
-    data = to_plain(obj)
+    data = as_dict(obj)
     out = {name: _scalar(data.get(name)) for name in fields}
     out.update(extra)
     return out

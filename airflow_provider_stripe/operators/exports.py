@@ -27,7 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_stripe.operators._base import StripeBaseOperator, to_plain
+from airflow_provider_stripe.operators._base import StripeBaseOperator
+from airflow_provider_stripe.sdk_compat import as_dict
 from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ class _StripeExportOperator(StripeBaseOperator):
         page = self._first_page(gte, lt)
         try:
             for obj in page.auto_paging_iter():
-                data = to_plain(obj)
+                data = as_dict(obj)
                 created = data.get("created")
                 if isinstance(created, int) and gte <= created < lt:
                     yield data

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.errors import from_stripe_error
 from airflow_provider_stripe.payouts.idempotency import REFERENCE_METADATA_KEY, RUN_METADATA_KEY, PayoutIdentity
+from airflow_provider_stripe.sdk_compat import read_field
 
 if TYPE_CHECKING:
     from stripe import StripeClient
@@ -42,11 +43,11 @@ class PayoutFacts:
     def of(cls, payout: Any) -> PayoutFacts:
         """Extract the facts from a Stripe payout object (or a dict)."""
         return cls(
-            id=str(_field(payout, "id")),
-            amount=int(_field(payout, "amount")),
-            currency=str(_field(payout, "currency")),
-            status=str(_field(payout, "status")),
-            created=int(_field(payout, "created") or 0),
+            id=str(read_field(payout, "id")),
+            amount=int(read_field(payout, "amount")),
+            currency=str(read_field(payout, "currency")),
+            status=str(read_field(payout, "status")),
+            created=int(read_field(payout, "created") or 0),
         )
 
 
@@ -58,13 +59,6 @@ class Reconciliation:
     listed: int
     duplicates: dict[str, list[str]]
     filtered_by_server: bool
-
-
-def _field(obj: Any, name: str) -> Any:
-    try:
-        return obj[name]
-    except (KeyError, TypeError):
-        return getattr(obj, name, None)
 
 
 def _iter_payouts(client: StripeClient, since: int, allow_unfiltered: bool) -> tuple[Iterator[Any], bool]:
@@ -100,16 +94,16 @@ def find_existing(
         in_window_seen = False
         for payout in payouts:
             listed += 1
-            created = int(_field(payout, "created") or 0)
+            created = int(read_field(payout, "created") or 0)
             if created < since:
                 if in_window_seen:
                     break  # newest first and past the window: nothing older can match
                 continue
             in_window_seen = True
-            metadata = _field(payout, "metadata") or {}
-            if _field(metadata, RUN_METADATA_KEY) != tag:
+            metadata = read_field(payout, "metadata") or {}
+            if read_field(metadata, RUN_METADATA_KEY) != tag:
                 continue
-            reference = str(_field(metadata, REFERENCE_METADATA_KEY))
+            reference = str(read_field(metadata, REFERENCE_METADATA_KEY))
             existing = PayoutFacts.of(payout)
             if reference in found:
                 duplicates.setdefault(reference, [found[reference].id]).append(existing.id)

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from airflow_provider_stripe.sdk_compat import read_field
+
 PAID = "paid"
 FAILED_STATUSES: frozenset[str] = frozenset({"failed", "canceled"})
 """Final statuses that mean the money did not arrive."""
@@ -119,11 +121,6 @@ def _flatten(value: Any) -> Iterable[str]:
     raise PayoutIdsError(f"payout_ids must be ids, a list of ids or a batch result, not {type(value).__name__}")
 
 
-def _field(obj: Any, name: str) -> Any:
-    """``obj[name]`` or ``None``: works for dicts and ``stripe.StripeObject`` (which has no ``.get``)."""
-    return obj[name] if name in obj else None  # noqa: SIM401
-
-
 def _read_results_file(path: Any) -> Iterable[Any]:
     """The per-item results the batch operator streamed to ``results_path`` (local or object storage)."""
     from airflow_provider_stripe.payouts.sources import iter_source
@@ -147,11 +144,11 @@ class PayoutSnapshot:
         """Build from a Stripe ``Payout`` object (or a plain dict with its fields)."""
         return cls(
             payout_id=str(payout["id"]),
-            status=str(_field(payout, "status") or "unknown"),
-            failure_code=_field(payout, "failure_code"),
-            failure_message=_field(payout, "failure_message"),
-            amount=_field(payout, "amount"),
-            currency=_field(payout, "currency"),
+            status=str(read_field(payout, "status") or "unknown"),
+            failure_code=read_field(payout, "failure_code"),
+            failure_message=read_field(payout, "failure_message"),
+            amount=read_field(payout, "amount"),
+            currency=read_field(payout, "currency"),
         )
 
     @classmethod
