@@ -6,6 +6,8 @@ import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from tests import airflow_env
@@ -53,3 +55,27 @@ def stop_process_group(proc: subprocess.Popen[Any], timeout: float) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=timeout)
+
+
+@contextlib.contextmanager
+def run_triggerer(env: Mapping[str, str], log_path: Path, stop_timeout: float = 30.0) -> Iterator[Path]:
+    """A real ``airflow triggerer`` with this environment, output to ``log_path``; stopped on exit.
+
+    A triggerer can take several seconds to clean up its triggers, hence the generous stop timeout.
+    """
+    from tests.airflow.subprocess_env import neutral_cwd
+
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(airflow_env.BIN / "airflow"), "triggerer", "--skip-serve-logs", "--capacity", "10"],
+            env=dict(env),
+            cwd=neutral_cwd(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield log_path
+        finally:
+            stop_process_group(proc, stop_timeout)

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +27,7 @@ import pytest
 import requests
 
 from tests import airflow_env
+from tests.airflow.dag_helpers import run_triggerer
 from tests.servers.localstripe_server import TEST_API_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
@@ -95,29 +94,8 @@ class Home:
         rows = self.query("SELECT s.value FROM asset_state_store s JOIN asset a ON a.id = s.asset_id")
         return json.loads(rows[0][0]) if rows else None
 
-    @contextlib.contextmanager
-    def triggerer(self, log_name: str) -> Iterator[Path]:
-        log_path = self.root / log_name
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [str(airflow_env.BIN / "airflow"), "triggerer", "--skip-serve-logs", "--capacity", "10"],
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                yield log_path
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+    def triggerer(self, log_name: str) -> contextlib.AbstractContextManager[Path]:
+        return run_triggerer(self.env, self.root / log_name)
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, log: Path) -> T:

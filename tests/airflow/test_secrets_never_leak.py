@@ -48,7 +48,6 @@ import logging
 import re
 import secrets
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -67,8 +66,8 @@ from airflow_provider_stripe.testing.settlement import SettlementSimulator
 from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER, sign_payload
 from tests import airflow_env
 from tests.airflow.api_server import ApiServer, run_api_server
-from tests.airflow.dag_helpers import example_dag, stop_process_group, task_states, xcoms
-from tests.airflow.subprocess_env import installed_env, neutral_cwd
+from tests.airflow.dag_helpers import example_dag, run_triggerer, task_states, xcoms
+from tests.airflow.subprocess_env import installed_env
 from tests.airflow.test_events_triggerer import payout
 from tests.airflow.test_example_payout_batch_dag import SAMPLE
 from tests.airflow.test_webhook_endpoint import serialize_example_dag
@@ -94,7 +93,6 @@ POLLED_DAG, WEBHOOK_DAG = "stripe_payout_events_polled", "stripe_payout_events_w
 DECLINED_SOURCE = "pm_card_chargeCustomerFail"
 """localstripe declines a charge on this payment method (402, ``card_declined``)."""
 WEBHOOK_ID = "leak_test"
-STOP_TIMEOUT_S = 30.0
 
 
 def connection_json(base_url: str) -> str:
@@ -187,25 +185,6 @@ def captured(request: pytest.FixtureRequest) -> Iterator[tuple[list[str], Record
 
 
 @contextlib.contextmanager
-def run_triggerer(env: Mapping[str, str], log_path: Path) -> Iterator[None]:
-    """``airflow triggerer`` on the session's home, output to ``log_path``; stopped on exit."""
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(airflow_env.BIN / "airflow"), "triggerer", "--skip-serve-logs", "--capacity", "10"],
-            env=installed_env(**env, PYTHONUNBUFFERED="1"),
-            cwd=neutral_cwd(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield
-        finally:
-            stop_process_group(proc, STOP_TIMEOUT_S)
-
-
-@contextlib.contextmanager
 def production_fernet_key() -> Iterator[None]:
     """Encrypt in this process with the Fernet key of ``$AIRFLOW_HOME/airflow.cfg``, as Airflow's services do.
 
@@ -245,7 +224,7 @@ def airflow_services(
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", jwt_secret)
     runs.triggerer_log = workdir / "triggerer.log"
     with (
-        run_triggerer(env, runs.triggerer_log),
+        run_triggerer(installed_env(**env, PYTHONUNBUFFERED="1"), runs.triggerer_log),
         run_api_server(env={**env, "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret}) as api,
     ):
         runs.mark("api-server up")
