@@ -36,8 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_stripe.errors import StripeRequestError
-from airflow_provider_stripe.validation import StripeInputError
+from airflow_provider_stripe.errors import StripeInputError, StripeRequestError
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+; the provider supports 3.10

@@ -71,7 +71,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         )
 
     def _raise_if_failed(self, sink: ResultSink, value: dict[str, Any]) -> None:
-        from airflow_provider_stripe.payouts.batch import StripePayoutError
+        from airflow_provider_stripe.errors import StripePayoutError
 
         if sink.failed_total:
             raise StripePayoutError(value["summary"], sink.failures, sink.failed_total)

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_stripe.errors import StripeRequestError, from_stripe_error, redact
+from airflow_provider_stripe.errors import StripePayoutError as StripePayoutError  # re-exported
+from airflow_provider_stripe.errors import StripeRequestError, from_stripe_error
 from airflow_provider_stripe.idempotency import (
     MAX_KEY_HOPS,
     KeyFunction,
@@ -58,38 +59,6 @@ if TYPE_CHECKING:
 
 OnFailure = Literal["continue", "stop"]
 ON_FAILURE_CHOICES: tuple[OnFailure, ...] = ("continue", "stop")
-FAILURES_IN_MESSAGE = 50
-
-
-class StripePayoutError(RuntimeError):
-    """Some payouts failed; the others were created (or found) and are not repeated.
-
-    ``summary`` and ``failures`` (per-item dicts) are the same as a successful run's
-    return value; the message lists the failed items and what a retry will do.
-    """
-
-    def __init__(self, summary: dict[str, Any], failures: list[dict[str, Any]], failed_total: int) -> None:
-        self.summary = summary
-        # In input order, whatever order the concurrent workers finished in.
-        failures = sorted(failures, key=lambda row: row.get("index", 0))
-        self.failures = failures
-        counts = ", ".join(f"{summary.get(k, 0)} {k}" for k in ("created", "existing", "failed", "not_attempted"))
-        lines = [f"{failed_total} of {summary['total']} payout(s) failed ({counts})."]
-        for row in failures[:FAILURES_IN_MESSAGE]:
-            err = row.get("error") or {}
-            lines.append(
-                f"  - item {row['index']}, reference {row['reference']!r}: {err.get('message', 'failed')}"
-                + (f" -> {err['next']}" if err.get("next") else "")
-            )
-        if failed_total > FAILURES_IN_MESSAGE:
-            lines.append(f"  ... and {failed_total - FAILURES_IN_MESSAGE} more (see the task log / results)")
-        if summary.get("not_attempted"):
-            lines.append(f"  {summary['not_attempted']} item(s) were not attempted (on_failure='stop').")
-        lines.append(
-            "Retrying the task is safe: created payouts are found again and never repeated; items with an "
-            "unknown outcome reuse their idempotency key; refused items get a fresh one."
-        )
-        super().__init__(redact("\n".join(lines)))
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from airflow_provider_stripe.errors import StripeBatchInputError, StripeInputError
 from airflow_provider_stripe.payouts.idempotency import RESERVED_METADATA_KEYS
 from airflow_provider_stripe.validation import (
     METADATA_MAX_KEYS,
-    StripeInputError,
     validate_amount,
     validate_currency,
     validate_metadata,
@@ -268,8 +268,6 @@ def check_instruction(raw: Any, index: int | None) -> tuple[PayoutInstruction | 
 
 def instruction_from_params(**params: Any) -> PayoutInstruction:
     """Validate a single payout's operator parameters; raise listing every problem."""
-    from airflow_provider_stripe.payouts.sources import StripeBatchInputError
-
     raw = {k: v for k, v in params.items() if v is not None}
     instruction, errors = check_instruction(raw, None)
     if instruction is None:

@@ -19,11 +19,13 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from airflow_provider_stripe.errors import SourceError as SourceError  # re-exported
+from airflow_provider_stripe.errors import StripeBatchInputError as StripeBatchInputError  # re-exported
 from airflow_provider_stripe.payouts.instructions import PayoutInstruction, check_instruction
 from airflow_provider_stripe.validation import StripeInputError, format_amount
 
@@ -34,46 +36,11 @@ _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _READ_CHUNK = 1 << 16
 
 
-class StripeBatchInputError(ValueError):
-    """One or more payout instructions are invalid; nothing was sent to Stripe.
-
-    :param errors: the problems kept (each names index, reference and field).
-    :param invalid_items: how many items are invalid.
-    :param total_items: how many items were read.
-    :param total_errors: how many problems were found (``errors`` may hold fewer).
-    """
-
-    def __init__(
-        self,
-        errors: Sequence[StripeInputError],
-        *,
-        invalid_items: int,
-        total_items: int,
-        total_errors: int | None = None,
-    ) -> None:
-        self.errors = list(errors)
-        self.invalid_items = invalid_items
-        self.total_items = total_items
-        self.total_errors = len(self.errors) if total_errors is None else total_errors
-        lines = [
-            f"{invalid_items} of {total_items} payout instruction(s) are invalid, so no payout was created. "
-            "Fix these and run the task again:"
-        ]
-        lines += [f"  - {e}" for e in self.errors]
-        if self.total_errors > len(self.errors):
-            lines.append(f"  ... and {self.total_errors - len(self.errors)} more problem(s), listed in the task log")
-        super().__init__("\n".join(lines))
-
-
 @dataclass(frozen=True)
 class UnreadableItem:
     """A line or element of a file that is not JSON; reported like an invalid item."""
 
     message: str
-
-
-class SourceError(ValueError):
-    """The ``payouts`` argument itself cannot be read (wrong type, missing file, bad JSON array)."""
 
 
 # -- reading sources -------------------------------------------------------------------
