@@ -228,6 +228,27 @@ class ValidatedBatch:
         self.close()
 
 
+def _check_item(raw: Any, index: int, seen: dict[int, int]) -> tuple[PayoutInstruction | None, list[StripeInputError]]:
+    """Validate one item of a batch, including that no earlier item (in ``seen``) has its reference."""
+    if isinstance(raw, UnreadableItem):
+        return None, [StripeInputError(raw.message, field="json", index=index)]
+    instruction, errors = check_instruction(raw, index)
+    if instruction is None:
+        return None, errors
+    digest = int.from_bytes(hashlib.blake2b(instruction.reference.encode(), digest_size=8).digest(), "big")
+    first = seen.setdefault(digest, index)
+    if first == index:
+        return instruction, []
+    duplicate = StripeInputError(
+        f"duplicate of item {first}: each payout needs its own reference (identical items without a reference "
+        "get the same content hash); give them distinct references, or remove the duplicate",
+        field="reference",
+        index=index,
+        reference=instruction.reference,
+    )
+    return None, [duplicate]
+
+
 def validate_batch(
     source: Any,
     context: Mapping[str, Any] | None = None,
@@ -258,32 +279,12 @@ def validate_batch(
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             for index, raw in enumerate(iter_source(source, context)):
                 count += 1
-                if isinstance(raw, UnreadableItem):
-                    invalid += 1
-                    report(StripeInputError(raw.message, field="json", index=index))
-                    continue
-                instruction, errors = check_instruction(raw, index)
+                instruction, errors = _check_item(raw, index, seen)
                 if instruction is None:
                     invalid += 1
                     for error in errors:
                         report(error)
-                    continue
-                digest = int.from_bytes(hashlib.blake2b(instruction.reference.encode(), digest_size=8).digest(), "big")
-                first = seen.setdefault(digest, index)
-                if first != index:
-                    invalid += 1
-                    report(
-                        StripeInputError(
-                            f"duplicate of item {first}: each payout needs its own reference (identical items "
-                            "without a reference get the same content hash); give them distinct references, or "
-                            "remove the duplicate",
-                            field="reference",
-                            index=index,
-                            reference=instruction.reference,
-                        )
-                    )
-                    continue
-                if not invalid:
+                elif not invalid:
                     totals[instruction.currency] = totals.get(instruction.currency, 0) + instruction.amount
                     out.write(json.dumps(instruction.to_json(), separators=(",", ":")) + "\n")
         if invalid:
