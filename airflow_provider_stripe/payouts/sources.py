@@ -99,7 +99,7 @@ def _iter_file(path: Any) -> Iterator[Any]:
             yield from _iter_jsonl(handle)
             return
         first = _peek_first_char(handle)
-        yield from (_iter_json_array(handle, path) if first == "[" else _iter_jsonl(handle, first))
+        yield from (_JsonArrayReader(handle, path) if first == "[" else _iter_jsonl(handle, first))
 
 
 def _peek_first_char(handle: IO[str]) -> str:
@@ -129,68 +129,74 @@ def _prefixed_lines(handle: IO[str], prefix: str) -> Iterator[str]:
         yield prefix
 
 
-def _iter_json_array(handle: IO[str], path: Any) -> Iterator[Any]:
-    """Stream the elements of a JSON array (its ``[`` already read) without loading the whole file.
+class _JsonArrayReader:
+    """Streams the elements of a JSON array (its ``[`` already read) without loading the whole file.
 
     Uses :meth:`json.JSONDecoder.raw_decode` on a sliding buffer. A value is accepted only
     once a character follows it in the buffer (or the file ended), so a number split
     across two reads (``12`` of ``1250``) is never taken for a complete one.
     """
-    decoder = json.JSONDecoder()
-    buffer, pos, eof = "", 0, False
-    expect_value = True  # after '[' or ','
 
-    def refill() -> bool:
-        nonlocal buffer, pos, eof
-        chunk = handle.read(_READ_CHUNK)
-        buffer, pos = buffer[pos:] + chunk, 0
-        eof = not chunk
-        return bool(chunk)
+    def __init__(self, handle: IO[str], path: Any) -> None:
+        self.handle = handle
+        self.path = path
+        self.decoder = json.JSONDecoder()
+        self.buffer, self.pos, self.eof = "", 0, False
 
-    def skip_ws() -> None:
-        nonlocal pos
+    def __iter__(self) -> Iterator[Any]:
+        expect_value = True  # after '[' or ','
+        first_element = True
         while True:
-            while pos < len(buffer) and buffer[pos].isspace():
-                pos += 1
-            if pos < len(buffer) or not refill():
-                return
+            self._skip_ws()
+            if self.pos >= len(self.buffer):
+                raise self._fail("it ends before the closing ]")
+            char = self.buffer[self.pos]
+            if char == "]" and (first_element or not expect_value):
+                self.pos += 1
+                break
+            if not expect_value:
+                if char != ",":
+                    raise self._fail(f"expected ',' or ']' but found {char!r}")
+                self.pos += 1
+                expect_value = True
+                continue
+            yield self._value()
+            expect_value = first_element = False
+        self._skip_ws()
+        if self.pos < len(self.buffer):
+            raise self._fail("there is content after the closing ]")
 
-    def fail(what: str) -> SourceError:
-        return SourceError(f"payouts file {str(path)!r} is not a valid JSON array: {what}")
-
-    first_element = True
-    while True:
-        skip_ws()
-        if pos >= len(buffer):
-            raise fail("it ends before the closing ]")
-        if buffer[pos] == "]" and (first_element or not expect_value):
-            pos += 1
-            break
-        if not expect_value:
-            if buffer[pos] != ",":
-                raise fail(f"expected ',' or ']' but found {buffer[pos]!r}")
-            pos += 1
-            expect_value = True
-            continue
+    def _value(self) -> Any:
+        """Decode the value at the current position, reading on until it is complete."""
         while True:
             try:
-                value, end = decoder.raw_decode(buffer, pos)
+                value, end = self.decoder.raw_decode(self.buffer, self.pos)
             except json.JSONDecodeError as exc:
-                if eof:
-                    raise fail(exc.msg) from None
-                refill()
+                if self.eof:
+                    raise self._fail(exc.msg) from None
+                self._refill()
                 continue
-            if end >= len(buffer) and not eof:
-                refill()
+            if end >= len(self.buffer) and not self.eof:
+                self._refill()
                 continue
-            break
-        pos = end
-        expect_value = False
-        first_element = False
-        yield value
-    skip_ws()
-    if pos < len(buffer):
-        raise fail("there is content after the closing ]")
+            self.pos = end
+            return value
+
+    def _refill(self) -> bool:
+        chunk = self.handle.read(_READ_CHUNK)
+        self.buffer, self.pos = self.buffer[self.pos :] + chunk, 0
+        self.eof = not chunk
+        return bool(chunk)
+
+    def _skip_ws(self) -> None:
+        while True:
+            while self.pos < len(self.buffer) and self.buffer[self.pos].isspace():
+                self.pos += 1
+            if self.pos < len(self.buffer) or not self._refill():
+                return
+
+    def _fail(self, what: str) -> SourceError:
+        return SourceError(f"payouts file {str(self.path)!r} is not a valid JSON array: {what}")
 
 
 # -- the validation pass -----------------------------------------------------------------
