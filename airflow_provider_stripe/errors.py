@@ -1,12 +1,23 @@
-"""Errors a user can act on: what failed, which field or item, what to do.
+"""Every exception the provider raises, under one root: :class:`StripeProviderError`.
+
+Errors a user can act on: what failed, which field or item, what to do. One ``except
+StripeProviderError`` catches them all; each also keeps the stdlib base it always had
+(``ValueError`` for bad input or configuration, ``RuntimeError`` for failed requests and
+batches, ``PermissionError``, ``TimeoutError``), mixed in after the root, so existing
+``except ValueError`` code keeps working. The modules that raise them re-export them
+under their old names (``validation.StripeInputError``, ``payouts.sources.SourceError``...).
 
 Stripe SDK errors are turned into :class:`StripeRequestError`, whose message names the
 Stripe error type, code, message and request id, and never the API key.
+
+This module imports nothing else of the provider, so any module may import it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from enum import Enum
 from typing import Any
 
 _KEY_PATTERN = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9]+|\bwhsec_[A-Za-z0-9]+|\b(rt|ac)_[A-Za-z0-9]{8,}")
@@ -24,7 +35,14 @@ def redact(text: str) -> str:
     return _KEY_PATTERN.sub(_sub, text)
 
 
-class StripeConfigurationError(ValueError):
+class StripeProviderError(Exception):
+    """Root of every exception of the provider: ``except StripeProviderError`` catches them all."""
+
+
+# -- connection and live mode --------------------------------------------------------------
+
+
+class StripeConfigurationError(StripeProviderError, ValueError):
     """The ``stripe`` connection is incomplete or invalid; the message names the field."""
 
     def __init__(self, message: str, *, field: str | None = None, conn_id: str | None = None) -> None:
@@ -35,11 +53,125 @@ class StripeConfigurationError(ValueError):
         super().__init__(redact(prefix + message))
 
 
-class LiveModeNotAllowedError(PermissionError):
+class LiveModeNotAllowedError(StripeProviderError, PermissionError):
     """A money-moving operator refused a live key on a connection that does not allow live mode."""
 
 
-class StripeRequestError(RuntimeError):
+class RateLimitWaitExceeded(StripeProviderError, TimeoutError):
+    """Waiting for a free slot of the client-side rate limit would exceed the caller's deadline."""
+
+
+# -- task inputs -----------------------------------------------------------------------------
+
+
+class StripeInputError(StripeProviderError, ValueError):
+    """A task input Stripe would refuse (or that would move the wrong amount).
+
+    :param message: what is wrong with the value and what to do about it.
+    :param field: the parameter at fault (``amount``, ``metadata``, ...).
+    :param index: the item's position, when the value belongs to one item of a batch.
+    :param reference: the item's own reference (e.g. an invoice number), in a batch.
+    """
+
+    def __init__(self, message: str, *, field: str, index: int | None = None, reference: str | None = None) -> None:
+        self.field = field
+        self.index = index
+        self.reference = reference
+        self.problem = message
+        where = []
+        if index is not None:
+            where.append(f"item {index}")
+        if reference is not None:
+            where.append(f"reference {reference!r}")
+        prefix = (", ".join(where) + ", " if where else "") + f"field {field!r}: "
+        super().__init__(prefix + message)
+
+
+class StripeBatchInputError(StripeProviderError, ValueError):
+    """One or more payout instructions are invalid; nothing was sent to Stripe.
+
+    :param errors: the problems kept (each names index, reference and field).
+    :param invalid_items: how many items are invalid.
+    :param total_items: how many items were read.
+    :param total_errors: how many problems were found (``errors`` may hold fewer).
+    """
+
+    def __init__(
+        self,
+        errors: Sequence[StripeInputError],
+        *,
+        invalid_items: int,
+        total_items: int,
+        total_errors: int | None = None,
+    ) -> None:
+        self.errors = list(errors)
+        self.invalid_items = invalid_items
+        self.total_items = total_items
+        self.total_errors = len(self.errors) if total_errors is None else total_errors
+        lines = [
+            f"{invalid_items} of {total_items} payout instruction(s) are invalid, so no payout was created. "
+            "Fix these and run the task again:"
+        ]
+        lines += [f"  - {e}" for e in self.errors]
+        if self.total_errors > len(self.errors):
+            lines.append(f"  ... and {self.total_errors - len(self.errors)} more problem(s), listed in the task log")
+        super().__init__("\n".join(lines))
+
+
+class SourceError(StripeProviderError, ValueError):
+    """A payout batch's ``payouts`` argument cannot be read (wrong type, missing file, bad JSON array)."""
+
+
+class PayoutIdsError(StripeProviderError, ValueError):
+    """The payout sensor's ``payout_ids`` input is not something it can wait for."""
+
+
+# -- webhooks --------------------------------------------------------------------------------
+
+
+class WebhookSignatureReason(str, Enum):
+    """Why a webhook signature was refused; compares equal to its string value.
+
+    ``NO_SECRET`` is a server-side configuration problem (answer 500 and fix the connection);
+    every other reason is a problem with the request (answer 400).
+    """
+
+    MISSING_HEADER = "missing_header"
+    MALFORMED_HEADER = "malformed_header"
+    NO_V1_SIGNATURE = "no_v1_signature"
+    NO_SECRET = "no_secret"
+    NO_MATCH = "no_match"
+    TIMESTAMP_TOO_OLD = "timestamp_too_old"
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class WebhookSignatureError(StripeProviderError, ValueError):
+    """A webhook could not be verified as sent by Stripe (or as recent enough).
+
+    ``reason`` tells which check failed, for branching and metrics; the message says why and
+    what to do. Messages never contain a secret or the expected signature.
+    """
+
+    def __init__(self, reason: WebhookSignatureReason, message: str) -> None:
+        super().__init__(message)
+        self.reason: WebhookSignatureReason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the exception picklable (Airflow may pickle task exceptions).
+        return (type(self), (self.reason, str(self)))
+
+
+class WebhookPayloadError(StripeProviderError, ValueError):
+    """The signature verified, but the body is not a JSON object, so it is not a Stripe event."""
+
+
+# -- Stripe requests and payout batches ------------------------------------------------------
+
+
+class StripeRequestError(StripeProviderError, RuntimeError):
     """A Stripe API request failed; carries the Stripe error's fields, never the key."""
 
     def __init__(
@@ -102,6 +234,41 @@ class StripeRequestError(RuntimeError):
             "request_id": self.request_id,
             "http_status": self.http_status,
         }
+
+
+FAILURES_IN_MESSAGE = 50
+"""Failed items a :class:`StripePayoutError` message lists (the results hold all of them)."""
+
+
+class StripePayoutError(StripeProviderError, RuntimeError):
+    """Some payouts failed; the others were created (or found) and are not repeated.
+
+    ``summary`` and ``failures`` (per-item dicts) are the same as a successful run's
+    return value; the message lists the failed items and what a retry will do.
+    """
+
+    def __init__(self, summary: dict[str, Any], failures: list[dict[str, Any]], failed_total: int) -> None:
+        self.summary = summary
+        # In input order, whatever order the concurrent workers finished in.
+        failures = sorted(failures, key=lambda row: row.get("index", 0))
+        self.failures = failures
+        counts = ", ".join(f"{summary.get(k, 0)} {k}" for k in ("created", "existing", "failed", "not_attempted"))
+        lines = [f"{failed_total} of {summary['total']} payout(s) failed ({counts})."]
+        for row in failures[:FAILURES_IN_MESSAGE]:
+            err = row.get("error") or {}
+            lines.append(
+                f"  - item {row['index']}, reference {row['reference']!r}: {err.get('message', 'failed')}"
+                + (f" -> {err['next']}" if err.get("next") else "")
+            )
+        if failed_total > FAILURES_IN_MESSAGE:
+            lines.append(f"  ... and {failed_total - FAILURES_IN_MESSAGE} more (see the task log / results)")
+        if summary.get("not_attempted"):
+            lines.append(f"  {summary['not_attempted']} item(s) were not attempted (on_failure='stop').")
+        lines.append(
+            "Retrying the task is safe: created payouts are found again and never repeated; items with an "
+            "unknown outcome reuse their idempotency key; refused items get a fresh one."
+        )
+        super().__init__(redact("\n".join(lines)))
 
 
 def from_stripe_error(exc: BaseException, operation: str) -> StripeRequestError:

@@ -1,53 +1,77 @@
-"""Idempotency keys of every money-moving request, and when a retry may take a fresh one.
+"""The idempotent-request engine: every money-moving request of the provider goes through it.
 
-Every key is derived from the task instance's *run identity* (DAG, logical date -- or run
-id when the run has none --, task, map index), a ``scope`` (what kind of request), a
-``reference`` (which request of the task: a payout's reference, a charge id, ...) and a
-*generation*:
+Charges, captures, refunds, payout cancellations (one request per task) and payouts (one
+request per item of a batch; a single payout is a batch of one) all use
+:class:`IdempotentRequests`. It owns four things:
 
-* a retry of the same task instance derives the same key, so Stripe replays what the
-  first request did instead of moving money again, even if its response was lost;
-* the next run has another identity, hence other keys;
-* Stripe saves the result of the first request for a key -- errors included -- and
-  replays it for ~24 h. A request whose earlier attempt ended in a *definitive* Stripe
-  error (:func:`allows_fresh_key`: nothing was created) would get that error back
-  forever, so it moves to the next generation (a fresh key). A request whose response
-  was lost (connection error, timeout, 5xx, 409, 429) keeps its generation: the money
-  may have moved.
+**Keys.** Every key is derived from the task instance's *run identity* (DAG, logical
+date -- or run id when the run has none --, task, map index; :class:`RunIdentity`), a
+``scope`` (what kind of request), a ``reference`` (which request of the task: a payout's
+reference, a charge id, ...) and a *generation*. A retry of the same task instance derives
+the same key, so Stripe replays what the first request did instead of moving money again,
+even if its response was lost; the next run has another identity, hence other keys. Why
+the run's *logical date* and not its run id: it names the business period. If a run is
+deleted and re-triggered for the same logical date, the keys are the same and nothing is
+paid twice. A user-given key replaces the derived one (:func:`explicit_key_function`).
 
-Which generation is current is kept in Airflow's task state store when there is one
-(:class:`RequestKeys` for single requests; the payout batch keeps its own per-item
-progress). Without one, a later try learns it from Stripe's own answers
-(:func:`was_replayed`): a single request walks generation by generation
-(:meth:`RequestKeys.advance`); the payout batch jumps to a generation no earlier try can
-have used (:func:`next_generation`) and relies on listing payouts to find earlier ones.
+**The generation rule.** Stripe saves the result of the first request for a key --
+errors included -- and replays it for ~24 h. A request whose earlier attempt ended in a
+*definitive* Stripe error (:func:`allows_fresh_key`: nothing was created) would get that
+error back forever, so it moves to the next generation, a fresh key
+(:func:`next_generation`). A request whose response was lost (connection error, timeout,
+5xx, 409, 429) keeps its generation: the money may have moved.
 
-Why the run's *logical date* and not its run id: it names the business period. If a run
-is deleted and re-triggered for the same logical date, the keys are the same and nothing
-is paid twice.
+**The state-store layout.** Which generation is current, and what became of it, is kept
+in Airflow's task state store (``context["task_state_store"]``, Airflow 3.3+) by a
+:class:`Ledger`, written *before* a new generation is used. A task with one request per
+scope keeps just the generation to use next (:class:`SingleRequestLedger`, key
+``stripe_idempotency_generation:<scope>``); a batch keeps every item's generation and
+outcome in chunks (:class:`BatchLedger`, keys ``stripe_payout_batch`` and
+``stripe_payout_batch/<i>``). On Airflow < 3.3 there is no store: the ledgers remember
+nothing and every try starts at generation 0.
+
+**The replay/recovery walk.** Without a store, a later try learns from Stripe's own
+answers (:func:`was_replayed`): the generation 0 key replays an earlier try's refusal,
+so the request moves on under a fresh key at once, within the same try (at most
+:data:`MAX_KEY_HOPS` hops, or one per earlier try when walking). A single request
+*walks*, one generation after the other, each earlier key answered from Stripe's store (a
+refusal leads on, a success is returned instead of repeated); a payout *jumps* to a
+generation no earlier try can have used, because its earlier successes are found by
+listing payouts anyway: every payout carries its reference and a run tag in its metadata
+(:meth:`PayoutIdentity.stamp`), which also finds them after Stripe forgot the keys.
+
+How callers use it: :meth:`IdempotentRequests.request` sends one request to its end
+(the operators' ``send_idempotent``). A concurrent caller (the payout batch) splits the
+same steps: :meth:`~IdempotentRequests.plan` and :meth:`~IdempotentRequests.settle` in
+the calling thread, :meth:`~IdempotentRequests.send` in worker threads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
-from airflow_provider_stripe.errors import StripeRequestError
-from airflow_provider_stripe.validation import StripeInputError
+from airflow_provider_stripe.errors import StripeInputError, StripeRequestError, from_stripe_error
+from airflow_provider_stripe.sdk_compat import read_field
 
 if TYPE_CHECKING:
+    import logging
+
     from typing_extensions import Self  # typing.Self is 3.11+; the provider supports 3.10
+
+T = TypeVar("T")
 
 KEY_PREFIX = "airflow-"
 """Every derived key starts with ``airflow-<scope>-`` (then 64 hex digits)."""
 
 MAX_KEY_HOPS = 3
-"""How many times one try moves on to a fresh key after *replayed* refusals (a single request
-may walk further: up to its try number, one generation per earlier try)."""
+"""How many times one try moves on to a fresh key after *replayed* refusals (a walking request
+may go further: up to its try number, one generation per earlier try)."""
 
 EXPLICIT_KEY_MAX = 240
 """Longest user-given key: Stripe allows 255 and ``-retry<n>`` is added for fresh generations."""
@@ -145,6 +169,43 @@ class RunIdentity:
         return f"{self.dag_id}/{self.run}/{self.task_id}{suffix}"
 
 
+REFERENCE_METADATA_KEY = "airflow_payout_ref"
+"""Payout metadata key holding the item's reference."""
+
+RUN_METADATA_KEY = "airflow_payout_run"
+"""Payout metadata key holding :attr:`RunIdentity.tag`."""
+
+RESERVED_METADATA_KEYS = (REFERENCE_METADATA_KEY, RUN_METADATA_KEY)
+
+WINDOW_SLACK = timedelta(minutes=10)
+"""Listing starts this long before the run's earliest known time (clock skew between hosts)."""
+
+PAYOUT_SCOPE = "payout"
+"""Payout keys are ``airflow-payout-<sha256>`` (unchanged since the first release)."""
+
+
+class PayoutIdentity(RunIdentity):
+    """A :class:`RunIdentity` with what payouts add: their key, metadata stamp and listing window.
+
+    Every payout carries its reference and the run's tag in its metadata, so a retry after
+    Stripe forgot the keys (~24 h) still finds what was paid by listing payouts
+    (:mod:`airflow_provider_stripe.payouts.reconcile`).
+    """
+
+    def payout_key(self, reference: str, generation: int) -> str:
+        """The ``Idempotency-Key`` of one item's payout at one generation. Never log it."""
+        return self.idempotency_key(PAYOUT_SCOPE, reference, generation)
+
+    def stamp(self, reference: str) -> dict[str, str]:
+        """The metadata every payout of this run carries, to be found again by listing."""
+        return {REFERENCE_METADATA_KEY: reference, RUN_METADATA_KEY: self.tag}
+
+    def window_start(self, first_attempt: datetime | None = None) -> int:
+        """Unix time from which a retry lists payouts: the run's earliest time, minus slack."""
+        start = min(t for t in (self.earliest, first_attempt) if t is not None)
+        return int((start - WINDOW_SLACK).timestamp())
+
+
 def allows_fresh_key(error: StripeRequestError) -> bool:
     """Whether the request may be retried under a fresh key: Stripe refused it and created nothing.
 
@@ -169,16 +230,19 @@ def was_replayed(answer: Any) -> bool:
     return False
 
 
-def next_generation(current: int, *, try_number: int, remembered: bool) -> int:
+def next_generation(current: int, *, try_number: int, remembered: bool, walk: bool = False) -> int:
     """The generation to use after ``current`` proved to hold a definitive error.
 
     With a task state store (``remembered``) the new generation is written down before it
     is used, so ``current + 1`` is enough. Without one, a later try cannot know which
-    generation an earlier try moved to; it starts again at the generation 0 key, learns
-    from Stripe's replayed error that it is spent, and jumps to its own try number, a
-    generation no earlier try can have moved to. Generations in between were never sent.
+    generation an earlier try moved to; it starts again at the generation 0 key and learns
+    from Stripe's replayed error that it is spent. Then a request whose earlier successes
+    nothing else can find (``walk``: a charge) takes ``current + 1``, so it meets every key
+    an earlier try used and gets its saved answer; a payout, found by listing, jumps to its
+    own try number, a generation no earlier try can have moved to (generations in between
+    were never sent).
     """
-    return current + 1 if remembered else max(current + 1, try_number)
+    return current + 1 if remembered or walk else max(current + 1, try_number)
 
 
 def explicit_key_function(key: str) -> KeyFunction:
@@ -208,60 +272,358 @@ def without_key(error: StripeRequestError, key: str) -> StripeRequestError:
     )
 
 
-GENERATION_STATE_PREFIX = "stripe_idempotency_generation:"
-"""Task state store key of a single request's current generation: ``<prefix><scope>``."""
+# -- the state-store layout ------------------------------------------------------------------
+
+Code = Literal["sent", "ok", "refused", "unknown"]
+"""``sent``: a request with this generation may have been sent; ``ok``: the object exists;
+``refused``: Stripe refused it definitively (nothing created); ``unknown``: the answer was
+lost or transient (the object may exist)."""
 
 
 @dataclass(frozen=True)
-class RequestKeys:
-    """The keys of one single (non-batch) request of a task instance, generation by generation.
+class ItemState:
+    """What a ledger remembers about one request: its generation, outcome and object id."""
 
-    The current generation lives in the task state store (``context["task_state_store"]``,
-    Airflow 3.3+) under ``stripe_idempotency_generation:<scope>``; without a store every
-    try starts at 0. Generations are used strictly one after another, each only after the
-    previous one was refused definitively, so a try without a store can walk them: every
-    key an earlier try used is answered from Stripe's store (a refusal leads on to the next
-    key, a success is returned instead of repeated), and the first unused key executes the
-    request.
+    generation: int
+    code: Code
+    object_id: str | None = None
 
-    :param identity: the task instance's run identity.
-    :param scope: the request kind (e.g. ``charges.create``): key prefix and store key.
-    :param reference: tells this request apart (e.g. the charge id), or ``""``.
-    :param store: the task state store (``get(key, default)`` / ``set(key, value)``), or None.
-    :param explicit: the user's key function (:func:`explicit_key_function`), if any.
-    """
 
-    identity: RunIdentity
-    scope: str
-    reference: str = ""
-    store: Any | None = None
-    explicit: KeyFunction | None = None
+class Ledger(Protocol):
+    """Where a request's generation and outcome live between tries (see the module docstring)."""
 
     @property
-    def state_key(self) -> str:
-        return GENERATION_STATE_PREFIX + self.scope
+    def remembered(self) -> bool:
+        """True when the ledger survives the process (a task state store is in use)."""
 
-    def current(self) -> int:
-        """The generation to start this try with: the stored one, else 0."""
+    def get(self, reference: str) -> ItemState | None:
+        """The remembered state of a request, if any."""
+
+    def record(self, reference: str, generation: int, code: Code, object_id: str | None = None) -> None:
+        """Remember a request's state; a ``sent`` of a new generation is written at once."""
+
+
+GENERATION_STATE_PREFIX = "stripe_idempotency_generation:"
+"""Task state store key of a single request's generation: ``<prefix><scope>``."""
+
+
+class SingleRequestLedger:
+    """The ledger of a task that sends one request per scope (charges, captures, refunds, cancels).
+
+    It keeps only the generation the next attempt uses, an ``int`` under
+    ``stripe_idempotency_generation:<scope>`` (nothing while it is 0): the outcome of that
+    generation is learnt from Stripe by sending its key again. A refusal writes the next
+    generation at once, so clearing the task sends under a fresh key. The scope names the
+    request, so ``reference`` only shapes the key, not the store.
+    """
+
+    def __init__(self, store: Any | None, scope: str) -> None:
+        self.store = store
+        self.state_key = GENERATION_STATE_PREFIX + scope
+
+    @property
+    def remembered(self) -> bool:
+        return self.store is not None
+
+    def get(self, reference: str) -> ItemState | None:
         if self.store is None:
-            return 0
+            return None
         value = self.store.get(self.state_key, 0)
-        return value if isinstance(value, int) and value >= 0 else 0
+        return ItemState(value, "sent") if isinstance(value, int) and value > 0 else None
 
-    def key(self, generation: int) -> str:
-        """The idempotency key at ``generation``."""
-        if self.explicit is not None:
-            return self.explicit(self.reference, generation)
-        return self.identity.idempotency_key(self.scope, self.reference, generation)
+    def record(self, reference: str, generation: int, code: Code, object_id: str | None = None) -> None:
+        if self.store is None:
+            return
+        if code == "refused":
+            self.store.set(self.state_key, generation + 1)
+        elif code == "sent" and generation > 0:
+            self.store.set(self.state_key, generation)
 
-    def advance(self, generation: int) -> int:
-        """Move past a definitive refusal at ``generation``: the next one, stored before it is used.
 
-        Always ``generation + 1``, store or not (unlike the payout batch's
-        :func:`next_generation`): a single request has no listing to fall back on, so a try
-        without a store must find an earlier try's success by walking, not skip past it.
-        """
-        fresh = generation + 1
+BATCH_STATE_KEY = "stripe_payout_batch"
+BATCH_CHUNK_ITEMS = 200
+BATCH_FORMAT_VERSION = 1
+
+_CODES: dict[str, Code] = {"s": "sent", "ok": "ok", "r": "refused", "u": "unknown"}
+_SHORT: dict[Code, str] = {v: k for k, v in _CODES.items()}
+
+
+def _encode(generation: int, code: Code, object_id: str | None) -> Any:
+    if generation == 0 and code == "ok" and object_id:
+        return object_id
+    return [generation, _SHORT[code]] + ([object_id] if object_id else [])
+
+
+def _decode(entry: Any) -> ItemState | None:
+    if entry is None:
+        return None
+    if isinstance(entry, str):
+        return ItemState(0, "ok", entry)
+    return ItemState(int(entry[0]), _CODES[entry[1]], entry[2] if len(entry) > 2 else None)
+
+
+def _is_created(entry: Any) -> bool:
+    state = _decode(entry)
+    return state is not None and state.code == "ok"
+
+
+class BatchLedger:
+    """A batch's per-item generations and outcomes; durable when given a task state store.
+
+    A retry resumes where the last attempt stopped: created items are not requested again,
+    items whose response was lost reuse their key, and items that Stripe refused move to a
+    fresh key. A new generation is written (and flushed) *before* its first request is
+    sent, so after a crash a retry never forgets which key may have paid.
+
+    Layout (compact JSON, a few bytes per item): ``stripe_payout_batch`` holds
+    ``{"v": 1, "chunks": n, "first_attempt": iso}``; ``stripe_payout_batch/<i>`` holds
+    ``{reference: entry}`` for the references hashed to chunk ``i``, where an entry is just
+    the object id for the common case (created with the first key), else
+    ``[generation, code, object_id?]``. Chunks keep each value far below the store's 64 KB
+    per-value policy (about :data:`BATCH_CHUNK_ITEMS` items each), and only changed chunks
+    are rewritten, at most every ``flush_interval`` seconds (outcomes lost in a crash are
+    re-learnt from Stripe: the key is the same, or the payout is found by listing).
+
+    Without a store (Airflow < 3.3, or an operator run outside a task), it remembers
+    nothing (each item is planned once per try, so memory would not help).
+    """
+
+    def __init__(self, store: Any | None, *, flush_interval: float = 2.0) -> None:
+        self.store = store
+        self.flush_interval = flush_interval
+        self._chunks: list[dict[str, Any]] = [{}]
+        self._dirty: set[int] = set()
+        self._last_flush = time.monotonic()
+        self.first_attempt: datetime | None = None
+        self.resumed = False
+
+    @property
+    def remembered(self) -> bool:
+        return self.store is not None
+
+    def load(self, item_count: int) -> None:
+        """Read what earlier tries stored, or write the header of a first try (before any request)."""
+        if self.store is None:
+            self.first_attempt = datetime.now(timezone.utc)
+            return
+        meta = self.store.get(BATCH_STATE_KEY, None)
+        if isinstance(meta, dict) and meta.get("v") == BATCH_FORMAT_VERSION:
+            chunks = int(meta["chunks"])
+            self.first_attempt = datetime.fromisoformat(str(meta["first_attempt"]))
+            self._chunks = [dict(self.store.get(f"{BATCH_STATE_KEY}/{i}", None) or {}) for i in range(chunks)]
+            self.resumed = True
+            return
+        chunks = max(1, -(-item_count // BATCH_CHUNK_ITEMS))
+        self.first_attempt = datetime.now(timezone.utc)
+        self._chunks = [{} for _ in range(chunks)]
+        header = {"v": BATCH_FORMAT_VERSION, "chunks": chunks, "first_attempt": self.first_attempt.isoformat()}
+        self.store.set(BATCH_STATE_KEY, header)
+
+    def _chunk(self, reference: str) -> int:
+        digest = hashlib.blake2b(reference.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % len(self._chunks)
+
+    def get(self, reference: str) -> ItemState | None:
+        return _decode(self._chunks[self._chunk(reference)].get(reference))
+
+    def created_count(self) -> int:
+        """How many items are remembered as created."""
+        return sum(1 for chunk in self._chunks for entry in chunk.values() if _is_created(entry))
+
+    def record(self, reference: str, generation: int, code: Code, object_id: str | None = None) -> None:
+        if self.store is None:
+            return
+        index = self._chunk(reference)
+        chunk = self._chunks[index]
+        previous = _decode(chunk.get(reference))
+        entry = _encode(generation, code, object_id)
+        if chunk.get(reference) == entry:
+            return
+        chunk[reference] = entry
+        self._dirty.add(index)
+        if code == "sent" and generation > 0 and (previous is None or previous.generation != generation):
+            # Write-ahead: the store must know this generation before Stripe can see it.
+            self._flush({index})
+
+    def flush(self, *, force: bool = False) -> None:
+        """Write changed chunks, at most every ``flush_interval`` seconds unless ``force``."""
+        if self._dirty and (force or time.monotonic() - self._last_flush >= self.flush_interval):
+            self._flush(set(self._dirty))
+
+    def _flush(self, indexes: set[int]) -> None:
         if self.store is not None:
-            self.store.set(self.state_key, fresh)
-        return fresh
+            for index in sorted(indexes):
+                self.store.set(f"{BATCH_STATE_KEY}/{index}", self._chunks[index])
+        self._dirty -= indexes
+        self._last_flush = time.monotonic()
+
+
+# -- the engine --------------------------------------------------------------------------------
+
+Outcome = Literal["created", "existing", "refused", "unknown"]
+"""How a request ended: ``created`` by this try; ``existing``: Stripe replayed an earlier
+try's success; ``refused`` definitively (nothing done; the next attempt uses a fresh key);
+``unknown``: the answer was lost or transient, or the key was used with other parameters
+(``idempotency_error``): the object may exist, the next attempt reuses the key."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request to send: which reference, under which generation's key.
+
+    :param hops: fresh keys taken within this try after replayed refusals.
+    :param sent_before: this generation's key may have been sent by an earlier try.
+    """
+
+    reference: str
+    generation: int
+    hops: int = 0
+    sent_before: bool = False
+
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """What one :meth:`IdempotentRequests.send` brought back; ``outcome`` is set by ``settle``.
+
+    :param result: the SDK's answer (e.g. the Stripe object), on success.
+    :param error: the Stripe error, the idempotency key masked, on failure.
+    :param cause: the SDK exception to chain to ``error`` (``None`` if it quotes the key).
+    """
+
+    attempt: Attempt
+    key: str
+    operation: str
+    result: T | None = None
+    error: StripeRequestError | None = None
+    cause: BaseException | None = None
+    replayed: bool = False
+    outcome: Outcome | None = None
+
+
+class IdempotentRequests(Generic[T]):
+    """Sends requests of one scope under the provider's key rules (see the module docstring).
+
+    :param identity: the task instance's run identity.
+    :param scope: the kind of request (``charges.create``, ``payout``): the derived keys' prefix.
+    :param ledger: where generations and outcomes are kept between tries.
+    :param key_for: ``(reference, generation) -> key`` for user-given keys; default derived.
+    :param walk: ``True`` when nothing but the keys finds an earlier try's success (a
+        charge): without a store, walk the generations one by one instead of jumping.
+    """
+
+    def __init__(
+        self,
+        *,
+        identity: RunIdentity,
+        scope: str,
+        ledger: Ledger,
+        key_for: KeyFunction | None = None,
+        walk: bool = False,
+    ) -> None:
+        self.identity = identity
+        self.scope = scope
+        self.ledger = ledger
+        self.key_for = key_for
+        self.walk = walk
+        # A walk may need one hop per earlier try; a jump needs one.
+        self.max_hops = max(MAX_KEY_HOPS, identity.try_number) if walk else MAX_KEY_HOPS
+        self.started = int(time.time()) - 1
+        """Unix time this try began: a replayed success created before it is an earlier try's."""
+
+    def key(self, reference: str, generation: int) -> str:
+        """The idempotency key of ``reference`` at ``generation``. Never log it."""
+        if self.key_for is not None:
+            return self.key_for(reference, generation)
+        return self.identity.idempotency_key(self.scope, reference, generation)
+
+    def current_generation(self, reference: str) -> int:
+        """The generation the ledger holds for ``reference`` (0 if none); writes nothing (dry runs)."""
+        state = self.ledger.get(reference)
+        return state.generation if state is not None else 0
+
+    def plan(self, reference: str) -> Attempt:
+        """The first attempt of this try: the remembered generation, or a fresh one after a refusal.
+
+        A reference the ledger knows as created (``ok``) is the caller's to report; sending
+        it again is harmless (Stripe replays it) but costs a request.
+        """
+        state = self.ledger.get(reference)
+        if state is None:
+            return Attempt(reference, 0)
+        if state.code == "refused":
+            return self._fresh(reference, state.generation, hops=0)
+        return Attempt(reference, state.generation, sent_before=True)
+
+    def send(self, attempt: Attempt, call: Callable[[str], T], operation: str, *, contain: bool = False) -> Answer[T]:
+        """Make one request (any thread): ``call(key)`` sends it under the attempt's key.
+
+        A Stripe error is returned in the answer, not raised. ``contain`` also turns any
+        other exception (e.g. a rate-limit wait beyond its bound) into an answer with an
+        unknown outcome, for worker threads that must not raise.
+        """
+        import stripe
+
+        key = self.key(attempt.reference, attempt.generation)
+        try:
+            result = call(key)
+        except stripe.StripeError as exc:
+            error = without_key(from_stripe_error(exc, operation), key)
+            # Stripe quotes the key in some messages: keep the SDK's error out of the chain then.
+            cause = None if key in str(exc) else exc
+            return Answer(attempt, key, operation, error=error, cause=cause, replayed=was_replayed(exc))
+        except Exception as exc:
+            if not contain:
+                raise
+            return Answer(attempt, key, operation, error=without_key(from_stripe_error(exc, operation), key))
+        replayed = was_replayed(getattr(result, "last_response", None))
+        return Answer(attempt, key, operation, result=result, replayed=replayed)
+
+    def settle(self, answer: Answer[T], log: logging.Logger | Any) -> Attempt | Answer[T]:
+        """Record an answer in the ledger (calling thread); return a follow-up or the final answer.
+
+        A definitive refusal that Stripe *replayed* is an earlier try's (nothing was done
+        under that key): the request goes on at once under a fresh key, the returned
+        :class:`Attempt`, within :attr:`max_hops`. Anything else is final: the answer with
+        its :data:`Outcome`.
+        """
+        attempt = answer.attempt
+        reference = attempt.reference
+        if answer.error is None:
+            # A replay of this try's own request (the SDK retried after a lost answer) is still
+            # "created"; a replay of an earlier try's request is "existing".
+            earlier = answer.replayed and (
+                attempt.sent_before or int(read_field(answer.result, "created") or 0) < self.started
+            )
+            self.ledger.record(reference, attempt.generation, "ok", read_field(answer.result, "id"))
+            return replace(answer, outcome="existing" if earlier else "created")
+        error = answer.error
+        if not allows_fresh_key(error):
+            self.ledger.record(reference, attempt.generation, "unknown")
+            return replace(answer, outcome="unknown")
+        if answer.replayed and attempt.hops < self.max_hops:
+            log.info(
+                "%s: Stripe replayed a refusal an earlier try saved under its idempotency key (%s); nothing was "
+                "done under it, so it is sent again under a fresh key",
+                answer.operation,
+                error.code or error.error_type or error.http_status,
+            )
+            return self._fresh(reference, attempt.generation, hops=attempt.hops + 1)
+        self.ledger.record(reference, attempt.generation, "refused")
+        return replace(answer, outcome="refused")
+
+    def request(self, reference: str, call: Callable[[str], T], operation: str, log: logging.Logger | Any) -> Answer[T]:
+        """Send one request to its end in the calling thread: plan, send, settle, follow fresh keys."""
+        attempt = self.plan(reference)
+        while True:
+            settled = self.settle(self.send(attempt, call, operation), log)
+            if isinstance(settled, Answer):
+                return settled
+            attempt = settled
+
+    def _fresh(self, reference: str, generation: int, *, hops: int) -> Attempt:
+        """Move past a definitive refusal at ``generation``: the next generation, recorded before use."""
+        fresh = next_generation(
+            generation, try_number=self.identity.try_number, remembered=self.ledger.remembered, walk=self.walk
+        )
+        self.ledger.record(reference, fresh, "sent")
+        return Attempt(reference, fresh, hops=hops)

@@ -28,6 +28,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from airflow_provider_stripe.errors import RateLimitWaitExceeded as RateLimitWaitExceeded  # re-exported
+
 if TYPE_CHECKING:
     from limits import RateLimitItem
     from limits.strategies import MovingWindowRateLimiter
@@ -35,10 +37,6 @@ if TYPE_CHECKING:
 #: Seconds added to each window (see the module docstring).
 WINDOW_MARGIN_S = 1
 MEMORY_STORAGE = "memory://"
-
-
-class RateLimitWaitExceeded(TimeoutError):
-    """Waiting for a free slot would exceed the caller's deadline."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from airflow_provider_stripe.errors import StripeInputError as StripeInputError  # re-exported: users import it here
+
 ZERO_DECIMAL_CURRENCIES: frozenset[str] = frozenset(
     ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
 )
@@ -71,29 +73,6 @@ METADATA_KEY_MAX = 40
 METADATA_VALUE_MAX = 500
 
 _CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
-
-
-class StripeInputError(ValueError):
-    """A task input Stripe would refuse (or that would move the wrong amount).
-
-    :param message: what is wrong with the value and what to do about it.
-    :param field: the parameter at fault (``amount``, ``metadata``, ...).
-    :param index: the item's position, when the value belongs to one item of a batch.
-    :param reference: the item's own reference (e.g. an invoice number), in a batch.
-    """
-
-    def __init__(self, message: str, *, field: str, index: int | None = None, reference: str | None = None) -> None:
-        self.field = field
-        self.index = index
-        self.reference = reference
-        self.problem = message
-        where = []
-        if index is not None:
-            where.append(f"item {index}")
-        if reference is not None:
-            where.append(f"reference {reference!r}")
-        prefix = (", ".join(where) + ", " if where else "") + f"field {field!r}: "
-        super().__init__(prefix + message)
 
 
 def _describe(value: Any) -> str:

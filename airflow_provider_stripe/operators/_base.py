@@ -4,10 +4,12 @@ Operators that move money (charges, refunds, payouts) derive from
 :class:`StripeMoneyOperator`, which gives them, in this order of use:
 
 1. input validation is theirs (:mod:`airflow_provider_stripe.validation`), before anything else;
-2. :meth:`~StripeMoneyOperator.resolve_idempotency_key`: the user's key, or one derived
-   from the task instance (:class:`~airflow_provider_stripe.idempotency.RunIdentity`:
-   dag_id, logical date or run id, task_id, map_index) and the operation, so an Airflow
-   retry of the same task replays Stripe's first answer instead of moving money twice;
+2. :meth:`~StripeMoneyOperator.idempotent_requests`: the provider's idempotent-request
+   engine (:class:`~airflow_provider_stripe.idempotency.IdempotentRequests`) for one
+   operation: the user's key, or one derived from the task instance
+   (:class:`~airflow_provider_stripe.idempotency.RunIdentity`: dag_id, logical date or run
+   id, task_id, map_index) and the operation, so an Airflow retry of the same task replays
+   Stripe's first answer instead of moving money twice;
 3. :meth:`~StripeMoneyOperator.dry_run_result` when ``dry_run=True``: log what would be
    sent, send nothing;
 4. :meth:`~StripeMoneyOperator.guard_live_mode`: refuse live keys unless the connection
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from stripe import StripeClient
 
     from airflow_provider_stripe.hooks.stripe import StripeHook
-    from airflow_provider_stripe.idempotency import RequestKeys
+    from airflow_provider_stripe.idempotency import IdempotentRequests
 
 T = TypeVar("T")
 
@@ -54,19 +56,6 @@ _JSON_SCALARS = (str, int, float, bool, type(None))
 
 def _reference(parts: Sequence[object]) -> str:
     return "/".join(str(p) for p in parts)
-
-
-def derive_idempotency_key(context: Context, operation: str, *parts: object, generation: int = 0) -> str:
-    """The derived key of a single request: the same for every try of one task instance.
-
-    ``airflow-<operation>-<sha256>`` of the run identity
-    (:class:`~airflow_provider_stripe.idempotency.RunIdentity`), the ``parts`` that tell
-    apart requests of one operation (e.g. a charge id) and the key ``generation`` (0 until
-    Stripe refuses the request definitively; see :class:`StripeMoneyOperator`).
-    """
-    from airflow_provider_stripe.idempotency import RunIdentity
-
-    return RunIdentity.from_context(context).idempotency_key(operation, _reference(parts), generation)
 
 
 def _scalar(value: Any) -> Any:
@@ -125,14 +114,14 @@ class StripeBaseOperator(BaseOperator):
         except stripe.StripeError as exc:
             raise self._request_error(exc, operation) from exc
 
-    def _request_error(self, exc: Exception, operation: str, key: str | None = None) -> StripeRequestError:
-        """The SDK error as a :class:`StripeRequestError` (``key`` masked), with a hint for key conflicts."""
+    def _request_error(self, exc: Exception, operation: str) -> StripeRequestError:
+        """The SDK error as a :class:`StripeRequestError`, with a hint for key conflicts."""
         from airflow_provider_stripe.errors import from_stripe_error
-        from airflow_provider_stripe.idempotency import without_key
 
-        error = from_stripe_error(exc, operation)
-        if key is not None:
-            error = without_key(error, key)
+        return self._explain(from_stripe_error(exc, operation))
+
+    def _explain(self, error: StripeRequestError) -> StripeRequestError:
+        """Log what to do when Stripe refused the idempotency key itself; return ``error``."""
         if error.error_type == "idempotency_error" or error.code == "idempotency_key_in_use":
             self.log.error(
                 "Stripe refused the idempotency key: a request with this key was already made with other "
@@ -179,27 +168,34 @@ class StripeMoneyOperator(StripeBaseOperator):
         self.is_dry_run = dry_run
         self.idempotency_key = idempotency_key
 
-    def request_keys(self, context: Context, operation: str, *parts: object) -> RequestKeys:
-        """The keys of this task's ``operation`` request, generation by generation.
+    def idempotent_requests(self, context: Context, operation: str) -> IdempotentRequests[Any]:
+        """The idempotent-request engine for this task's ``operation`` requests.
 
-        Derived as :func:`derive_idempotency_key` does, or from the explicit
-        ``idempotency_key``; the current generation is read from the task state store.
+        Keys are derived from the run identity, or from the explicit ``idempotency_key``;
+        the generation lives in the task state store (``stripe_idempotency_generation:<operation>``).
+        Without a store a try walks the generations earlier tries used (nothing else can
+        find an earlier success of a single request).
         """
-        from airflow_provider_stripe.idempotency import RequestKeys, RunIdentity, explicit_key_function
+        from airflow_provider_stripe.idempotency import (
+            IdempotentRequests,
+            RunIdentity,
+            SingleRequestLedger,
+            explicit_key_function,
+        )
 
-        explicit = explicit_key_function(str(self.idempotency_key)) if self.idempotency_key else None
-        return RequestKeys(
+        return IdempotentRequests(
             identity=RunIdentity.from_context(context),
             scope=operation,
-            reference=_reference(parts),
-            store=context.get("task_state_store"),
-            explicit=explicit,
+            ledger=SingleRequestLedger(context.get("task_state_store"), operation),
+            key_for=explicit_key_function(str(self.idempotency_key)) if self.idempotency_key else None,
+            walk=True,
         )
 
     def resolve_idempotency_key(self, context: Context, operation: str, *parts: object) -> str:
         """The key the next request of ``operation`` would use (e.g. for a dry run)."""
-        keys = self.request_keys(context, operation, *parts)
-        return keys.key(keys.current())
+        requests = self.idempotent_requests(context, operation)
+        reference = _reference(parts)
+        return requests.key(reference, requests.current_generation(reference))
 
     def send_idempotent(
         self,
@@ -213,9 +209,10 @@ class StripeMoneyOperator(StripeBaseOperator):
         """Call the SDK method ``fn(*args, {"idempotency_key": key})``; return its result and the key.
 
         ``operation`` and ``key_parts`` (e.g. a charge id) name the request: its key and its
-        generation in the task state store (see :meth:`request_keys`).
+        generation in the task state store (see :meth:`idempotent_requests`).
 
-        A definitive refusal advances the key generation (stored before anything else
+        The engine (:meth:`~airflow_provider_stripe.idempotency.IdempotentRequests.request`)
+        advances the key generation after a definitive refusal (stored before anything else
         happens). If Stripe *replayed* that refusal (an earlier try's answer), the request
         is sent again at once under the next key, and so on along the generations earlier
         tries used (each one's saved answer is replayed: a refusal leads on, a success is
@@ -225,45 +222,21 @@ class StripeMoneyOperator(StripeBaseOperator):
         :class:`StripeRequestError` itself, for an operator that inspects it). Any other
         error is raised as the :class:`StripeRequestError`: a retry reuses the key.
         """
-        import stripe
+        answer = self.idempotent_requests(context, operation).request(
+            _reference(key_parts), lambda key: fn(*args, {"idempotency_key": key}), operation, self.log
+        )
+        if answer.error is None:
+            return answer.result, answer.key  # type: ignore[return-value]
+        error = self._explain(answer.error)
+        if answer.outcome != "refused" or not fail_on_refusal:
+            raise error from answer.cause
+        from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_provider_stripe.idempotency import MAX_KEY_HOPS, allows_fresh_key, was_replayed
-
-        keys = self.request_keys(context, operation, *key_parts)
-        generation = keys.current()
-        # Each earlier try added at most one generation, so this bounds the walk.
-        max_hops = max(MAX_KEY_HOPS, keys.identity.try_number)
-        hops = 0
-        while True:
-            key = keys.key(generation)
-            try:
-                return fn(*args, {"idempotency_key": key}), key
-            except stripe.StripeError as exc:
-                error = self._request_error(exc, operation, key)
-                replayed = was_replayed(exc)
-                # Stripe quotes the key in some messages: keep the SDK's error out of the chain then.
-                cause = None if key in str(exc) else exc
-            if not allows_fresh_key(error):
-                raise error from cause
-            generation = keys.advance(generation)
-            if replayed and hops < max_hops:
-                hops += 1
-                self.log.info(
-                    "Stripe replayed a refusal saved under this request's idempotency key by an earlier try (%s); "
-                    "nothing was done under it, so %s is sent again under the next key",
-                    error.code or error.error_type or error.http_status,
-                    operation,
-                )
-                continue
-            if not fail_on_refusal:
-                raise error from cause
-            from airflow.sdk.exceptions import AirflowFailException
-
-            raise AirflowFailException(
-                f"{str(error).rstrip('.')}. Stripe refused it definitively, so nothing was done; the task is not "
-                "retried automatically (Stripe would answer the same). Fix the cause, then clear the task: it is "
-                "sent again under a fresh idempotency key."
-            ) from error
+        raise AirflowFailException(
+            f"{str(error).rstrip('.')}. Stripe refused it definitively, so nothing was done; the task is not "
+            "retried automatically (Stripe would answer the same). Fix the cause, then clear the task: it is "
+            "sent again under a fresh idempotency key."
+        ) from error
 
     def guard_live_mode(self, action: str = "move money") -> None:
         """Raise :class:`LiveModeNotAllowedError` for a live key the connection does not allow."""

@@ -25,8 +25,8 @@ from airflow_provider_stripe.validation import StripeInputError, format_amount, 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_stripe.idempotency import PayoutIdentity
     from airflow_provider_stripe.payouts.batch import PayoutEngine
-    from airflow_provider_stripe.payouts.idempotency import PayoutIdentity
     from airflow_provider_stripe.payouts.results import ResultSink
 
 PAYOUT_FIELDS: tuple[str, ...] = (
@@ -47,22 +47,22 @@ class _PayoutOperatorBase(StripeMoneyOperator):
     """Shared wiring of the payout engine: identity, progress store, client, results."""
 
     def _identity(self, context: Context) -> PayoutIdentity:
-        from airflow_provider_stripe.payouts.idempotency import PayoutIdentity
+        from airflow_provider_stripe.idempotency import PayoutIdentity
 
         return PayoutIdentity.from_context(context)
 
     def _engine(
         self, context: Context, identity: PayoutIdentity, *, max_workers: int, on_failure: Any, key_for: Any = None
     ) -> PayoutEngine:
+        from airflow_provider_stripe.idempotency import BatchLedger
         from airflow_provider_stripe.payouts.batch import PayoutEngine
-        from airflow_provider_stripe.payouts.progress import PayoutProgress
 
         # Airflow 3.3+ (AIP-103); older Airflow has no store and relies on keys + listing.
         store = context.get("task_state_store")
         return PayoutEngine(
             client=self.get_client(),
             identity=identity,
-            progress=PayoutProgress(store),
+            progress=BatchLedger(store),
             log=self.log,
             max_workers=max_workers,
             on_failure=on_failure,
@@ -71,7 +71,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         )
 
     def _raise_if_failed(self, sink: ResultSink, value: dict[str, Any]) -> None:
-        from airflow_provider_stripe.payouts.batch import StripePayoutError
+        from airflow_provider_stripe.errors import StripePayoutError
 
         if sink.failed_total:
             raise StripePayoutError(value["summary"], sink.failures, sink.failed_total)

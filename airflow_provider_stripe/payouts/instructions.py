@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
-from airflow_provider_stripe.payouts.idempotency import RESERVED_METADATA_KEYS
+from airflow_provider_stripe.errors import StripeBatchInputError, StripeInputError
+from airflow_provider_stripe.idempotency import RESERVED_METADATA_KEYS
 from airflow_provider_stripe.validation import (
     METADATA_MAX_KEYS,
-    StripeInputError,
     validate_amount,
     validate_currency,
     validate_metadata,
     validate_object_id,
     validate_statement_descriptor,
 )
+
+T = TypeVar("T")
 
 PAYOUT_METHODS = ("standard", "instant")
 SOURCE_TYPES = ("bank_account", "card", "fpx")
@@ -164,15 +166,20 @@ def _choice(
     return str(value)
 
 
+def _checked(errors: list[StripeInputError], check: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """``check(*args, **kwargs)``, or ``None`` with its :class:`StripeInputError` added to ``errors``."""
+    try:
+        return check(*args, **kwargs)
+    except StripeInputError as exc:
+        errors.append(exc)
+        return None
+
+
 def _destination(raw: Mapping[str, Any], where: dict[str, Any], errors: list[StripeInputError]) -> str | None:
     value = raw.get("destination")
     if value is None:
         return None
-    try:
-        return validate_object_id(value, field="destination", prefixes=DESTINATION_PREFIXES, **where)
-    except StripeInputError as exc:
-        errors.append(exc)
-        return None
+    return _checked(errors, validate_object_id, value, field="destination", prefixes=DESTINATION_PREFIXES, **where)
 
 
 def _metadata(raw: Mapping[str, Any], where: dict[str, Any], errors: list[StripeInputError]) -> dict[str, str]:
@@ -227,23 +234,16 @@ def check_instruction(raw: Any, index: int | None) -> tuple[PayoutInstruction | 
         errors.append(
             StripeInputError(f"unknown field(s); allowed: {', '.join(FIELDS)}", field=", ".join(unknown), **where)
         )
-    currency: str | None = None
-    try:
-        currency = validate_currency(raw.get("currency"), **where)
-    except StripeInputError as exc:
-        errors.append(exc)
-    amount: int | None = None
-    try:
-        amount = validate_amount(raw.get("amount"), currency, **where)
-    except StripeInputError as exc:
-        errors.append(exc)
-    descriptor: str | None = None
-    try:
-        descriptor = validate_statement_descriptor(
-            raw.get("statement_descriptor"), suffix=True, field="statement_descriptor", **where
-        )
-    except StripeInputError as exc:
-        errors.append(exc)
+    currency = _checked(errors, validate_currency, raw.get("currency"), **where)
+    amount = _checked(errors, validate_amount, raw.get("amount"), currency, **where)
+    descriptor = _checked(
+        errors,
+        validate_statement_descriptor,
+        raw.get("statement_descriptor"),
+        suffix=True,
+        field="statement_descriptor",
+        **where,
+    )
     destination = _destination(raw, where, errors)
     method = _choice(raw, "method", PAYOUT_METHODS, where, errors)
     description = _text(raw, "description", where, errors)
@@ -268,8 +268,6 @@ def check_instruction(raw: Any, index: int | None) -> tuple[PayoutInstruction | 
 
 def instruction_from_params(**params: Any) -> PayoutInstruction:
     """Validate a single payout's operator parameters; raise listing every problem."""
-    from airflow_provider_stripe.payouts.sources import StripeBatchInputError
-
     raw = {k: v for k, v in params.items() if v is not None}
     instruction, errors = check_instruction(raw, None)
     if instruction is None:

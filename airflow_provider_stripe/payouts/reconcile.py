@@ -3,7 +3,7 @@
 Idempotency keys protect a retry for about 24 h; after that (or if the state store was
 cleared), the only record of what was paid is Stripe itself. Every payout of a run
 carries the item's reference and the run's tag in its metadata
-(:meth:`~airflow_provider_stripe.payouts.idempotency.PayoutIdentity.stamp`), so listing the
+(:meth:`~airflow_provider_stripe.idempotency.PayoutIdentity.stamp`), so listing the
 payouts created since the run began, with the SDK's auto-pagination, finds them.
 
 The listing asks Stripe for ``created[gte]=<window start>`` (newest first, so it stops at
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.errors import from_stripe_error
-from airflow_provider_stripe.payouts.idempotency import REFERENCE_METADATA_KEY, RUN_METADATA_KEY, PayoutIdentity
+from airflow_provider_stripe.idempotency import REFERENCE_METADATA_KEY, RUN_METADATA_KEY, PayoutIdentity
 from airflow_provider_stripe.sdk_compat import read_field
 
 if TYPE_CHECKING:

@@ -19,11 +19,13 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from airflow_provider_stripe.errors import SourceError as SourceError  # re-exported
+from airflow_provider_stripe.errors import StripeBatchInputError as StripeBatchInputError  # re-exported
 from airflow_provider_stripe.payouts.instructions import PayoutInstruction, check_instruction
 from airflow_provider_stripe.validation import StripeInputError, format_amount
 
@@ -34,46 +36,11 @@ _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _READ_CHUNK = 1 << 16
 
 
-class StripeBatchInputError(ValueError):
-    """One or more payout instructions are invalid; nothing was sent to Stripe.
-
-    :param errors: the problems kept (each names index, reference and field).
-    :param invalid_items: how many items are invalid.
-    :param total_items: how many items were read.
-    :param total_errors: how many problems were found (``errors`` may hold fewer).
-    """
-
-    def __init__(
-        self,
-        errors: Sequence[StripeInputError],
-        *,
-        invalid_items: int,
-        total_items: int,
-        total_errors: int | None = None,
-    ) -> None:
-        self.errors = list(errors)
-        self.invalid_items = invalid_items
-        self.total_items = total_items
-        self.total_errors = len(self.errors) if total_errors is None else total_errors
-        lines = [
-            f"{invalid_items} of {total_items} payout instruction(s) are invalid, so no payout was created. "
-            "Fix these and run the task again:"
-        ]
-        lines += [f"  - {e}" for e in self.errors]
-        if self.total_errors > len(self.errors):
-            lines.append(f"  ... and {self.total_errors - len(self.errors)} more problem(s), listed in the task log")
-        super().__init__("\n".join(lines))
-
-
 @dataclass(frozen=True)
 class UnreadableItem:
     """A line or element of a file that is not JSON; reported like an invalid item."""
 
     message: str
-
-
-class SourceError(ValueError):
-    """The ``payouts`` argument itself cannot be read (wrong type, missing file, bad JSON array)."""
 
 
 # -- reading sources -------------------------------------------------------------------
@@ -132,7 +99,7 @@ def _iter_file(path: Any) -> Iterator[Any]:
             yield from _iter_jsonl(handle)
             return
         first = _peek_first_char(handle)
-        yield from (_iter_json_array(handle, path) if first == "[" else _iter_jsonl(handle, first))
+        yield from (_JsonArrayReader(handle, path) if first == "[" else _iter_jsonl(handle, first))
 
 
 def _peek_first_char(handle: IO[str]) -> str:
@@ -162,68 +129,74 @@ def _prefixed_lines(handle: IO[str], prefix: str) -> Iterator[str]:
         yield prefix
 
 
-def _iter_json_array(handle: IO[str], path: Any) -> Iterator[Any]:
-    """Stream the elements of a JSON array (its ``[`` already read) without loading the whole file.
+class _JsonArrayReader:
+    """Streams the elements of a JSON array (its ``[`` already read) without loading the whole file.
 
     Uses :meth:`json.JSONDecoder.raw_decode` on a sliding buffer. A value is accepted only
     once a character follows it in the buffer (or the file ended), so a number split
     across two reads (``12`` of ``1250``) is never taken for a complete one.
     """
-    decoder = json.JSONDecoder()
-    buffer, pos, eof = "", 0, False
-    expect_value = True  # after '[' or ','
 
-    def refill() -> bool:
-        nonlocal buffer, pos, eof
-        chunk = handle.read(_READ_CHUNK)
-        buffer, pos = buffer[pos:] + chunk, 0
-        eof = not chunk
-        return bool(chunk)
+    def __init__(self, handle: IO[str], path: Any) -> None:
+        self.handle = handle
+        self.path = path
+        self.decoder = json.JSONDecoder()
+        self.buffer, self.pos, self.eof = "", 0, False
 
-    def skip_ws() -> None:
-        nonlocal pos
+    def __iter__(self) -> Iterator[Any]:
+        expect_value = True  # after '[' or ','
+        first_element = True
         while True:
-            while pos < len(buffer) and buffer[pos].isspace():
-                pos += 1
-            if pos < len(buffer) or not refill():
-                return
+            self._skip_ws()
+            if self.pos >= len(self.buffer):
+                raise self._fail("it ends before the closing ]")
+            char = self.buffer[self.pos]
+            if char == "]" and (first_element or not expect_value):
+                self.pos += 1
+                break
+            if not expect_value:
+                if char != ",":
+                    raise self._fail(f"expected ',' or ']' but found {char!r}")
+                self.pos += 1
+                expect_value = True
+                continue
+            yield self._value()
+            expect_value = first_element = False
+        self._skip_ws()
+        if self.pos < len(self.buffer):
+            raise self._fail("there is content after the closing ]")
 
-    def fail(what: str) -> SourceError:
-        return SourceError(f"payouts file {str(path)!r} is not a valid JSON array: {what}")
-
-    first_element = True
-    while True:
-        skip_ws()
-        if pos >= len(buffer):
-            raise fail("it ends before the closing ]")
-        if buffer[pos] == "]" and (first_element or not expect_value):
-            pos += 1
-            break
-        if not expect_value:
-            if buffer[pos] != ",":
-                raise fail(f"expected ',' or ']' but found {buffer[pos]!r}")
-            pos += 1
-            expect_value = True
-            continue
+    def _value(self) -> Any:
+        """Decode the value at the current position, reading on until it is complete."""
         while True:
             try:
-                value, end = decoder.raw_decode(buffer, pos)
+                value, end = self.decoder.raw_decode(self.buffer, self.pos)
             except json.JSONDecodeError as exc:
-                if eof:
-                    raise fail(exc.msg) from None
-                refill()
+                if self.eof:
+                    raise self._fail(exc.msg) from None
+                self._refill()
                 continue
-            if end >= len(buffer) and not eof:
-                refill()
+            if end >= len(self.buffer) and not self.eof:
+                self._refill()
                 continue
-            break
-        pos = end
-        expect_value = False
-        first_element = False
-        yield value
-    skip_ws()
-    if pos < len(buffer):
-        raise fail("there is content after the closing ]")
+            self.pos = end
+            return value
+
+    def _refill(self) -> bool:
+        chunk = self.handle.read(_READ_CHUNK)
+        self.buffer, self.pos = self.buffer[self.pos :] + chunk, 0
+        self.eof = not chunk
+        return bool(chunk)
+
+    def _skip_ws(self) -> None:
+        while True:
+            while self.pos < len(self.buffer) and self.buffer[self.pos].isspace():
+                self.pos += 1
+            if self.pos < len(self.buffer) or not self._refill():
+                return
+
+    def _fail(self, what: str) -> SourceError:
+        return SourceError(f"payouts file {str(self.path)!r} is not a valid JSON array: {what}")
 
 
 # -- the validation pass -----------------------------------------------------------------
@@ -261,6 +234,27 @@ class ValidatedBatch:
         self.close()
 
 
+def _check_item(raw: Any, index: int, seen: dict[int, int]) -> tuple[PayoutInstruction | None, list[StripeInputError]]:
+    """Validate one item of a batch, including that no earlier item (in ``seen``) has its reference."""
+    if isinstance(raw, UnreadableItem):
+        return None, [StripeInputError(raw.message, field="json", index=index)]
+    instruction, errors = check_instruction(raw, index)
+    if instruction is None:
+        return None, errors
+    digest = int.from_bytes(hashlib.blake2b(instruction.reference.encode(), digest_size=8).digest(), "big")
+    first = seen.setdefault(digest, index)
+    if first == index:
+        return instruction, []
+    duplicate = StripeInputError(
+        f"duplicate of item {first}: each payout needs its own reference (identical items without a reference "
+        "get the same content hash); give them distinct references, or remove the duplicate",
+        field="reference",
+        index=index,
+        reference=instruction.reference,
+    )
+    return None, [duplicate]
+
+
 def validate_batch(
     source: Any,
     context: Mapping[str, Any] | None = None,
@@ -291,32 +285,12 @@ def validate_batch(
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             for index, raw in enumerate(iter_source(source, context)):
                 count += 1
-                if isinstance(raw, UnreadableItem):
-                    invalid += 1
-                    report(StripeInputError(raw.message, field="json", index=index))
-                    continue
-                instruction, errors = check_instruction(raw, index)
+                instruction, errors = _check_item(raw, index, seen)
                 if instruction is None:
                     invalid += 1
                     for error in errors:
                         report(error)
-                    continue
-                digest = int.from_bytes(hashlib.blake2b(instruction.reference.encode(), digest_size=8).digest(), "big")
-                first = seen.setdefault(digest, index)
-                if first != index:
-                    invalid += 1
-                    report(
-                        StripeInputError(
-                            f"duplicate of item {first}: each payout needs its own reference (identical items "
-                            "without a reference get the same content hash); give them distinct references, or "
-                            "remove the duplicate",
-                            field="reference",
-                            index=index,
-                            reference=instruction.reference,
-                        )
-                    )
-                    continue
-                if not invalid:
+                elif not invalid:
                     totals[instruction.currency] = totals.get(instruction.currency, 0) + instruction.amount
                     out.write(json.dumps(instruction.to_json(), separators=(",", ":")) + "\n")
         if invalid:

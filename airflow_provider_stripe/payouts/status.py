@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from airflow_provider_stripe.errors import PayoutIdsError as PayoutIdsError  # re-exported: the sensor's input error
 from airflow_provider_stripe.sdk_compat import read_field
 
 PAID = "paid"
@@ -38,10 +39,6 @@ PAYOUT_ID_PREFIX = "po_"
 _RESULT_LIST_KEYS = ("results", "items", "payouts")
 
 Outcome = Literal["success", "failure", "waiting"]
-
-
-class PayoutIdsError(ValueError):
-    """The sensor's ``payout_ids`` input is not something it can wait for."""
 
 
 def normalize_payout_ids(value: Any) -> tuple[str, ...]:

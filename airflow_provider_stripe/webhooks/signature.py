@@ -25,10 +25,12 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from enum import Enum
 from typing import Any
 
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.errors import WebhookPayloadError as WebhookPayloadError  # re-exported
+from airflow_provider_stripe.errors import WebhookSignatureError as WebhookSignatureError  # re-exported
+from airflow_provider_stripe.errors import WebhookSignatureReason as WebhookSignatureReason  # re-exported
 
 __all__ = [
     "DEFAULT_TOLERANCE_SECONDS",
@@ -79,45 +81,6 @@ def _digest_for(algorithm: str) -> Callable[[], Any]:
 
 
 _DIGEST = _digest_for(STRIPE_CONTRACT.webhook.signing_algorithm)
-
-
-class WebhookSignatureReason(str, Enum):
-    """Why a webhook signature was refused; compares equal to its string value.
-
-    ``NO_SECRET`` is a server-side configuration problem (answer 500 and fix the connection);
-    every other reason is a problem with the request (answer 400).
-    """
-
-    MISSING_HEADER = "missing_header"
-    MALFORMED_HEADER = "malformed_header"
-    NO_V1_SIGNATURE = "no_v1_signature"
-    NO_SECRET = "no_secret"
-    NO_MATCH = "no_match"
-    TIMESTAMP_TOO_OLD = "timestamp_too_old"
-    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class WebhookSignatureError(ValueError):
-    """A webhook could not be verified as sent by Stripe (or as recent enough).
-
-    ``reason`` tells which check failed, for branching and metrics; the message says why and
-    what to do. Messages never contain a secret or the expected signature.
-    """
-
-    def __init__(self, reason: WebhookSignatureReason, message: str) -> None:
-        super().__init__(message)
-        self.reason: WebhookSignatureReason = reason
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keep the exception picklable (Airflow may pickle task exceptions).
-        return (type(self), (self.reason, str(self)))
-
-
-class WebhookPayloadError(ValueError):
-    """The signature verified, but the body is not a JSON object, so it is not a Stripe event."""
 
 
 def parse_webhook_secrets(value: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_stripe.payouts.idempotency import REFERENCE_METADATA_KEY
+from airflow_provider_stripe.idempotency import REFERENCE_METADATA_KEY
 from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 from tests import airflow_env
 from tests.airflow.subprocess_env import installed_env, neutral_cwd

@@ -25,8 +25,7 @@ import stripe
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_stripe.errors import StripeRequestError
-from airflow_provider_stripe.idempotency import GENERATION_STATE_PREFIX
-from airflow_provider_stripe.operators._base import derive_idempotency_key
+from airflow_provider_stripe.idempotency import GENERATION_STATE_PREFIX, RunIdentity
 from airflow_provider_stripe.operators.charges import StripeCreateChargeOperator
 from tests.integration.charge_helpers import FakeChargesApi, decline_first
 from tests.integration.payout_helpers import MemoryStateStore
@@ -76,7 +75,8 @@ def test_declined_charge_fails_for_good_and_a_clear_charges_under_a_fresh_key(
     assert [c["id"] for c in api.charges] == [result["id"]]
     first_key, second_key = api.keys
     assert second_key == result["idempotency_key"] != first_key
-    assert second_key == derive_idempotency_key(task_context(task_id="charge"), "charges.create", generation=1)
+    identity = RunIdentity.from_context(task_context(task_id="charge"))
+    assert second_key == identity.idempotency_key("charges.create", "", 1)
     # Without a store, try 2 met the saved refusal first (a replay) and walked on.
     assert proxy.stats["replayed"] == (0 if with_store else 1)
 

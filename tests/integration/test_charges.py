@@ -18,7 +18,7 @@ import pytest
 import stripe
 
 from airflow_provider_stripe.errors import LiveModeNotAllowedError, StripeRequestError
-from airflow_provider_stripe.operators._base import derive_idempotency_key
+from airflow_provider_stripe.idempotency import RunIdentity
 from airflow_provider_stripe.operators.charges import (
     StripeCaptureChargeOperator,
     StripeCreateChargeOperator,
@@ -56,7 +56,7 @@ def test_create_capture_partial_refund_on_localstripe(localstripe: str, monkeypa
         False,
         False,
     )
-    assert created["idempotency_key"] == derive_idempotency_key(ctx, "charges.create")
+    assert created["idempotency_key"] == RunIdentity.from_context(ctx).idempotency_key("charges.create", "")
 
     captured = StripeCaptureChargeOperator(
         task_id="capture", stripe_conn_id=conn, charge_id=created["id"], amount=1500
@@ -217,7 +217,8 @@ def test_headers_explicit_key_and_connected_account(stub_stripe: StubServer, mon
         task_context()
     )
     first, second = stub_stripe.requests
-    assert first.headers["Idempotency-Key"] == derive_idempotency_key(task_context(), "charges.create")
+    derived = RunIdentity.from_context(task_context()).idempotency_key("charges.create", "")
+    assert first.headers["Idempotency-Key"] == derived
     assert "Stripe-Account" not in first.headers
     assert second.headers["Idempotency-Key"] == "order-42"
     assert second.headers["Stripe-Account"] == "acct_1Shop"

@@ -32,9 +32,9 @@ from typing import Any
 import pytest
 import stripe
 
+from airflow_provider_stripe.idempotency import PayoutIdentity
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
 from airflow_provider_stripe.payouts.batch import StripePayoutError
-from airflow_provider_stripe.payouts.idempotency import PayoutIdentity
 from airflow_provider_stripe.payouts.sources import StripeBatchInputError
 from tests.integration.payout_helpers import (
     LOGICAL_DATE,

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import stripe
 
 from airflow_provider_stripe.errors import StripeRequestError
 from airflow_provider_stripe.idempotency import (
     GENERATION_STATE_PREFIX,
-    RequestKeys,
+    Attempt,
+    IdempotentRequests,
     RunIdentity,
+    SingleRequestLedger,
     allows_fresh_key,
     explicit_key_function,
     without_key,
 )
-from airflow_provider_stripe.operators._base import derive_idempotency_key
 from airflow_provider_stripe.validation import StripeInputError
 from tests.integration.payout_helpers import MemoryStateStore, payout_context
 from tests.integration.stripe_task_context import task_context
+
+
+def derive_idempotency_key(context: Any, operation: str, *parts: str, generation: int = 0) -> str:
+    return RunIdentity.from_context(context).idempotency_key(operation, "/".join(parts), generation)
 
 
 def test_single_request_keys_are_stable_across_tries_and_differ_per_request() -> None:
@@ -36,31 +45,40 @@ def test_single_request_keys_are_stable_across_tries_and_differ_per_request() ->
     assert key not in others and len(others) == 6
 
 
-def _keys(store: Any = None, try_number: int = 1, explicit: str | None = None) -> RequestKeys:
-    return RequestKeys(
+def _keys(store: Any = None, try_number: int = 1, explicit: str | None = None) -> IdempotentRequests[Any]:
+    return IdempotentRequests(
         identity=RunIdentity.from_context(payout_context(try_number=try_number)),
         scope="charges.create",
-        store=store,
-        explicit=explicit_key_function(explicit) if explicit else None,
+        ledger=SingleRequestLedger(store, "charges.create"),
+        key_for=explicit_key_function(explicit) if explicit else None,
+        walk=True,
     )
+
+
+def _advance(keys: IdempotentRequests[Any], generation: int) -> int:
+    return keys._fresh("", generation, hops=0).generation
+
+
+def _current(keys: IdempotentRequests[Any]) -> int:
+    return keys.plan("").generation
 
 
 def test_generations_are_stored_before_use_and_walked_one_by_one() -> None:
     store = MemoryStateStore()
     keys = _keys(store)
-    assert keys.current() == 0
-    assert keys.advance(0) == 1 and store.get(GENERATION_STATE_PREFIX + "charges.create") == 1
-    assert _keys(store, try_number=5).current() == 1, "the next try starts at the stored generation"
+    assert _current(keys) == 0
+    assert _advance(keys, 0) == 1 and store.get(GENERATION_STATE_PREFIX + "charges.create") == 1
+    assert _current(_keys(store, try_number=5)) == 1, "the next try starts at the stored generation"
     # Without a store every try starts at 0 and walks (never jumps past an earlier try's key).
-    assert _keys(None, try_number=5).current() == 0 and _keys(None, try_number=5).advance(0) == 1
+    assert _current(_keys(None, try_number=5)) == 0 and _advance(_keys(None, try_number=5), 0) == 1
     store.set(GENERATION_STATE_PREFIX + "charges.create", "garbage")
-    assert _keys(store).current() == 0
-    assert keys.key(0) != keys.key(1) and keys.key(1) == keys.key(1)
+    assert _current(_keys(store)) == 0
+    assert keys.key("", 0) != keys.key("", 1) and keys.key("", 1) == keys.key("", 1)
 
 
 def test_explicit_key_gets_a_suffix_for_fresh_generations_and_a_length_limit() -> None:
     keys = _keys(explicit="order-42")
-    assert [keys.key(g) for g in (0, 1, 2)] == ["order-42", "order-42-retry1", "order-42-retry2"]
+    assert [keys.key("", g) for g in (0, 1, 2)] == ["order-42", "order-42-retry1", "order-42-retry2"]
     with pytest.raises(StripeInputError, match=r"field 'idempotency_key'.*241 characters"):
         explicit_key_function("k" * 241)
 
@@ -83,3 +101,67 @@ def test_keys_quoted_by_stripe_are_masked() -> None:
     masked = without_key(error, "airflow-x-123")
     assert "airflow-x-123" not in str(masked) and "<idempotency key>" in masked.stripe_message
     assert without_key(_error(400, "x"), "airflow-x-123").stripe_message == "m"
+
+
+class _StripeKeys:
+    """Stripe's idempotency store in miniature: the first answer per key is saved and replayed."""
+
+    def __init__(self, refusals: int) -> None:
+        self.saved: dict[str, str | None] = {}  # key -> object id, or None for a saved refusal
+        self.executed: list[str] = []
+        self.refusals = refusals
+
+    def __call__(self, key: str) -> SimpleNamespace:
+        replayed = key in self.saved
+        if not replayed:
+            self.executed.append(key)
+            self.saved[key] = None if len(self.executed) <= self.refusals else f"ch_{len(self.executed)}"
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        if self.saved[key] is None:
+            body = {"error": {"type": "card_error", "code": "card_declined", "message": "declined"}}
+            raise stripe.CardError("declined", None, "card_declined", http_status=402, json_body=body, headers=headers)
+        created = 0 if replayed else int(time.time()) + 5
+        return SimpleNamespace(id=self.saved[key], created=created, last_response=SimpleNamespace(headers=headers))
+
+
+def _engine(store: Any, try_number: int, *, walk: bool) -> IdempotentRequests[Any]:
+    identity = RunIdentity.from_context(payout_context(try_number=try_number))
+    return IdempotentRequests(identity=identity, scope="s", ledger=SingleRequestLedger(store, "s"), walk=walk)
+
+
+def _send(stripe_keys: _StripeKeys, store: Any, try_number: int, *, walk: bool = True) -> Any:
+    return _engine(store, try_number, walk=walk).request("", stripe_keys, "op", logging.getLogger(__name__))
+
+
+def test_engine_walks_past_replayed_refusals_and_never_repeats_an_earlier_success() -> None:
+    stripe_keys = _StripeKeys(refusals=1)
+    first = _send(stripe_keys, None, 1)
+    assert first.outcome == "refused" and first.error.code == "card_declined" and first.attempt == Attempt("", 0)
+    second = _send(stripe_keys, None, 2)  # meets the saved refusal, walks on to generation 1
+    assert (second.outcome, second.attempt.generation, second.result.id) == ("created", 1, "ch_2")
+    third = _send(stripe_keys, None, 3)  # walks through both saved answers: the success is replayed
+    assert (third.outcome, third.result.id, third.key) == ("existing", "ch_2", second.key)
+    assert len(stripe_keys.executed) == 2, "an earlier success is returned, never repeated"
+
+
+def test_engine_jumps_without_a_store_when_listing_finds_earlier_successes() -> None:
+    stripe_keys = _StripeKeys(refusals=1)
+    _send(stripe_keys, None, 1, walk=False)
+    answer = _send(stripe_keys, None, 4, walk=False)
+    assert (answer.outcome, answer.attempt.generation) == ("created", 4)
+
+
+def test_engine_with_a_store_starts_at_the_fresh_key_and_keeps_a_lost_answers_key() -> None:
+    store = MemoryStateStore()
+    stripe_keys = _StripeKeys(refusals=1)
+    assert _send(stripe_keys, store, 1).outcome == "refused"
+    assert store.get(GENERATION_STATE_PREFIX + "s") == 1, "the fresh generation is stored with the refusal"
+    second = _send(stripe_keys, store, 2)
+    assert (second.outcome, second.attempt.generation, len(stripe_keys.saved)) == ("created", 1, 2)
+
+    def lost(key: str) -> Any:
+        raise stripe.APIConnectionError("connection reset")
+
+    engine = _engine(MemoryStateStore(), 1, walk=True)
+    unknown = engine.request("", lost, "op", logging.getLogger(__name__))
+    assert unknown.outcome == "unknown" and engine.current_generation("") == 0, "a lost answer keeps its key"

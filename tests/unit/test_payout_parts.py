@@ -11,11 +11,15 @@ from typing import Any
 import pytest
 
 from airflow_provider_stripe.errors import StripeRequestError
-from airflow_provider_stripe.idempotency import allows_fresh_key, next_generation, was_replayed
+from airflow_provider_stripe.idempotency import (
+    BatchLedger,
+    PayoutIdentity,
+    allows_fresh_key,
+    next_generation,
+    was_replayed,
+)
 from airflow_provider_stripe.payouts import sources
-from airflow_provider_stripe.payouts.idempotency import PayoutIdentity
 from airflow_provider_stripe.payouts.instructions import check_instruction, instruction_from_params
-from airflow_provider_stripe.payouts.progress import PayoutProgress
 from airflow_provider_stripe.payouts.sources import SourceError, StripeBatchInputError, iter_source, validate_batch
 from airflow_provider_stripe.validation import StripeInputError
 
@@ -156,7 +160,7 @@ class _Store:
 
 def test_progress_writes_a_new_generation_before_it_is_used_and_resumes() -> None:
     store = _Store()
-    progress = PayoutProgress(store, flush_interval=3600)
+    progress = BatchLedger(store, flush_interval=3600)
     progress.load(450)
     assert store.writes == ["stripe_payout_batch"] and store.data["stripe_payout_batch"]["chunks"] == 3
     progress.record("a", 0, "ok", "po_1")
@@ -166,14 +170,14 @@ def test_progress_writes_a_new_generation_before_it_is_used_and_resumes() -> Non
     assert len(store.writes) == 2, "a new generation is written at once (write-ahead)"
     progress.flush(force=True)
 
-    resumed = PayoutProgress(store)
+    resumed = BatchLedger(store)
     resumed.load(450)
     assert resumed.resumed and resumed.created_count() == 1
-    assert resumed.get("a") == progress.get("a") and resumed.get("a").payout_id == "po_1"  # type: ignore[union-attr]
+    assert resumed.get("a") == progress.get("a") and resumed.get("a").object_id == "po_1"  # type: ignore[union-attr]
     assert resumed.get("b").generation == 1 and resumed.get("b").code == "sent"  # type: ignore[union-attr]
     assert resumed.get("c") is None
 
-    forgetful = PayoutProgress(None)
+    forgetful = BatchLedger(None)
     forgetful.load(10)
     forgetful.record("a", 2, "sent")
     assert not forgetful.remembered and forgetful.get("a") is None
