@@ -7,6 +7,8 @@ objects, Stripe-shaped 400s), ``/v1/account``, the pass-through, and the request
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -107,3 +109,25 @@ def test_request_log_records_queries_and_is_cleared_by_the_flush(localstripe: st
     client.v1.balance.retrieve()
     requests.delete(f"{localstripe}/_config/data", timeout=5).raise_for_status()
     assert request_log(localstripe) == []
+
+
+def test_command_serves_the_front_and_settles_payouts() -> None:
+    """``python -m airflow_provider_stripe.testing.localstripe --settle``, as the README shows it."""
+    command = [sys.executable, "-m", "airflow_provider_stripe.testing.localstripe", "--port", "0", "--settle", "0.5"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        url = proc.stdout.readline().split("=", 1)[1].split()[0]
+        told = [proc.stderr.readline() for _ in range(2)]  # what to put in the connection
+        assert any(f"base_url={url}" in line for line in told), told
+        payout = _client(url).v1.payouts.create({"amount": 100, "currency": "eur"})
+        deadline = time.monotonic() + 15
+        while _client(url).v1.payouts.retrieve(payout.id).status != "paid":
+            assert time.monotonic() < deadline, "the settlement simulator never paid the payout"
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
