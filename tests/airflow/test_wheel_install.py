@@ -82,34 +82,24 @@ def test_wheel_ships_only_the_provider(wheel: Path) -> None:
     assert "airflow_provider_stripe/testing/front.py" in names and "airflow_provider_stripe/py.typed" in names
 
 
-def test_installed_wheel_is_listed_by_airflow(venv: Path) -> None:
-    python = venv / "venv" / "bin" / "python"
-    where = subprocess.run(
-        [str(python), "-c", "import airflow_provider_stripe as p, benchmarks"],
-        cwd=venv,
-        env=_clean_env(venv),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "No module named 'benchmarks'" in where.stderr  # not installed, not importable
-    located = subprocess.run(
-        [str(python), "-c", "import airflow_provider_stripe as p; print(p.__file__)"],
-        cwd=venv,
-        env=_clean_env(venv),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "site-packages/airflow_provider_stripe/" in located.stdout, located.stderr  # not the checkout
-    listed = subprocess.run(
-        [str(venv / "venv" / "bin" / "airflow"), "providers", "list", "-o", "plain"],
+def _run(venv: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """A command of the clean venv, outside the checkout."""
+    return subprocess.run(
+        [str(venv / "venv" / "bin" / command[0]), *command[1:]],
         cwd=venv,
         env=_clean_env(venv),
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_installed_wheel_is_listed_by_airflow(venv: Path) -> None:
+    # Not the checkout's copy, and no top-level benchmarks package beside it.
+    located = _run(venv, "python", "-c", "import airflow_provider_stripe as p; print(p.__file__); import benchmarks")
+    assert "site-packages/airflow_provider_stripe/" in located.stdout, located.stderr
+    assert "No module named 'benchmarks'" in located.stderr
+    listed = _run(venv, "airflow", "providers", "list", "-o", "plain")
     assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
     assert PACKAGE_NAME in listed.stdout, listed.stdout[-3000:]
 
