@@ -110,6 +110,8 @@ class StripeFront:
         self.log: list[LoggedRequest] = []
         self._session: ClientSession | None = None
         self._lists: dict[tuple[Any, ...], OrderedList] = {}
+        self._generation = 0
+        """Changes when a pass-through request starts or ends: a list read that overlapped one is not kept."""
 
     # -- the aiohttp application ----------------------------------------------------
 
@@ -165,17 +167,22 @@ class StripeFront:
 
     async def _forward(self, request: web.Request) -> web.Response:
         """Anything not in the route table: localstripe's answer, unchanged."""
+        self._generation += 1
         self._lists.clear()  # it may change what a list holds
-        async with self.session.request(
-            request.method,
-            f"{self.upstream_url}{request.rel_url}",
-            headers=self.forwarded_headers(request),
-            data=await request.read(),
-            allow_redirects=False,
-        ) as upstream:
-            body = await upstream.read()
-            headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
-            return web.Response(status=upstream.status, body=body, headers=headers)
+        try:
+            async with self.session.request(
+                request.method,
+                f"{self.upstream_url}{request.rel_url}",
+                headers=self.forwarded_headers(request),
+                data=await request.read(),
+                allow_redirects=False,
+            ) as upstream:
+                body = await upstream.read()
+                headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+                return web.Response(status=upstream.status, body=body, headers=headers)
+        finally:  # and again once done: a list read that overlapped it is not kept
+            self._generation += 1
+            self._lists.clear()
 
     async def upstream_json(
         self, request: web.Request, path: str, params: Iterable[tuple[str, str]] = ()
@@ -221,10 +228,13 @@ class StripeFront:
         cached = self._lists.get(key)
         if cached is not None:
             return 200, cached
+        generation = self._generation
         status, objects = await self.upstream_list(request, path, params)
         if status != 200:
             return status, objects
-        self._lists[key] = ordered = OrderedList.newest_first(objects)
+        ordered = OrderedList.newest_first(objects)
+        if generation == self._generation:  # nothing passed through meanwhile: still current
+            self._lists[key] = ordered
         return 200, ordered
 
 
