@@ -101,7 +101,7 @@ def run(localstripe_url: str, proxy: CountingProxy, flush: Any) -> list[Measurem
                 "poke_while_pending": {"requests": pending_requests, "done": pending_done},
                 "poke_when_all_paid": {"requests": paid_requests, "done": paid_done},
                 "trigger_first_poll": {"requests": trigger_requests, "event": trigger_status},
-                "note": "localstripe lists oldest first and held only these payouts (flushed before)",
+                "note": "listed newest first (Stripe's order, through the front); the server held only these payouts",
             },
         )
     ]

@@ -6,8 +6,9 @@ What it does:
    ``airflow db migrate``, DAGs folder = ``dags_examples/``);
 2. points the ``stripe_default`` connection at a Stripe-compatible server:
 
-   * by default a real **localstripe** started on 127.0.0.1 in a child process (no Stripe
-     account needed), plus a clearly labelled **settlement simulator** that plays the bank
+   * by default a real **localstripe** behind the provider's Stripe-faithful front (what
+     ``python -m airflow_provider_stripe.testing.localstripe`` serves), started on 127.0.0.1
+     in a child process (no Stripe account needed), plus a clearly labelled **settlement simulator** that plays the bank
      and marks payouts paid after a short delay -- localstripe never settles payouts by
      itself, real Stripe does;
    * with ``STRIPE_API_KEY=sk_test_...`` in the environment, **Stripe's test mode** instead
@@ -104,7 +105,7 @@ def _stripe_target(args: argparse.Namespace) -> Iterator[str]:
             f"and marks each payout paid {args.settle_after:g}s after it appears (real Stripe does this itself)"
         )
         with SettlementSimulator(url, LOCAL_TEST_KEY, delay=args.settle_after) as bank:
-            yield f"localstripe at {url} (local, no Stripe account)"
+            yield f"localstripe behind the front at {url} (local, no Stripe account)"
         _say(f"[simulation] the simulated bank settled {len(bank.settled)} payout(s)")
 
 

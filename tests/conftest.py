@@ -10,7 +10,7 @@ import pytest
 
 from tests import airflow_env
 from tests.servers.fault_proxy import FaultPlan, FaultProxy, run_fault_proxy
-from tests.servers.localstripe_server import flush_localstripe, run_localstripe
+from tests.servers.localstripe_server import LocalStripe, flush_localstripe, run_local_stripe
 from tests.servers.stub_stripe import StubServer, run_stub
 
 airflow_env.configure()
@@ -20,17 +20,29 @@ airflow_env.configure()
 
 
 @pytest.fixture(scope="session")
-def localstripe_url() -> Iterator[str]:
-    """One real localstripe per session (127.0.0.1, free port); fails loudly if it cannot start."""
-    with run_localstripe() as url:
-        yield url
+def local_stripe() -> Iterator[LocalStripe]:
+    """One real localstripe behind the Stripe-faithful front per session (127.0.0.1, free ports)."""
+    with run_local_stripe() as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def localstripe_url(local_stripe: LocalStripe) -> str:
+    """The session's local Stripe as clients see it: the front's ``http://127.0.0.1:PORT``."""
+    return local_stripe.url
 
 
 @pytest.fixture
 def localstripe(localstripe_url: str) -> str:
-    """The session's localstripe, flushed before the test: ``http://127.0.0.1:PORT``."""
+    """The session's local Stripe (the front), flushed before the test, request log included."""
     flush_localstripe(localstripe_url)
     return localstripe_url
+
+
+@pytest.fixture
+def localstripe_upstream(localstripe: str, local_stripe: LocalStripe) -> str:
+    """localstripe itself, without the front (flushed): for tests of localstripe's own behaviour."""
+    return local_stripe.upstream_url
 
 
 @pytest.fixture

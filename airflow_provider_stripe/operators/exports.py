@@ -7,13 +7,6 @@ arrive, so memory stays flat however many there are. The file goes to a local pa
 (written to a temporary name, then renamed: no half-written file on failure) or to any
 Airflow :class:`~airflow.sdk.ObjectStoragePath` (``s3://...``, ``gs://...``, with
 ``storage_conn_id``).
-
-Stripe-compatible test servers do not all support those filters (localstripe accepts
-only ``created[gt]`` on charges and no ``created`` filter on payouts). When the
-connection's ``base_url`` is *not* Stripe's, a first page refused with a 400 or a 500 is
-retried with ``created[gt]=start-1``, then with no ``created`` filter; every object is
-also checked against the window client-side, so the export is exact either way. Against
-Stripe itself there is no fallback: an error is an error.
 """
 
 from __future__ import annotations
@@ -22,7 +15,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
@@ -33,15 +26,6 @@ from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
-
-WindowParams = Callable[[int, int], dict[str, Any]]
-
-WINDOW_STRATEGIES: tuple[tuple[str, WindowParams], ...] = (
-    ("created[gte]/created[lt]", lambda gte, lt: {"created": {"gte": gte, "lt": lt}}),
-    ("created[gt]=start-1", lambda gte, lt: {"created": {"gt": gte - 1}}),
-    ("no created filter", lambda gte, lt: {}),
-)
-"""Server-side window filters, most exact first; only the first is used against Stripe."""
 
 
 def to_epoch_seconds(value: Any, field: str) -> int:
@@ -145,43 +129,13 @@ class _StripeExportOperator(StripeBaseOperator):
 
         from airflow_provider_stripe.errors import from_stripe_error
 
-        page = self._first_page(gte, lt)
+        service = getattr(self.get_client().v1, self.resource)
         try:
+            page = service.list({**self._list_params(), "created": {"gte": gte, "lt": lt}})
             for obj in page.auto_paging_iter():
-                data = as_dict(obj)
-                created = data.get("created")
-                if isinstance(created, int) and gte <= created < lt:
-                    yield data
+                yield as_dict(obj)
         except stripe.StripeError as exc:
             raise from_stripe_error(exc, f"{self.resource}.list") from exc
-
-    def _first_page(self, gte: int, lt: int) -> Any:
-        """The first page, with the most exact window filter the server accepts (see module doc)."""
-        import stripe
-
-        from airflow_provider_stripe.errors import from_stripe_error
-
-        service = getattr(self.get_client().v1, self.resource)
-        operation = f"{self.resource}.list"
-        base = self._list_params()
-        strategies = WINDOW_STRATEGIES if not self.hook.config.uses_default_base_url else WINDOW_STRATEGIES[:1]
-        for number, (name, window_params) in enumerate(strategies):
-            try:
-                return service.list({**base, **window_params(gte, lt)})
-            except stripe.StripeError as exc:
-                error = from_stripe_error(exc, operation)
-                refused = error.http_status == 400 or (error.http_status or 0) >= 500
-                if not refused or number == len(strategies) - 1:
-                    raise error from exc
-                self.log.warning(
-                    "%s at %s refused the %s filter (%s); retrying with %s and filtering client-side",
-                    operation,
-                    self.hook.config.base_url,
-                    name,
-                    error,
-                    strategies[number + 1][0],
-                )
-        raise AssertionError("unreachable: the last strategy returns or raises")
 
     # -- writing ------------------------------------------------------------------------
 

@@ -67,7 +67,6 @@ class _PayoutOperatorBase(StripeMoneyOperator):
             max_workers=max_workers,
             on_failure=on_failure,
             key_for=key_for,
-            allow_unfiltered_listing=not self.hook.config.uses_default_base_url,
         )
 
     def _raise_if_failed(self, sink: ResultSink, value: dict[str, Any]) -> None:

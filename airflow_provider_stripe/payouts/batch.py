@@ -71,8 +71,6 @@ class PayoutEngine:
     :param on_failure: ``continue`` attempts every item; ``stop`` stops feeding new items
         at the first failure (in-flight ones finish) and reports the rest not attempted.
     :param key_for: ``(reference, generation) -> key``; default :meth:`PayoutIdentity.payout_key`.
-    :param allow_unfiltered_listing: list without the ``created`` filter if the server
-        refuses it (Stripe-compatible test servers only; Stripe itself supports it).
     """
 
     def __init__(
@@ -85,7 +83,6 @@ class PayoutEngine:
         max_workers: int = 4,
         on_failure: OnFailure = "continue",
         key_for: KeyFunction | None = None,
-        allow_unfiltered_listing: bool = False,
     ) -> None:
         if on_failure not in ON_FAILURE_CHOICES:
             raise ValueError(f"on_failure={on_failure!r}: use 'continue' or 'stop'")
@@ -97,7 +94,6 @@ class PayoutEngine:
         self.log = log
         self.max_workers = max_workers
         self.on_failure = on_failure
-        self.allow_unfiltered_listing = allow_unfiltered_listing
         self.reconciliation: Reconciliation | None = None
         # Payouts are found by listing, so without a store a refused item jumps (walk=False).
         self.requests: IdempotentRequests[Any] = IdempotentRequests(
@@ -125,15 +121,14 @@ class PayoutEngine:
             )
             return {}
         since = self.identity.window_start(self.progress.first_attempt)
-        result = find_existing(self.client, self.identity, since, allow_unfiltered=self.allow_unfiltered_listing)
+        result = find_existing(self.client, self.identity, since)
         self.reconciliation = result
         self.log.info(
-            "Looked for payouts of %s created since %s: %d listed, %d of this run found%s",
+            "Looked for payouts of %s created since %s: %d listed, %d of this run found",
             self.identity.describe(),
             datetime.fromtimestamp(since, timezone.utc).isoformat(),
             result.listed,
             len(result.found),
-            "" if result.filtered_by_server else " (server does not filter by created: listed without filter)",
         )
         for reference, ids in result.duplicates.items():
             self.log.error(

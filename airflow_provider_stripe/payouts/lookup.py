@@ -9,8 +9,8 @@ recent batch comes first).
 
 Listing is bounded: after ``ceil(n / 100) + LIST_SLACK_PAGES`` pages, any id not seen yet
 (an old payout, a wrong account) is retrieved individually, and an id Stripe does not
-know is reported as missing. A ``created`` filter is not used: early stopping already
-bounds the pages, and Stripe-compatible test servers such as localstripe reject it.
+know is reported as missing. No ``created`` filter is sent: the sensor knows the payouts'
+ids, not when they were created, and early stopping already bounds the pages.
 For a handful of ids (``<= RETRIEVE_AT_MOST``) retrieving each is cheapest.
 
 The sync and async variants differ only in how they call the SDK; the bookkeeping is one

@@ -6,16 +6,12 @@ carries the item's reference and the run's tag in its metadata
 (:meth:`~airflow_provider_stripe.idempotency.PayoutIdentity.stamp`), so listing the
 payouts created since the run began, with the SDK's auto-pagination, finds them.
 
-The listing asks Stripe for ``created[gte]=<window start>`` (newest first, so it stops at
-the window's edge). Some Stripe-compatible servers (localstripe) refuse that filter: when
-the connection does not point at Stripe itself, the listing then runs unfiltered, skips
-payouts older than the window and stops once the order shows it has gone past the window
-(newest first); with oldest-first order it reads everything: correct, only slower.
+The listing asks Stripe for ``created[gte]=<window start>``, so it reads only the payouts
+of the window, 100 per page, newest first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,31 +54,10 @@ class Reconciliation:
     found: dict[str, PayoutFacts]
     listed: int
     duplicates: dict[str, list[str]]
-    filtered_by_server: bool
 
 
-def _iter_payouts(client: StripeClient, since: int, allow_unfiltered: bool) -> tuple[Iterator[Any], bool]:
-    """Payouts created at or after ``since``: server-filtered if supported, else unfiltered."""
-    import stripe
-
-    try:
-        page = client.v1.payouts.list({"created": {"gte": since}, "limit": PAGE_SIZE})
-        return page.auto_paging_iter(), True
-    except stripe.InvalidRequestError as exc:
-        if not allow_unfiltered or ("created" not in str(exc.user_message or exc) and exc.param != "created"):
-            raise
-    page = client.v1.payouts.list({"limit": PAGE_SIZE})
-    return page.auto_paging_iter(), False
-
-
-def find_existing(
-    client: StripeClient, identity: PayoutIdentity, since: int, *, allow_unfiltered: bool = False
-) -> Reconciliation:
-    """List this run's payouts created since ``since`` (Unix time) and index them by reference.
-
-    :param allow_unfiltered: if the server refuses the ``created`` filter, list without it
-        (for Stripe-compatible test servers; against Stripe an error stays an error).
-    """
+def find_existing(client: StripeClient, identity: PayoutIdentity, since: int) -> Reconciliation:
+    """List this run's payouts created since ``since`` (Unix time) and index them by reference."""
     import stripe
 
     tag = identity.tag
@@ -90,16 +65,9 @@ def find_existing(
     duplicates: dict[str, list[str]] = {}
     listed = 0
     try:
-        payouts, filtered = _iter_payouts(client, since, allow_unfiltered)
-        in_window_seen = False
-        for payout in payouts:
+        page = client.v1.payouts.list({"created": {"gte": since}, "limit": PAGE_SIZE})
+        for payout in page.auto_paging_iter():
             listed += 1
-            created = int(read_field(payout, "created") or 0)
-            if created < since:
-                if in_window_seen:
-                    break  # newest first and past the window: nothing older can match
-                continue
-            in_window_seen = True
             metadata = read_field(payout, "metadata") or {}
             if read_field(metadata, RUN_METADATA_KEY) != tag:
                 continue
@@ -111,4 +79,4 @@ def find_existing(
             found[reference] = existing
     except stripe.StripeError as exc:
         raise from_stripe_error(exc, "payout listing (to find payouts of an earlier attempt)") from None
-    return Reconciliation(found=found, listed=listed, duplicates=duplicates, filtered_by_server=filtered)
+    return Reconciliation(found=found, listed=listed, duplicates=duplicates)

@@ -1,4 +1,14 @@
-"""Run the real localstripe on 127.0.0.1, isolated per test session.
+"""Run the real localstripe, behind the Stripe-faithful front, on 127.0.0.1.
+
+``python -m airflow_provider_stripe.testing.localstripe`` serves both until Ctrl-C and
+prints the ``base_url`` to put in a ``stripe`` connection (``--settle`` also plays the
+bank: see :mod:`airflow_provider_stripe.testing.settlement`). Tests and the demo use
+:func:`run_localstripe`, which does the same in a child process. Needs the ``[local]``
+extra (``pip install "airflow-provider-stripe[local]"``).
+
+Clients always talk to the front (:mod:`airflow_provider_stripe.testing.front`), which
+answers Stripe's list semantics, ``created`` filters and ``/v1/account`` and forwards
+everything else to localstripe; localstripe itself listens on another loopback port.
 
 Why a subprocess: localstripe keeps its whole state in a module-global ``store``
 and schedules webhooks on the running asyncio loop; a child process gives each
@@ -9,7 +19,7 @@ parallel runs. Here the store's disk methods are patched to no-ops and the app
 is served on a socket bound to ``127.0.0.1`` (port 0 by default; the child
 prints the port it got, the parent reads it).
 
-Quirks of localstripe 1.15.10, verified by calling it with
+Quirks of localstripe 1.15.10 (behind the front, the list ones are gone), verified by calling it with
 ``stripe.StripeClient(api_key="sk_test_...", base_addresses={"api": url})``
 (stripe 16.1) -- see ``tests/integration/test_servers.py`` for the executable
 versions of the important ones:
@@ -128,6 +138,7 @@ Misc
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import queue
@@ -138,13 +149,22 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import requests
 
 TEST_API_KEY = "sk_test_localstripe"
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
-_PORT_PREFIX = "LOCALSTRIPE_PORT="
+DEFAULT_CLI_PORT = 8420
+_URLS_PREFIX = "LOCALSTRIPE_URLS="
+
+
+class LocalStripe(NamedTuple):
+    """A running local Stripe: ``url`` is the front (what connections use), ``upstream_url`` localstripe itself."""
+
+    url: str
+    upstream_url: str
 
 
 def disable_persistence() -> None:
@@ -166,26 +186,64 @@ def _exit_when_stdin_closes() -> None:
         os._exit(0)
 
 
-def serve(port: int = 0, *, exit_on_stdin_eof: bool = False) -> None:
-    """Serve localstripe on 127.0.0.1:port (0 = any free port) until killed.
-
-    Prints ``LOCALSTRIPE_PORT=<port>`` once the socket listens.
-    """
-    disable_persistence()
-    from aiohttp import web
-    from localstripe.server import app
-
+def _listen(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(128)
-    print(f"{_PORT_PREFIX}{sock.getsockname()[1]}", flush=True)
+    return sock
+
+
+async def _serve(port: int, settle_delay: float | None) -> None:
+    from aiohttp import web
+    from localstripe.server import app as localstripe_app
+
+    from airflow_provider_stripe.testing.front import StripeFront
+
+    upstream_sock, front_sock = _listen(0), _listen(port)
+    upstream_url = f"http://127.0.0.1:{upstream_sock.getsockname()[1]}"
+    servers = LocalStripe(f"http://127.0.0.1:{front_sock.getsockname()[1]}", upstream_url)
+    runners = [
+        web.AppRunner(localstripe_app, access_log=None),
+        web.AppRunner(StripeFront(upstream_url).app(), access_log=None),
+    ]
+    for runner, sock in zip(runners, (upstream_sock, front_sock), strict=True):
+        await runner.setup()
+        await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
+    print(f"{_URLS_PREFIX}{servers.url} {servers.upstream_url}", flush=True)
+    print(
+        f"Local Stripe on {servers.url} (localstripe behind a Stripe-faithful front; payouts in eur only).\n"
+        f"Connection: base_url={servers.url}, api_key=any sk_test_ key (e.g. {TEST_API_KEY}). Ctrl-C stops it.",
+        file=sys.stderr,
+        flush=True,
+    )
+    with contextlib.ExitStack() as stack:
+        if settle_delay is not None:
+            from airflow_provider_stripe.testing.settlement import SettlementSimulator
+
+            stack.enter_context(SettlementSimulator(servers.url, TEST_API_KEY, delay=settle_delay))
+            print(f"Settlement simulator on: pending payouts become paid after {settle_delay:g}s.", file=sys.stderr)
+        try:
+            await asyncio.Event().wait()  # until the process is stopped
+        finally:
+            for runner in reversed(runners):
+                await runner.cleanup()
+
+
+def serve(port: int = 0, *, exit_on_stdin_eof: bool = False, settle_delay: float | None = None) -> None:
+    """Serve localstripe and its front on 127.0.0.1 (``port`` 0 = any free port) until killed.
+
+    Prints ``LOCALSTRIPE_URLS=<front url> <localstripe url>`` once both listen.
+    """
+    disable_persistence()
     if exit_on_stdin_eof:
         threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
-    web.run_app(app, sock=sock, print=None, access_log=None, shutdown_timeout=1.0)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(port, settle_delay))
 
 
-def _read_port(proc: subprocess.Popen[str], timeout: float) -> int:
-    """Read the port line printed by the child, waiting at most ``timeout`` s."""
+def _read_urls(proc: subprocess.Popen[str], timeout: float) -> LocalStripe:
+    """Read the URLs line printed by the child, waiting at most ``timeout`` s."""
     lines: queue.Queue[str] = queue.Queue()
 
     def pump() -> None:
@@ -202,13 +260,14 @@ def _read_port(proc: subprocess.Popen[str], timeout: float) -> int:
             if proc.poll() is not None:
                 break
             continue
-        if line.startswith(_PORT_PREFIX):
-            return int(line[len(_PORT_PREFIX) :])
-    raise RuntimeError("localstripe did not report its port")
+        if line.startswith(_URLS_PREFIX):
+            front, upstream = line[len(_URLS_PREFIX) :].split()
+            return LocalStripe(front, upstream)
+    raise RuntimeError("localstripe did not report its URLs")
 
 
 def _wait_ready(url: str, timeout: float) -> None:
-    """Poll an authenticated list call until localstripe answers 200."""
+    """Poll an authenticated list call until the server answers 200."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
@@ -224,8 +283,8 @@ def _wait_ready(url: str, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def run_localstripe(*, ready_timeout: float = READY_TIMEOUT_S) -> Iterator[str]:
-    """Start localstripe in a child process; yield ``http://127.0.0.1:PORT``.
+def run_local_stripe(*, ready_timeout: float = READY_TIMEOUT_S) -> Iterator[LocalStripe]:
+    """Start localstripe and its front in a child process; yield their URLs.
 
     The child is terminated (then killed) on exit. Startup failures raise with
     the child's stderr attached.
@@ -243,15 +302,21 @@ def run_localstripe(*, ready_timeout: float = READY_TIMEOUT_S) -> Iterator[str]:
         )
         try:
             try:
-                port = _read_port(proc, ready_timeout)
-                url = f"http://127.0.0.1:{port}"
-                _wait_ready(url, ready_timeout)
+                servers = _read_urls(proc, ready_timeout)
+                _wait_ready(servers.url, ready_timeout)
             except RuntimeError as exc:
                 stderr.seek(0)
                 raise RuntimeError(f"{exc}; exit code {proc.poll()}; stderr:\n{stderr.read()[-4000:]}") from None
-            yield url
+            yield servers
         finally:
             _stop(proc)
+
+
+@contextlib.contextmanager
+def run_localstripe(*, ready_timeout: float = READY_TIMEOUT_S) -> Iterator[str]:
+    """:func:`run_local_stripe`, yielding only the URL clients use: ``http://127.0.0.1:PORT`` (the front)."""
+    with run_local_stripe(ready_timeout=ready_timeout) as servers:
+        yield servers.url
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -271,7 +336,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 def flush_localstripe(url: str) -> None:
-    """Delete every object in localstripe's store (``DELETE /_config/data``)."""
+    """Delete every object in localstripe's store (``DELETE /_config/data``; through the front, also its log)."""
     requests.delete(f"{url}/_config/data", timeout=5).raise_for_status()
 
 
@@ -283,12 +348,28 @@ def register_webhook(url: str, webhook_id: str, target_url: str, secret: str, ev
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: ``python -m airflow_provider_stripe.testing.localstripe [--port N]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0 = any free port)")
+    """CLI: ``python -m airflow_provider_stripe.testing.localstripe [--port N] [--settle [SECONDS]]``."""
+    parser = argparse.ArgumentParser(
+        description="Serve localstripe behind a Stripe-faithful front on 127.0.0.1 and print the base_url."
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_CLI_PORT,
+        help=f"front port on 127.0.0.1 (default {DEFAULT_CLI_PORT}; 0 = any)",
+    )
+    parser.add_argument(
+        "--settle",
+        nargs="?",
+        type=float,
+        const=2.0,
+        default=None,
+        metavar="SECONDS",
+        help="play the bank: mark each pending payout paid SECONDS after it appears (default 2)",
+    )
     parser.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when stdin closes (parent died)")
     args = parser.parse_args(argv)
-    serve(args.port, exit_on_stdin_eof=args.exit_on_stdin_eof)
+    serve(args.port, exit_on_stdin_eof=args.exit_on_stdin_eof, settle_delay=args.settle)
 
 
 if __name__ == "__main__":

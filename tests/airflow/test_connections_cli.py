@@ -118,7 +118,7 @@ def _airflow_db() -> None:
 
 
 def test_passes_against_localstripe(localstripe: str) -> None:
-    """localstripe has no /v1/account and a non-Stripe balance shape: the ping copes with both."""
+    """localstripe (behind the front) has a non-Stripe balance shape: the ping copes with it."""
     run = run_connections_test(stripe_conn(localstripe))
     assert run.returncode == 0, run.output
     assert "Connection success!" in run.output

@@ -30,6 +30,7 @@ from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connectio
 from tests import airflow_env
 from tests.airflow.subprocess_env import installed_env, neutral_cwd
 from tests.integration.payout_helpers import eur_items, list_all_payouts, write_jsonl
+from tests.servers.localstripe_server import clear_request_log, request_log
 
 ITEMS = 200
 KILL_AFTER = 40
@@ -78,14 +79,14 @@ def _start(localstripe: str, conf: dict[str, Any], log: Path) -> subprocess.Pope
         )
 
 
-def _count(localstripe: str) -> int:
-    resp = requests.get(f"{localstripe}/v1/payouts", params={"limit": 1}, auth=(LOCAL_TEST_KEY, ""), timeout=5)
+def _count(localstripe_upstream: str) -> int:
+    resp = requests.get(f"{localstripe_upstream}/v1/payouts", params={"limit": 1}, auth=(LOCAL_TEST_KEY, ""), timeout=5)
     resp.raise_for_status()
     return int(resp.json()["total_count"])  # localstripe's own (non-Stripe) field
 
 
 def test_sigkill_mid_batch_then_rerun_pays_each_item_exactly_once(
-    migrated: None, localstripe: str, tmp_path: Path, report: Callable[[str], None]
+    migrated: None, localstripe: str, localstripe_upstream: str, tmp_path: Path, report: Callable[[str], None]
 ) -> None:
     conf = {"region_files": [write_jsonl(tmp_path / "north.jsonl", eur_items(ITEMS, "north"))], "bonuses": []}
 
@@ -93,7 +94,7 @@ def test_sigkill_mid_batch_then_rerun_pays_each_item_exactly_once(
     victim = _start(localstripe, conf, tmp_path / "killed.log")
     try:
         deadline = time.monotonic() + 120
-        while _count(localstripe) < KILL_AFTER:
+        while _count(localstripe_upstream) < KILL_AFTER:
             assert victim.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the batch never got going"
             time.sleep(0.05)
@@ -103,11 +104,12 @@ def test_sigkill_mid_batch_then_rerun_pays_each_item_exactly_once(
             os.killpg(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
     time.sleep(0.5)  # let localstripe finish requests that were in flight at the kill
-    at_kill = _count(localstripe)
+    at_kill = _count(localstripe_upstream)
     killed_after = time.monotonic() - started
     assert 0 < at_kill < ITEMS, f"the kill did not land mid-batch ({at_kill} payouts)"
 
     started = time.monotonic()
+    clear_request_log(localstripe)
     rerun = _start(localstripe, conf, tmp_path / "rerun.log")
     rerun.wait(timeout=180)
     output = (tmp_path / "rerun.log").read_text()
@@ -117,6 +119,9 @@ def test_sigkill_mid_batch_then_rerun_pays_each_item_exactly_once(
     result = json.loads(line[len("RESULT ") :])
     assert result["state"] == "success", output[-4000:]
     (summary,) = result["summaries"]
+    # The rerun found the killed run's payouts with Stripe's query: created[gte], newest first.
+    listings = [r for r in request_log(localstripe) if (r.method, r.path) == ("GET", "/v1/payouts")]
+    assert listings and all("created[gte]" in r.params and r.status == 200 for r in listings), listings
 
     payouts = list_all_payouts(localstripe, LOCAL_TEST_KEY)
     per_reference = Counter(p["metadata"][REFERENCE_METADATA_KEY] for p in payouts)

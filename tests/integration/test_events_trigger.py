@@ -1,7 +1,8 @@
-"""StripeEventTrigger run directly with asyncio against real localstripe events.
+"""StripeEventTrigger run directly with asyncio against real localstripe events (behind the front).
 
-localstripe lists events oldest first and has 1-second ``created`` resolution, so the
-payouts whose events must come out in a given order are created more than a second apart.
+The front lists events newest first, as Stripe does; localstripe has 1-second ``created``
+resolution, so the payouts whose events must come out in a given order are created more
+than a second apart.
 ``status`` given at payout creation makes localstripe emit ``payout.paid`` / ``payout.failed``.
 """
 
@@ -74,7 +75,7 @@ async def collect(trigger: StripeEventTrigger, count: int, *, quiet: float) -> l
 
 
 def event_types(base_url: str) -> list[tuple[str, str]]:
-    """(type, object id) of every event localstripe holds, oldest first."""
+    """(type, object id) of every event the local server holds, newest first (Stripe's order)."""
     data = requests.get(f"{base_url}/v1/events", params={"limit": 100}, auth=(TEST_API_KEY, ""), timeout=5).json()
     return [(e["type"], e["data"]["object"]["id"]) for e in data["data"]]
 

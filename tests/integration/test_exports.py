@@ -1,8 +1,8 @@
-"""Export operators against a real localstripe (behind a recording, fault-free proxy).
+"""Export operators against a real localstripe behind the Stripe-faithful front.
 
 * N charges / payouts are streamed across several pages into JSON Lines;
-* a ``created`` window excludes objects outside it, although localstripe supports no
-  ``created[gte]``/``created[lt]`` (the documented fallback plus client-side filtering);
+* a ``created`` window excludes objects outside it: every page is asked with Stripe's
+  ``created[gte]``/``created[lt]`` (asserted from the front's request log);
 * the window defaults to the run's data interval; an empty window is refused;
 * object storage paths work through Airflow's ``ObjectStoragePath``.
 """
@@ -23,6 +23,7 @@ from airflow_provider_stripe.operators.exports import StripeListChargesOperator,
 from airflow_provider_stripe.validation import StripeInputError
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
 from tests.servers.fault_proxy import FaultProxy
+from tests.servers.localstripe_server import request_log
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,6 +38,11 @@ def _charge(client: stripe.StripeClient, amount: int) -> Any:
 
 def _read(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _window_queries(url: str, path: str) -> list[dict[str, str]]:
+    """The query of every list request the front received for ``path``."""
+    return [r.params for r in request_log(url) if r.method == "GET" and r.path == path]
 
 
 def _wait_next_second(after: int) -> None:
@@ -91,6 +97,8 @@ def test_window_excludes_objects_outside_it(localstripe: str, monkeypatch: pytes
     assert result["count"] == 2
     assert sorted(r["id"] for r in _read(tmp_path / "c.jsonl")) == sorted(c.id for c in inside)
     assert (result["created_gte"], result["created_lt"]) == (inside[0].created, after.created)
+    (query,) = _window_queries(localstripe, "/v1/charges")
+    assert (query["created[gte]"], query["created[lt]"]) == (str(inside[0].created), str(after.created))
 
     # Overrides win over the data interval; ISO strings (rendered templates) are accepted.
     result = StripeListChargesOperator(
@@ -103,10 +111,9 @@ def test_window_excludes_objects_outside_it(localstripe: str, monkeypatch: pytes
     assert result["count"] == 4
 
 
-def test_payouts_export_without_any_server_side_filter(
+def test_payouts_export_pages_through_the_created_window(
     localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # localstripe refuses every created filter on /v1/payouts: the export falls back to none.
     client = _client(localstripe)
     payouts = [client.v1.payouts.create({"amount": 500 * (i + 1), "currency": "eur"}) for i in range(3)]
     conn = stripe_connection(monkeypatch, localstripe)
@@ -121,8 +128,13 @@ def test_payouts_export_without_any_server_side_filter(
     ).execute(task_context())
     assert result["count"] == 3
     rows = _read(tmp_path / "payouts.jsonl")
-    assert [r["id"] for r in rows] == [p.id for p in payouts]  # localstripe lists oldest first
+    assert [r["id"] for r in rows] == [p.id for p in reversed(payouts)]  # Stripe lists newest first
     assert {r["object"] for r in rows} == {"payout"}
+    queries = _window_queries(localstripe, "/v1/payouts")
+    assert [q.get("starting_after") for q in queries] == [None, rows[1]["id"]]  # 2 + 1
+    assert all(
+        (q["created[gte]"], q["created[lt]"], q["limit"]) == (str(now - 60), str(now + 60), "2") for q in queries
+    )
 
 
 def test_bad_window_or_path_sends_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

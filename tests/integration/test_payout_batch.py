@@ -50,6 +50,7 @@ from tests.integration.payout_helpers import (
 )
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection
 from tests.servers.fault_proxy import FaultKind, FaultPlan, FaultProxy
+from tests.servers.localstripe_server import clear_request_log, request_log
 from tests.servers.stub_stripe import StubServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -112,8 +113,14 @@ def test_batch_pays_once_per_run_and_again_next_run(localstripe: str, conn: Call
     # The same run again -- a new try, a new run id (as dag.test gives), no state store:
     # every payout is found by listing (localstripe ignores idempotency keys).
     again = payout_context(try_number=2, run_id="manual__rerun")
+    clear_request_log(localstripe)
     rerun = batch(conn_id, path, max_workers=4).execute(again)
     assert rerun["summary"].get("created", 0) == 0 and rerun["summary"]["existing"] == 30
+    # Found by the query Stripe gets: created[gte] the run's window start, 100 per page.
+    (listing,) = [r for r in request_log(localstripe) if (r.method, r.path) == ("GET", "/v1/payouts")]
+    assert listing.status == 200 and listing.params["limit"] == "100"
+    window_start = PayoutIdentity.from_context(again).window_start(None)
+    assert int(listing.params["created[gte]"]) == window_start
     assert {r["reference"]: r["payout_id"] for r in rerun["results"]} == paid
     assert_each_paid_once(localstripe, first, refs)
 

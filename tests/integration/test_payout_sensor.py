@@ -245,12 +245,12 @@ def test_ids_missing_from_the_listing_are_retrieved_individually(
 ) -> None:
     from airflow_provider_stripe.hooks.stripe import StripeHook
 
-    older = bank.create(350)  # localstripe lists oldest first: these fill the page budget
     wanted = bank.create(4)
+    newer = bank.create(350)  # Stripe lists newest first: these fill the page budget
     lookup = fetch_payouts(StripeHook(conn_for(localstripe)).get_client(), [*wanted, "po_gone"])
     assert lookup.list_requests == 3  # ceil(5 / 100) + 2 slack pages
     assert lookup.retrieve_requests == 5 and set(lookup.found) == set(wanted)
-    assert older
+    assert newer
 
 
 # -- deferrable: the trigger ---------------------------------------------------------------

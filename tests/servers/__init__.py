@@ -1,1 +1,1 @@
-"""Local test servers: real localstripe, a recording Stripe stub, a fault-injecting proxy."""
+"""Local test servers: localstripe (behind the package's front), a recording Stripe stub, a fault-injecting proxy."""

@@ -1,0 +1,442 @@
+"""A Stripe-faithful front that sits before localstripe and answers what it lacks.
+
+Why it exists: the provider runs one query path, the one Stripe documents (for example
+``created[gte]``/``created[lt]`` on list endpoints), and never asks whether it talks to a
+test server. localstripe refuses most of those queries, lists oldest first and has no
+``/v1/account``. This front is an HTTP server on 127.0.0.1 that forwards every request to
+localstripe unchanged, except the routes of its route table, which it answers the way
+Stripe documents:
+
+* ``GET /v1/payouts``, ``/v1/charges``, ``/v1/events``: Stripe's list semantics
+  (https://docs.stripe.com/api/pagination): newest first; ``limit`` 1-100, default 10;
+  ``starting_after`` / ``ending_before`` cursors (mutually exclusive) with ``has_more``;
+  ``created`` as an exact timestamp or a range ``created[gt|gte|lt|lte]``; the filters
+  localstripe refuses (payouts' ``status``) applied here. The front reads the whole list
+  from localstripe (oldest first, paged) and filters and pages it itself. It keeps that
+  copy while only list requests follow each other (paging through 10,000 objects reads
+  them from localstripe once); any other request through the front drops it. A write
+  sent to localstripe directly, bypassing the front, is therefore not seen by the
+  pages of a listing already under way.
+* ``GET /v1/account``: the account of the key (localstripe has one global store).
+
+Why it lives in the package, not in ``tests/``: production code always sends those
+queries, so anyone running a DAG against a local localstripe needs the front too -- the
+demo, a user's local run (``python -m airflow_provider_stripe.testing.localstripe``) and
+the test suite all start the same front, in the same child process as localstripe.
+
+Extending it: a route is a :class:`Route` (method, aiohttp path pattern such as
+``/v1/files/{id}/contents``, async handler ``(front, request) -> response``); pass
+``routes=[*DEFAULT_ROUTES, Route(...)]`` to :class:`StripeFront`. Handlers read
+localstripe through :meth:`StripeFront.upstream_json` / :meth:`StripeFront.upstream_list`
+and answer errors with :func:`stripe_error`. Routes are matched in table order, before the
+pass-through.
+
+Every request is kept in a log (method, path, query, status), served as JSON by
+``GET /_front/requests`` and cleared by ``DELETE /_front/requests`` and by the store flush
+``DELETE /_config/data``: tests assert from it which queries the provider sent.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import requests
+from aiohttp import ClientSession, ClientTimeout, web
+
+Handler = Callable[["StripeFront", web.Request], Awaitable[web.StreamResponse]]
+
+LOG_PATH = "/_front/requests"
+FLUSH_PATH = "/_config/data"
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 10
+UPSTREAM_PAGE = 100
+MAX_UPSTREAM_PAGES = 10_000
+"""Bound on the pages read from localstripe for one list (a million objects)."""
+CREATED_OPERATORS = ("gt", "gte", "lt", "lte")
+_CURSORS = ("starting_after", "ending_before")
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length", "content-encoding"}
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One answer of the front: ``method`` and aiohttp ``path`` pattern, and its handler."""
+
+    method: str
+    path: str
+    handler: Handler
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request the front received: the query as sent (pairs, in order) and the answer's status."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    status: int
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The query as a dict (the last value of a repeated key wins)."""
+        return dict(self.query)
+
+
+def stripe_error(status: int, message: str, *, param: str | None = None, code: str | None = None) -> web.Response:
+    """A Stripe-shaped ``invalid_request_error`` (what the SDK turns into ``InvalidRequestError``)."""
+    error: dict[str, Any] = {"type": "invalid_request_error", "message": message}
+    if param:
+        error["param"] = param
+    if code:
+        error["code"] = code
+    return web.json_response({"error": error}, status=status)
+
+
+class StripeFront:
+    """The front's state: where localstripe is, its route table and its request log.
+
+    :param upstream_url: localstripe, e.g. ``http://127.0.0.1:PORT``.
+    :param routes: the route table; default :data:`DEFAULT_ROUTES`.
+    """
+
+    def __init__(self, upstream_url: str, routes: Sequence[Route] | None = None) -> None:
+        self.upstream_url = upstream_url.rstrip("/")
+        self.routes: tuple[Route, ...] = tuple(DEFAULT_ROUTES if routes is None else routes)
+        self.log: list[LoggedRequest] = []
+        self._session: ClientSession | None = None
+        self._lists: dict[tuple[Any, ...], OrderedList] = {}
+        self._generation = 0
+        """Changes when a pass-through request starts or ends: a list read that overlapped one is not kept."""
+
+    # -- the aiohttp application ----------------------------------------------------
+
+    def app(self) -> web.Application:
+        """The aiohttp application: log middleware, route table, then the pass-through."""
+        app = web.Application(middlewares=[self._log_middleware])
+        app.router.add_get(LOG_PATH, self._serve_log)
+        app.router.add_delete(LOG_PATH, self._clear_log)
+        for route in self.routes:
+            app.router.add_route(route.method, route.path, functools.partial(route.handler, self))
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        app.on_cleanup.append(self._close_session)
+        return app
+
+    @web.middleware
+    async def _log_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == LOG_PATH:
+            return await handler(request)
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:
+            response = exc
+        if request.method == "DELETE" and request.path == FLUSH_PATH:
+            self.log.clear()
+        else:
+            self.log.append(LoggedRequest(request.method, request.path, tuple(request.query.items()), response.status))
+        if isinstance(response, web.HTTPException):
+            raise response
+        return response
+
+    async def _serve_log(self, request: web.Request) -> web.Response:
+        return web.json_response([asdict(entry) for entry in self.log])
+
+    async def _clear_log(self, request: web.Request) -> web.Response:
+        self.log.clear()
+        return web.json_response({"cleared": True})
+
+    async def _close_session(self, app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # -- talking to localstripe -----------------------------------------------------
+
+    @property
+    def session(self) -> ClientSession:
+        if self._session is None:
+            self._session = ClientSession(timeout=ClientTimeout(total=60), auto_decompress=False)
+        return self._session
+
+    @staticmethod
+    def forwarded_headers(request: web.Request) -> dict[str, str]:
+        return {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        """Anything not in the route table: localstripe's answer, unchanged."""
+        self._generation += 1
+        self._lists.clear()  # it may change what a list holds
+        try:
+            async with self.session.request(
+                request.method,
+                f"{self.upstream_url}{request.rel_url}",
+                headers=self.forwarded_headers(request),
+                data=await request.read(),
+                allow_redirects=False,
+            ) as upstream:
+                body = await upstream.read()
+                headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+                return web.Response(status=upstream.status, body=body, headers=headers)
+        finally:  # and again once done: a list read that overlapped it is not kept
+            self._generation += 1
+            self._lists.clear()
+
+    async def upstream_json(
+        self, request: web.Request, path: str, params: Iterable[tuple[str, str]] = ()
+    ) -> tuple[int, Any]:
+        """``GET path`` on localstripe with the caller's headers: ``(status, parsed JSON or text)``."""
+        async with self.session.get(
+            f"{self.upstream_url}{path}", params=list(params), headers=self.forwarded_headers(request)
+        ) as upstream:
+            text = await upstream.text()
+            try:
+                return upstream.status, json.loads(text)
+            except ValueError:
+                return upstream.status, text
+
+    async def upstream_list(
+        self, request: web.Request, path: str, params: Iterable[tuple[str, str]] = ()
+    ) -> tuple[int, Any]:
+        """Every object of a localstripe list (its order: oldest first), read page by page.
+
+        Returns ``(200, objects)`` or localstripe's error ``(status, body)``.
+        """
+        base = list(params)
+        objects: list[dict[str, Any]] = []
+        cursor: list[tuple[str, str]] = []
+        for _ in range(MAX_UPSTREAM_PAGES):
+            status, page = await self.upstream_json(request, path, [*base, ("limit", str(UPSTREAM_PAGE)), *cursor])
+            if status != 200:
+                return status, page
+            objects.extend(page["data"])
+            if not page.get("has_more") or not page["data"]:
+                return 200, objects
+            cursor = [("starting_after", page["data"][-1]["id"])]
+        raise RuntimeError(f"{path}: more than {MAX_UPSTREAM_PAGES} pages upstream")
+
+    async def ordered_list(
+        self, request: web.Request, path: str, params: Sequence[tuple[str, str]] = ()
+    ) -> tuple[int, Any]:
+        """A localstripe list in Stripe's order (:class:`OrderedList`), reused while nothing else was asked.
+
+        Returns ``(200, OrderedList)`` or localstripe's error ``(status, body)``.
+        """
+        key = (path, tuple(params), request.headers.get("Authorization"), request.headers.get("Stripe-Account"))
+        cached = self._lists.get(key)
+        if cached is not None:
+            return 200, cached
+        generation = self._generation
+        status, objects = await self.upstream_list(request, path, params)
+        if status != 200:
+            return status, objects
+        ordered = OrderedList.newest_first(objects)
+        if generation == self._generation:  # nothing passed through meanwhile: still current
+            self._lists[key] = ordered
+        return 200, ordered
+
+
+def upstream_error(status: int, body: Any) -> web.Response:
+    """Relay localstripe's error answer."""
+    if isinstance(body, (dict, list)):
+        return web.json_response(body, status=status)
+    return web.Response(status=status, text=str(body))
+
+
+# -- Stripe's list semantics -----------------------------------------------------------
+
+
+class ListQueryError(Exception):
+    """A list query Stripe would refuse (answered as a 400 naming ``param``)."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The parts of a list request the front answers itself (the rest goes to localstripe)."""
+
+    limit: int
+    starting_after: str | None
+    ending_before: str | None
+    created: Mapping[str, int]
+    """``{"gt"|"gte"|"lt"|"lte"|"eq": seconds}``."""
+    exact: Mapping[str, str]
+    """Exact-match filters applied by the front (``status`` of payouts)."""
+    passthrough: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def parse(cls, query: Mapping[str, str], local_filters: Iterable[str] = ()) -> ListQuery:
+        """Validate ``limit``, the cursors and ``created`` the way Stripe does."""
+        local = frozenset(local_filters)
+        raw_limit = query.get("limit", str(DEFAULT_LIMIT))
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise ListQueryError(f"Invalid integer: {raw_limit}", "limit") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ListQueryError(f"This value must be between 1 and {MAX_LIMIT} (it was {limit}).", "limit")
+        if all(query.get(c) for c in _CURSORS):
+            raise ListQueryError(
+                "Received both starting_after and ending_before parameters. Please pass in only one.", "ending_before"
+            )
+        created: dict[str, int] = {}
+        exact: dict[str, str] = {}
+        passthrough: list[tuple[str, str]] = []
+        for key, value in query.items():
+            if key == "created" or key.startswith("created["):
+                operator = "eq" if key == "created" else key[len("created[") : -1]
+                if operator not in ("eq", *CREATED_OPERATORS) or (key != "created" and not key.endswith("]")):
+                    raise ListQueryError(f"Received unknown parameter: {key}", key)
+                try:
+                    created[operator] = int(value)
+                except ValueError:
+                    raise ListQueryError(f"Invalid integer: {value}", key) from None
+            elif key in local:
+                exact[key] = value
+            elif key not in ("limit", *_CURSORS):
+                passthrough.append((key, value))
+        return cls(
+            limit=limit,
+            starting_after=query.get("starting_after") or None,
+            ending_before=query.get("ending_before") or None,
+            created=created,
+            exact=exact,
+            passthrough=tuple(passthrough),
+        )
+
+    def matches(self, obj: Mapping[str, Any]) -> bool:
+        """Whether ``obj`` passes the ``created`` range and the exact filters."""
+        created = int(obj.get("created") or 0)
+        bounds = self.created
+        if "eq" in bounds and created != bounds["eq"]:
+            return False
+        if "gt" in bounds and not created > bounds["gt"]:
+            return False
+        if "gte" in bounds and not created >= bounds["gte"]:
+            return False
+        if "lt" in bounds and not created < bounds["lt"]:
+            return False
+        if "lte" in bounds and not created <= bounds["lte"]:
+            return False
+        return all(str(obj.get(field)) == value for field, value in self.exact.items())
+
+
+@dataclass(frozen=True)
+class OrderedList:
+    """A whole list in Stripe's order, with each id's position (for the cursors)."""
+
+    objects: tuple[dict[str, Any], ...]
+    position: Mapping[str, int]
+
+    @classmethod
+    def newest_first(cls, oldest_first: Sequence[dict[str, Any]]) -> OrderedList:
+        """Stripe's order: most recently created first (ties: the later-created first)."""
+        ordered = sorted(reversed(oldest_first), key=lambda o: int(o.get("created") or 0), reverse=True)
+        return cls(tuple(ordered), {str(o.get("id")): i for i, o in enumerate(ordered)})
+
+    def page(self, query: ListQuery, object_name: str) -> tuple[list[dict[str, Any]], bool]:
+        """One page: ``(data, has_more)``, newest first.
+
+        A cursor is a position in the whole list (it need not match the filters);
+        ``starting_after`` pages towards older objects, ``ending_before`` towards newer
+        ones. Reads only as far as ``limit + 1`` matches.
+        """
+        cursor = query.starting_after or query.ending_before
+        start = -1 if cursor is None else self.position.get(cursor)
+        if start is None:
+            param = "starting_after" if query.starting_after else "ending_before"
+            raise ListQueryError(f"No such {object_name}: '{cursor}'", param)
+        backwards = query.ending_before is not None
+        indexes = range(start - 1, -1, -1) if backwards else range(start + 1, len(self.objects))
+        found: list[dict[str, Any]] = []
+        for i in indexes:
+            if query.matches(self.objects[i]):
+                found.append(self.objects[i])
+                if len(found) > query.limit:
+                    break
+        data = found[: query.limit]
+        return (data[::-1] if backwards else data), len(found) > query.limit
+
+
+def list_endpoint(object_name: str, local_filters: Iterable[str] = ()) -> Handler:
+    """A handler answering a list endpoint with Stripe's semantics (see module doc).
+
+    :param object_name: for error messages (``No such payout: 'po_...'``).
+    :param local_filters: exact-match filters localstripe refuses, applied by the front.
+    """
+    filters = tuple(local_filters)
+
+    async def handle(front: StripeFront, request: web.Request) -> web.StreamResponse:
+        try:
+            query = ListQuery.parse(request.query, filters)
+        except ListQueryError as exc:
+            return stripe_error(400, str(exc), param=exc.param)
+        status, ordered = await front.ordered_list(request, request.path, query.passthrough)
+        if status != 200:
+            return upstream_error(status, ordered)
+        try:
+            data, has_more = ordered.page(query, object_name)
+        except ListQueryError as exc:
+            return stripe_error(400, str(exc), param=exc.param, code="resource_missing")
+        return web.json_response({"object": "list", "url": request.path, "has_more": has_more, "data": data})
+
+    return handle
+
+
+LOCAL_ACCOUNT_ID = "acct_localstripe"
+"""localstripe has one global store: the one account every key sees."""
+
+
+async def account(front: StripeFront, request: web.Request) -> web.StreamResponse:
+    """``GET /v1/account``: the key's account (after checking the key with localstripe)."""
+    status, body = await front.upstream_json(request, "/v1/balance")
+    if status != 200:
+        return upstream_error(status, body)
+    return web.json_response(
+        {
+            "id": LOCAL_ACCOUNT_ID,
+            "object": "account",
+            "type": "standard",
+            "country": "FR",
+            "default_currency": "eur",
+            "charges_enabled": True,
+            "payouts_enabled": True,
+            "details_submitted": True,
+            "email": None,
+            "business_profile": {"name": "localstripe"},
+            "capabilities": {},
+            "created": 0,
+        }
+    )
+
+
+DEFAULT_ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/payouts", list_endpoint("payout", local_filters=("status",))),
+    Route("GET", "/v1/charges", list_endpoint("charge")),
+    Route("GET", "/v1/events", list_endpoint("event")),
+    Route("GET", "/v1/account", account),
+)
+"""What localstripe lacks and the provider uses."""
+
+
+# -- clients of a running front (tests, demos) ------------------------------------------
+
+
+def request_log(front_url: str) -> list[LoggedRequest]:
+    """The requests a running front has received since its last flush, oldest first."""
+    resp = requests.get(f"{front_url.rstrip('/')}{LOG_PATH}", timeout=5)
+    resp.raise_for_status()
+    return [
+        LoggedRequest(e["method"], e["path"], tuple((k, v) for k, v in e["query"]), int(e["status"]))
+        for e in resp.json()
+    ]
+
+
+def clear_request_log(front_url: str) -> None:
+    """Forget the requests logged so far."""
+    requests.delete(f"{front_url.rstrip('/')}{LOG_PATH}", timeout=5).raise_for_status()
