@@ -189,7 +189,7 @@ class PayoutIdentity(RunIdentity):
 
     Every payout carries its reference and the run's tag in its metadata, so a retry after
     Stripe forgot the keys (~24 h) still finds what was paid by listing payouts
-    (:mod:`airflow_provider_stripe.payouts.reconcile`).
+    (:mod:`airflow_provider_stripe.payout_batch.recovery`).
     """
 
     def payout_key(self, reference: str, generation: int) -> str:

@@ -5,7 +5,7 @@
   file or a callable, concurrently and within the connection's rate limit;
 * :class:`StripeCancelPayoutOperator` -- cancel a pending payout.
 
-Creating operators are thin: the work is in :mod:`airflow_provider_stripe.payouts`.
+Creating operators are thin: the work is in :mod:`airflow_provider_stripe.payout_batch`.
 Every item is validated before the first request; each payout is sent with an
 idempotency key derived from the run (stable across retries, new for the next run) and
 carries its reference and run tag in metadata, so retries after a crash, a lost answer
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_stripe.idempotency import PayoutIdentity
-    from airflow_provider_stripe.payouts.batch import PayoutEngine
-    from airflow_provider_stripe.payouts.results import ResultSink
+    from airflow_provider_stripe.payout_batch.batch import PayoutEngine
+    from airflow_provider_stripe.payout_batch.results import ResultSink
 
 PAYOUT_FIELDS: tuple[str, ...] = (
     "id",
@@ -55,7 +55,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         self, context: Context, identity: PayoutIdentity, *, max_workers: int, on_failure: Any, key_for: Any = None
     ) -> PayoutEngine:
         from airflow_provider_stripe.idempotency import BatchLedger
-        from airflow_provider_stripe.payouts.batch import PayoutEngine
+        from airflow_provider_stripe.payout_batch.batch import PayoutEngine
 
         # Airflow 3.3+ (AIP-103); older Airflow has no store and relies on keys + listing.
         store = context.get("task_state_store")
@@ -144,8 +144,8 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_stripe.idempotency import explicit_key_function
-        from airflow_provider_stripe.payouts.instructions import instruction_from_params
-        from airflow_provider_stripe.payouts.results import ResultSink
+        from airflow_provider_stripe.payout_batch.instructions import instruction_from_params
+        from airflow_provider_stripe.payout_batch.results import ResultSink
 
         instruction = instruction_from_params(
             amount=self.amount,
@@ -242,8 +242,8 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         self.inline_results_limit = inline_results_limit
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_stripe.payouts.results import ResultSink
-        from airflow_provider_stripe.payouts.sources import validate_batch
+        from airflow_provider_stripe.payout_batch.results import ResultSink
+        from airflow_provider_stripe.payout_batch.sources import validate_batch
 
         self._check_arguments()
         batch = validate_batch(
@@ -281,7 +281,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         return value
 
     def _check_arguments(self) -> None:
-        from airflow_provider_stripe.payouts.batch import ON_FAILURE_CHOICES
+        from airflow_provider_stripe.payout_batch.batch import ON_FAILURE_CHOICES
 
         if self.idempotency_key:
             raise StripeInputError(
@@ -294,7 +294,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
             raise StripeInputError(f"{self.max_workers!r}: use an integer >= 1", field="max_workers")
 
     def _dry_run(self, batch: Any, sink: ResultSink) -> dict[str, Any]:
-        from airflow_provider_stripe.payouts.batch import item_result
+        from airflow_provider_stripe.payout_batch.batch import item_result
 
         cfg = self.hook.config  # validated: a dry run also proves the connection is usable
         live_allowed = not cfg.livemode or cfg.allow_live_mode

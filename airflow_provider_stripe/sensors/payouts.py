@@ -10,9 +10,9 @@ Works in all three of Airflow's waiting styles:
   :class:`~airflow_provider_stripe.triggers.payouts.StripePayoutTrigger` in the triggerer.
 
 Whatever the style, the decision is made by the same
-:class:`~airflow_provider_stripe.payouts.status.PayoutWatch`, and the statuses are fetched
+:class:`~airflow_provider_stripe.payout_status.watch.PayoutWatch`, and the statuses are fetched
 by listing (100 per request) rather than one request per payout
-(:mod:`airflow_provider_stripe.payouts.lookup`). The Stripe SDK is not imported at DAG-parse time.
+(:mod:`airflow_provider_stripe.payout_status.lookup`). The Stripe SDK is not imported at DAG-parse time.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_stripe.hooks.stripe import StripeHook
-    from airflow_provider_stripe.payouts.status import PayoutWatch, Verdict
+    from airflow_provider_stripe.payout_status.watch import PayoutWatch, Verdict
 
 STATE_KEY = "stripe_payout_paid_since"
 """Task state store key holding ``{payout_id: epoch seconds first seen paid}`` (reschedule mode)."""
@@ -103,13 +103,13 @@ class StripePayoutSensor(BaseSensorOperator):
         return StripeHook(self.stripe_conn_id, account_id=self.account_id or None)
 
     def _ids(self) -> tuple[str, ...]:
-        from airflow_provider_stripe.payouts.status import normalize_payout_ids
+        from airflow_provider_stripe.payout_status.watch import normalize_payout_ids
 
         return normalize_payout_ids(self.payout_ids)
 
     def _load_watch(self, context: Context) -> PayoutWatch:
         """The observations so far: this instance's (poke mode), or the task state store's (reschedule)."""
-        from airflow_provider_stripe.payouts.status import PayoutWatch
+        from airflow_provider_stripe.payout_status.watch import PayoutWatch
 
         if self._watch is None:
             paid_since: dict[str, float] = {}
@@ -146,8 +146,8 @@ class StripePayoutSensor(BaseSensorOperator):
     # -- poke / reschedule ----------------------------------------------------------
 
     def poke(self, context: Context) -> PokeReturnValue:
-        from airflow_provider_stripe.payouts.lookup import fetch_payouts
-        from airflow_provider_stripe.payouts.status import Verdict
+        from airflow_provider_stripe.payout_status.lookup import fetch_payouts
+        from airflow_provider_stripe.payout_status.watch import Verdict
 
         watch = self._load_watch(context)
         if not watch.payout_ids:
@@ -193,7 +193,7 @@ class StripePayoutSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: return the result, or fail with the trigger's details."""
-        from airflow_provider_stripe.payouts.status import Verdict, describe_failures
+        from airflow_provider_stripe.payout_status.watch import Verdict, describe_failures
 
         event = event or {}
         status = event.get("status")

@@ -24,7 +24,7 @@ from airflow_provider_stripe.get_provider_info import PACKAGE_NAME, get_provider
 from tests.airflow.subprocess_env import installed_env, neutral_cwd
 
 PLUGIN_CLASS = "airflow_provider_stripe.plugins.StripePlugin"
-MIDDLEWARE_CLASS = "airflow_provider_stripe.web.connection_test_fix.StripeConnectionTestPortFix"
+MIDDLEWARE_CLASS = "airflow_provider_stripe.plugins.connection_test_fix.StripeConnectionTestPortFix"
 
 #: Runs in the child: prints what Airflow learned about the provider, as JSON.
 _PROBE = """

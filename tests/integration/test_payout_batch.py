@@ -34,8 +34,8 @@ import stripe
 
 from airflow_provider_stripe.idempotency import PayoutIdentity
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
-from airflow_provider_stripe.payouts.batch import StripePayoutError
-from airflow_provider_stripe.payouts.sources import StripeBatchInputError
+from airflow_provider_stripe.payout_batch.batch import StripePayoutError
+from airflow_provider_stripe.payout_batch.sources import StripeBatchInputError
 from tests.integration.payout_helpers import (
     LOGICAL_DATE,
     FakePayoutsApi,

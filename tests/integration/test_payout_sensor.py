@@ -19,8 +19,8 @@ import pytest
 import requests
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 
-from airflow_provider_stripe.payouts.lookup import afetch_payouts, fetch_payouts
-from airflow_provider_stripe.payouts.status import PayoutIdsError, normalize_payout_ids
+from airflow_provider_stripe.payout_status.lookup import afetch_payouts, fetch_payouts
+from airflow_provider_stripe.payout_status.watch import PayoutIdsError, normalize_payout_ids
 from airflow_provider_stripe.sensors.payouts import STATE_KEY, StripePayoutSensor
 from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 from airflow_provider_stripe.testing.settlement import Settlement, SettlementSimulator

@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from airflow_provider_stripe.web.connection_test_fix import StripeConnectionTestPortFix, rewrite_test_body
+from airflow_provider_stripe.plugins.connection_test_fix import StripeConnectionTestPortFix, rewrite_test_body
 
 
 def _app() -> TestClient:

@@ -66,10 +66,10 @@ def test_every_public_exception_is_defined_in_errors_under_one_root() -> None:
         ("errors", "StripePayoutError", RuntimeError),
         ("ratelimit", "RateLimitWaitExceeded", TimeoutError),
         ("validation", "StripeInputError", ValueError),
-        ("payouts.sources", "StripeBatchInputError", ValueError),
-        ("payouts.sources", "SourceError", ValueError),
-        ("payouts.batch", "StripePayoutError", RuntimeError),
-        ("payouts.status", "PayoutIdsError", ValueError),
+        ("payout_batch.sources", "StripeBatchInputError", ValueError),
+        ("payout_batch.sources", "SourceError", ValueError),
+        ("payout_batch.batch", "StripePayoutError", RuntimeError),
+        ("payout_status.watch", "PayoutIdsError", ValueError),
         ("webhooks.signature", "WebhookSignatureError", ValueError),
         ("webhooks.signature", "WebhookPayloadError", ValueError),
     ],
@@ -170,7 +170,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycle_between_the_package_modules() -> None:
     modules = set(_module_names())
     graph = {module: _imports(module, modules) for module in modules}
-    assert graph[f"{PACKAGE}.payouts.instructions"], "the graph must see imports (sanity check)"
+    assert graph[f"{PACKAGE}.payout_batch.instructions"], "the graph must see imports (sanity check)"
     assert _cycles(graph) == []
     # errors.py is the root every module may import: it imports nothing of the package.
     assert graph[errors.__name__] == set()

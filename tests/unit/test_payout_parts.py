@@ -18,9 +18,9 @@ from airflow_provider_stripe.idempotency import (
     next_generation,
     was_replayed,
 )
-from airflow_provider_stripe.payouts import sources
-from airflow_provider_stripe.payouts.instructions import check_instruction, instruction_from_params
-from airflow_provider_stripe.payouts.sources import SourceError, StripeBatchInputError, iter_source, validate_batch
+from airflow_provider_stripe.payout_batch import sources
+from airflow_provider_stripe.payout_batch.instructions import check_instruction, instruction_from_params
+from airflow_provider_stripe.payout_batch.sources import SourceError, StripeBatchInputError, iter_source, validate_batch
 from airflow_provider_stripe.validation import StripeInputError
 
 

@@ -48,9 +48,9 @@ from airflow_provider_stripe.idempotency import (
     KeyFunction,
     PayoutIdentity,
 )
-from airflow_provider_stripe.payouts.instructions import PayoutInstruction
-from airflow_provider_stripe.payouts.reconcile import PayoutFacts, Reconciliation, find_existing
-from airflow_provider_stripe.payouts.results import ItemResult, ResultSink
+from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction
+from airflow_provider_stripe.payout_batch.recovery import PayoutFacts, Reconciliation, find_existing
+from airflow_provider_stripe.payout_batch.results import ItemResult, ResultSink
 from airflow_provider_stripe.validation import format_amount
 
 if TYPE_CHECKING:

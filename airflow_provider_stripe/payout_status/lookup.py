@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.errors import from_stripe_error
-from airflow_provider_stripe.payouts.status import PayoutSnapshot
+from airflow_provider_stripe.payout_status.watch import PayoutSnapshot
 
 if TYPE_CHECKING:
     from stripe import StripeClient

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from airflow_provider_stripe.errors import SourceError as SourceError  # re-exported
 from airflow_provider_stripe.errors import StripeBatchInputError as StripeBatchInputError  # re-exported
-from airflow_provider_stripe.payouts.instructions import PayoutInstruction, check_instruction
+from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction, check_instruction
 from airflow_provider_stripe.validation import StripeInputError, format_amount
 
 MAX_ERRORS_KEPT = 200

@@ -1,8 +1,8 @@
 """The provider's Airflow plugin: what it adds to the API server.
 
-* the Stripe webhook endpoint (see :mod:`airflow_provider_stripe.web.webhook_app`);
+* the Stripe webhook endpoint (see :mod:`airflow_provider_stripe.webhooks.endpoint`);
 * a middleware that lets the Test button work for Stripe connections on Airflow
-  3.3.1-3.3.2 (see :mod:`airflow_provider_stripe.web.connection_test_fix`).
+  3.3.1-3.3.2 (see :mod:`airflow_provider_stripe.plugins.connection_test_fix`).
 
 Registered through the ``airflow.plugins`` entry point, so installing the package is enough.
 Workers and the scheduler load plugins too, so loading this one imports no web framework:
@@ -16,7 +16,13 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_provider_stripe.constants import WEBHOOK_URL_PREFIX
-from airflow_provider_stripe.web.connection_test_fix import ASGIApp, Receive, Scope, Send, StripeConnectionTestPortFix
+from airflow_provider_stripe.plugins.connection_test_fix import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    StripeConnectionTestPortFix,
+)
 
 
 class LazyWebhookApp:
@@ -27,7 +33,7 @@ class LazyWebhookApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
-            from airflow_provider_stripe.web.webhook_app import create_webhook_app
+            from airflow_provider_stripe.webhooks.endpoint import create_webhook_app
 
             self._app = create_webhook_app()
         await self._app(scope, receive, send)

@@ -1,1 +1,0 @@
-"""Code that runs inside Airflow's API server: the webhook endpoint and the Test-button fix."""
