@@ -190,7 +190,7 @@ def parse_base_url(text: object) -> BaseUrl:
     if "\\" in text:
         raise ValueError("contains a backslash, which URL parsers read differently")
     if "@" in text:
-        raise ValueError("contains userinfo (user:password@); credentials never go in a base URL")
+        raise ValueError("contains userinfo (a name or password before @); credentials never go in a base URL")
     if not text.isascii():
         raise ValueError("contains non-ASCII characters; use the host's ASCII (punycode) form")
     match = _BASE_URL_RE.fullmatch(text)

@@ -40,8 +40,11 @@ def run_health_check(hook: StripeHook, cfg: StripeConnectionConfig) -> tuple[boo
         hook.rate_limiter.acquire(max_wait=max(remaining(), 0))
         client = hook.get_client(max_network_retries=0, timeout=max(remaining(), 0.1), rate_limited=False)
         balance = client.v1.balance.retrieve()
-    except RateLimitWaitExceeded as exc:
-        return False, f"Stripe health check not run: {exc}"
+    except RateLimitWaitExceeded:
+        return False, (
+            f"Stripe health check not run: the connection's client-side rate limit ({cfg.rate_limit_per_minute}/min, "
+            f"{cfg.rate_limit_per_hour}/h) has no free slot within the {budget:.0f}s budget; try again in a minute."
+        )
     except stripe.AuthenticationError as exc:
         return False, (
             f"Stripe rejected the API key ({cfg.key_kind}): invalid API key. Check the API key field; "

@@ -142,15 +142,38 @@ def _peek_first_char(handle: IO[str]) -> str:
             return char
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names the same key twice: which value was meant cannot be known."""
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for instruction files: ``{"amount": 100, "amount": 100000}`` is refused.
+
+    The ``json`` module would silently keep the last value, and for an amount that is the
+    difference between two payouts.
+    """
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(f"the key {key!r} appears twice in one object; keep only the value you mean")
+        obj[key] = value
+    return obj
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicate_keys)
+
+
 def _iter_jsonl(handle: IO[str], prefix: str = "") -> Iterator[Any]:
-    """One JSON value per non-blank line; a line that is not JSON becomes an :class:`UnreadableItem`."""
+    """One JSON value per non-blank line; a line that is not JSON (or repeats a key) is an :class:`UnreadableItem`."""
     for number, line in enumerate(_prefixed_lines(handle, prefix), start=1):
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
+            yield _DECODER.decode(line)
         except json.JSONDecodeError as exc:
             yield UnreadableItem(f"line {number} is not JSON ({exc.msg} at column {exc.colno})")
+        except _DuplicateKey as exc:
+            yield UnreadableItem(f"line {number}: {exc}")
 
 
 def _prefixed_lines(handle: IO[str], prefix: str) -> Iterator[str]:
@@ -169,7 +192,7 @@ def _iter_json_array(handle: IO[str], path: Any) -> Iterator[Any]:
     once a character follows it in the buffer (or the file ended), so a number split
     across two reads (``12`` of ``1250``) is never taken for a complete one.
     """
-    decoder = json.JSONDecoder()
+    decoder = _DECODER
     buffer, pos, eof = "", 0, False
     expect_value = True  # after '[' or ','
 
@@ -208,6 +231,8 @@ def _iter_json_array(handle: IO[str], path: Any) -> Iterator[Any]:
         while True:
             try:
                 value, end = decoder.raw_decode(buffer, pos)
+            except _DuplicateKey as exc:
+                raise fail(str(exc)) from None
             except json.JSONDecodeError as exc:
                 if eof:
                     raise fail(exc.msg) from None
