@@ -11,9 +11,11 @@ where ``<conn_id>`` is a ``stripe`` connection holding that endpoint's signing s
 
 1. refuses bodies over :data:`MAX_BODY_BYTES` (413) -- the body is read with a bounded
    read; ``Content-Length`` is only a shortcut for refusing early;
-2. verifies the ``Stripe-Signature`` header (HMAC-SHA256, 300 s tolerance) with that
-   connection's secrets through :meth:`StripeHook.construct_event
-   <airflow_provider_stripe.hooks.stripe.StripeHook.construct_event>`;
+2. checks the ``Stripe-Signature`` header's shape and timestamp (300 s tolerance) before any
+   look-up, then finds the ``stripe`` connection under exactly ``<conn_id>`` and verifies the
+   signature (HMAC-SHA256) with its secrets through :meth:`StripeHook.construct_event
+   <airflow_provider_stripe.hooks.stripe.StripeHook.construct_event>`; the event must have
+   Stripe's shape (id, a type such as ``payout.paid``, an integer ``created``);
 3. records one asset event on every asset whose URI is ``stripe://events/<event type>``
    (e.g. ``stripe://events/payout.paid``; see :mod:`airflow_provider_stripe.assets`), with
    ``extra = {"from_webhook": True, "conn_id": ..., "payload": <event summary>}`` -- the same
