@@ -32,15 +32,18 @@ ASSET_SCHEME = "stripe"
 EVENTS_HOST = "events"
 """``stripe://events/<event type>``: the assets the webhook endpoint records events on."""
 
-_EVENT_TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+_EVENT_TYPE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
 """Stripe event types are dotted lowercase words: ``payout.paid``, ``charge.dispute.created``."""
 
-_OTHER_HOST_PATH = re.compile(r"^/[A-Za-z0-9_.\-/]+$")
+_EVENT_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+"""Stripe object ids (``evt_1Nq...``): letters, digits and underscores, nothing else."""
+
+_OTHER_HOST_PATH = re.compile(r"/[A-Za-z0-9_.\-/]+")
 
 
 def is_event_type(value: str) -> bool:
     """True for a concrete Stripe event type such as ``payout.paid`` (no wildcard)."""
-    return bool(_EVENT_TYPE.match(value))
+    return bool(_EVENT_TYPE.fullmatch(value))
 
 
 def event_asset_uri(event_type: str) -> str:
@@ -83,7 +86,7 @@ def normalize_stripe_uri(parts: SplitResult) -> SplitResult:
                 f"stripe://{EVENTS_HOST}/payout.paid; got path {parts.path!r}"
                 + (f" and query {parts.query!r}" if parts.query else "")
             )
-    elif parts.path not in ("", "/") and not _OTHER_HOST_PATH.match(parts.path):
+    elif parts.path not in ("", "/") and not _OTHER_HOST_PATH.fullmatch(parts.path):
         raise ValueError(f"stripe:// asset URI path {parts.path!r} may only hold letters, digits and . _ - /")
     return parts._replace(netloc=host)
 
@@ -98,21 +101,27 @@ def summarize_event(event: Any) -> dict[str, Any]:
     object may hold personal data; a DAG that needs it retrieves it with the hook.
 
     Accepts a parsed webhook body (``dict``) or a ``stripe.Event``. Raises ``ValueError``
-    when the input lacks an ``evt_``-style id or a type, i.e. is not a Stripe event.
+    when the input lacks an ``evt_``-style id or a type in Stripe's shape (dotted lowercase
+    words, :func:`is_event_type`: the type becomes an asset URI), i.e. is not a Stripe event.
+    ``created`` must be an integer number of seconds, as Stripe sends it (``1e400`` is refused).
     """
     event_id = read_field(event, "id")
     event_type = read_field(event, "type")
-    if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str) or not event_type:
-        raise ValueError("not a Stripe event: it needs a string 'id' and 'type'")
+    if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
+        raise ValueError("not a Stripe event: it needs a string 'id' of letters, digits and underscores")
+    if not isinstance(event_type, str) or not is_event_type(event_type):
+        raise ValueError("not a Stripe event: its 'type' must be dotted lowercase words such as 'payout.paid'")
     data_object = read_field(read_field(event, "data"), "object")
     created = read_field(event, "created")
+    if created is not None and (isinstance(created, bool) or not isinstance(created, int)):
+        raise ValueError("not a Stripe event: its 'created' must be an integer number of seconds")
     account = read_field(event, "account")
     object_id = read_field(data_object, "id")
     object_type = read_field(data_object, "object")
     return {
         "event_id": event_id,
         "type": event_type,
-        "created": int(created) if isinstance(created, (int, float)) and not isinstance(created, bool) else None,
+        "created": created,
         "livemode": bool(read_field(event, "livemode")),
         "account": account if isinstance(account, str) else None,
         "object_id": object_id if isinstance(object_id, str) else None,

@@ -10,12 +10,10 @@ secret schemas plus the connection form's field schemas, so the rules live in on
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from airflow_provider_stripe.connection_form import (
     AUTH_API_KEY,
@@ -29,8 +27,8 @@ from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, 
 from airflow_provider_stripe.errors import StripeConfigurationError
 from airflow_provider_stripe.webhooks.signature import parse_webhook_secrets
 
-_API_KEY_RE = re.compile(r"^(?P<kind>sk|rk)_(?P<env>test|live)_[A-Za-z0-9]{1,247}$")
-_ACCOUNT_RE = re.compile(r"^acct_[A-Za-z0-9]+$")
+_API_KEY_RE = re.compile(r"(?P<kind>sk|rk)_(?P<env>test|live)_[A-Za-z0-9]{1,247}")
+_ACCOUNT_RE = re.compile(r"acct_[A-Za-z0-9]+")
 
 
 class ConnectionLike(Protocol):
@@ -80,8 +78,24 @@ class StripeConnectionConfig:
         return self.base_url == STRIPE_CONTRACT.rest.base_url
 
     def secrets(self) -> tuple[str, ...]:
-        """Every secret this config holds, for Airflow's secrets masker."""
-        return tuple(s for s in (self.api_key, self.oauth_refresh_token, *self.webhook_secrets) if s)
+        """Every secret this config holds, for Airflow's secrets masker (the storage's password too)."""
+        from airflow_provider_stripe.ratelimit import userinfo_secrets
+
+        held = (self.api_key, self.oauth_refresh_token, *self.webhook_secrets)
+        return tuple(s for s in (*held, *userinfo_secrets(self.rate_limit_storage_uri)) if s)
+
+    def __repr__(self) -> str:
+        """The fields without the secrets; the storage URI without its userinfo."""
+        from airflow_provider_stripe.ratelimit import hide_userinfo
+
+        shown = []
+        for f in dataclasses.fields(self):
+            if f.repr:
+                value = getattr(self, f.name)
+                if f.name == "rate_limit_storage_uri":
+                    value = hide_userinfo(value)
+                shown.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
 def key_is_live(api_key: str) -> bool:
@@ -90,7 +104,7 @@ def key_is_live(api_key: str) -> bool:
 
 def describe_key(api_key: str) -> str:
     """A printable description of a key (``restricted test key``), never the key itself."""
-    m = _API_KEY_RE.match(api_key or "")
+    m = _API_KEY_RE.fullmatch(api_key or "")
     if not m:
         if (api_key or "").startswith("pk_"):
             return "publishable key"
@@ -114,7 +128,7 @@ def validate_api_key(api_key: str | None, *, conn_id: str | None = None) -> str:
             field="api_key",
             conn_id=conn_id,
         )
-    if not _API_KEY_RE.match(api_key):
+    if not _API_KEY_RE.fullmatch(api_key):
         raise StripeConfigurationError(
             "malformed API key: expected sk_test_..., sk_live_..., rk_test_... or rk_live_... followed by "
             "letters and digits (check for stray spaces or quotes)",
@@ -124,34 +138,119 @@ def validate_api_key(api_key: str | None, *, conn_id: str | None = None) -> str:
     return api_key
 
 
+ALLOWED_BASE_URLS_SECTION = "stripe"
+ALLOWED_BASE_URLS_KEY = "allowed_base_urls"
+ALLOWED_BASE_URLS_OPTION = f"[{ALLOWED_BASE_URLS_SECTION}] {ALLOWED_BASE_URLS_KEY}"
+"""The Airflow config option listing the base URLs a connection may send its key to, besides Stripe's."""
+ALLOWED_BASE_URLS_ENV = f"AIRFLOW__{ALLOWED_BASE_URLS_SECTION.upper()}__{ALLOWED_BASE_URLS_KEY.upper()}"
+
+# One strict grammar, read once: scheme://host[:port][/]. Anything a URL parser could read in
+# two ways (userinfo, backslashes, whitespace, control characters, percent-escapes, paths)
+# does not match, so what is checked is exactly where urllib3 connects.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_BASE_URL_RE = re.compile(
+    rf"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
+    rf"(?P<host>{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?/?"
+)
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+@dataclass(frozen=True)
+class BaseUrl:
+    """A base URL as the HTTP library will use it: scheme, host and optional port, lower-cased."""
+
+    scheme: str
+    host: str
+    port: int | None
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else _DEFAULT_PORTS[self.scheme]
+
+    def allows(self, other: BaseUrl) -> bool:
+        """As an allowlist entry: same scheme and host, and same port unless this entry has none."""
+        if (self.scheme, self.host) != (other.scheme, other.host):
+            return False
+        return self.port is None or self.effective_port == other.effective_port
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}" + ("" if self.port is None else f":{self.port}")
+
+
+def parse_base_url(text: object) -> BaseUrl:
+    """Parse ``scheme://host[:port]`` strictly; raise ``ValueError`` (never quoting the text) otherwise.
+
+    The error never repeats the URL: it may carry a password in its userinfo.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"is a {type(text).__name__}, not a URL string")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError("contains whitespace or control characters")
+    if "\\" in text:
+        raise ValueError("contains a backslash, which URL parsers read differently")
+    if "@" in text:
+        raise ValueError("contains userinfo (a name or password before @); credentials never go in a base URL")
+    if not text.isascii():
+        raise ValueError("contains non-ASCII characters; use the host's ASCII (punycode) form")
+    match = _BASE_URL_RE.fullmatch(text)
+    if match is None:
+        raise ValueError("is not of the form https://host[:port] (no path, query or fragment: the SDK adds /v1/...)")
+    scheme = match["scheme"].lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"has scheme {scheme!r}; only https:// (or http:// where the admin lists it) is used")
+    port = None if match["port"] is None else int(match["port"])
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"has port {port}, outside 1-65535")
+    return BaseUrl(scheme, match["host"].lower().rstrip("."), port)
+
+
+def allowed_base_urls() -> tuple[BaseUrl, ...]:
+    """Stripe's base URL plus the admin's ``[stripe] allowed_base_urls``, read now (never cached).
+
+    Raises :class:`StripeConfigurationError` naming the option when an entry is malformed.
+    """
+    from airflow.configuration import conf
+
+    raw = conf.get(ALLOWED_BASE_URLS_SECTION, ALLOWED_BASE_URLS_KEY, fallback="") or ""
+    allowed = [parse_base_url(STRIPE_CONTRACT.rest.base_url)]
+    for position, entry in enumerate(raw.split(","), start=1):
+        entry = entry.strip()
+        if not entry:
+            continue
+        try:
+            allowed.append(parse_base_url(entry.rstrip("/")))
+        except ValueError as exc:
+            raise StripeConfigurationError(
+                f"entry {position} of the Airflow config option {ALLOWED_BASE_URLS_OPTION} "
+                f"({ALLOWED_BASE_URLS_ENV}) {exc}; ask the Airflow admin to fix it",
+                field="base_url",
+            ) from None
+    return tuple(allowed)
+
+
 def validate_base_url(base_url: str, *, conn_id: str | None = None) -> str:
-    """https:// for any host; plain http:// only for loopback hosts, so a key never travels in clear."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """Return the base URL to send requests to, if Stripe's or one the admin allowed; else raise.
+
+    Runs before any DNS look-up or connection. The URL is parsed once, strictly, and the
+    returned text is rebuilt from the parsed parts, so the HTTP library connects exactly
+    where the check looked. Messages show scheme, host and port only, never userinfo.
+    """
+    try:
+        parsed = parse_base_url(base_url)
+    except ValueError as exc:
+        raise StripeConfigurationError(f"base_url {exc}", field="base_url", conn_id=conn_id) from None
+    allowed = allowed_base_urls()
+    if not any(entry.allows(parsed) for entry in allowed):
         raise StripeConfigurationError(
-            f"base_url {base_url!r} is not an http(s) URL", field="base_url", conn_id=conn_id
-        )
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise StripeConfigurationError(
-            "base_url takes only scheme, host and port (the SDK adds /v1/...)", field="base_url", conn_id=conn_id
-        )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise StripeConfigurationError(
-            f"plain http:// is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https:// for "
-            f"{parts.hostname} so the API key is never sent in clear text",
+            f"base_url {parsed} is not allowed: the API key is only sent to {STRIPE_CONTRACT.rest.base_url} "
+            f"and to the base URLs the Airflow admin lists in the config option {ALLOWED_BASE_URLS_OPTION} "
+            f"(env {ALLOWED_BASE_URLS_ENV}, comma-separated). Leave base_url empty for Stripe, or ask the "
+            "admin to allow this server",
             field="base_url",
             conn_id=conn_id,
         )
-    return base_url.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return str(parsed)
 
 
 def _get_extra(extra: Mapping[str, Any], name: str) -> Any:
@@ -235,7 +334,10 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
             schema = {k: v for k, v in field.schema.items() if k not in ("format", "default")}
             _check_schema(field.name, value, schema, conn_id=conn_id)
 
-    webhook_secrets = parse_webhook_secrets(raw["webhook_secret"])
+    try:
+        webhook_secrets = parse_webhook_secrets(raw["webhook_secret"])
+    except (TypeError, ValueError) as exc:  # their messages never hold a secret
+        raise StripeConfigurationError(str(exc), field="webhook_secret", conn_id=conn_id) from None
     # The contract's schemas, on the contract's own (camelCase) names.
     secret_doc = {
         prop: (webhook_secrets[0] if webhook_secrets else None) if prop == "webhookSecret" else raw[snake_case(prop)]
@@ -254,7 +356,7 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
 
     api_key = validate_api_key(raw["api_key"], conn_id=conn_id)
     account_id = raw["account_id"]
-    if account_id is not None and not _ACCOUNT_RE.match(account_id):
+    if account_id is not None and not _ACCOUNT_RE.fullmatch(account_id):
         raise StripeConfigurationError(
             f"{account_id!r} is not a Stripe account ID (acct_...)", field="account_id", conn_id=conn_id
         )

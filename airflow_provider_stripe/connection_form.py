@@ -76,10 +76,35 @@ def _contract_field(prop: str, label: str, extra_help: str, *, secret: bool) -> 
     )
 
 
+KEY_SCOPES: tuple[tuple[str, str], ...] = (
+    ("charges:write", "StripeCreateChargeOperator, StripeCaptureChargeOperator"),
+    ("customers:read", "StripeCreateChargeOperator (charging a customer)"),
+    ("refunds:write", "StripeRefundChargeOperator"),
+    ("charges:read", "StripeListChargesOperator"),
+    (
+        "payouts:write",
+        "StripeCreatePayoutOperator, StripePayoutBatchOperator, StripeCancelPayoutOperator",
+    ),
+    (
+        "payouts:read",
+        "StripePayoutBatchOperator (finds payouts already made), StripePayoutSensor, StripePayoutTrigger, "
+        "StripeListPayoutsOperator",
+    ),
+    ("balance:read", "the Test button and airflow connections test (without it: valid but restricted)"),
+    ("events:read", "StripeEventTrigger"),
+)
+"""Every permission a restricted key may need, and what needs it: the contract's scopes first."""
+
+
 def _byok_help() -> str:
     setup = STRIPE_CONTRACT.byok_setup
+    missing = set(setup.required_scopes) - {scope for scope, _ in KEY_SCOPES}
+    if missing:  # the contract's scopes must all appear in the table above
+        raise RuntimeError(f"KEY_SCOPES lacks the contract's scopes {sorted(missing)}")
+    scopes = "; ".join(f"{scope}: {users}" for scope, users in KEY_SCOPES)
     return (
-        f"BYOK setup: {setup.setup_instructions} Required scopes: {', '.join(setup.required_scopes)}. "
+        f"BYOK setup: {setup.setup_instructions} Required scopes (contract): {', '.join(setup.required_scopes)}. "
+        f"A restricted key needs, per task: {scopes}. Grant only what your DAGs use. "
         "Rotate keys without downtime: create the new key, update this field, then roll the old "
         f"key in the Stripe Dashboard. Docs: {_DOCS}"
     )
@@ -196,8 +221,8 @@ CONNECTION_FIELDS: tuple[ConnField, ...] = (
         name="base_url",
         label="API base URL",
         description=(
-            "Leave empty for Stripe. Only for local Stripe-compatible test servers: http:// is allowed for "
-            "loopback hosts only."
+            "Leave empty for Stripe. Any other base URL (a local Stripe-compatible test server) must be listed "
+            "by the Airflow admin in the config option [stripe] allowed_base_urls; the API key is sent nowhere else."
         ),
         schema={"type": "string", "format": "url"},
     ),

@@ -48,6 +48,8 @@ class StripeConfigurationError(StripeProviderError, ValueError):
     def __init__(self, message: str, *, field: str | None = None, conn_id: str | None = None) -> None:
         self.field = field
         self.conn_id = conn_id
+        self.problem = redact(message)
+        """What is wrong, without the connection's name (for messages that name it another way)."""
         where = f"connection {conn_id!r}" if conn_id else "the Stripe connection"
         prefix = f"{where}, field {field!r}: " if field else f"{where}: "
         super().__init__(redact(prefix + message))

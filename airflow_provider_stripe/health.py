@@ -27,7 +27,7 @@ _SAFETY_MARGIN_S = 0.25
 def run_health_check(hook: StripeHook, cfg: StripeConnectionConfig) -> tuple[bool, str]:
     import stripe
 
-    from airflow_provider_stripe.ratelimit import RateLimitWaitExceeded
+    from airflow_provider_stripe.ratelimit import RateLimitWaitExceeded, hide_userinfo
 
     budget = STRIPE_CONTRACT.health_check.timeout_seconds
     started = time.monotonic()
@@ -38,10 +38,19 @@ def run_health_check(hook: StripeHook, cfg: StripeConnectionConfig) -> tuple[boo
     where = cfg.base_url
     try:
         hook.rate_limiter.acquire(max_wait=max(remaining(), 0))
+    except RateLimitWaitExceeded:
+        return False, (
+            f"Stripe health check not run: the connection's client-side rate limit ({cfg.rate_limit_per_minute}/min, "
+            f"{cfg.rate_limit_per_hour}/h) has no free slot within the {budget:.0f}s budget; try again in a minute."
+        )
+    except Exception as exc:  # the shared storage (Redis) is unreachable or misconfigured
+        return False, (
+            f"Stripe health check not run: the rate limit storage {hide_userinfo(cfg.rate_limit_storage_uri)} "
+            f"failed ({type(exc).__name__}). Check rate_limit_storage_uri and that the storage is reachable."
+        )
+    try:
         client = hook.get_client(max_network_retries=0, timeout=max(remaining(), 0.1), rate_limited=False)
         balance = client.v1.balance.retrieve()
-    except RateLimitWaitExceeded as exc:
-        return False, f"Stripe health check not run: {exc}"
     except stripe.AuthenticationError as exc:
         return False, (
             f"Stripe rejected the API key ({cfg.key_kind}): invalid API key. Check the API key field; "

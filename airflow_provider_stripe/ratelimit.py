@@ -39,11 +39,46 @@ WINDOW_MARGIN_S = 1
 MEMORY_STORAGE = "memory://"
 
 
+def hide_userinfo(uri: str) -> str:
+    """``redis://:secret@host:6379/0`` -> ``redis://***@host:6379/0``: a storage URI safe to print.
+
+    Everything between ``://`` and the last ``@`` is hidden, so a password holding ``@`` or
+    ``/`` is hidden whole (a URI without ``@`` is returned unchanged).
+    """
+    start = uri.find("://")
+    at = uri.rfind("@")
+    if start < 0 or at < start:
+        return uri
+    return f"{uri[: start + 3]}***{uri[at:]}"
+
+
+def userinfo_secrets(uri: str) -> tuple[str, ...]:
+    """The credentials in a URI's userinfo (as written and percent-decoded), for the secrets masker."""
+    from urllib.parse import unquote
+
+    start = uri.find("://")
+    at = uri.rfind("@")
+    if start < 0 or at < start:
+        return ()
+    userinfo = uri[start + 3 : at]
+    parts = {userinfo, *userinfo.split(":", 1)[1:]}
+    parts |= {unquote(p) for p in parts}
+    return tuple(sorted(p for p in parts if p))
+
+
 @dataclass(frozen=True)
 class RateLimitSpec:
+    """The limits of one connection and where they are counted. ``repr`` hides the storage's password."""
+
     per_minute: int
     per_hour: int
     storage_uri: str = MEMORY_STORAGE
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimitSpec(per_minute={self.per_minute}, per_hour={self.per_hour}, "
+            f"storage_uri={hide_userinfo(self.storage_uri)!r})"
+        )
 
 
 class _MemoryWindows:
@@ -84,10 +119,22 @@ class StripeRateLimiter:
         self._items: tuple[RateLimitItem, ...] = ()
         if not self._in_memory:
             from limits import RateLimitItemPerSecond
+            from limits.errors import ConfigurationError
             from limits.storage import storage_from_string
             from limits.strategies import MovingWindowRateLimiter
 
-            self._shared = MovingWindowRateLimiter(storage_from_string(spec.storage_uri))
+            try:
+                storage = storage_from_string(spec.storage_uri)
+            except ConfigurationError as exc:
+                # limits quotes the whole URI, password included: say it again without it.
+                reason = str(exc).replace(spec.storage_uri, hide_userinfo(spec.storage_uri))
+                for secret in userinfo_secrets(spec.storage_uri):
+                    reason = reason.replace(secret, "***")
+                raise ConfigurationError(
+                    f"rate limit storage {hide_userinfo(spec.storage_uri)!r} cannot be used ({reason}); use "
+                    "memory:// or redis://host:6379/0 (pip install 'airflow-provider-stripe[redis]')"
+                ) from None
+            self._shared = MovingWindowRateLimiter(storage)
             self._items = tuple(RateLimitItemPerSecond(limit, int(span)) for limit, span in self.windows)
         self._lock = threading.Lock()
 

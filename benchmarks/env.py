@@ -1,7 +1,9 @@
 """Where the benchmarks run: a throwaway Airflow home, byte-code caching, Stripe connections.
 
 The Airflow home, SQLite database and subprocess environment are the test suite's
-(:mod:`tests.airflow_env`), pointed at the benchmark's own temporary DAGs folder.
+(:mod:`tests.airflow_env`), pointed at the benchmark's own temporary DAGs folder; so is the
+admin allowlist ``[stripe] allowed_base_urls`` (:data:`tests.airflow_env.LOCAL_ALLOWED_BASE_URLS`),
+which lets the connections send their test key to the benchmarks' loopback servers.
 :func:`prepare` must run before anything imports ``airflow``.
 
 Byte code: this workplace sets ``PYTHONDONTWRITEBYTECODE``, so every interpreter would

@@ -85,6 +85,7 @@ def _migrate() -> None:
 @contextlib.contextmanager
 def _stripe_target(args: argparse.Namespace) -> Iterator[str]:
     """Set the connection; yield a description. Local: start localstripe and the simulated bank."""
+    from airflow_provider_stripe.config import ALLOWED_BASE_URLS_ENV
     from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 
     api_key = os.environ.get("STRIPE_API_KEY")
@@ -99,6 +100,8 @@ def _stripe_target(args: argparse.Namespace) -> Iterator[str]:
     from airflow_provider_stripe.testing.settlement import SettlementSimulator
 
     with run_localstripe() as url:
+        # As the Airflow admin would: allow the key to go to this local server (and nowhere else).
+        os.environ[ALLOWED_BASE_URLS_ENV] = url
         os.environ.update(connection_env(CONN_ID, base_url=url))
         _say(
             f"[simulation] settlement simulator on: localstripe never settles payouts, so a thread plays the bank "

@@ -19,6 +19,10 @@ REPO = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO / "dags_examples"
 BIN = Path(sys.executable).parent
 
+LOCAL_ALLOWED_BASE_URLS = "http://127.0.0.1,http://localhost"
+"""The admin allowlist (``[stripe] allowed_base_urls``) for the tests' and benchmarks' local servers:
+every port on loopback, where localstripe, the stub and the fault proxy listen."""
+
 _home: Path | None = None
 _migrated = False
 _lock = threading.Lock()
@@ -38,6 +42,7 @@ def configure() -> Path:
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW__STRIPE__ALLOWED_BASE_URLS": LOCAL_ALLOWED_BASE_URLS,
     }
     os.environ.update(env)
     return _home

@@ -158,12 +158,22 @@ class StripeHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """The contract's ``ping`` within its time budget; backs the UI's Test button and CLI."""
+        from airflow_provider_stripe.errors import StripeConfigurationError, redact
         from airflow_provider_stripe.health import run_health_check
 
+        # The Test button runs this under a random transient conn id: name the user's connection
+        # (the request's connection_id, kept by the plugin's middleware) or "this connection".
+        from airflow_provider_stripe.plugins.connection_test_fix import TESTED_CONNECTION_ID
+
+        tested = TESTED_CONNECTION_ID.get()
+        label = f"Stripe connection {tested!r}" if tested else "This Stripe connection"
         try:
             cfg = self.config
-        except Exception as exc:  # the message names the field; it never holds a secret
-            return False, f"Stripe connection is invalid: {exc}"
+        except StripeConfigurationError as exc:  # the problem names the field; it never holds a secret
+            field = f", field {exc.field!r}" if exc.field else ""
+            return False, f"{label} is invalid{field}: {exc.problem}"
+        except Exception as exc:
+            return False, f"{label} could not be read: {type(exc).__name__}: {redact(str(exc))}"
         return run_health_check(self, cfg)
 
     # -- webhooks -------------------------------------------------------------------------

@@ -61,7 +61,7 @@ REFUND_FIELDS: tuple[str, ...] = ("id", "amount", "currency", "status", "charge"
 CHARGE_ID_PREFIXES = ("ch_", "py_")
 SOURCE_ID_PREFIXES = ("card_", "src_", "tok_", "pm_", "ba_")
 REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _charge_result(op: StripeMoneyOperator, charge: Any, idempotency_key: str) -> dict[str, Any]:
@@ -191,7 +191,7 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
             params["statement_descriptor_suffix"] = suffix
         if self.receipt_email is not None:
             email = _optional_text(self.receipt_email, "receipt_email")
-            if not email or not _EMAIL_RE.match(email):
+            if not email or not _EMAIL_RE.fullmatch(email):
                 raise StripeInputError(f"{email!r} is not an email address", field="receipt_email")
             params["receipt_email"] = email
         if self.application_fee_amount is not None:

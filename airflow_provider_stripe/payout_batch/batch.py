@@ -103,7 +103,10 @@ class PayoutEngine:
     # -- public ------------------------------------------------------------------------------
 
     def run(self, instructions: Iterable[PayoutInstruction], count: int, sink: ResultSink) -> None:
-        """Create every instruction's payout (or find it); results go to ``sink``."""
+        """Create every instruction's payout (or find it); results go to ``sink``. An empty batch sends nothing."""
+        if count == 0:
+            self.log.info("The batch has no payout instructions: nothing to pay, no request sent to Stripe")
+            return
         self.requests.started = int(time.time()) - 1
         self.progress.load(count)
         try:

@@ -109,15 +109,38 @@ def _peek_first_char(handle: IO[str]) -> str:
             return char
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names the same key twice: which value was meant cannot be known."""
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for instruction files: ``{"amount": 100, "amount": 100000}`` is refused.
+
+    The ``json`` module would silently keep the last value, and for an amount that is the
+    difference between two payouts.
+    """
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(f"the key {key!r} appears twice in one object; keep only the value you mean")
+        obj[key] = value
+    return obj
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicate_keys)
+
+
 def _iter_jsonl(handle: IO[str], prefix: str = "") -> Iterator[Any]:
-    """One JSON value per non-blank line; a line that is not JSON becomes an :class:`UnreadableItem`."""
+    """One JSON value per non-blank line; a line that is not JSON (or repeats a key) is an :class:`UnreadableItem`."""
     for number, line in enumerate(_prefixed_lines(handle, prefix), start=1):
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
+            yield _DECODER.decode(line)
         except json.JSONDecodeError as exc:
             yield UnreadableItem(f"line {number} is not JSON ({exc.msg} at column {exc.colno})")
+        except _DuplicateKey as exc:
+            yield UnreadableItem(f"line {number}: {exc}")
 
 
 def _prefixed_lines(handle: IO[str], prefix: str) -> Iterator[str]:
@@ -140,7 +163,7 @@ class _JsonArrayReader:
     def __init__(self, handle: IO[str], path: Any) -> None:
         self.handle = handle
         self.path = path
-        self.decoder = json.JSONDecoder()
+        self.decoder = _DECODER
         self.buffer, self.pos, self.eof = "", 0, False
 
     def __iter__(self) -> Iterator[Any]:
@@ -171,6 +194,8 @@ class _JsonArrayReader:
         while True:
             try:
                 value, end = self.decoder.raw_decode(self.buffer, self.pos)
+            except _DuplicateKey as exc:
+                raise self._fail(str(exc)) from None
             except json.JSONDecodeError as exc:
                 if self.eof:
                     raise self._fail(exc.msg) from None

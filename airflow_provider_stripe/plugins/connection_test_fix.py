@@ -7,12 +7,18 @@ PR 73298 fixes it in the API). This ASGI middleware, installed by the provider's
 drops ``port: 0`` from test requests for ``stripe`` connections before the route sees
 them, which is exactly what the upstream fix does. Nothing addresses port 0, so the change
 is safe on fixed versions too; every other request passes through untouched.
+
+It also remembers, for the duration of the request, which connection the user tested
+(:data:`TESTED_CONNECTION_ID`): Airflow runs the test under a random transient connection
+id, and the hook's answer should name the user's connection instead.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 from airflow_provider_stripe.connection_form import CONN_TYPE
@@ -26,6 +32,23 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 TEST_PATH_SUFFIX = "/api/v2/connections/test"
 #: Test requests are small JSON documents; anything larger passes through unread.
 _MAX_BODY = 1 << 20
+
+TESTED_CONNECTION_ID: ContextVar[str | None] = ContextVar("stripe_tested_connection_id", default=None)
+"""The ``connection_id`` of the Stripe connection being tested by the current Test request, if any."""
+
+_PRINTABLE_CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
+
+
+def tested_connection_id(body: bytes) -> str | None:
+    """The ``connection_id`` a Test request for a Stripe connection names, if it is a plain id."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("conn_type") != CONN_TYPE:
+        return None
+    conn_id = data.get("connection_id")
+    return conn_id if isinstance(conn_id, str) and _PRINTABLE_CONN_ID.fullmatch(conn_id) else None
 
 
 def rewrite_test_body(body: bytes) -> bytes | None:
@@ -72,13 +95,17 @@ class StripeConnectionTestPortFix:
                 await self.app(scope, _replay_then(chunks, more, receive), send)
                 return
         body = b"".join(chunks)
-        new_body = rewrite_test_body(body)
-        if new_body is not None:
-            body = new_body
-            headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
-            headers.append((b"content-length", str(len(body)).encode()))
-            scope = {**scope, "headers": headers}
-        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}]), send)
+        token = TESTED_CONNECTION_ID.set(tested_connection_id(body))
+        try:
+            new_body = rewrite_test_body(body)
+            if new_body is not None:
+                body = new_body
+                headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
+                headers.append((b"content-length", str(len(body)).encode()))
+                scope = {**scope, "headers": headers}
+            await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}]), send)
+        finally:
+            TESTED_CONNECTION_ID.reset(token)
 
 
 def _replay(messages: list[Message]) -> Receive:

@@ -93,7 +93,7 @@ MAX_SEEN = 10_000
 """Most event ids a cursor remembers; beyond that the look-back window shrinks (with a warning)."""
 
 _CURSOR_VERSION = 1
-_TYPE_FILTER = re.compile(r"^[a-z0-9_]+(\.([a-z0-9_]+|\*))*$|^\*$")
+_TYPE_FILTER = re.compile(r"[a-z0-9_]+(\.([a-z0-9_]+|\*))*|\*")
 
 StartFrom = Literal["now", "oldest"] | int
 ExpiredPolicy = Literal["oldest", "now"]
@@ -307,12 +307,12 @@ class StripeEventTrigger(BaseEventTrigger):
     def _validate(self) -> None:
         """Fail at DAG-parse time, naming the argument, rather than in the triggerer."""
         for event_type in self.types:
-            if not isinstance(event_type, str) or not _TYPE_FILTER.match(event_type):
+            if not isinstance(event_type, str) or not _TYPE_FILTER.fullmatch(event_type):
                 raise ValueError(
                     f"StripeEventTrigger types: {event_type!r} is not a Stripe event type filter "
                     "(e.g. 'payout.paid' or 'payout.*')"
                 )
-        if self.account_id is not None and not re.match(r"^acct_[A-Za-z0-9]+$", self.account_id):
+        if self.account_id is not None and not re.fullmatch(r"acct_[A-Za-z0-9]+", self.account_id):
             raise ValueError(
                 f"StripeEventTrigger account_id: {self.account_id!r} is not a Stripe account id (acct_...)"
             )

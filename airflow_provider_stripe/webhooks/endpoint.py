@@ -11,9 +11,11 @@ where ``<conn_id>`` is a ``stripe`` connection holding that endpoint's signing s
 
 1. refuses bodies over :data:`MAX_BODY_BYTES` (413) -- the body is read with a bounded
    read; ``Content-Length`` is only a shortcut for refusing early;
-2. verifies the ``Stripe-Signature`` header (HMAC-SHA256, 300 s tolerance) with that
-   connection's secrets through :meth:`StripeHook.construct_event
-   <airflow_provider_stripe.hooks.stripe.StripeHook.construct_event>`;
+2. checks the ``Stripe-Signature`` header's shape and timestamp (300 s tolerance) before any
+   look-up, then finds the ``stripe`` connection under exactly ``<conn_id>`` and verifies the
+   signature (HMAC-SHA256) with its secrets through :meth:`StripeHook.construct_event
+   <airflow_provider_stripe.hooks.stripe.StripeHook.construct_event>`; the event must have
+   Stripe's shape (id, a type such as ``payout.paid``, an integer ``created``);
 3. records one asset event on every asset whose URI is ``stripe://events/<event type>``
    (e.g. ``stripe://events/payout.paid``; see :mod:`airflow_provider_stripe.assets`), with
    ``extra = {"from_webhook": True, "conn_id": ..., "payload": <event summary>}`` -- the same
@@ -63,7 +65,7 @@ DEDUP_WINDOW = timedelta(days=31)
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 
-_CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
+_CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 _INVALID = {"detail": "Invalid Stripe webhook request."}
 _TOO_LARGE = {"detail": "Request body too large."}
 _record_lock = threading.Lock()
@@ -91,7 +93,7 @@ def create_webhook_app() -> FastAPI:
     async def receive_stripe_event(conn_id: str, request: Request) -> JSONResponse:
         try:
             body = await _read_body(request)
-            if not _CONN_ID.match(conn_id):
+            if not _CONN_ID.fullmatch(conn_id):
                 raise _Rejected("malformed connection id")
             summary = await run_in_threadpool(_verify, conn_id, body, request.headers.get(SIGNATURE_HEADER))
         except _TooLarge:
@@ -125,7 +127,30 @@ async def _read_body(request: Request) -> bytes:
 
 
 def _verify(conn_id: str, body: bytes, signature: str | None) -> dict[str, Any]:
-    """Verify the delivery against the connection's secrets; return the event's summary."""
+    """Verify the delivery against the connection's secrets; return the event's summary.
+
+    The header's shape and timestamp are checked first, without any secret, so junk and
+    replays cost no connection look-up. Every failure, whatever its cause (a malformed
+    secret on the connection, a body Stripe would never send), is :class:`_Rejected`: the
+    caller answers the same bare 400, which tells nothing about the connection.
+    """
+    from airflow_provider_stripe.webhooks.signature import WebhookSignatureError, check_header
+
+    try:
+        check_header(signature, tolerance=SIGNATURE_TOLERANCE_SECONDS)
+    except WebhookSignatureError as exc:
+        raise _Rejected(f"signature header refused before any look-up ({exc.reason})") from None
+    try:
+        event = _construct_event(conn_id, body, signature)
+        return summarize_event(event)
+    except _Rejected:
+        raise
+    except Exception as exc:  # a bad request must never become a 500; the type is enough to log
+        raise _Rejected(f"{type(exc).__name__} while verifying (details withheld)") from None
+
+
+def _construct_event(conn_id: str, body: bytes, signature: str | None) -> dict[str, Any]:
+    """Look the connection up by its exact id and verify the signature with its secrets."""
     from airflow.exceptions import AirflowNotFoundException
 
     from airflow_provider_stripe.connection_form import CONN_TYPE
@@ -133,27 +158,40 @@ def _verify(conn_id: str, body: bytes, signature: str | None) -> dict[str, Any]:
     from airflow_provider_stripe.hooks.stripe import StripeHook
     from airflow_provider_stripe.webhooks.signature import WebhookPayloadError, WebhookSignatureError
 
-    if not signature:
-        raise _Rejected(f"no {SIGNATURE_HEADER} header")
+    if _env_var_folds_case(conn_id):
+        raise _Rejected("connection id differs in case from its AIRFLOW_CONN_ environment variable's id")
     hook = StripeHook(conn_id)
     try:
         conn = hook.get_connection(conn_id)
     except AirflowNotFoundException:
         raise _Rejected("no such connection") from None
+    if conn.conn_id != conn_id:  # a case-insensitive backend (e.g. a MySQL collation) matched another spelling
+        raise _Rejected("connection id found under another spelling")
     if conn.conn_type != CONN_TYPE:
         raise _Rejected(f"connection type is {conn.conn_type!r}, not {CONN_TYPE!r}")
     try:
-        event = hook.construct_event(body, signature, tolerance=SIGNATURE_TOLERANCE_SECONDS)
+        return hook.construct_event(body, signature, tolerance=SIGNATURE_TOLERANCE_SECONDS)
     except WebhookSignatureError as exc:
         raise _Rejected(f"signature check failed ({exc.reason})") from None
     except WebhookPayloadError:
         raise _Rejected("signed body is not a JSON object") from None
     except StripeConfigurationError as exc:  # the message names the field, never a secret
         raise _Rejected(f"the connection is invalid: {exc}") from None
-    try:
-        return summarize_event(event)
-    except ValueError as exc:
-        raise _Rejected(str(exc)) from None
+
+
+def _env_var_folds_case(conn_id: str) -> bool:
+    """True when Airflow would find ``conn_id`` in an env var meant for another spelling.
+
+    Airflow reads ``AIRFLOW_CONN_<CONN_ID upper-cased>``, so ``STRIPE_RT`` and ``stripe_rt``
+    both find ``AIRFLOW_CONN_STRIPE_RT``. The id of such a connection is, by Airflow's
+    convention, the lower-case suffix (``stripe_rt``): the spelling tasks use, and the one the
+    rate limiter and the recorded asset events carry. Any other spelling is refused.
+    """
+    import os
+
+    from airflow.secrets.environment_variables import CONN_ENV_PREFIX
+
+    return conn_id != conn_id.lower() and f"{CONN_ENV_PREFIX}{conn_id.upper()}" in os.environ
 
 
 def record_event(conn_id: str, summary: dict[str, Any]) -> dict[str, Any]:

@@ -38,6 +38,7 @@ __all__ = [
     "WebhookPayloadError",
     "WebhookSignatureError",
     "WebhookSignatureReason",
+    "check_header",
     "construct_event",
     "parse_webhook_secrets",
     "sign_payload",
@@ -196,6 +197,32 @@ def _parse_header(header: str) -> tuple[int, list[str], list[str]]:
     if _UNSIGNED_INT.fullmatch(timestamps[0]) is None:
         raise _malformed(f"'{_TIMESTAMP_KEY}' is not an integer number of seconds")
     return int(timestamps[0]), signatures, others
+
+
+def check_header(sig_header: str | None, tolerance: int = DEFAULT_TOLERANCE_SECONDS, now: float | None = None) -> None:
+    """Check a signature header's shape and timestamp without any secret; return ``None`` or raise.
+
+    A webhook endpoint runs this before looking up the connection, so junk and stale requests
+    cost no secret look-up (no database query). It refuses what :func:`verify_signature` would
+    refuse anyway: a missing or malformed header, no ``v1`` signature, or a timestamp outside
+    ``tolerance`` (in which case the request fails either way, authentic or not).
+    """
+    _check_tolerance(tolerance)
+    if sig_header is not None and not isinstance(sig_header, str):
+        raise TypeError(f"The signature header must be a str, not {type(sig_header).__name__}; decode it first.")
+    if sig_header is None or not sig_header.strip():
+        raise WebhookSignatureError(
+            WebhookSignatureReason.MISSING_HEADER, f"The request has no {SIGNATURE_HEADER!r} header (or it is empty)."
+        )
+    timestamp, signatures, _ = _parse_header(sig_header)
+    if not signatures:
+        raise WebhookSignatureError(
+            WebhookSignatureReason.NO_V1_SIGNATURE, f"The {SIGNATURE_HEADER!r} header carries no '{_SCHEME}' signature."
+        )
+    age = (time.time() if now is None else now) - timestamp
+    if abs(age) > tolerance:
+        reason = WebhookSignatureReason.TIMESTAMP_TOO_OLD if age > 0 else WebhookSignatureReason.TIMESTAMP_IN_FUTURE
+        raise WebhookSignatureError(reason, f"The signature's timestamp is {abs(age):.0f} s off, beyond {tolerance} s.")
 
 
 def verify_signature(

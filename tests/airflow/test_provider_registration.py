@@ -150,3 +150,27 @@ def test_provider_info_covers_every_contract_property(discovered: dict[str, Any]
         assert (schema.get("format") == "password") is secret, f"{prop}: format {schema.get('format')!r}"
     masked = {name for name, f in fields.items() if f["schema"].get("format") == "password"}
     assert masked == {f.name for f in CONNECTION_FIELDS if f.secret}
+
+
+def test_airflow_config_list_shows_the_allowlist_option_with_its_description() -> None:
+    """``airflow config list`` (a fresh process) knows ``[stripe] allowed_base_urls`` and describes it."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "airflow"),
+            "config",
+            "list",
+            "--section",
+            "stripe",
+            "--include-descriptions",
+            "--show-values",
+        ],
+        env=installed_env(AIRFLOW__STRIPE__ALLOWED_BASE_URLS="http://127.0.0.1:9"),
+        cwd=neutral_cwd(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[stripe]" in result.stdout
+    assert "# Base URLs a stripe connection may send its API key to" in result.stdout
+    assert "allowed_base_urls = http://127.0.0.1:9" in result.stdout, result.stdout

@@ -1,8 +1,11 @@
 """No secret of a ``stripe`` connection leaves the connection: every example DAG, run for real, then searched.
 
 ``stripe_default`` holds recognisable canaries -- an API key, two webhook signing secrets (a
-rotation) and an OAuth refresh token, each containing :data:`CANARY` -- on a Stripe Connect
-(``oauth2``) connection, so the refresh token is a real part of it. A module-scoped fixture
+rotation), an OAuth refresh token and the password of the Redis server holding its shared rate
+limit (a real ``redis-server`` requiring it), each containing :data:`CANARY` -- on a Stripe
+Connect (``oauth2``) connection, so the refresh token is a real part of it. One more run of the
+charge DAG gives the connection a ``base_url`` with a password in its userinfo: refused before
+any request, and the password must appear nowhere either. A module-scoped fixture
 starts a real ``airflow api-server`` (execution API and the provider's webhook endpoint) and
 a real ``airflow triggerer`` on the session's AIRFLOW_HOME, then runs each example DAG in
 ``dags_examples/`` once with ``dag.test(use_executor=True)``: the LocalExecutor runs every
@@ -72,6 +75,7 @@ from tests.airflow.test_events_triggerer import payout
 from tests.airflow.test_example_payout_batch_dag import SAMPLE
 from tests.airflow.test_webhook_endpoint import serialize_example_dag
 from tests.integration.payout_helpers import eur_items, write_jsonl
+from tests.integration.test_rate_limit import redis_server
 from tests.servers.localstripe_server import flush_localstripe, register_webhook
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
@@ -81,11 +85,17 @@ CANARY = "LEAKCANARY"
 API_KEY = f"sk_test_{CANARY}ApiKey4f1c9b7e2d"
 WEBHOOK_SECRETS = (f"whsec_{CANARY}Rotated8a7b6c5d", f"whsec_{CANARY}Current1e2f3a4b")
 REFRESH_TOKEN = f"rt_{CANARY}Refresh9d8c7b6a5f"
+REDIS_PASSWORD = f"{CANARY}Redis3c2b1a0f"
+"""The password of the Redis server that holds the shared rate limit (``rate_limit_storage_uri``)."""
+BASE_URL_PASSWORD = f"{CANARY}UrlPass7d6e5f4a"
+"""A password in a ``base_url``'s userinfo: refused, and never quoted."""
 SECRETS = {
     "API key": API_KEY,
     "old webhook secret": WEBHOOK_SECRETS[0],
     "webhook secret": WEBHOOK_SECRETS[1],
     "OAuth refresh token": REFRESH_TOKEN,
+    "Redis password": REDIS_PASSWORD,
+    "base_url password": BASE_URL_PASSWORD,
 }
 CONN_ID = "stripe_default"
 CONN_ENV = f"AIRFLOW_CONN_{CONN_ID.upper()}"
@@ -95,9 +105,10 @@ DECLINED_SOURCE = "pm_card_chargeCustomerFail"
 WEBHOOK_ID = "leak_test"
 
 
-def connection_json(base_url: str) -> str:
+def connection_json(base_url: str, storage_uri: str = "memory://") -> str:
     """``stripe_default`` as an ``AIRFLOW_CONN_`` value: Stripe Connect, every secret field set."""
     extra = {
+        "rate_limit_storage_uri": storage_uri,
         "api_key": API_KEY,
         "webhook_secret": ",".join(WEBHOOK_SECRETS),
         "base_url": base_url,
@@ -108,6 +119,12 @@ def connection_json(base_url: str) -> str:
         "oauth_refresh_token": REFRESH_TOKEN,
     }
     return json.dumps({"conn_type": "stripe", "extra": extra})
+
+
+def with_userinfo(base_url: str) -> str:
+    """``http://127.0.0.1:PORT`` with a user and :data:`BASE_URL_PASSWORD` in it."""
+    scheme, rest = base_url.split("://", 1)
+    return f"{scheme}://leak:{BASE_URL_PASSWORD}@{rest}"
 
 
 # -- finding canaries ---------------------------------------------------------------------------
@@ -493,13 +510,17 @@ def runs(
     from airflow_provider_stripe.operators.charges import StripeCreateChargeOperator
 
     result = Runs()
+    keep_redis = contextlib.ExitStack()
+    request.addfinalizer(keep_redis.close)
     airflow_env.migrate()
     flush_localstripe(localstripe_url)
     result.mark("metadata DB migrated")
     workdir = tmp_path_factory.mktemp("leak")
     result.export_dir = workdir / "exports"
+    redis_uri = keep_redis.enter_context(redis_server(password=REDIS_PASSWORD))
+    assert REDIS_PASSWORD in redis_uri
     env = {
-        CONN_ENV: connection_json(localstripe_url),
+        CONN_ENV: connection_json(localstripe_url, redis_uri),
         "STRIPE_PAYOUT_POLL_SECONDS": "0.5",  # read when the batch DAG is parsed, here and in task processes
         "STRIPE_PAYOUT_WAIT_SECONDS": "120",
     }
@@ -514,6 +535,9 @@ def runs(
             result.record("charges", charges.test(use_executor=True))
             declined = {"source": DECLINED_SOURCE}
             result.record("charges declined", charges.test(use_executor=True, run_conf=declined))
+            with pytest.MonkeyPatch.context() as url_patch:  # refused before any request, never quoted
+                url_patch.setenv(CONN_ENV, connection_json(with_userinfo(localstripe_url), redis_uri))
+                result.record("charges, base_url with a password, in process", charges.test())
             _record_failures(monkeypatch, StripeCreateChargeOperator, result)
             result.record("charges declined in process", charges.test(run_conf=declined))
 
@@ -579,16 +603,42 @@ def test_the_test_button_never_echoes_a_malformed_secret(
     assert_no_leaks(find_leaks("Test button answer", message))
 
 
+@pytest.mark.parametrize(
+    "storage_uri",
+    [
+        "memory://",
+        pytest.param(f"redis://:{REDIS_PASSWORD}@127.0.0.1:1/0", id="redis-unreachable"),
+        pytest.param(f"nosuch://:{REDIS_PASSWORD}@127.0.0.1:1/0", id="unknown-storage-scheme"),
+    ],
+)
 def test_the_test_button_and_the_config_repr_hold_no_secret(
+    localstripe_url: str, monkeypatch: pytest.MonkeyPatch, storage_uri: str
+) -> None:
+    from airflow_provider_stripe.hooks.stripe import StripeHook
+    from airflow_provider_stripe.ratelimit import RateLimitSpec
+
+    monkeypatch.setenv("AIRFLOW_CONN_STRIPE_LEAK_OK", connection_json(localstripe_url, storage_uri))
+    hook = StripeHook("stripe_leak_ok")
+    _, message = hook.test_connection()  # localstripe answers the ping or not: either way, no secret
+    assert message
+    cfg = hook.config
+    spec = RateLimitSpec(cfg.rate_limit_per_minute, cfg.rate_limit_per_hour, cfg.rate_limit_storage_uri)
+    assert_no_leaks(
+        find_leaks("Test button answer", message)
+        + find_leaks("repr(hook.config)", repr(cfg))
+        + find_leaks("repr(RateLimitSpec)", repr(spec))
+    )
+
+
+def test_the_test_button_never_quotes_a_base_url_password(
     localstripe_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from airflow_provider_stripe.hooks.stripe import StripeHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_STRIPE_LEAK_OK", connection_json(localstripe_url))
-    hook = StripeHook("stripe_leak_ok")
-    _, message = hook.test_connection()  # localstripe answers the ping or not: either way, no secret
-    assert message
-    assert_no_leaks(find_leaks("Test button answer", message) + find_leaks("repr(hook.config)", repr(hook.config)))
+    monkeypatch.setenv("AIRFLOW_CONN_STRIPE_LEAK_URL", connection_json(with_userinfo(localstripe_url)))
+    ok, message = StripeHook("stripe_leak_url").test_connection()
+    assert not ok and "field 'base_url'" in message and "userinfo" in message, message
+    assert_no_leaks(find_leaks("Test button answer", message))
 
 
 # -- the runs did what they should (so searching what they left behind means something) ---------
@@ -596,6 +646,7 @@ def test_the_test_button_and_the_config_repr_hold_no_secret(
 EXPECTED_STATES = {
     "charges": "success",
     "charges declined": "failed",
+    "charges, base_url with a password, in process": "failed",
     "charges declined in process": "failed",
     "payout batch": "success",
     "payouts mapped": "success",

@@ -35,7 +35,7 @@ import stripe
 from airflow_provider_stripe.idempotency import PayoutIdentity
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
 from airflow_provider_stripe.payout_batch.batch import StripePayoutError
-from airflow_provider_stripe.payout_batch.sources import StripeBatchInputError
+from airflow_provider_stripe.payout_batch.sources import SourceError, StripeBatchInputError
 from tests.integration.payout_helpers import (
     LOGICAL_DATE,
     FakePayoutsApi,
@@ -358,3 +358,47 @@ def test_ten_thousand_payouts_against_localstripe(localstripe: str, conn: Callab
     assert result["summary"]["results_path"] == str(results)
     assert sum(1 for _ in iter_lines(results)) == count
     assert_each_paid_once(localstripe, context, [i["reference"] for i in items])
+
+
+# -- issue 8: no input slips through ----------------------------------------------------------------
+
+
+def test_a_row_with_a_duplicated_key_is_refused(localstripe: str, conn: Callable[..., str], tmp_path: Path) -> None:
+    """``{"amount": 100, "amount": 100000}`` kept the last value silently before."""
+    path = tmp_path / "payouts.jsonl"
+    path.write_text(
+        '{"reference": "a", "amount": 100, "currency": "eur"}\n'
+        '{"reference": "b", "amount": 100, "amount": 100000, "currency": "eur"}\n'
+    )
+    with pytest.raises(StripeBatchInputError, match=r"line 2: the key 'amount' appears twice"):
+        batch(conn(localstripe), str(path)).execute(payout_context())
+    array = tmp_path / "payouts.json"
+    array.write_text('[{"reference": "a", "amount": 100, "currency": "eur", "currency": "usd"}]')
+    with pytest.raises(SourceError, match=r"the key 'currency' appears twice"):
+        batch(conn(localstripe), str(array)).execute(payout_context())
+    assert payouts_by_reference(localstripe, TEST_KEY) == {}
+
+
+@pytest.mark.parametrize("source", [[], "empty.jsonl"])
+def test_an_empty_batch_sends_no_request(
+    stub_stripe: StubServer, conn: Callable[..., str], tmp_path: Path, source: Any
+) -> None:
+    if source == "empty.jsonl":
+        (tmp_path / source).write_text("\n")
+        source = str(tmp_path / source)
+    result = batch(conn(stub_stripe.url), source).execute(payout_context())
+    assert result["summary"]["total"] == 0
+    assert stub_stripe.requests == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("currency", "xyz"), ("currency", "usd\n"), ("destination", "ba_1\n")],
+)
+def test_bad_currencies_and_ids_are_refused_before_any_request(
+    stub_stripe: StubServer, conn: Callable[..., str], field: str, value: str
+) -> None:
+    item = {"reference": "a", "amount": 100, "currency": "eur", field: value}
+    with pytest.raises(StripeBatchInputError, match=field):
+        batch(conn(stub_stripe.url), [item]).execute(payout_context())
+    assert stub_stripe.requests == []

@@ -98,15 +98,17 @@ def test_threads_never_exceed_the_limit() -> None:
 
 
 @contextlib.contextmanager
-def _redis_server() -> Iterator[str]:
+def redis_server(password: str | None = None) -> Iterator[str]:
+    """A private redis-server on a free 127.0.0.1 port; yield its URI (with ``password``, if given, required)."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server not installed (.ci/run installs it)")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    auth = ["--requirepass", password] if password else []
     proc = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", *auth],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -116,14 +118,14 @@ def _redis_server() -> Iterator[str]:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 break
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://{f':{password}@' if password else ''}127.0.0.1:{port}/0"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
 def test_redis_storage_shares_the_limit_across_processes() -> None:
-    with _redis_server() as uri:
+    with redis_server() as uri:
         key = f"stripe:shared-{time.time_ns()}"
         spec = RateLimitSpec(5, 100, uri)
         script = (

@@ -96,3 +96,39 @@ def test_typed_contract_matches_the_spec_file() -> None:
     assert f"timeoutMs: {c.health_check.timeout_ms}" in text
     for prop in (*c.config.properties, *c.secrets.properties):
         assert f"{prop}:" in text
+
+
+def test_api_key_help_lists_every_scope_and_who_needs_it() -> None:
+    """Issue 8: the help listed charges:write and customers:read only."""
+    from airflow_provider_stripe.operators import charges, exports, payouts
+    from airflow_provider_stripe.sensors import payouts as payout_sensors
+    from airflow_provider_stripe.triggers import events
+    from airflow_provider_stripe.triggers import payouts as payout_triggers
+
+    help_text = FIELDS_BY_NAME["api_key"].description
+    for scope in (
+        "charges:write",
+        "customers:read",
+        "refunds:write",
+        "charges:read",
+        "payouts:write",
+        "payouts:read",
+        "balance:read",
+        "events:read",
+    ):
+        assert f"{scope}: " in help_text, scope
+    task_classes = [
+        charges.StripeCreateChargeOperator,
+        charges.StripeCaptureChargeOperator,
+        charges.StripeRefundChargeOperator,
+        payouts.StripeCreatePayoutOperator,
+        payouts.StripePayoutBatchOperator,
+        payouts.StripeCancelPayoutOperator,
+        exports.StripeListChargesOperator,
+        exports.StripeListPayoutsOperator,
+        payout_sensors.StripePayoutSensor,
+        payout_triggers.StripePayoutTrigger,
+        events.StripeEventTrigger,
+    ]
+    for cls in task_classes:
+        assert cls.__name__ in help_text, cls.__name__

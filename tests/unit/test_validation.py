@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_stripe.validation import (
+    ISO_4217_CURRENCIES,
     MIN_CHARGE_AMOUNTS,
     THREE_DECIMAL_CURRENCIES,
     ZERO_DECIMAL_CURRENCIES,
@@ -20,6 +21,7 @@ from airflow_provider_stripe.validation import (
     validate_amount,
     validate_currency,
     validate_metadata,
+    validate_object_id,
     validate_statement_descriptor,
 )
 
@@ -60,7 +62,7 @@ GOOD_AMOUNTS: list[tuple[Any, Any, dict[str, Any]]] = [
     (50, "jpy", {"for_charge": True}),
     (99_999_999, "usd", {}),
     (1230, "kwd", {}),
-    (1, "xyz", {"for_charge": True}),  # no client-side minimum for currencies outside the table
+    (1, "isk", {"for_charge": True}),  # no client-side minimum for currencies outside the table
     (10, None, {}),  # currency unknown (partial refund): currency rules skipped
 ]
 
@@ -194,3 +196,23 @@ def test_metadata_values_become_strings() -> None:
     assert validate_metadata(None) == {}
     limits = {f"k{i:02d}": "v" * 500 for i in range(50)}
     assert validate_metadata(limits) == limits
+
+
+# -- issue 8: nothing slips through (each fails on the code before the fix) -----------------------
+
+
+@pytest.mark.parametrize("currency", ["xyz", "usd\n", "eur\n", "abc", "xts", "xxx"])
+def test_only_iso_4217_currencies_pass(currency: str) -> None:
+    with pytest.raises(StripeInputError, match="currency"):
+        validate_currency(currency)
+
+
+def test_the_iso_table_holds_stripes_currencies() -> None:
+    assert {"eur", "usd", "gbp", "jpy", "chf", "bgn", "sle", "ves"} <= ISO_4217_CURRENCIES
+    assert ZERO_DECIMAL_CURRENCIES | THREE_DECIMAL_CURRENCIES | set(MIN_CHARGE_AMOUNTS) <= ISO_4217_CURRENCIES
+
+
+@pytest.mark.parametrize("value", ["ba_1\n", "cus_1\n", "ch_1 ", " ch_1", "ch_1\r", "ch_\u00e91", "ch_1\x00"])
+def test_ids_match_exactly(value: str) -> None:
+    with pytest.raises(StripeInputError, match="not a Stripe id"):
+        validate_object_id(value, field="id", prefixes=("ba_", "cus_", "ch_"))
