@@ -18,17 +18,18 @@ Stripe itself there is no fallback: an error is an error.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_stripe.formats import FORMATS, Columns, Format, check_format, write_rows
 from airflow_provider_stripe.operators._base import StripeBaseOperator
-from airflow_provider_stripe.sdk_compat import as_dict
+from airflow_provider_stripe.resources import get_resource
+from airflow_provider_stripe.sdk_compat import as_dict, read_field
 from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
@@ -42,6 +43,13 @@ WINDOW_STRATEGIES: tuple[tuple[str, WindowParams], ...] = (
     ("no created filter", lambda gte, lt: {}),
 )
 """Server-side window filters, most exact first; only the first is used against Stripe."""
+
+ExportMode = Literal["created", "changes"]
+EXPORT_MODES: tuple[ExportMode, ...] = ("created", "changes")
+UNCHANGING = ("balance_transactions", "events")
+"""Resources without change events: Stripe never changes them after creation."""
+EVENT_RETENTION_S = 30 * 86_400
+"""Stripe keeps events for 30 days: the oldest window ``mode="changes"`` can read."""
 
 
 def to_epoch_seconds(value: Any, field: str) -> int:
@@ -73,10 +81,36 @@ def to_epoch_seconds(value: Any, field: str) -> int:
     )
 
 
-class _StripeExportOperator(StripeBaseOperator):
-    """Shared export logic; subclasses name the Stripe list (``resource``)."""
+class StripeExportOperator(StripeBaseOperator):
+    """Export a Stripe resource's objects created (or changed) in the run's data interval.
 
-    resource: ClassVar[str]
+    :param resource: what to export, one of :data:`~airflow_provider_stripe.resources.RESOURCES`
+        (``charges``, ``payment_intents``, ``refunds``, ``disputes``, ``payouts``,
+        ``balance_transactions``, ``customers``, ``invoices``, ``transfers``,
+        ``application_fees``, ``events``).
+    :param path: local path or object storage URL (templated, e.g.
+        ``/data/stripe/charges/{{ ds }}.parquet``). Replaced if it exists.
+    :param file_format: ``jsonl`` (whole objects), ``csv`` or ``parquet`` (the resource's
+        declared columns; Parquet needs the ``[parquet]`` extra).
+    :param mode: ``created`` (default): the objects created in the window. ``changes``: the
+        objects *changed* in the window (a charge refunded, a dispute won), found through
+        the window's ``/v1/events`` and written once each, in their latest state in the
+        window. Stripe keeps events 30 days: an older window fails, saying so.
+    :param created_gte: window start (inclusive); default ``data_interval_start``.
+    :param created_lt: window end (exclusive); default ``data_interval_end``.
+    :param list_params: extra Stripe list filters, e.g. ``{"customer": "cus_..."}``
+        (``created`` mode only).
+    :param page_size: objects per request (1-100).
+    :param storage_conn_id: connection for an object storage ``path``.
+    :param account_id: export a connected account's objects (``Stripe-Account``). For many
+        accounts, map it: ``.partial(...).expand(account_id=[...])`` with a path templated
+        on ``{{ task.account_id }}``.
+    :param stripe_conn_id: the ``stripe`` connection.
+
+    Returns ``{"path", "count", "created_gte", "created_lt", "account_id"}``. Exported
+    objects can include customer data: store them accordingly.
+    """
+
     template_fields: Sequence[str] = (
         *StripeBaseOperator.template_fields,
         "path",
@@ -90,7 +124,10 @@ class _StripeExportOperator(StripeBaseOperator):
     def __init__(
         self,
         *,
+        resource: str,
         path: str | os.PathLike[str] | ObjectStoragePath,
+        file_format: Format = "jsonl",
+        mode: ExportMode = "created",
         created_gte: datetime | int | str | None = None,
         created_lt: datetime | int | str | None = None,
         list_params: Mapping[str, Any] | None = None,
@@ -99,6 +136,16 @@ class _StripeExportOperator(StripeBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.export_resource = get_resource(resource)
+        self.resource = self.export_resource.name
+        if file_format not in FORMATS:
+            raise StripeInputError(f"{file_format!r}: pass one of {', '.join(FORMATS)}", field="file_format")
+        self.file_format = file_format
+        if mode not in EXPORT_MODES:
+            raise StripeInputError(f"{mode!r}: pass one of {', '.join(EXPORT_MODES)}", field="mode")
+        if mode == "changes" and self.export_resource.name in UNCHANGING:
+            raise StripeInputError(f"{resource} have no change events: export them with mode='created'", field="mode")
+        self.mode = mode
         self.path = path
         self.created_gte = created_gte
         self.created_lt = created_lt
@@ -155,6 +202,43 @@ class _StripeExportOperator(StripeBaseOperator):
         except stripe.StripeError as exc:
             raise from_stripe_error(exc, f"{self.resource}.list") from exc
 
+    def iter_changes(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
+        """Each object changed in ``[gte, lt)``, once, in its latest state in the window.
+
+        Read from the window's events (``/v1/events``, filtered by the resource's event
+        type), newest first as Stripe lists them: the first event naming an object holds
+        its latest state, later (older) ones are skipped. Memory holds the ids seen, not
+        the objects.
+        """
+        import stripe
+
+        from airflow_provider_stripe.errors import from_stripe_error
+
+        oldest = math.floor(time.time()) - EVENT_RETENTION_S
+        if gte < oldest:
+            raise StripeInputError(
+                f"mode='changes' reads Stripe's events, kept for 30 days only: the window starts at "
+                f"{datetime.fromtimestamp(gte, timezone.utc).isoformat()}, before "
+                f"{datetime.fromtimestamp(oldest, timezone.utc).isoformat()}. Export that window with "
+                "mode='created' (a full re-export) instead",
+                field="created_gte",
+            )
+        resource = self.export_resource
+        params: dict[str, Any] = {"created": {"gte": gte, "lt": lt}, "limit": self.page_size}
+        if resource.event_type:
+            params["type"] = resource.event_type
+        seen: set[str] = set()
+        try:
+            for event in self.get_client().v1.events.list(params).auto_paging_iter():  # type: ignore[arg-type]
+                obj = read_field(read_field(event, "data"), "object")
+                object_id = read_field(obj, "id")
+                if read_field(obj, "object") != resource.object or object_id in seen:
+                    continue
+                seen.add(object_id)
+                yield as_dict(obj)
+        except stripe.StripeError as exc:
+            raise from_stripe_error(exc, "events.list") from exc
+
     def _first_page(self, gte: int, lt: int) -> Any:
         """The first page, with the most exact window filter the server accepts (see module doc)."""
         import stripe
@@ -198,43 +282,23 @@ class _StripeExportOperator(StripeBaseOperator):
             return Path(raw.path) if raw.protocol in ("file", "local") else raw
         return Path(raw)
 
-    def write_lines(self, target: Path | ObjectStoragePath, rows: Iterator[dict[str, Any]]) -> int:
-        """Write one JSON object per line as rows arrive; return how many."""
-        if isinstance(target, Path):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    count = _dump(rows, handle)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            return count
-        # Object stores commit a file when it is closed, even after an error: write a
-        # sibling ".part" object and move it into place only once complete.
-        part = target.parent / f".{target.name}.part"
-        try:
-            with part.open("w", encoding="utf-8") as handle:
-                count = _dump(rows, handle)
-            part.rename(target)
-        except BaseException:
-            if part.exists():
-                part.unlink()
-            raise
-        return count
+    def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
+        """Write ``rows`` in this task's format, atomically (:func:`~airflow_provider_stripe.formats.write_rows`)."""
+        return write_rows(target, rows, check_format(self.file_format), columns)
 
     def execute(self, context: Context) -> dict[str, Any]:
         gte, lt = self.window(context)
         target = self._target()
         self._list_params()  # validate before touching the network
-        count = self.write_lines(target, self.iter_objects(gte, lt))
+        rows = self.iter_changes(gte, lt) if self.mode == "changes" else self.iter_objects(gte, lt)
+        count = self.write(target, rows, self.export_resource.columns)
         where = str(target)
         account = self.hook.account_id or "platform account"
         self.log.info(
-            "Exported %d %s created in [%s, %s) (%s) to %s",
+            "Exported %d %s %s in [%s, %s) (%s) to %s",
             count,
             self.resource,
+            "changed" if self.mode == "changes" else "created",
             datetime.fromtimestamp(gte, timezone.utc).isoformat(),
             datetime.fromtimestamp(lt, timezone.utc).isoformat(),
             account,
@@ -243,40 +307,15 @@ class _StripeExportOperator(StripeBaseOperator):
         return {"path": where, "count": count, "created_gte": gte, "created_lt": lt, "account_id": self.hook.account_id}
 
 
-def _dump(rows: Iterator[dict[str, Any]], handle: IO[str]) -> int:
-    count = 0
-    for row in rows:
-        handle.write(json.dumps(row, separators=(",", ":"), sort_keys=True, default=str))
-        handle.write("\n")
-        count += 1
-    return count
+class StripeListChargesOperator(StripeExportOperator):
+    """:class:`StripeExportOperator` with ``resource="charges"`` (kept for existing DAGs)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(resource="charges", **kwargs)
 
 
-class StripeListChargesOperator(_StripeExportOperator):
-    """Export the charges created in the run's data interval to a JSON Lines file.
+class StripeListPayoutsOperator(StripeExportOperator):
+    """:class:`StripeExportOperator` with ``resource="payouts"`` (kept for existing DAGs)."""
 
-    :param path: local path or object storage URL (templated, e.g.
-        ``/data/stripe/charges/{{ ds }}.jsonl``). Replaced if it exists.
-    :param created_gte: window start (inclusive); default ``data_interval_start``.
-    :param created_lt: window end (exclusive); default ``data_interval_end``.
-    :param list_params: extra Stripe list filters, e.g. ``{"customer": "cus_..."}``.
-    :param page_size: objects per request (1-100).
-    :param storage_conn_id: connection for an object storage ``path``.
-    :param account_id: export a connected account's charges (``Stripe-Account``).
-    :param stripe_conn_id: the ``stripe`` connection.
-
-    Returns ``{"path", "count", "created_gte", "created_lt", "account_id"}``. The file
-    holds whole charge objects, which include customer data: store it accordingly.
-    """
-
-    resource = "charges"
-
-
-class StripeListPayoutsOperator(_StripeExportOperator):
-    """Export the payouts created in the run's data interval to a JSON Lines file.
-
-    Same parameters and result as :class:`StripeListChargesOperator`; ``list_params``
-    may filter e.g. ``{"status": "paid"}``.
-    """
-
-    resource = "payouts"
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(resource="payouts", **kwargs)

@@ -24,14 +24,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_stripe.operators.exports import _StripeExportOperator
+from airflow_provider_stripe.formats import Columns
+from airflow_provider_stripe.operators.exports import StripeExportOperator
 from airflow_provider_stripe.sdk_compat import as_dict
 from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-RECONCILIATION_COLUMNS: tuple[tuple[str, str], ...] = (
+RECONCILIATION_COLUMNS: Columns = (
     ("payout_id", "string"),
     ("payout_type", "string"),
     ("itemized", "boolean"),
@@ -111,10 +112,11 @@ def manual_payout_row(payout: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-class StripePayoutReconciliationOperator(_StripeExportOperator):
+class StripePayoutReconciliationOperator(StripeExportOperator):
     """Write every balance transaction of the run's payouts, one row each, with its payout id.
 
-    :param path: local path or object storage URL of the JSON Lines file (templated).
+    :param path: local path or object storage URL (templated).
+    :param file_format: ``jsonl``, ``csv`` or ``parquet`` (columns :data:`RECONCILIATION_COLUMNS`).
     :param payout_ids: the payouts to reconcile: a ``po_...`` id, a list, or the result of
         :class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator`
         (``create_payouts.output``). Templated. ``None`` (default): every payout whose
@@ -135,8 +137,7 @@ class StripePayoutReconciliationOperator(_StripeExportOperator):
     ``{"path", "count" (rows), "payouts", "manual_payouts" (ids), "account_id"}``.
     """
 
-    resource = "balance_transactions"
-    template_fields: Sequence[str] = (*_StripeExportOperator.template_fields, "payout_ids")
+    template_fields: Sequence[str] = (*StripeExportOperator.template_fields, "payout_ids")
     ui_color = "#c9f2df"
 
     def __init__(
@@ -149,7 +150,9 @@ class StripePayoutReconciliationOperator(_StripeExportOperator):
         created_lt: datetime | int | str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(path=path, created_gte=created_gte, created_lt=created_lt, **kwargs)
+        super().__init__(
+            resource="balance_transactions", path=path, created_gte=created_gte, created_lt=created_lt, **kwargs
+        )
         self.payout_ids = payout_ids
         self.expand_source = expand_source
         self._manual: list[str] = []
@@ -242,7 +245,7 @@ class StripePayoutReconciliationOperator(_StripeExportOperator):
         if ids is None:
             self.window(context)
         self._manual, self._payouts = [], 0
-        count = self.write_lines(target, self.rows(context))
+        count = self.write(target, self.rows(context), RECONCILIATION_COLUMNS)
         self.log.info(
             "Reconciled %d payouts (%d manual, not itemized) into %d rows (%s) at %s",
             self._payouts,

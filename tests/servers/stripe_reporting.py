@@ -15,7 +15,10 @@ documented shapes and paging (newest first, ``limit`` 1-100, ``starting_after`` 
   is looked up upstream: a manual payout gets Stripe's 400, an unknown one a 404;
 * ``GET /v1/payouts/{id}`` -- ledger payouts (others: not handled);
 * ``GET /v1/payouts`` with ``arrival_date[gt|gte|lt|lte]`` -- the upstream's payouts
-  and the ledger's, filtered by arrival date (localstripe knows no such filter).
+  and the ledger's, filtered by arrival date (localstripe knows no such filter);
+* any ``GET /v1/<collection>`` with ``created[gt|gte|lt|lte]`` filters, and ``/v1/events``
+  with a ``type`` wildcard (``charge.*``): localstripe supports neither. This part is a
+  stand-in for the shared front's ``created`` filters: drop it when wiring into that front.
 
 The logic is :meth:`PayoutLedger.route`: ``(method, path, query) -> (status, body)`` or
 ``None`` (not handled: forward upstream), so a front server's route table can call it.
@@ -223,8 +226,10 @@ class PayoutLedger:
         if path.startswith("/v1/payouts/") and path.count("/") == 3:
             payout = self.payouts.get(path.rsplit("/", 1)[1])
             return (200, payout) if payout is not None else None
-        if path == "/v1/payouts" and any(k.startswith("arrival_date[") for k in params):
-            return self._payouts_by_arrival(params)
+        wildcard = path == "/v1/events" and params.get("type", "").endswith("*")
+        windowed = any(k.startswith(("created[", "arrival_date[")) for k in params)
+        if re.fullmatch(r"/v1/\w+", path) and (windowed or wildcard):
+            return self._filtered_list(path, params)
         return None
 
     def _itemize(self, params: dict[str, str], expand: list[str]) -> Answer:
@@ -255,14 +260,33 @@ class PayoutLedger:
         status, body = self.fetch(f"/v1/{_collection(source)}/{source}")
         return {**txn, "source": body if status == 200 else source}
 
-    def _payouts_by_arrival(self, params: dict[str, str]) -> Answer:
-        keep = _window(params, "arrival_date")
-        if isinstance(keep, tuple):
-            return keep
+    def _filtered_list(self, path: str, params: dict[str, str]) -> Answer:
+        """A list with the filters localstripe lacks, newest first, paged like Stripe.
+
+        ``created[...]`` and ``arrival_date[...]`` windows, ``type`` with a ``*`` wildcard
+        (events), ``status``; the ledger's payouts join ``/v1/payouts``. Everything is
+        read from the upstream unfiltered, then filtered here.
+        """
+        checks: list[Callable[[Json], bool]] = []
+        for name in ("created", "arrival_date"):
+            keep = _window(params, name)
+            if isinstance(keep, tuple):
+                return keep
+            checks.append(lambda obj, keep=keep, name=name: keep(int(obj.get(name) or 0)))
+        kind = params.get("type")
+        if kind is not None:
+            prefix = kind[:-1] if kind.endswith("*") else None
+            checks.append(lambda obj: obj.get("type", "").startswith(prefix) if prefix else obj.get("type") == kind)
+        if "status" in params:
+            checks.append(lambda obj: obj.get("status") == params["status"])
+        paging = {k: v for k, v in params.items() if k in ("limit", "starting_after", "ending_before")}
+        unknown = sorted(k for k in params if k not in paging and k not in ("type", "status") and "[" not in k)
+        if unknown:
+            return stripe_error(400, f"Received unknown parameter: {unknown[0]}", param=unknown[0])
         upstream: list[Json] = []
         after = ""
-        for _ in range(1000):  # bounded: 100k upstream payouts at most
-            status, body = self.fetch(f"/v1/payouts?limit=100{after}")
+        for _ in range(1000):  # bounded: 100k upstream objects at most
+            status, body = self.fetch(f"{path}?limit=100{after}")
             if status != 200:
                 return status, body
             upstream.extend(body["data"])
@@ -270,13 +294,11 @@ class PayoutLedger:
                 break
             after = f"&starting_after={body['data'][-1]['id']}"
         with self._lock:
-            mine = list(self.payouts.values())
-        rows = [p for p in [*upstream, *mine] if keep(int(p["arrival_date"]))]
-        if "status" in params:
-            rows = [p for p in rows if p["status"] == params["status"]]
-        rows.sort(key=lambda p: (p["created"], p["id"]), reverse=True)
-        rest = {k: v for k, v in params.items() if not k.startswith("arrival_date[") and k != "status"}
-        return stripe_page(rows, rest, "/v1/payouts")
+            mine = list(self.payouts.values()) if path == "/v1/payouts" else []
+        # localstripe lists in creation order: reversed, then a stable sort, is Stripe's newest first.
+        rows = [o for o in reversed([*upstream, *mine]) if all(check(o) for check in checks)]
+        rows.sort(key=lambda o: int(o.get("created") or 0), reverse=True)
+        return stripe_page(rows, paging, path)
 
 
 def _collection(object_id: str) -> str:
