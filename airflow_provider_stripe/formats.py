@@ -13,6 +13,7 @@ once complete: a failed export leaves no half-written file, locally or in object
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -142,29 +143,49 @@ WRITERS: Mapping[Format, Callable[[Iterable[Mapping[str, Any]], IO[bytes], Colum
 }
 
 
-def write_rows(
-    target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], fmt: Format, columns: Columns
-) -> int:
-    """Write ``rows`` to ``target`` in ``fmt``, atomically; return how many were written."""
-    write = WRITERS[fmt]
+@contextlib.contextmanager
+def atomic_open(target: Path | ObjectStoragePath) -> Iterator[IO[bytes]]:
+    """A binary handle whose content replaces ``target`` only if the block completes.
+
+    Locally: a temporary file beside the target, renamed over it. In object storage, a
+    sibling ``.<name>.part`` object moved into place (closing an object commits it, even
+    after an error, so the target itself is never written half).
+    """
     if isinstance(target, Path):
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                count = write(rows, handle, columns)
+                yield handle
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return count
+        return
     part = target.parent / f".{target.name}.part"
     try:
         with part.open("wb") as handle:
-            count = write(rows, handle, columns)
+            yield handle
         part.rename(target)
     except BaseException:
         if part.exists():
             part.unlink()
         raise
-    return count
+
+
+def write_rows(
+    target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], fmt: Format, columns: Columns
+) -> int:
+    """Write ``rows`` to ``target`` in ``fmt``, atomically; return how many were written."""
+    with atomic_open(target) as handle:
+        return WRITERS[fmt](rows, handle, columns)
+
+
+def write_chunks(target: Path | ObjectStoragePath, chunks: Iterable[bytes]) -> int:
+    """Write a byte stream to ``target`` as it arrives, atomically; return the byte count."""
+    size = 0
+    with atomic_open(target) as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+            size += len(chunk)
+    return size

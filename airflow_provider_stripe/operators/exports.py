@@ -81,6 +81,43 @@ def to_epoch_seconds(value: Any, field: str) -> int:
     )
 
 
+def resolve_target(path: Any, storage_conn_id: str | None) -> Path | ObjectStoragePath:
+    """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local)."""
+    from airflow.sdk import ObjectStoragePath
+
+    raw = path
+    if not raw or not isinstance(raw, (str, os.PathLike, ObjectStoragePath)):
+        raise StripeInputError(f"{raw!r}: pass a file path or an object storage URL", field="path")
+    if isinstance(raw, str) and "://" in raw:
+        raw = ObjectStoragePath(raw, conn_id=storage_conn_id)
+    if isinstance(raw, ObjectStoragePath):
+        return Path(raw.path) if raw.protocol in ("file", "local") else raw
+    return Path(raw)
+
+
+def resolve_window(
+    context: Context, start_override: Any, end_override: Any, fields: tuple[str, str]
+) -> tuple[int, int]:
+    """``(gte, lt)`` epoch seconds: the overrides, else the run's data interval (``fields`` name them)."""
+    start_field, end_field = fields
+    start = start_override if start_override is not None else context.get("data_interval_start")
+    end = end_override if end_override is not None else context.get("data_interval_end")
+    if start is None or end is None:
+        raise StripeInputError(
+            f"this run has no data interval (a manual run of an unscheduled DAG?): pass {start_field} and "
+            f"{end_field}, or schedule the DAG with a data-interval timetable",
+            field=start_field if start is None else end_field,
+        )
+    gte, lt = to_epoch_seconds(start, start_field), to_epoch_seconds(end, end_field)
+    if gte >= lt:
+        raise StripeInputError(
+            f"the window [{gte}, {lt}) is empty: {end_field} must be after {start_field}. A cron schedule "
+            "gives runs an empty data interval unless it is a CronDataIntervalTimetable; or pass the bounds",
+            field=end_field,
+        )
+    return gte, lt
+
+
 class StripeExportOperator(StripeBaseOperator):
     """Export a Stripe resource's objects created (or changed) in the run's data interval.
 
@@ -157,22 +194,7 @@ class StripeExportOperator(StripeBaseOperator):
 
     def window(self, context: Context) -> tuple[int, int]:
         """``(gte, lt)`` epoch seconds: the overrides, else the run's data interval."""
-        start = self.created_gte if self.created_gte is not None else context.get("data_interval_start")
-        end = self.created_lt if self.created_lt is not None else context.get("data_interval_end")
-        if start is None or end is None:
-            raise StripeInputError(
-                "this run has no data interval (a manual run of an unscheduled DAG?): pass created_gte and "
-                "created_lt, or schedule the DAG with a data-interval timetable",
-                field="created_gte" if start is None else "created_lt",
-            )
-        gte, lt = to_epoch_seconds(start, "created_gte"), to_epoch_seconds(end, "created_lt")
-        if gte >= lt:
-            raise StripeInputError(
-                f"the window [{gte}, {lt}) is empty: created_lt must be after created_gte. A cron schedule "
-                "gives runs an empty data interval unless it is a CronDataIntervalTimetable; or pass the bounds",
-                field="created_lt",
-            )
-        return gte, lt
+        return resolve_window(context, self.created_gte, self.created_lt, ("created_gte", "created_lt"))
 
     def _list_params(self) -> dict[str, Any]:
         params = self.list_params or {}
@@ -271,16 +293,7 @@ class StripeExportOperator(StripeBaseOperator):
 
     def _target(self) -> Path | ObjectStoragePath:
         """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local)."""
-        from airflow.sdk import ObjectStoragePath
-
-        raw = self.path
-        if not raw or not isinstance(raw, (str, os.PathLike, ObjectStoragePath)):
-            raise StripeInputError(f"{raw!r}: pass a file path or an object storage URL", field="path")
-        if isinstance(raw, str) and "://" in raw:
-            raw = ObjectStoragePath(raw, conn_id=self.storage_conn_id)
-        if isinstance(raw, ObjectStoragePath):
-            return Path(raw.path) if raw.protocol in ("file", "local") else raw
-        return Path(raw)
+        return resolve_target(self.path, self.storage_conn_id)
 
     def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
         """Write ``rows`` in this task's format, atomically (:func:`~airflow_provider_stripe.formats.write_rows`)."""

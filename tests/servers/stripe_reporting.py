@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -44,7 +45,13 @@ from requests.structures import CaseInsensitiveDict
 
 from tests.servers.fault_proxy import FaultPlan, FaultProxy, _ProxyHTTPServer
 from tests.servers.localstripe_server import TEST_API_KEY
-from tests.servers.stub_stripe import serve_in_thread
+from tests.servers.stub_stripe import (
+    QuietHTTPServer,
+    api_key_from_headers,
+    new_request_id,
+    serve_in_thread,
+    write_response,
+)
 
 Json = dict[str, Any]
 Answer = tuple[int, Json]
@@ -352,12 +359,215 @@ def _transaction(
     }
 
 
+REPORT_COLUMNS = ("balance_transaction_id", "created_utc", "reporting_category", "currency", "gross", "fee", "net")
+
+
+def report_lines(rows: int, columns: Sequence[str] = REPORT_COLUMNS) -> Iterator[bytes]:
+    """A report's CSV, line by line (deterministic: the same ``rows`` give the same bytes)."""
+    yield (",".join(columns) + "\n").encode()
+    values = {
+        "balance_transaction_id": lambda i: f"txn_report{i:09d}",
+        "created_utc": lambda i: f"2026-01-01 {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}",
+        "reporting_category": lambda i: ("charge", "refund", "fee")[i % 3],
+        "currency": lambda i: "eur",
+        "gross": lambda i: f"{(i % 997) + 1}.00",
+        "fee": lambda i: "0.30",
+        "net": lambda i: f"{(i % 997) + 0.70:.2f}",
+    }
+    for i in range(rows):
+        yield (",".join(values.get(c, lambda i: "")(i) for c in columns) + "\n").encode()
+
+
+@dataclass
+class Reporting:
+    """Stripe's Reporting API and file metadata: report types, report runs, files.
+
+    A run is ``pending`` for its first ``pending_polls`` retrievals, then ``succeeded``
+    (its ``result`` a ``finance_report_run`` File whose contents the :class:`FilesHost`
+    serves) or ``failed`` (``error`` set) as ``outcome`` says when the run was created.
+    """
+
+    report_types: dict[str, Json] = field(default_factory=dict)
+    runs: dict[str, Json] = field(default_factory=dict)
+    files: dict[str, Json] = field(default_factory=dict)
+    contents: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
+    pending_polls: int = 2
+    outcome: str = "succeeded"
+    rows: int = 100
+    failure_message: str = "An unexpected error occurred while computing the report."
+    _polls_left: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_report_type(self, report_id: str, *, data_available_start: int, data_available_end: int) -> Json:
+        """Register a report type with the data window Stripe has computed."""
+        report_type = {
+            "id": report_id,
+            "object": "reporting.report_type",
+            "data_available_start": data_available_start,
+            "data_available_end": data_available_end,
+            "default_columns": list(REPORT_COLUMNS),
+            "livemode": False,
+            "name": report_id,
+            "updated": data_available_end,
+            "version": int(report_id.rsplit(".", 1)[-1]) if report_id[-1].isdigit() else 1,
+        }
+        self.report_types[report_id] = report_type
+        return report_type
+
+    def route(self, method: str, path: str, query: str, body: bytes) -> Answer | None:
+        """Stripe's answer for a reporting or file-metadata request, else ``None``."""
+        parts = path.strip("/").split("/")
+        if parts[:3] == ["v1", "reporting", "report_types"] and len(parts) == 4 and method == "GET":
+            found = self.report_types.get(parts[3])
+            if found is None:
+                return stripe_error(404, f"No such report type: '{parts[3]}'", code="resource_missing", param="id")
+            return 200, found
+        if parts[:3] == ["v1", "reporting", "report_runs"]:
+            if len(parts) == 3 and method == "POST":
+                return self._create_run(dict(parse_qsl(body.decode(), keep_blank_values=True)))
+            if len(parts) == 4 and method == "GET":
+                return self._retrieve_run(parts[3])
+        if parts[:2] == ["v1", "files"] and len(parts) == 3 and method == "GET":
+            found = self.files.get(parts[2])
+            if found is None:
+                return stripe_error(404, f"No such file upload: '{parts[2]}'", code="resource_missing", param="file")
+            return 200, found
+        return None
+
+    def _create_run(self, form: dict[str, str]) -> Answer:
+        report_id = form.get("report_type", "")
+        report_type = self.report_types.get(report_id)
+        if report_type is None:
+            return stripe_error(400, f"No such report type: '{report_id}'", param="report_type")
+        params: Json = {}
+        columns = [v for k, v in sorted(form.items()) if re.fullmatch(r"parameters\[columns\]\[\d+\]", k)]
+        for key, value in form.items():
+            match = re.fullmatch(r"parameters\[(\w+)\]", key)
+            if match:
+                name = match.group(1)
+                params[name] = int(value) if name.startswith("interval_") and value.isdigit() else value
+        if columns:
+            params["columns"] = columns
+        for bound in ("interval_start", "interval_end"):
+            if bound not in params and "payout" not in params:
+                return stripe_error(400, f"Missing required param: parameters[{bound}].", param=f"parameters[{bound}]")
+        end = params.get("interval_end")
+        if isinstance(end, int) and end > report_type["data_available_end"]:
+            return stripe_error(
+                400,
+                f"parameters[interval_end] must be less than or equal to the data_available_end of "
+                f"{report_id} ({report_type['data_available_end']}).",
+                param="parameters[interval_end]",
+            )
+        n = next(_ids)
+        run: Json = {
+            "id": f"frr_report{n:08d}",
+            "object": "reporting.report_run",
+            "created": int(time.time()),
+            "error": None,
+            "livemode": False,
+            "parameters": params,
+            "report_type": report_id,
+            "result": None,
+            "status": "pending",
+            "succeeded_at": None,
+        }
+        with self._lock:
+            self.runs[run["id"]] = run
+            self._polls_left[run["id"]] = self.pending_polls
+            run["_outcome"] = (self.outcome, self.rows, tuple(columns or REPORT_COLUMNS))
+        return 200, _public(run)
+
+    def _retrieve_run(self, run_id: str) -> Answer:
+        with self._lock:
+            run = self.runs.get(run_id)
+            if run is None:
+                return stripe_error(404, f"No such report run: '{run_id}'", code="resource_missing", param="id")
+            if run["status"] == "pending":
+                if self._polls_left[run_id] > 0:
+                    self._polls_left[run_id] -= 1
+                else:
+                    self._finish(run)
+            return 200, _public(run)
+
+    def _finish(self, run: Json) -> None:
+        outcome, rows, columns = run["_outcome"]
+        if outcome == "failed":
+            run.update(status="failed", error=self.failure_message)
+            return
+        now = int(time.time())
+        file_id = f"file_report{next(_ids):08d}"
+        size = sum(len(line) for line in report_lines(rows, columns))
+        self.files[file_id] = {
+            "id": file_id,
+            "object": "file",
+            "created": now,
+            "expires_at": now + 365 * 86_400,
+            "filename": f"{file_id}.csv",
+            "purpose": "finance_report_run",
+            "size": size,
+            "title": f"FinanceReportRun {run['id']}",
+            "type": "csv",
+            "url": f"https://files.stripe.com/v1/files/{file_id}/contents",
+        }
+        self.contents[file_id] = (rows, columns)
+        run.update(status="succeeded", succeeded_at=now, result=self.files[file_id])
+
+
+def _public(run: Json) -> Json:
+    return {k: v for k, v in run.items() if not k.startswith("_")}
+
+
+class _FilesHandler(BaseHTTPRequestHandler):
+    """Stripe's files host: ``GET /v1/files/{id}/contents``, authenticated, streamed."""
+
+    server: _FilesHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent."""
+
+    def do_GET(self) -> None:
+        reporting = self.server.reporting
+        self.server.requests.append((self.path, self.headers.get("Authorization")))
+        match = re.fullmatch(r"/v1/files/(file_\w+)/contents", urlsplit(self.path).path)
+        key = api_key_from_headers(self.headers) or ""
+        if not key.startswith(("sk_test_", "rk_test_")):
+            write_response(
+                self, 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}}
+            )
+            return
+        spec = reporting.contents.get(match.group(1)) if match else None
+        if spec is None:
+            status, error = stripe_error(404, "No such file upload", code="resource_missing")
+            write_response(self, status, error)
+            return
+        rows, columns = spec
+        size = sum(len(line) for line in report_lines(rows, columns))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/csv")
+        self.send_header("Content-Length", str(size))
+        self.send_header("Request-Id", new_request_id())
+        self.end_headers()
+        for line in report_lines(rows, columns):  # streamed: never the whole file in memory here either
+            self.wfile.write(line)
+
+
+class _FilesHTTPServer(QuietHTTPServer):
+    def __init__(self, reporting: Reporting) -> None:
+        super().__init__(("127.0.0.1", 0), _FilesHandler)
+        self.reporting = reporting
+        self.requests: list[tuple[str, str | None]] = []
+
+
 class LedgerFront(FaultProxy):
     """The fault proxy with the ledger's routes answered before forwarding upstream."""
 
     def __init__(self, upstream_url: str, plan: FaultPlan | None = None, seed: int = 0) -> None:
         super().__init__(upstream_url, plan or FaultPlan(), seed)
         self.ledger = PayoutLedger(fetch=self._fetch_upstream)
+        self.reporting = Reporting()
+        self.files_host: _FilesHTTPServer | None = None
 
     def _fetch_upstream(self, target: str) -> Answer:
         host, port, base = self._upstream
@@ -373,12 +583,36 @@ class LedgerFront(FaultProxy):
         self, method: str, target: str, headers: CaseInsensitiveDict[str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(target)
+        if self.files_host is not None and re.fullmatch(r"/v1/files/\w+/contents", parts.path):
+            return self._to_files_host(target, headers)
         answer = self.ledger.route(method, parts.path, parts.query)
+        if answer is None:
+            answer = self.reporting.route(method, parts.path, parts.query, body)
         if answer is None:
             return super()._forward(method, target, headers, body)
         self._count("forwarded")
         status, payload = answer
         return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
+
+    def _to_files_host(self, target: str, headers: CaseInsensitiveDict[str]) -> tuple[int, dict[str, str], bytes]:
+        """Pass a file download to the separate files host (this base URL serves both, as derived)."""
+        assert self.files_host is not None
+        conn = http.client.HTTPConnection("127.0.0.1", self.files_host.server_address[1], timeout=self.upstream_timeout)
+        try:
+            conn.request("GET", target, headers={"Authorization": headers.get("Authorization", "")})
+            resp = conn.getresponse()
+            self._count("forwarded")
+            return resp.status, {"Content-Type": resp.getheader("Content-Type") or ""}, resp.read()
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def run_files_host(reporting: Reporting) -> Iterator[_FilesHTTPServer]:
+    """Serve the files host for ``reporting`` on 127.0.0.1 (free port)."""
+    httpd = _FilesHTTPServer(reporting)
+    with serve_in_thread(httpd, "files-host", threading.Event()):
+        yield httpd
 
 
 @contextlib.contextmanager
@@ -387,5 +621,6 @@ def run_ledger_front(upstream_url: str, faults: FaultPlan | None = None) -> Iter
     front = LedgerFront(upstream_url, faults)
     httpd = _ProxyHTTPServer(front)
     front._httpd = httpd
-    with serve_in_thread(httpd, "ledger-front", front._stop):
+    with run_files_host(front.reporting) as files_host, serve_in_thread(httpd, "ledger-front", front._stop):
+        front.files_host = files_host
         yield front
