@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_stripe.formats import FORMATS, Columns, Format, check_format, write_rows
+from airflow_provider_stripe.lineage import LineageRecord, StripeLineageMixin, file_size, path_dataset, stripe_dataset
 from airflow_provider_stripe.operators._base import StripeBaseOperator
 from airflow_provider_stripe.resources import get_resource
 from airflow_provider_stripe.sdk_compat import as_dict, read_field
@@ -118,7 +119,7 @@ def resolve_window(
     return gte, lt
 
 
-class StripeExportOperator(StripeBaseOperator):
+class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
     """Export a Stripe resource's objects created (or changed) in the run's data interval.
 
     :param resource: what to export, one of :data:`~airflow_provider_stripe.resources.RESOURCES`
@@ -305,6 +306,13 @@ class StripeExportOperator(StripeBaseOperator):
         self._list_params()  # validate before touching the network
         rows = self.iter_changes(gte, lt) if self.mode == "changes" else self.iter_objects(gte, lt)
         count = self.write(target, rows, self.export_resource.columns)
+        self.stripe_lineage = LineageRecord(
+            inputs=(stripe_dataset(self.hook.account_id, self.resource),),
+            output=path_dataset(target),
+            columns=self.export_resource.columns,
+            rows=count,
+            size=file_size(target),
+        )
         where = str(target)
         account = self.hook.account_id or "platform account"
         self.log.info(

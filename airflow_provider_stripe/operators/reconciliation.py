@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.formats import Columns
+from airflow_provider_stripe.lineage import LineageRecord, file_size, path_dataset, stripe_dataset
 from airflow_provider_stripe.operators.exports import StripeExportOperator
 from airflow_provider_stripe.sdk_compat import as_dict
 from airflow_provider_stripe.validation import StripeInputError
@@ -246,6 +247,14 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
             self.window(context)
         self._manual, self._payouts = [], 0
         count = self.write(target, self.rows(context), RECONCILIATION_COLUMNS)
+        account = self.hook.account_id
+        self.stripe_lineage = LineageRecord(
+            inputs=(stripe_dataset(account, "payouts"), stripe_dataset(account, "balance_transactions")),
+            output=path_dataset(target),
+            columns=RECONCILIATION_COLUMNS,
+            rows=count,
+            size=file_size(target),
+        )
         self.log.info(
             "Reconciled %d payouts (%d manual, not itemized) into %d rows (%s) at %s",
             self._payouts,

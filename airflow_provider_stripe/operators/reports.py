@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import conf
 
+from airflow_provider_stripe.lineage import StripeLineageMixin
 from airflow_provider_stripe.operators._base import StripeBaseOperator
 from airflow_provider_stripe.validation import StripeInputError
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
 
-class StripeReportRunOperator(StripeBaseOperator):
+class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
     """Create a Stripe report run for the run's data interval and download its result.
 
     :param report_type: e.g. ``balance_change_from_activity.itemized.3`` or
@@ -118,6 +119,7 @@ class StripeReportRunOperator(StripeBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_stripe.operators.exports import resolve_target, resolve_window
         from airflow_provider_stripe.reporting import check_available, run_event
+        from airflow_provider_stripe.sdk_compat import read_field
 
         if not isinstance(self.report_type, str) or not self.report_type.strip():
             raise StripeInputError(f"{self.report_type!r}: pass a Stripe report type", field="report_type")
@@ -129,6 +131,7 @@ class StripeReportRunOperator(StripeBaseOperator):
             "reporting.report_types.retrieve", client.v1.reporting.report_types.retrieve, self.report_type
         )
         check_available(report_type, start, end)
+        columns = list(self.columns or read_field(report_type, "default_columns") or [])
         run = self.call(
             "reporting.report_runs.create",
             client.v1.reporting.report_runs.create,
@@ -150,7 +153,7 @@ class StripeReportRunOperator(StripeBaseOperator):
                 ),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=self.report_timeout + self.poll_interval),
-                kwargs={"interval": [start, end]},
+                kwargs={"interval": [start, end], "columns": columns},
             )
         while event is None:
             if time.time() >= deadline:
@@ -159,16 +162,21 @@ class StripeReportRunOperator(StripeBaseOperator):
             time.sleep(min(self.poll_interval, max(deadline - time.time(), 0)))
             run = self.call("reporting.report_runs.retrieve", client.v1.reporting.report_runs.retrieve, run.id)
             event = run_event(run)
-        return self.execute_complete(context, event, interval=[start, end])
+        return self.execute_complete(context, event, interval=[start, end], columns=columns)
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any], interval: Sequence[int] | None = None
+        self,
+        context: Context,
+        event: dict[str, Any],
+        interval: Sequence[int] | None = None,
+        columns: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Fail on a failed, timed-out or unreachable run; else stream its file to ``path``."""
         from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
         from airflow_provider_stripe.errors import StripeReportRunFailedError
         from airflow_provider_stripe.formats import write_chunks
+        from airflow_provider_stripe.lineage import LineageRecord, path_dataset, stripe_dataset
         from airflow_provider_stripe.operators.exports import resolve_target
 
         status, run_id = event.get("status"), event.get("report_run_id")
@@ -183,6 +191,12 @@ class StripeReportRunOperator(StripeBaseOperator):
         file_id = str(event["file_id"])
         size = write_chunks(target, self.hook.stream_file(file_id))
         self.log.info("Report run %s: file %s, %d bytes, written to %s", run_id, file_id, size, target)
+        self.stripe_lineage = LineageRecord(
+            inputs=(stripe_dataset(self.hook.account_id, f"reporting/{self.report_type}"),),
+            output=path_dataset(target),
+            columns=tuple((name, "string") for name in columns),  # a CSV: every cell is text
+            size=size,
+        )
         start, end = interval or (None, None)
         return {
             "path": str(target),
