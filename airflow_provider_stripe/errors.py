@@ -306,3 +306,11 @@ def from_stripe_error(exc: BaseException, operation: str) -> StripeRequestError:
         request_id=None,
         http_status=None,
     )
+
+
+class StripeReportNotAvailableError(RuntimeError):
+    """Stripe has no report data for (all of) the requested interval yet; a later retry may succeed."""
+
+
+class StripeReportRunFailedError(RuntimeError):
+    """Stripe ran the report and it failed (``status: failed``); the message is Stripe's ``error``."""

@@ -40,6 +40,8 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_stripe.operators.charges",
                     "airflow_provider_stripe.operators.payouts",
                     "airflow_provider_stripe.operators.exports",
+                    "airflow_provider_stripe.operators.reconciliation",
+                    "airflow_provider_stripe.operators.reports",
                 ],
             }
         ],
@@ -50,9 +52,11 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_stripe.triggers.payouts",
                     "airflow_provider_stripe.triggers.events",
+                    "airflow_provider_stripe.triggers.reports",
                 ],
             }
         ],
+        "extra-links": ["airflow_provider_stripe.links.StripeDashboardLink"],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

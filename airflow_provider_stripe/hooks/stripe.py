@@ -12,6 +12,7 @@ module at DAG-parse time stays cheap.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -142,7 +143,7 @@ class StripeHook(BaseHook):
         # The contract's REST base URL, or a local Stripe-compatible server standing in for
         # both the API and Connect OAuth.
         connect = connect_base_address() if cfg.uses_default_base_url else cfg.base_url
-        base_addresses = {"api": cfg.base_url, "connect": connect}
+        base_addresses = {"api": cfg.base_url, "connect": connect, "files": files_base_url(cfg)}
         http_client = GovernedRequestsClient(timeout=timeout, limiter=self.rate_limiter if rate_limited else None)
         return StripeClient(
             cfg.api_key,
@@ -153,6 +154,27 @@ class StripeHook(BaseHook):
             max_network_retries=retries,
             http_client=http_client,
         )
+
+    def stream_file(self, file_id: str, *, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        """The contents of a Stripe file (``/v1/files/{id}/contents`` on the files host), chunk by chunk.
+
+        Authenticated like every request, read as it arrives: never held whole in memory.
+        """
+        from stripe import StripeError
+
+        from airflow_provider_stripe.errors import from_stripe_error
+
+        service = self.get_client().v1.files
+        try:
+            # The SDK's own streaming request (as quotes.pdf uses), against the files base.
+            response = service._request_stream("get", f"/v1/files/{file_id}/contents", base_address="files")
+        except StripeError as exc:
+            raise from_stripe_error(exc, f"files.contents({file_id})") from exc
+        try:
+            while chunk := response.io.read(chunk_size):
+                yield chunk
+        finally:
+            response.io.close()
 
     # -- health check ---------------------------------------------------------------------
 
@@ -190,6 +212,19 @@ class StripeHook(BaseHook):
         from airflow_provider_stripe.connection_form import HIDDEN_STANDARD_FIELDS
 
         return {"hidden_fields": list(HIDDEN_STANDARD_FIELDS), "relabeling": {}}
+
+
+STRIPE_FILES_BASE_URL = "https://files.stripe.com"
+"""Where Stripe serves file contents (report results, quote PDFs): not the API host."""
+
+
+def files_base_url(config: StripeConnectionConfig) -> str:
+    """The files base of a connection, derived from its ``base_url`` (the one place it is).
+
+    Stripe's API base means Stripe's files host; a Stripe-compatible server at another
+    ``base_url`` serves file contents itself, so any allowlist of base URLs covers both.
+    """
+    return STRIPE_FILES_BASE_URL if config.uses_default_base_url else config.base_url
 
 
 def _mask(secret: str) -> None:

@@ -39,6 +39,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import StripeRequestError, redact
+from airflow_provider_stripe.links import StripeDashboardLink
 from airflow_provider_stripe.sdk_compat import as_dict
 from airflow_provider_stripe.validation import format_amount
 
@@ -161,6 +162,7 @@ class StripeMoneyOperator(StripeBaseOperator):
     """
 
     template_fields: Sequence[str] = (*StripeBaseOperator.template_fields, "idempotency_key")
+    operator_extra_links = (StripeDashboardLink(),)
 
     def __init__(self, *, dry_run: bool = False, idempotency_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

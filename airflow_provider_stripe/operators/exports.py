@@ -1,9 +1,10 @@
-"""Export the Stripe charges or payouts created in a DAG run's data interval to JSON Lines.
+"""Export any listable Stripe resource created (or changed) in a DAG run's data interval.
 
 The window is ``[data_interval_start, data_interval_end)`` (override with
 ``created_gte`` / ``created_lt``), sent to Stripe as ``created[gte]`` / ``created[lt]``.
 Objects are read with the SDK's auto-pagination and written one line each as they
-arrive, so memory stays flat however many there are. The file goes to a local path
+arrive (JSON Lines, CSV or Parquet, see :mod:`airflow_provider_stripe.formats`), so memory
+stays flat however many there are. The file goes to a local path
 (written to a temporary name, then renamed: no half-written file on failure) or to any
 Airflow :class:`~airflow.sdk.ObjectStoragePath` (``s3://...``, ``gs://...``, with
 ``storage_conn_id``).
@@ -11,21 +12,30 @@ Airflow :class:`~airflow.sdk.ObjectStoragePath` (``s3://...``, ``gs://...``, wit
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_stripe.formats import FORMATS, Columns, Format, check_format, write_rows
+from airflow_provider_stripe.lineage import LineageRecord, StripeLineageMixin, file_size, path_dataset, stripe_dataset
 from airflow_provider_stripe.operators._base import StripeBaseOperator
-from airflow_provider_stripe.sdk_compat import as_dict
+from airflow_provider_stripe.resources import get_resource
+from airflow_provider_stripe.sdk_compat import as_dict, read_field
 from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
+
+ExportMode = Literal["created", "changes"]
+EXPORT_MODES: tuple[ExportMode, ...] = ("created", "changes")
+UNCHANGING = ("balance_transactions", "events")
+"""Resources without change events: Stripe never changes them after creation."""
+EVENT_RETENTION_S = 30 * 86_400
+"""Stripe keeps events for 30 days: the oldest window ``mode="changes"`` can read."""
 
 
 def to_epoch_seconds(value: Any, field: str) -> int:
@@ -57,10 +67,73 @@ def to_epoch_seconds(value: Any, field: str) -> int:
     )
 
 
-class _StripeExportOperator(StripeBaseOperator):
-    """Shared export logic; subclasses name the Stripe list (``resource``)."""
+def resolve_target(path: Any, storage_conn_id: str | None) -> Path | ObjectStoragePath:
+    """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local)."""
+    from airflow.sdk import ObjectStoragePath
 
-    resource: ClassVar[str]
+    raw = path
+    if not raw or not isinstance(raw, (str, os.PathLike, ObjectStoragePath)):
+        raise StripeInputError(f"{raw!r}: pass a file path or an object storage URL", field="path")
+    if isinstance(raw, str) and "://" in raw:
+        raw = ObjectStoragePath(raw, conn_id=storage_conn_id)
+    if isinstance(raw, ObjectStoragePath):
+        return Path(raw.path) if raw.protocol in ("file", "local") else raw
+    return Path(raw)
+
+
+def resolve_window(
+    context: Context, start_override: Any, end_override: Any, fields: tuple[str, str]
+) -> tuple[int, int]:
+    """``(gte, lt)`` epoch seconds: the overrides, else the run's data interval (``fields`` name them)."""
+    start_field, end_field = fields
+    start = start_override if start_override is not None else context.get("data_interval_start")
+    end = end_override if end_override is not None else context.get("data_interval_end")
+    if start is None or end is None:
+        raise StripeInputError(
+            f"this run has no data interval (a manual run of an unscheduled DAG?): pass {start_field} and "
+            f"{end_field}, or schedule the DAG with a data-interval timetable",
+            field=start_field if start is None else end_field,
+        )
+    gte, lt = to_epoch_seconds(start, start_field), to_epoch_seconds(end, end_field)
+    if gte >= lt:
+        raise StripeInputError(
+            f"the window [{gte}, {lt}) is empty: {end_field} must be after {start_field}. A cron schedule "
+            "gives runs an empty data interval unless it is a CronDataIntervalTimetable; or pass the bounds",
+            field=end_field,
+        )
+    return gte, lt
+
+
+class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
+    """Export a Stripe resource's objects created (or changed) in the run's data interval.
+
+    :param resource: what to export, one of :data:`~airflow_provider_stripe.resources.RESOURCES`
+        (``charges``, ``payment_intents``, ``refunds``, ``disputes``, ``payouts``,
+        ``balance_transactions``, ``customers``, ``invoices``, ``transfers``,
+        ``application_fees``, ``events``).
+    :param path: local path or object storage URL (templated, e.g.
+        ``/data/stripe/charges/{{ ds }}.parquet``). Replaced if it exists.
+    :param file_format: ``jsonl`` (whole objects), ``csv`` or ``parquet`` (the resource's
+        declared columns; Parquet needs the ``[parquet]`` extra).
+    :param mode: ``created`` (default): the objects created in the window. ``changes``: the
+        objects *changed* in the window (a charge refunded, a dispute won), found through
+        the window's ``/v1/events`` and written once each, in their latest state in the
+        window. Stripe keeps events 30 days: an older window fails, saying so.
+    :param created_gte: window start (inclusive); default ``data_interval_start``.
+    :param created_lt: window end (exclusive); default ``data_interval_end``.
+    :param list_params: extra Stripe list filters, e.g. ``{"customer": "cus_..."}``
+        (``created`` mode only).
+    :param page_size: objects per request (1-100).
+    :param storage_conn_id: connection for an object storage ``path``.
+    :param account_id: export a connected account's objects (``Stripe-Account``). For many
+        accounts, map it: ``.partial(...).expand(account_id=[...])`` with a path templated
+        on ``{{ task.account_id }}``.
+    :param stripe_conn_id: the ``stripe`` connection.
+
+    Returns ``{"path", "count", "created_gte", "created_lt", "account_id"}``. Exported
+    objects can include customer data: store them accordingly.
+    """
+
     template_fields: Sequence[str] = (
         *StripeBaseOperator.template_fields,
         "path",
@@ -74,7 +147,10 @@ class _StripeExportOperator(StripeBaseOperator):
     def __init__(
         self,
         *,
+        resource: str,
         path: str | os.PathLike[str] | ObjectStoragePath,
+        file_format: Format = "jsonl",
+        mode: ExportMode = "created",
         created_gte: datetime | int | str | None = None,
         created_lt: datetime | int | str | None = None,
         list_params: Mapping[str, Any] | None = None,
@@ -83,6 +159,16 @@ class _StripeExportOperator(StripeBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.export_resource = get_resource(resource)
+        self.resource = self.export_resource.name
+        if file_format not in FORMATS:
+            raise StripeInputError(f"{file_format!r}: pass one of {', '.join(FORMATS)}", field="file_format")
+        self.file_format = file_format
+        if mode not in EXPORT_MODES:
+            raise StripeInputError(f"{mode!r}: pass one of {', '.join(EXPORT_MODES)}", field="mode")
+        if mode == "changes" and self.export_resource.name in UNCHANGING:
+            raise StripeInputError(f"{resource} have no change events: export them with mode='created'", field="mode")
+        self.mode = mode
         self.path = path
         self.created_gte = created_gte
         self.created_lt = created_lt
@@ -94,22 +180,7 @@ class _StripeExportOperator(StripeBaseOperator):
 
     def window(self, context: Context) -> tuple[int, int]:
         """``(gte, lt)`` epoch seconds: the overrides, else the run's data interval."""
-        start = self.created_gte if self.created_gte is not None else context.get("data_interval_start")
-        end = self.created_lt if self.created_lt is not None else context.get("data_interval_end")
-        if start is None or end is None:
-            raise StripeInputError(
-                "this run has no data interval (a manual run of an unscheduled DAG?): pass created_gte and "
-                "created_lt, or schedule the DAG with a data-interval timetable",
-                field="created_gte" if start is None else "created_lt",
-            )
-        gte, lt = to_epoch_seconds(start, "created_gte"), to_epoch_seconds(end, "created_lt")
-        if gte >= lt:
-            raise StripeInputError(
-                f"the window [{gte}, {lt}) is empty: created_lt must be after created_gte. A cron schedule "
-                "gives runs an empty data interval unless it is a CronDataIntervalTimetable; or pass the bounds",
-                field="created_lt",
-            )
-        return gte, lt
+        return resolve_window(context, self.created_gte, self.created_lt, ("created_gte", "created_lt"))
 
     def _list_params(self) -> dict[str, Any]:
         params = self.list_params or {}
@@ -137,58 +208,73 @@ class _StripeExportOperator(StripeBaseOperator):
         except stripe.StripeError as exc:
             raise from_stripe_error(exc, f"{self.resource}.list") from exc
 
+    def iter_changes(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
+        """Each object changed in ``[gte, lt)``, once, in its latest state in the window.
+
+        Read from the window's events (``/v1/events``, filtered by the resource's event
+        type), newest first as Stripe lists them: the first event naming an object holds
+        its latest state, later (older) ones are skipped. Memory holds the ids seen, not
+        the objects.
+        """
+        import stripe
+
+        from airflow_provider_stripe.errors import from_stripe_error
+
+        oldest = math.floor(time.time()) - EVENT_RETENTION_S
+        if gte < oldest:
+            raise StripeInputError(
+                f"mode='changes' reads Stripe's events, kept for 30 days only: the window starts at "
+                f"{datetime.fromtimestamp(gte, timezone.utc).isoformat()}, before "
+                f"{datetime.fromtimestamp(oldest, timezone.utc).isoformat()}. Export that window with "
+                "mode='created' (a full re-export) instead",
+                field="created_gte",
+            )
+        resource = self.export_resource
+        params: dict[str, Any] = {"created": {"gte": gte, "lt": lt}, "limit": self.page_size}
+        if resource.event_type:
+            params["type"] = resource.event_type
+        seen: set[str] = set()
+        try:
+            for event in self.get_client().v1.events.list(params).auto_paging_iter():  # type: ignore[arg-type]
+                obj = read_field(read_field(event, "data"), "object")
+                object_id = read_field(obj, "id")
+                if read_field(obj, "object") != resource.object or object_id in seen:
+                    continue
+                seen.add(object_id)
+                yield as_dict(obj)
+        except stripe.StripeError as exc:
+            raise from_stripe_error(exc, "events.list") from exc
+
     # -- writing ------------------------------------------------------------------------
 
     def _target(self) -> Path | ObjectStoragePath:
         """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local)."""
-        from airflow.sdk import ObjectStoragePath
+        return resolve_target(self.path, self.storage_conn_id)
 
-        raw = self.path
-        if not raw or not isinstance(raw, (str, os.PathLike, ObjectStoragePath)):
-            raise StripeInputError(f"{raw!r}: pass a file path or an object storage URL", field="path")
-        if isinstance(raw, str) and "://" in raw:
-            raw = ObjectStoragePath(raw, conn_id=self.storage_conn_id)
-        if isinstance(raw, ObjectStoragePath):
-            return Path(raw.path) if raw.protocol in ("file", "local") else raw
-        return Path(raw)
-
-    def write_lines(self, target: Path | ObjectStoragePath, rows: Iterator[dict[str, Any]]) -> int:
-        """Write one JSON object per line as rows arrive; return how many."""
-        if isinstance(target, Path):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    count = _dump(rows, handle)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            return count
-        # Object stores commit a file when it is closed, even after an error: write a
-        # sibling ".part" object and move it into place only once complete.
-        part = target.parent / f".{target.name}.part"
-        try:
-            with part.open("w", encoding="utf-8") as handle:
-                count = _dump(rows, handle)
-            part.rename(target)
-        except BaseException:
-            if part.exists():
-                part.unlink()
-            raise
-        return count
+    def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
+        """Write ``rows`` in this task's format, atomically (:func:`~airflow_provider_stripe.formats.write_rows`)."""
+        return write_rows(target, rows, check_format(self.file_format), columns)
 
     def execute(self, context: Context) -> dict[str, Any]:
         gte, lt = self.window(context)
         target = self._target()
         self._list_params()  # validate before touching the network
-        count = self.write_lines(target, self.iter_objects(gte, lt))
+        rows = self.iter_changes(gte, lt) if self.mode == "changes" else self.iter_objects(gte, lt)
+        count = self.write(target, rows, self.export_resource.columns)
+        self.stripe_lineage = LineageRecord(
+            inputs=(stripe_dataset(self.hook.account_id, self.resource),),
+            output=path_dataset(target),
+            columns=self.export_resource.columns,
+            rows=count,
+            size=file_size(target),
+        )
         where = str(target)
         account = self.hook.account_id or "platform account"
         self.log.info(
-            "Exported %d %s created in [%s, %s) (%s) to %s",
+            "Exported %d %s %s in [%s, %s) (%s) to %s",
             count,
             self.resource,
+            "changed" if self.mode == "changes" else "created",
             datetime.fromtimestamp(gte, timezone.utc).isoformat(),
             datetime.fromtimestamp(lt, timezone.utc).isoformat(),
             account,
@@ -197,40 +283,15 @@ class _StripeExportOperator(StripeBaseOperator):
         return {"path": where, "count": count, "created_gte": gte, "created_lt": lt, "account_id": self.hook.account_id}
 
 
-def _dump(rows: Iterator[dict[str, Any]], handle: IO[str]) -> int:
-    count = 0
-    for row in rows:
-        handle.write(json.dumps(row, separators=(",", ":"), sort_keys=True, default=str))
-        handle.write("\n")
-        count += 1
-    return count
+class StripeListChargesOperator(StripeExportOperator):
+    """:class:`StripeExportOperator` with ``resource="charges"`` (kept for existing DAGs)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(resource="charges", **kwargs)
 
 
-class StripeListChargesOperator(_StripeExportOperator):
-    """Export the charges created in the run's data interval to a JSON Lines file.
+class StripeListPayoutsOperator(StripeExportOperator):
+    """:class:`StripeExportOperator` with ``resource="payouts"`` (kept for existing DAGs)."""
 
-    :param path: local path or object storage URL (templated, e.g.
-        ``/data/stripe/charges/{{ ds }}.jsonl``). Replaced if it exists.
-    :param created_gte: window start (inclusive); default ``data_interval_start``.
-    :param created_lt: window end (exclusive); default ``data_interval_end``.
-    :param list_params: extra Stripe list filters, e.g. ``{"customer": "cus_..."}``.
-    :param page_size: objects per request (1-100).
-    :param storage_conn_id: connection for an object storage ``path``.
-    :param account_id: export a connected account's charges (``Stripe-Account``).
-    :param stripe_conn_id: the ``stripe`` connection.
-
-    Returns ``{"path", "count", "created_gte", "created_lt", "account_id"}``. The file
-    holds whole charge objects, which include customer data: store it accordingly.
-    """
-
-    resource = "charges"
-
-
-class StripeListPayoutsOperator(_StripeExportOperator):
-    """Export the payouts created in the run's data interval to a JSON Lines file.
-
-    Same parameters and result as :class:`StripeListChargesOperator`; ``list_params``
-    may filter e.g. ``{"status": "paid"}``.
-    """
-
-    resource = "payouts"
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(resource="payouts", **kwargs)

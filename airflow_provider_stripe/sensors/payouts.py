@@ -32,6 +32,7 @@ from airflow.sdk.exceptions import (
 )
 
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
+from airflow_provider_stripe.links import StripeDashboardLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -66,6 +67,7 @@ class StripePayoutSensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("payout_ids", "account_id")
     ui_color = "#635bff"
+    operator_extra_links = (StripeDashboardLink(),)
 
     def __init__(
         self,

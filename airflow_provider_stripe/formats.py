@@ -1,0 +1,191 @@
+"""File formats of the exports, and the one atomic way they are written.
+
+Rows stream in (an iterator) and go out as they arrive, so memory stays flat whatever the
+count: JSON Lines writes each object whole (every field, nested objects kept); CSV and
+Parquet write the declared columns of the resource (:mod:`airflow_provider_stripe.resources`),
+a nested value JSON-encoded into its cell. Parquet needs the ``[parquet]`` extra (pyarrow)
+and buffers at most :data:`PARQUET_ROW_GROUP` rows (one row group) at a time.
+
+Every file is written under a temporary name beside the target and moved into place only
+once complete: a failed export leaves no half-written file, locally or in object storage
+(where closing a file commits it, even after an error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from airflow_provider_stripe.validation import StripeInputError
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+Format = Literal["jsonl", "csv", "parquet"]
+FORMATS: tuple[Format, ...] = ("jsonl", "csv", "parquet")
+ColumnType = Literal["string", "int64", "float64", "boolean", "json"]
+Columns = Sequence[tuple[str, ColumnType]]
+
+PARQUET_ROW_GROUP = 10_000
+"""Rows buffered per Parquet row group: the bound on a Parquet export's memory."""
+
+
+def check_format(value: Any) -> Format:
+    """``value`` if it is a known format; a Parquet format also needs pyarrow, checked here."""
+    if value not in FORMATS:
+        raise StripeInputError(f"{value!r}: pass one of {', '.join(FORMATS)}", field="format")
+    if value == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            raise StripeInputError(
+                "Parquet needs pyarrow: pip install 'airflow-provider-stripe[parquet]'", field="format"
+            ) from exc
+    return value
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def cell(value: Any, kind: ColumnType, column: str) -> Any:
+    """``value`` as the column's type: JSON text for nested values, ``None`` kept as null.
+
+    A value of another type than declared (a Stripe API change) fails naming the column,
+    rather than being silently nulled or coerced.
+    """
+    if value is None:
+        return None
+    if kind == "json":
+        return _json(value)
+    if kind == "string":
+        return value if isinstance(value, str) else _json(value) if isinstance(value, (Mapping, list)) else str(value)
+    ok = {
+        "int64": isinstance(value, int) and not isinstance(value, bool),
+        "float64": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "boolean": isinstance(value, bool),
+    }[kind]
+    if not ok:
+        raise ValueError(
+            f"column {column!r} is declared {kind} but Stripe sent {value!r}: update the resource's columns "
+            "(airflow_provider_stripe.resources) for this API version"
+        )
+    return float(value) if kind == "float64" else value
+
+
+def _write_jsonl(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: Columns) -> int:
+    text = io.TextIOWrapper(handle, encoding="utf-8", newline="\n", write_through=False)
+    count = 0
+    for row in rows:
+        text.write(_json(row))
+        text.write("\n")
+        count += 1
+    text.flush()
+    text.detach()
+    return count
+
+
+def _write_csv(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: Columns) -> int:
+    text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+    writer = csv.writer(text)
+    writer.writerow([name for name, _ in columns])
+    count = 0
+    for row in rows:
+        writer.writerow([cell(row.get(name), kind, name) for name, kind in columns])
+        count += 1
+    text.flush()
+    text.detach()
+    return count
+
+
+def parquet_schema(columns: Columns) -> Any:
+    """The pyarrow schema of ``columns`` (JSON columns are UTF-8 strings)."""
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "json": pa.string(), "int64": pa.int64(), "float64": pa.float64()}
+    types["boolean"] = pa.bool_()
+    return pa.schema([(name, types[kind]) for name, kind in columns])
+
+
+def _write_parquet(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: Columns) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = parquet_schema(columns)
+    count = 0
+    with pq.ParquetWriter(handle, schema) as writer:
+        batch: dict[str, list[Any]] = {name: [] for name, _ in columns}
+        pending = 0
+        for row in rows:
+            for name, kind in columns:
+                batch[name].append(cell(row.get(name), kind, name))
+            pending += 1
+            count += 1
+            if pending == PARQUET_ROW_GROUP:
+                writer.write_table(pa.Table.from_pydict(batch, schema=schema))
+                batch, pending = {name: [] for name, _ in columns}, 0
+        if pending or count == 0:
+            writer.write_table(pa.Table.from_pydict(batch, schema=schema))
+    return count
+
+
+WRITERS: Mapping[Format, Callable[[Iterable[Mapping[str, Any]], IO[bytes], Columns], int]] = {
+    "jsonl": _write_jsonl,
+    "csv": _write_csv,
+    "parquet": _write_parquet,
+}
+
+
+@contextlib.contextmanager
+def atomic_open(target: Path | ObjectStoragePath) -> Iterator[IO[bytes]]:
+    """A binary handle whose content replaces ``target`` only if the block completes.
+
+    Locally: a temporary file beside the target, renamed over it. In object storage, a
+    sibling ``.<name>.part`` object moved into place (closing an object commits it, even
+    after an error, so the target itself is never written half).
+    """
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    part = target.parent / f".{target.name}.part"
+    try:
+        with part.open("wb") as handle:
+            yield handle
+        part.rename(target)
+    except BaseException:
+        if part.exists():
+            part.unlink()
+        raise
+
+
+def write_rows(
+    target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], fmt: Format, columns: Columns
+) -> int:
+    """Write ``rows`` to ``target`` in ``fmt``, atomically; return how many were written."""
+    with atomic_open(target) as handle:
+        return WRITERS[fmt](rows, handle, columns)
+
+
+def write_chunks(target: Path | ObjectStoragePath, chunks: Iterable[bytes]) -> int:
+    """Write a byte stream to ``target`` as it arrives, atomically; return the byte count."""
+    size = 0
+    with atomic_open(target) as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+            size += len(chunk)
+    return size

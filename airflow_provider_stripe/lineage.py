@@ -1,0 +1,104 @@
+"""OpenLineage for the warehouse operators, following Airflow's OpenLineage provider.
+
+Each export, reconciliation and report task records what it read and wrote
+(:class:`LineageRecord`, in ``stripe_lineage``) while it runs; :class:`StripeLineageMixin` turns it into an
+``OperatorLineage`` in ``get_openlineage_facets_on_complete``, the hook the provider's
+listener calls after the task:
+
+* input dataset: namespace ``stripe://<account>`` (the connected account, or ``platform``
+  for the connection's own account), name ``<resource>`` (``charges``,
+  ``reporting/<report type>``...): ``stripe://<account>/<resource>``;
+* output dataset: from the target path, as Airflow's file-transfer operators name them:
+  ``file`` + absolute path locally, ``<scheme>://<bucket>`` + key in object storage;
+* facets: the output's schema (the declared columns, typed) and its statistics (rows, bytes).
+
+Nothing is imported from OpenLineage at module level: without the OpenLineage provider
+installed, the operators import and run as usual and report no lineage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_stripe.formats import Columns
+
+PLATFORM_ACCOUNT = "platform"
+"""The account part of an input dataset read with the connection's own account."""
+
+OPENLINEAGE_TYPES = {"string": "STRING", "json": "STRING", "int64": "BIGINT", "float64": "DOUBLE", "boolean": "BOOLEAN"}
+"""Column types as OpenLineage schema field types."""
+
+
+def stripe_dataset(account_id: str | None, resource: str) -> tuple[str, str]:
+    """``(namespace, name)`` of a Stripe resource: ``stripe://<account>`` and ``<resource>``."""
+    return f"stripe://{account_id or PLATFORM_ACCOUNT}", resource
+
+
+def path_dataset(target: Path | ObjectStoragePath) -> tuple[str, str]:
+    """``(namespace, name)`` of a written file: ``file`` + absolute path, or ``scheme://bucket`` + key."""
+    if isinstance(target, Path):
+        return "file", str(target.resolve())
+    protocol = target.protocol
+    bucket = getattr(target, "bucket", "") or ""
+    key = (getattr(target, "key", "") or target.path).lstrip("/")
+    return (f"{protocol}://{bucket}" if bucket else protocol), key or "/"
+
+
+@dataclass(frozen=True)
+class LineageRecord:
+    """What one task read and wrote."""
+
+    inputs: tuple[tuple[str, str], ...]
+    output: tuple[str, str]
+    columns: Columns
+    rows: int | None = None
+    size: int | None = None
+
+
+def operator_lineage(record: LineageRecord | None) -> Any:
+    """The ``OperatorLineage`` of ``record``; ``None`` without the OpenLineage provider or a record."""
+    if record is None:
+        return None
+    try:
+        from airflow.providers.common.compat.openlineage.facet import (
+            Dataset,
+            OutputStatisticsOutputDatasetFacet,
+            SchemaDatasetFacet,
+            SchemaDatasetFacetFields,
+        )
+        from airflow.providers.openlineage.extractors import OperatorLineage
+    except ImportError:
+        return None
+    schema = SchemaDatasetFacet(
+        fields=[SchemaDatasetFacetFields(name=name, type=OPENLINEAGE_TYPES[kind]) for name, kind in record.columns]
+    )
+    output_facets: dict[str, Any] = {"schema": schema}
+    if record.rows is not None or record.size is not None:
+        output_facets["outputStatistics"] = OutputStatisticsOutputDatasetFacet(rowCount=record.rows, size=record.size)
+    return OperatorLineage(
+        inputs=[Dataset(namespace=ns, name=name) for ns, name in record.inputs],
+        outputs=[Dataset(namespace=record.output[0], name=record.output[1], facets=output_facets)],
+    )
+
+
+def file_size(target: Path | ObjectStoragePath) -> int | None:
+    """The written file's size in bytes, ``None`` if the store cannot say."""
+    try:
+        return int(target.stat().st_size)
+    except (OSError, AttributeError, TypeError, ValueError):
+        return None
+
+
+class StripeLineageMixin:
+    """``get_openlineage_facets_on_complete`` from the :class:`LineageRecord` a task left in ``stripe_lineage``."""
+
+    stripe_lineage: LineageRecord | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lineage of the finished task (Airflow's OpenLineage provider calls this)."""
+        return operator_lineage(self.stripe_lineage)

@@ -1,0 +1,107 @@
+"""The "Stripe Dashboard" extra link of the money operators and the payout sensor.
+
+Like the dbt Cloud provider's job-run link: shown on the task in the Airflow UI, built on
+the worker when the task ends (Airflow 3 stores it as an XCom), from the task's result:
+one object (a charge, refund or payout) links to its page; several payouts (a batch, a
+sensor over many) link to the payouts list. The URL is the live or test Dashboard (from
+the result's ``livemode``, else the connection's key) and acting as the connected account
+when there is one: ``https://dashboard.stripe.com[/acct_...][/test]/<path>[/<id>]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from airflow.sdk import BaseOperatorLink
+
+DASHBOARD_URL = "https://dashboard.stripe.com"
+DASHBOARD_PATHS = {
+    "ch_": "payments",
+    "py_": "payments",
+    "pi_": "payments",
+    "re_": "refunds",
+    "po_": "payouts",
+    "dp_": "disputes",
+    "du_": "disputes",
+    "cus_": "customers",
+    "in_": "invoices",
+    "tr_": "connect/transfers",
+    "fee_": "connect/application_fees",
+    "evt_": "events",
+}
+"""Dashboard page of an object, by its id prefix."""
+
+
+def dashboard_url(path: str = "", *, livemode: bool, account_id: str | None = None) -> str:
+    """A Dashboard URL: ``/acct_...`` when acting as a connected account, ``/test`` in test mode."""
+    parts = [DASHBOARD_URL]
+    if account_id:
+        parts.append(account_id)
+    if not livemode:
+        parts.append("test")
+    if path:
+        parts.append(path.strip("/"))
+    return "/".join(parts)
+
+
+def object_url(object_id: str, *, livemode: bool, account_id: str | None = None) -> str:
+    """The Dashboard page of one object (its list page when the prefix is unknown: never a wrong page)."""
+    for prefix, path in DASHBOARD_PATHS.items():
+        if object_id.startswith(prefix):
+            return dashboard_url(f"{path}/{object_id}", livemode=livemode, account_id=account_id)
+    return dashboard_url(livemode=livemode, account_id=account_id)
+
+
+def _ids(result: Any) -> list[str]:
+    """The Stripe ids a task result names: ``id``, ``payout_id``, ``payout_ids``, per-item ``results``."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, Mapping):
+            for key in ("id", "payout_id"):
+                if isinstance(value.get(key), str):
+                    found.append(value[key])
+            for key in ("payout_ids", "results"):
+                if isinstance(value.get(key), Iterable) and not isinstance(value.get(key), str):
+                    for item in value[key]:
+                        walk(item)
+
+    walk(result)
+    return list(dict.fromkeys(found))
+
+
+def link_for_result(result: Any, *, livemode: bool, account_id: str | None) -> str:
+    """The Dashboard link for a task result; ``""`` when it names nothing (a dry run, a failure)."""
+    ids = _ids(result)
+    if not ids:
+        return ""
+    if len(ids) == 1:
+        return object_url(ids[0], livemode=livemode, account_id=account_id)
+    if all(i.startswith("po_") for i in ids):
+        return dashboard_url("payouts", livemode=livemode, account_id=account_id)
+    return dashboard_url(livemode=livemode, account_id=account_id)
+
+
+class StripeDashboardLink(BaseOperatorLink):
+    """Link from a Stripe task to what it created or watched, in the Stripe Dashboard."""
+
+    name = "Stripe Dashboard"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        pull = getattr(ti_key, "xcom_pull", None)
+        if pull is None:
+            return ""
+        result = pull(task_ids=ti_key.task_id, key="return_value", map_indexes=ti_key.map_index)
+        if isinstance(result, Mapping) and result.get("dry_run"):
+            return ""
+        hook = operator.hook
+        livemode = result.get("livemode") if isinstance(result, Mapping) else None
+        account = result.get("account_id") if isinstance(result, Mapping) else None
+        return link_for_result(
+            result,
+            livemode=livemode if isinstance(livemode, bool) else hook.config.livemode,
+            account_id=account or hook.account_id,
+        )

@@ -1,0 +1,272 @@
+"""Payout reconciliation: every balance transaction each payout of a run settled, one row each.
+
+Matching a payout to what it contains is the warehouse's second job with Stripe. Stripe
+itemizes an *automatic* payout through ``GET /v1/balance_transactions?payout=po_...``:
+every charge, refund, fee and adjustment it settled, plus the payout's own transaction
+(``type: payout``, negative). A transaction's own ``payout`` field is not reliable for this
+(it is not always set), so every row carries the payout it was listed under.
+
+A *manual* payout (created through the API or the Dashboard, e.g. by
+:class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator`) is drawn
+from the available balance, not from a set of transactions: Stripe refuses to itemize it.
+It is written as one row (the payout itself, ``itemized: false``) whose ``note`` says so.
+
+Cost: ``ceil(transactions / page_size)`` requests per automatic payout (the SDK's
+auto-pagination, 100 per page by default); a manual payout given by id costs two (the
+refused itemization, then the payout). Rows are written as they arrive (flat memory), to a
+temporary name first, like every export.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_stripe.formats import Columns
+from airflow_provider_stripe.lineage import LineageRecord, file_size, path_dataset, stripe_dataset
+from airflow_provider_stripe.operators.exports import StripeExportOperator
+from airflow_provider_stripe.sdk_compat import as_dict
+from airflow_provider_stripe.validation import StripeInputError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
+RECONCILIATION_COLUMNS: Columns = (
+    ("payout_id", "string"),
+    ("payout_type", "string"),
+    ("itemized", "boolean"),
+    ("balance_transaction_id", "string"),
+    ("type", "string"),
+    ("reporting_category", "string"),
+    ("amount", "int64"),
+    ("fee", "int64"),
+    ("net", "int64"),
+    ("currency", "string"),
+    ("created", "int64"),
+    ("available_on", "int64"),
+    ("status", "string"),
+    ("source_id", "string"),
+    ("description", "string"),
+    ("note", "string"),
+    ("source", "json"),
+)
+"""The row schema: column name and type, in file order. Amounts are in minor units;
+``source`` holds the expanded source object when ``expand_source`` is on, else null."""
+
+MANUAL_PAYOUT_NOTE = (
+    "manual payout: Stripe itemizes automatic payouts only, so the transactions this payout "
+    "drew from the balance cannot be listed; this row is the payout itself"
+)
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    """A row with every column of :data:`RECONCILIATION_COLUMNS`, in order (missing ones null)."""
+    return {name: values.get(name) for name, _ in RECONCILIATION_COLUMNS}
+
+
+def transaction_row(payout_id: str, txn: Mapping[str, Any]) -> dict[str, Any]:
+    """One itemized balance transaction of ``payout_id`` as a row."""
+    source = txn.get("source")
+    return _row(
+        payout_id=payout_id,
+        payout_type="automatic",
+        itemized=True,
+        balance_transaction_id=txn.get("id"),
+        type=txn.get("type"),
+        reporting_category=txn.get("reporting_category"),
+        amount=txn.get("amount"),
+        fee=txn.get("fee"),
+        net=txn.get("net"),
+        currency=txn.get("currency"),
+        created=txn.get("created"),
+        available_on=txn.get("available_on"),
+        status=txn.get("status"),
+        source_id=source.get("id") if isinstance(source, Mapping) else source,
+        description=txn.get("description"),
+        source=dict(source) if isinstance(source, Mapping) else None,
+    )
+
+
+def manual_payout_row(payout: Mapping[str, Any]) -> dict[str, Any]:
+    """A manual payout as its single row: debited from the balance, so negative like Stripe's payout transaction."""
+    amount = payout.get("amount")
+    debit = -amount if isinstance(amount, int) else None
+    txn = payout.get("balance_transaction")
+    return _row(
+        payout_id=payout.get("id"),
+        payout_type="manual",
+        itemized=False,
+        balance_transaction_id=txn.get("id") if isinstance(txn, Mapping) else txn,
+        type="payout",
+        reporting_category="payout",
+        amount=debit,
+        net=debit,
+        currency=payout.get("currency"),
+        created=payout.get("created"),
+        available_on=payout.get("arrival_date"),
+        status=payout.get("status"),
+        source_id=payout.get("id"),
+        description=payout.get("description"),
+        note=MANUAL_PAYOUT_NOTE,
+    )
+
+
+class StripePayoutReconciliationOperator(StripeExportOperator):
+    """Write every balance transaction of the run's payouts, one row each, with its payout id.
+
+    :param path: local path or object storage URL (templated).
+    :param file_format: ``jsonl``, ``csv`` or ``parquet`` (columns :data:`RECONCILIATION_COLUMNS`).
+    :param payout_ids: the payouts to reconcile: a ``po_...`` id, a list, or the result of
+        :class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator`
+        (``create_payouts.output``). Templated. ``None`` (default): every payout whose
+        ``arrival_date`` falls in the window below.
+    :param created_gte: start (inclusive) of the *arrival date* window when ``payout_ids``
+        is ``None``; default ``data_interval_start``.
+    :param created_lt: end (exclusive) of that window; default ``data_interval_end``.
+    :param expand_source: expand each transaction's ``source`` (the charge, refund...) into
+        the ``source`` column (Stripe's ``expand[]=data.source``; larger answers, same
+        number of requests).
+    :param list_params: extra filters for the payouts listed by arrival date (e.g.
+        ``{"status": "paid"}``).
+    :param page_size: transactions per request (1-100).
+    :param storage_conn_id: connection for an object storage ``path``.
+    :param account_id: a connected account's payouts (``Stripe-Account``).
+
+    Rows follow :data:`RECONCILIATION_COLUMNS` (amounts in minor units). Returns
+    ``{"path", "count" (rows), "payouts", "manual_payouts" (ids), "account_id"}``.
+    """
+
+    template_fields: Sequence[str] = (*StripeExportOperator.template_fields, "payout_ids")
+    ui_color = "#c9f2df"
+
+    def __init__(
+        self,
+        *,
+        path: str | os.PathLike[str] | ObjectStoragePath,
+        payout_ids: Any = None,
+        expand_source: bool = False,
+        created_gte: datetime | int | str | None = None,
+        created_lt: datetime | int | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            resource="balance_transactions", path=path, created_gte=created_gte, created_lt=created_lt, **kwargs
+        )
+        self.payout_ids = payout_ids
+        self.expand_source = expand_source
+        self._manual: list[str] = []
+        self._payouts = 0
+
+    # -- which payouts --------------------------------------------------------------------
+
+    def _given_ids(self) -> tuple[str, ...] | None:
+        from airflow_provider_stripe.payouts.status import PayoutIdsError, normalize_payout_ids
+
+        if self.payout_ids is None:
+            return None
+        try:
+            return normalize_payout_ids(self.payout_ids)
+        except PayoutIdsError as exc:
+            raise StripeInputError(str(exc), field="payout_ids") from exc
+
+    def _payouts_arrived(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
+        """Payouts whose ``arrival_date`` is in ``[gte, lt)``, as plain dicts."""
+        params = {**self._list_params(), "limit": 100, "arrival_date": {"gte": gte, "lt": lt}}
+        page = self.call("payouts.list", self.get_client().v1.payouts.list, params)
+        yield from self._each("payouts.list", page)
+
+    def _each(self, operation: str, page: Any) -> Iterator[dict[str, Any]]:
+        """Every object of a list, following pages, with Stripe errors converted."""
+        import stripe
+
+        from airflow_provider_stripe.errors import from_stripe_error
+
+        try:
+            for obj in page.auto_paging_iter():
+                yield as_dict(obj)
+        except stripe.StripeError as exc:
+            raise from_stripe_error(exc, operation) from exc
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def _itemize(self, payout_id: str) -> Iterator[dict[str, Any]]:
+        """The payout's balance transactions as rows; raises ``StripeRequestError`` for a manual payout."""
+        params: dict[str, Any] = {"payout": payout_id, "limit": self.page_size}
+        if self.expand_source:
+            params["expand"] = ["data.source"]
+        operation = f"balance_transactions.list(payout={payout_id})"
+        page = self.call(operation, self.get_client().v1.balance_transactions.list, params)
+        for txn in self._each(operation, page):
+            yield transaction_row(payout_id, txn)
+
+    def _rows_for_id(self, payout_id: str) -> Iterator[dict[str, Any]]:
+        from airflow_provider_stripe.errors import StripeRequestError
+
+        try:
+            first = self._itemize(payout_id)
+            rows = [next(first, None)]  # the first page decides whether Stripe itemizes it
+        except StripeRequestError as error:
+            if error.http_status != 400 or error.param != "payout":
+                raise
+            payout = as_dict(self.call("payouts.retrieve", self.get_client().v1.payouts.retrieve, payout_id))
+            if payout.get("automatic") is not False:
+                raise
+            yield self._manual_row(payout)
+            return
+        yield from (r for r in rows if r is not None)
+        yield from first
+
+    def _manual_row(self, payout: Mapping[str, Any]) -> dict[str, Any]:
+        self._manual.append(str(payout.get("id")))
+        self.log.info("%s is a manual payout: written as one row (Stripe cannot itemize it)", payout.get("id"))
+        return manual_payout_row(payout)
+
+    def rows(self, context: Context) -> Iterator[dict[str, Any]]:
+        """Every row of every payout of the run, payout after payout."""
+        ids = self._given_ids()
+        if ids is not None:
+            for payout_id in ids:
+                self._payouts += 1
+                yield from self._rows_for_id(payout_id)
+            return
+        gte, lt = self.window(context)
+        for payout in self._payouts_arrived(gte, lt):
+            self._payouts += 1
+            if payout.get("automatic") is False:
+                yield self._manual_row(payout)
+            else:
+                yield from self._itemize(str(payout["id"]))
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        target = self._target()
+        self._list_params()  # validate before touching the network
+        ids = self._given_ids()
+        if ids is None:
+            self.window(context)
+        self._manual, self._payouts = [], 0
+        count = self.write(target, self.rows(context), RECONCILIATION_COLUMNS)
+        account = self.hook.account_id
+        self.stripe_lineage = LineageRecord(
+            inputs=(stripe_dataset(account, "payouts"), stripe_dataset(account, "balance_transactions")),
+            output=path_dataset(target),
+            columns=RECONCILIATION_COLUMNS,
+            rows=count,
+            size=file_size(target),
+        )
+        self.log.info(
+            "Reconciled %d payouts (%d manual, not itemized) into %d rows (%s) at %s",
+            self._payouts,
+            len(self._manual),
+            count,
+            self.hook.account_id or "platform account",
+            target,
+        )
+        return {
+            "path": str(target),
+            "count": count,
+            "payouts": self._payouts,
+            "manual_payouts": list(self._manual),
+            "account_id": self.hook.account_id,
+        }

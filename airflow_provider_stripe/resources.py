@@ -1,0 +1,269 @@
+"""The Stripe resources the exports know, declared once as data.
+
+Each :class:`StripeResource` says how the resource is listed (its ``client.v1`` service,
+which takes a ``created`` filter), what object type its list returns, which events carry
+its changes (for ``mode="changes"``), where it lives in the Dashboard, and its stable
+column schema for CSV and Parquet (JSON Lines keeps whole objects). Columns follow the
+API version of the contract (``2024-11-20.acacia``); amounts are ``int64`` minor units,
+times ``int64`` epoch seconds as Stripe sends them, nested objects ``json`` text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from airflow_provider_stripe.formats import Columns, ColumnType
+from airflow_provider_stripe.validation import StripeInputError
+
+_COMMON: tuple[tuple[str, ColumnType], ...] = (
+    ("id", "string"),
+    ("object", "string"),
+    ("created", "int64"),
+    ("livemode", "boolean"),
+)
+
+
+def _columns(*specific: str) -> Columns:
+    """Common columns, then ``name:type`` specs (type defaults to string)."""
+    parsed: list[tuple[str, ColumnType]] = []
+    for spec in specific:
+        name, _, kind = spec.partition(":")
+        parsed.append((name, kind or "string"))  # type: ignore[arg-type]
+    return (*_COMMON, *parsed)
+
+
+@dataclass(frozen=True)
+class StripeResource:
+    """One listable Stripe resource.
+
+    :param name: the ``client.v1`` service and URL collection (``charges``).
+    :param object: the ``object`` of its items (``charge``).
+    :param event_type: the ``type`` filter of ``/v1/events`` whose events carry this
+        object's changes (``charge.*``), or ``None`` when it has no events.
+    :param dashboard_path: the object's page in the Dashboard, ``<path>/<id>``.
+    :param columns: the stable CSV/Parquet schema.
+    """
+
+    name: str
+    object: str
+    event_type: str | None
+    dashboard_path: str
+    columns: Columns
+
+
+RESOURCES: dict[str, StripeResource] = {
+    r.name: r
+    for r in (
+        StripeResource(
+            "charges",
+            "charge",
+            "charge.*",
+            "payments",
+            _columns(
+                "amount:int64",
+                "amount_captured:int64",
+                "amount_refunded:int64",
+                "currency",
+                "status",
+                "paid:boolean",
+                "captured:boolean",
+                "refunded:boolean",
+                "disputed:boolean",
+                "customer",
+                "payment_intent",
+                "balance_transaction",
+                "failure_code",
+                "failure_message",
+                "description",
+                "metadata:json",
+            ),
+        ),
+        StripeResource(
+            "payment_intents",
+            "payment_intent",
+            "payment_intent.*",
+            "payments",
+            _columns(
+                "amount:int64",
+                "amount_received:int64",
+                "currency",
+                "status",
+                "customer",
+                "payment_method",
+                "latest_charge",
+                "canceled_at:int64",
+                "cancellation_reason",
+                "description",
+                "metadata:json",
+            ),
+        ),
+        StripeResource(
+            "refunds",
+            "refund",
+            None,  # refund.* and charge.refund.updated: read every event, keep refunds
+            "refunds",
+            _columns(
+                "amount:int64",
+                "currency",
+                "status",
+                "reason",
+                "charge",
+                "payment_intent",
+                "balance_transaction",
+                "metadata:json",
+            ),
+        ),
+        StripeResource(
+            "disputes",
+            "dispute",
+            "charge.dispute.*",
+            "disputes",
+            _columns(
+                "amount:int64",
+                "currency",
+                "status",
+                "reason",
+                "charge",
+                "payment_intent",
+                "is_charge_refundable:boolean",
+                "balance_transactions:json",
+                "metadata:json",
+            ),
+        ),
+        StripeResource(
+            "payouts",
+            "payout",
+            "payout.*",
+            "payouts",
+            _columns(
+                "amount:int64",
+                "currency",
+                "arrival_date:int64",
+                "automatic:boolean",
+                "status",
+                "method",
+                "type",
+                "destination",
+                "balance_transaction",
+                "failure_code",
+                "failure_message",
+                "description",
+                "statement_descriptor",
+                "metadata:json",
+            ),
+        ),
+        StripeResource(
+            "balance_transactions",
+            "balance_transaction",
+            None,
+            "balance-transactions",
+            _columns(
+                "amount:int64",
+                "fee:int64",
+                "net:int64",
+                "currency",
+                "type",
+                "reporting_category",
+                "status",
+                "available_on:int64",
+                "source",
+                "description",
+                "exchange_rate:float64",
+                "fee_details:json",
+            ),
+        ),
+        StripeResource(
+            "customers",
+            "customer",
+            "customer.*",
+            "customers",
+            _columns(
+                "email",
+                "name",
+                "phone",
+                "description",
+                "currency",
+                "balance:int64",
+                "delinquent:boolean",
+                "address:json",
+                "metadata:json",
+            ),
+        ),
+        StripeResource(
+            "invoices",
+            "invoice",
+            "invoice.*",
+            "invoices",
+            _columns(
+                "customer",
+                "status",
+                "currency",
+                "amount_due:int64",
+                "amount_paid:int64",
+                "amount_remaining:int64",
+                "subtotal:int64",
+                "total:int64",
+                "number",
+                "subscription",
+                "due_date:int64",
+                "period_start:int64",
+                "period_end:int64",
+                "hosted_invoice_url",
+                "metadata:json",
+            ),
+        ),
+        StripeResource(
+            "transfers",
+            "transfer",
+            "transfer.*",
+            "connect/transfers",
+            _columns(
+                "amount:int64",
+                "amount_reversed:int64",
+                "currency",
+                "destination",
+                "destination_payment",
+                "source_transaction",
+                "transfer_group",
+                "reversed:boolean",
+                "balance_transaction",
+                "description",
+                "metadata:json",
+            ),
+        ),
+        StripeResource(
+            "application_fees",
+            "application_fee",
+            "application_fee.*",
+            "connect/application_fees",
+            _columns(
+                "amount:int64",
+                "amount_refunded:int64",
+                "currency",
+                "account",
+                "application",
+                "charge",
+                "originating_transaction",
+                "refunded:boolean",
+                "balance_transaction",
+            ),
+        ),
+        StripeResource(
+            "events",
+            "event",
+            None,
+            "events",
+            _columns("type", "api_version", "account", "pending_webhooks:int64", "request:json", "data:json"),
+        ),
+    )
+}
+
+
+def get_resource(name: object) -> StripeResource:
+    """The registered resource ``name``; an unknown one fails listing the known ones."""
+    resource = RESOURCES.get(name) if isinstance(name, str) else None
+    if resource is None:
+        raise StripeInputError(
+            f"{name!r} is not an exportable Stripe resource: pass one of {', '.join(RESOURCES)}", field="resource"
+        )
+    return resource

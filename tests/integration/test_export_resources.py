@@ -1,0 +1,181 @@
+"""StripeExportOperator: any resource, three formats, and changes through events.
+
+Against localstripe behind the ledger front (tests/servers/stripe_reporting.py), which
+answers ``created[gte]``/``[lt]`` windows and ``type`` wildcards on events the way Stripe
+does (newest first); the operator sends only those filters.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stripe
+
+from airflow_provider_stripe.operators.exports import StripeExportOperator, StripeListChargesOperator
+from airflow_provider_stripe.resources import RESOURCES
+from airflow_provider_stripe.validation import StripeInputError
+from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
+from tests.servers.stripe_reporting import LedgerFront, run_ledger_front
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def front(localstripe: str) -> Iterator[LedgerFront]:
+    with run_ledger_front(localstripe) as server:
+        yield server
+
+
+def _client(url: str) -> stripe.StripeClient:
+    return stripe.StripeClient(TEST_KEY, base_addresses={"api": url})
+
+
+def _next_second(after: float) -> int:
+    """localstripe's ``created`` has 1 s resolution: wait until a strictly later second."""
+    while time.time() < int(after) + 1:
+        time.sleep(0.05)
+    return int(time.time())
+
+
+def _export(conn: str, tmp_path: Path, name: str, **kwargs: Any) -> tuple[dict[str, Any], Path]:
+    target = tmp_path / name
+    result = StripeExportOperator(task_id="export", stripe_conn_id=conn, path=str(target), **kwargs).execute(
+        task_context()
+    )
+    return result, target
+
+
+def test_customers_in_every_format(
+    front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    client = _client(localstripe)
+    before = client.v1.customers.create({"email": "before@example.com"})
+    start = _next_second(before.created)
+    inside = [
+        client.v1.customers.create({"email": f"c{i}@example.com", "name": f"Client {i}", "metadata": {"n": str(i)}})
+        for i in range(5)
+    ]
+    end = _next_second(time.time())
+    client.v1.customers.create({"email": "after@example.com"})
+    conn = stripe_connection(monkeypatch, front.url)
+    window = {"resource": "customers", "created_gte": start, "created_lt": end, "page_size": 2}
+
+    result, jsonl = _export(conn, tmp_path, "c.jsonl", **window)
+    assert result["count"] == 5
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [c.id for c in reversed(inside)]  # newest first, whole objects
+    assert rows[0]["metadata"] == {"n": "4"}
+
+    columns = [name for name, _ in RESOURCES["customers"].columns]
+    _, csv_path = _export(conn, tmp_path, "c.csv", file_format="csv", **window)
+    with csv_path.open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert list(table[0]) == columns
+    assert {r["email"] for r in table} == {f"c{i}@example.com" for i in range(5)}
+    assert json.loads(table[0]["metadata"]) == {"n": "4"}
+    assert {r["livemode"] for r in table} == {"False"}
+
+    _, parquet = _export(conn, tmp_path, "c.parquet", file_format="parquet", **window)
+    read = pq.read_table(parquet)
+    assert read.schema.names == columns
+    assert str(read.schema.field("created").type) == "int64"
+    assert str(read.schema.field("livemode").type) == "bool"
+    assert sorted(read.column("id").to_pylist()) == sorted(c.id for c in inside)
+    assert not list(tmp_path.glob(".*.part"))
+
+    # An empty window still writes a Parquet file with the full schema.
+    result, empty = _export(
+        conn, tmp_path, "none.parquet", resource="customers", file_format="parquet", created_gte=1, created_lt=2
+    )
+    assert result["count"] == 0 and pq.read_table(empty).schema.names == columns
+
+
+@pytest.mark.parametrize("resource", ["refunds", "payment_intents", "events"])
+def test_other_resources_export(
+    resource: str, front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    client = _client(localstripe)
+    start = int(time.time())
+    charge = client.v1.charges.create({"amount": 4000, "currency": "eur", "source": "pm_card_visa"})
+    client.v1.refunds.create({"charge": charge.id, "amount": 1500})
+    client.v1.payment_intents.create({"amount": 999, "currency": "eur", "payment_method_types": ["card"]})
+    client.v1.customers.create({"email": "events@example.com"})  # localstripe emits customer events
+    conn = stripe_connection(monkeypatch, front.url)
+    result, target = _export(
+        conn, tmp_path, f"{resource}.parquet", resource=resource, file_format="parquet",
+        created_gte=start, created_lt=int(time.time()) + 1,
+    )  # fmt: skip
+    table = pq.read_table(target).to_pylist()
+    assert result["count"] == len(table) >= 1
+    assert {r["object"] for r in table} == {RESOURCES[resource].object}
+    if resource == "refunds":
+        assert [(r["charge"], r["amount"]) for r in table] == [(charge.id, 1500)]
+
+
+def test_changes_mode_writes_each_changed_object_once_in_its_latest_state(
+    front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # localstripe emits customer events (not charge events): a customer stands in for any resource.
+    client = _client(localstripe)
+    old = client.v1.customers.create({"email": "old@example.com"})
+    untouched = client.v1.customers.create({"email": "untouched@example.com"})
+    start = _next_second(max(old.created, untouched.created))
+    client.v1.customers.update(old.id, {"email": "first-change@example.com"})
+    client.v1.customers.update(old.id, {"email": "latest@example.com", "metadata": {"tier": "gold"}})
+    new = client.v1.customers.create({"email": "new@example.com"})
+    end = _next_second(time.time())
+    client.v1.customers.update(new.id, {"email": "after-the-window@example.com"})
+    conn = stripe_connection(monkeypatch, front.url)
+
+    result, target = _export(
+        conn, tmp_path, "changed.jsonl", resource="customers", mode="changes", created_gte=start, created_lt=end,
+        page_size=2,
+    )  # fmt: skip
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted([old.id, new.id])  # each once; untouched not at all
+    assert result["count"] == 2
+    by_id = {r["id"]: r for r in rows}
+    assert (by_id[old.id]["email"], by_id[old.id]["metadata"]) == ("latest@example.com", {"tier": "gold"})
+    assert by_id[new.id]["email"] == "new@example.com"  # its state at the end of the window
+    events = [r for r in front.records if r.path == "/v1/events"]
+    assert len(events) == 2 and all(r.status == 200 for r in events)  # 3 events in the window, 2 per page
+
+
+def test_changes_beyond_thirty_days_fail_clearly(
+    front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    conn = stripe_connection(monkeypatch, front.url)
+    now = int(time.time())
+    with pytest.raises(StripeInputError, match="30 days") as info:
+        _export(
+            conn, tmp_path, "x.jsonl", resource="charges", mode="changes", created_gte=now - 31 * 86_400, created_lt=now
+        )
+    assert info.value.field == "created_gte"
+    assert not front.records and not list(tmp_path.iterdir())
+
+
+def test_bad_resource_format_or_mode_fail_at_parse_time() -> None:
+    for kwargs, field in (
+        ({"resource": "charge"}, "resource"),
+        ({"resource": "charges", "file_format": "xlsx"}, "file_format"),
+        ({"resource": "charges", "mode": "updated"}, "mode"),
+        ({"resource": "balance_transactions", "mode": "changes"}, "mode"),
+    ):
+        with pytest.raises(StripeInputError) as info:
+            StripeExportOperator(task_id="e", path="/tmp/x", **kwargs)
+        assert info.value.field == field
+
+
+def test_aliases_are_the_generic_operator() -> None:
+    op = StripeListChargesOperator(task_id="e", path="/tmp/x.jsonl")
+    assert isinstance(op, StripeExportOperator) and op.resource == "charges" and op.file_format == "jsonl"
