@@ -308,9 +308,9 @@ def from_stripe_error(exc: BaseException, operation: str) -> StripeRequestError:
     )
 
 
-class StripeReportNotAvailableError(RuntimeError):
+class StripeReportNotAvailableError(StripeProviderError, RuntimeError):
     """Stripe has no report data for (all of) the requested interval yet; a later retry may succeed."""
 
 
-class StripeReportRunFailedError(RuntimeError):
+class StripeReportRunFailedError(StripeProviderError, RuntimeError):
     """Stripe ran the report and it failed (``status: failed``); the message is Stripe's ``error``."""

@@ -162,7 +162,7 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
     # -- which payouts --------------------------------------------------------------------
 
     def _given_ids(self) -> tuple[str, ...] | None:
-        from airflow_provider_stripe.payouts.status import PayoutIdsError, normalize_payout_ids
+        from airflow_provider_stripe.payout_status.watch import PayoutIdsError, normalize_payout_ids
 
         if self.payout_ids is None:
             return None
