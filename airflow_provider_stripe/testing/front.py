@@ -415,12 +415,18 @@ async def account(front: StripeFront, request: web.Request) -> web.StreamRespons
     )
 
 
-DEFAULT_ROUTES: tuple[Route, ...] = (
-    Route("GET", "/v1/payouts", list_endpoint("payout", local_filters=("status",))),
-    Route("GET", "/v1/charges", list_endpoint("charge")),
-    Route("GET", "/v1/events", list_endpoint("event")),
-    Route("GET", "/v1/account", account),
-)
+def _list_routes() -> tuple[Route, ...]:
+    """Stripe's list semantics on every resource the provider lists (its export registry)."""
+    from airflow_provider_stripe.resources import RESOURCES
+
+    local_filters = {"payouts": ("status",)}
+    return tuple(
+        Route("GET", f"/v1/{resource.name}", list_endpoint(resource.object, local_filters.get(resource.name, ())))
+        for resource in RESOURCES.values()
+    )
+
+
+DEFAULT_ROUTES: tuple[Route, ...] = (*_list_routes(), Route("GET", "/v1/account", account))
 """What localstripe lacks and the provider uses."""
 
 

@@ -302,8 +302,10 @@ class PayoutLedger:
             after = f"&starting_after={body['data'][-1]['id']}"
         with self._lock:
             mine = list(self.payouts.values()) if path == "/v1/payouts" else []
-        # localstripe lists in creation order: reversed, then a stable sort, is Stripe's newest first.
-        rows = [o for o in reversed([*upstream, *mine]) if all(check(o) for check in checks)]
+        # The upstream (localstripe behind the front) lists every resource newest first; the
+        # ledger's own payouts are kept oldest first. A stable sort on ``created`` keeps each
+        # one's order within a second.
+        rows = [o for o in [*reversed(mine), *upstream] if all(check(o) for check in checks)]
         rows.sort(key=lambda o: int(o.get("created") or 0), reverse=True)
         return stripe_page(rows, paging, path)
 
