@@ -2,12 +2,19 @@
 
 Stripe SDK errors are turned into :class:`StripeRequestError`, whose message names the
 Stripe error type, code, message and request id, and never the API key.
+
+Deterministic errors (bad input, an unreadable instructions file, an invalid connection, a
+live key where live mode is off) derive from :class:`StripeDeterministicError`, an
+``AirflowFailException``: Airflow fails the task at once instead of retrying what cannot
+succeed. Fix the cause, then clear the task.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
 
 _KEY_PATTERN = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9]+|\bwhsec_[A-Za-z0-9]+|\b(rt|ac)_[A-Za-z0-9]{8,}")
 
@@ -24,7 +31,11 @@ def redact(text: str) -> str:
     return _KEY_PATTERN.sub(_sub, text)
 
 
-class StripeConfigurationError(ValueError):
+class StripeDeterministicError(AirflowFailException):
+    """An error a retry cannot fix: the task fails without using its retries (``AirflowFailException``)."""
+
+
+class StripeConfigurationError(StripeDeterministicError, ValueError):
     """The ``stripe`` connection is incomplete or invalid; the message names the field."""
 
     def __init__(self, message: str, *, field: str | None = None, conn_id: str | None = None) -> None:
@@ -35,7 +46,7 @@ class StripeConfigurationError(ValueError):
         super().__init__(redact(prefix + message))
 
 
-class LiveModeNotAllowedError(PermissionError):
+class LiveModeNotAllowedError(StripeDeterministicError, PermissionError):
     """A money-moving operator refused a live key on a connection that does not allow live mode."""
 
 

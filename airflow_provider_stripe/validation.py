@@ -18,6 +18,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from airflow_provider_stripe.errors import StripeDeterministicError
+
 ZERO_DECIMAL_CURRENCIES: frozenset[str] = frozenset(
     ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
 )
@@ -73,7 +75,7 @@ METADATA_VALUE_MAX = 500
 _CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
 
 
-class StripeInputError(ValueError):
+class StripeInputError(StripeDeterministicError, ValueError):
     """A task input Stripe would refuse (or that would move the wrong amount).
 
     :param message: what is wrong with the value and what to do about it.

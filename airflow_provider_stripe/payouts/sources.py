@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from airflow_provider_stripe.errors import StripeDeterministicError
 from airflow_provider_stripe.payouts.instructions import PayoutInstruction, check_instruction
 from airflow_provider_stripe.validation import StripeInputError, format_amount
 
@@ -34,7 +35,7 @@ _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _READ_CHUNK = 1 << 16
 
 
-class StripeBatchInputError(ValueError):
+class StripeBatchInputError(StripeDeterministicError, ValueError):
     """One or more payout instructions are invalid; nothing was sent to Stripe.
 
     :param errors: the problems kept (each names index, reference and field).
@@ -72,7 +73,7 @@ class UnreadableItem:
     message: str
 
 
-class SourceError(ValueError):
+class SourceError(StripeDeterministicError, ValueError):
     """The ``payouts`` argument itself cannot be read (wrong type, missing file, bad JSON array)."""
 
 
