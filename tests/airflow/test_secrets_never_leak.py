@@ -500,8 +500,6 @@ def runs(
     result.export_dir = workdir / "exports"
     env = {
         CONN_ENV: connection_json(localstripe_url),
-        "STRIPE_PAYOUT_POLL_SECONDS": "0.5",  # read when the batch DAG is parsed, here and in task processes
-        "STRIPE_PAYOUT_WAIT_SECONDS": "120",
     }
     with contextlib.ExitStack() as keep:  # the polled DAG stays watched until the DB has been searched
         keep.enter_context(production_fernet_key())
@@ -519,9 +517,8 @@ def runs(
 
             with bank_settling_after_deferral(localstripe_url, result):
                 batch = example_dag("stripe_payout_batch")
-                result.record(
-                    "payout batch", batch.test(use_executor=True, run_conf={"instructions_file": str(SAMPLE)})
-                )
+                conf = {"instructions_file": str(SAMPLE), "poll_seconds": 0.5}
+                result.record("payout batch", batch.test(use_executor=True, run_conf=conf))
 
             conf = {
                 "region_files": [write_jsonl(workdir / "north.jsonl", eur_items(2, "north"))],
