@@ -34,7 +34,7 @@ from tests.servers.localstripe_server import TEST_API_KEY, run_localstripe
 
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 WEBHOOK_SECRET = "whsec_deploymentTierSecret"
-SLOW_LATENCY_MS = 40
+SLOW_LATENCY_MS = 100
 """Added to every request of the ``stripe_slow`` connection: a batch long enough to interrupt."""
 LIMIT_PER_MINUTE = 60
 """The ``stripe_limited`` connection's client-side limit, shared by its tasks through Redis."""
