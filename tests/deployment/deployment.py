@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
+import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +37,8 @@ from tests.servers.localstripe_server import TEST_API_KEY, run_localstripe
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 WEBHOOK_SECRET = "whsec_deploymentTierSecret"
 SLOW_LATENCY_MS = 100
-"""Added to every request of the ``stripe_slow`` connection: a batch long enough to interrupt."""
+"""Added by default to every request of the ``stripe_proxied`` connection (its proxy's plan can be
+changed at run time: ``deployment.proxy.set_plan``): a batch long enough to interrupt."""
 LIMIT_PER_MINUTE = 60
 """The ``stripe_limited`` connection's client-side limit, shared by its tasks through Redis."""
 READY_TIMEOUT_S = 180.0
@@ -53,7 +56,7 @@ class DeploymentConfig:
     db_url: str
     redis_url: str
     stripe_url: str
-    slow_proxy_url: str
+    proxied_url: str
     limited_proxy_url: str
     api_port: int = field(default_factory=free_port)
     username: str = "admin"
@@ -65,13 +68,13 @@ class DeploymentConfig:
         return f"http://127.0.0.1:{self.api_port}"
 
     def connections(self) -> dict[str, str]:
-        """``AIRFLOW_CONN_*``: Stripe direct, through a slow proxy, and through a counting proxy with a shared limit."""
+        """``AIRFLOW_CONN_*``: Stripe direct, through a counting/fault proxy, and through one with a shared limit."""
         from airflow_provider_stripe.testing.connection import connection_env
 
         common = {"api_key": TEST_API_KEY, "webhook_secret": WEBHOOK_SECRET}
         return {
             **connection_env("stripe_default", base_url=self.stripe_url, **common),
-            **connection_env("stripe_slow", base_url=self.slow_proxy_url, **common),
+            **connection_env("stripe_proxied", base_url=self.proxied_url, **common),
             **connection_env(
                 "stripe_limited",
                 base_url=self.limited_proxy_url,
@@ -131,9 +134,13 @@ class Deployment:
     """A running deployment: REST API v2 helpers and the proxies in front of localstripe."""
 
     config: DeploymentConfig
-    slow_proxy: CountingProxy
+    proxy: CountingProxy
+    """In front of the ``stripe_proxied`` connection: counts requests, adds latency or faults (its plan)."""
     limited_proxy: CountingProxy
+    """In front of the ``stripe_limited`` connection (60 requests a minute, shared through Redis)."""
     logs: Path
+    env: dict[str, str]
+    """The environment of every Airflow process (to start one more, e.g. a second api-server)."""
     _token: str | None = None
 
     @property
@@ -251,21 +258,22 @@ def run_deployment(workdir: Path) -> Iterator[Deployment]:
         migrate = stack.enter_context(run_airflow(["db", "migrate"], env, logs / "migrate.log", cwd))
         migrate.wait(timeout=300)
         assert migrate.returncode == 0, f"airflow db migrate failed:\n{tail(logs / 'migrate.log')}"
-        deployment = Deployment(config, slow, limited, logs)
+        deployment = Deployment(config, slow, limited, logs, env)
+        procs = []
         for args in (
             ["api-server", "--host", "127.0.0.1", "--port", str(config.api_port), "--workers", "1"],
             ["scheduler", "--skip-serve-logs"],
             ["dag-processor"],
             ["triggerer", "--skip-serve-logs", "--capacity", "20"],
         ):
-            stack.enter_context(run_airflow(args, env, logs / f"{args[0]}.log", cwd, stop_timeout=30))
-        deployment.wait_for(
-            "the api-server to answer",
-            lambda: _healthy(config.api_url),
-            READY_TIMEOUT_S,
-            interval=0.5,
-        )
-        yield deployment
+            procs.append(stack.enter_context(run_airflow(args, env, logs / f"{args[0]}.log", cwd, stop_timeout=30)))
+        try:
+            deployment.wait_for("the api-server to answer", lambda: _healthy(config.api_url), READY_TIMEOUT_S, 0.5)
+            yield deployment
+        finally:  # all components stop at once; the exit stack then waits for each (and SIGKILLs stragglers)
+            for proc in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
 
 
 def _healthy(url: str) -> bool:

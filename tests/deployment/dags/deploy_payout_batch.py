@@ -1,6 +1,6 @@
 """A payout batch through a slow connection, with fast retries: what the deployment tier clears and kills.
 
-``stripe_slow`` reaches the local Stripe through a proxy adding latency to each request, so a
+``stripe_proxied`` reaches the local Stripe through a proxy adding latency to each request, so a
 batch of a few hundred items runs long enough to be interrupted mid-way; the retry delay is
 short so the scheduler's retry is seen within the test.
 """
@@ -25,6 +25,6 @@ with DAG(
     StripePayoutBatchOperator(
         task_id="create_payouts",
         payouts="{{ params.instructions_file }}",
-        stripe_conn_id="stripe_slow",
+        stripe_conn_id="stripe_proxied",
         max_workers=2,
     )
