@@ -9,6 +9,11 @@
 
 The batch DAG (``tests/deployment/dags/deploy_payout_batch.py``) reaches the local Stripe through
 a proxy adding latency, so a few hundred payouts take long enough to be interrupted.
+
+Still to come with the idempotency engine being rewritten (issue 11): cross-run protection (a
+second run on the same instructions pays nobody again: ``start_batch`` twice on one file, then
+``assert_paid_once``) and run-level results (the summary after a SIGKILL counts what the first try
+created), asserted on the same runs as the tests below.
 """
 
 from __future__ import annotations
