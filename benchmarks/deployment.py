@@ -26,7 +26,7 @@ import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,6 @@ import requests
 from benchmarks import report
 from benchmarks.env import RESULTS_DIR
 from tests.deployment.deployment import WEBHOOK_SECRET, Deployment, run_deployment
-from tests.deployment.services import run_airflow, wait_for_port
 from tests.deployment.upstream import instructions, payouts_by_description, write_jsonl
 from tests.servers.fault_proxy import FaultKind, FaultPlan
 
@@ -116,25 +115,6 @@ def _asset_event_counts(d: Deployment) -> Counter[str]:
             return counts
 
 
-@contextlib.contextmanager
-def _api_server(d: Deployment, workers: int) -> Iterator[str]:
-    """The deployment's api-server (1 worker), or one more on another port with ``--workers N``."""
-    if workers == 1:
-        yield d.config.api_url
-        return
-    from tests.airflow.api_server import free_port
-
-    port = free_port()
-    env = {**d.env, "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"}
-    args = ["api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    log = d.logs / f"api-server-{workers}-workers.log"
-    with run_airflow(args, env, log, Path(env["AIRFLOW_HOME"]), stop_timeout=30) as proc:
-        wait_for_port(port, proc, "api-server", log, timeout=180)
-        url = f"http://127.0.0.1:{port}"
-        d.wait_for("the second api-server", lambda: requests.get(f"{url}/api/v2/monitor/health", timeout=3).ok, 120)
-        yield url
-
-
 def webhooks(d: Deployment, events: int, workers: int, duplicate_share: float = 0.05) -> report.Measurement:
     from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER, sign_payload
 
@@ -143,7 +123,7 @@ def webhooks(d: Deployment, events: int, workers: int, duplicate_share: float = 
     sends = bodies + random.Random(3).sample(bodies, events - distinct)
     random.Random(5).shuffle(sends)
     before = _asset_event_counts(d)
-    with _api_server(d, workers) as url:
+    with d.extra_api_server(workers) if workers > 1 else contextlib.nullcontext(d.config.api_url) as url:
         endpoint = f"{url}/stripe/webhooks/stripe_default"
         session = requests.Session()
         session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=SENDERS))

@@ -172,6 +172,18 @@ class Deployment:
         assert resp.status_code in wanted, f"{method} {path}: {resp.status_code} {resp.text[:2000]}"
         return resp.json() if resp.content else None
 
+    @contextlib.contextmanager
+    def extra_api_server(self, workers: int) -> Iterator[str]:
+        """One more api-server on the same database, with ``--workers N``; yield its URL; stopped on exit."""
+        port = free_port()
+        env = {**self.env, "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"}
+        args = ["api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+        log = self.logs / f"api-server-{port}-{workers}-workers.log"
+        url = f"http://127.0.0.1:{port}"
+        with run_airflow(args, env, log, Path(env["AIRFLOW_HOME"]), stop_timeout=30):
+            self.wait_for(f"the api-server with {workers} workers", lambda: _healthy(url), READY_TIMEOUT_S, 0.5)
+            yield url
+
     def log_tails(self) -> str:
         """The end of each component's log, for failure messages."""
         return "\n".join(f"--- {p.name}\n{tail(p, 2000)}" for p in sorted(self.logs.glob("*.log")))

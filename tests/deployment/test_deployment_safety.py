@@ -18,6 +18,8 @@ created), asserted on the same runs as the tests below.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import json
 import os
 import signal
@@ -148,6 +150,27 @@ def test_signed_webhooks_trigger_the_asset_dag_once_per_event(deploy: Deployment
         finished = deploy.wait_run(dag, run["dag_run_id"], timeout=180)
         reconciled = deploy.xcom(dag, finished["dag_run_id"], "reconcile_payouts")
         assert [r["confirmed"] for r in reconciled] == [True], reconciled
+
+
+def test_one_event_sent_at_once_to_two_api_server_workers_is_recorded_once(deploy: Deployment) -> None:
+    """De-duplication holds across api-server processes (the database decides, not a process lock)."""
+    event = paid_payout_event(deploy.stripe_url)
+    body = json.dumps(event).encode()
+    with deploy.extra_api_server(workers=2) as url:
+        endpoint = f"{url}/stripe/webhooks/stripe_default"
+
+        def send(_: int) -> str:
+            headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign_payload(body, WEBHOOK_SECRET)}
+            resp = requests.post(endpoint, data=body, headers=headers, timeout=60)
+            assert resp.status_code == 200, resp.text
+            return str(resp.json()["status"])
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            statuses = collections.Counter(pool.map(send, range(48)))
+    assert statuses == {"recorded": 1, "duplicate": 47}, statuses
+    events = deploy.api("GET", "/assets/events", params={"limit": 100})["asset_events"]
+    same = [e for e in events if ((e.get("extra") or {}).get("payload") or {}).get("event_id") == event["id"]]
+    assert len(same) == 1, same
 
 
 def test_two_task_processes_share_the_redis_rate_limit(
