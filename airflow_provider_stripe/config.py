@@ -23,6 +23,7 @@ from airflow_provider_stripe.connection_form import (
     FIELDS_BY_NAME,
     SECRET_FIELD_NAMES,
 )
+from airflow_provider_stripe.constants import ALLOWED_BASE_URLS_KEY, ALLOWED_BASE_URLS_SECTION
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 from airflow_provider_stripe.errors import StripeConfigurationError
 from airflow_provider_stripe.webhooks.signature import parse_webhook_secrets
@@ -138,8 +139,6 @@ def validate_api_key(api_key: str | None, *, conn_id: str | None = None) -> str:
     return api_key
 
 
-ALLOWED_BASE_URLS_SECTION = "stripe"
-ALLOWED_BASE_URLS_KEY = "allowed_base_urls"
 ALLOWED_BASE_URLS_OPTION = f"[{ALLOWED_BASE_URLS_SECTION}] {ALLOWED_BASE_URLS_KEY}"
 """The Airflow config option listing the base URLs a connection may send its key to, besides Stripe's."""
 ALLOWED_BASE_URLS_ENV = f"AIRFLOW__{ALLOWED_BASE_URLS_SECTION.upper()}__{ALLOWED_BASE_URLS_KEY.upper()}"

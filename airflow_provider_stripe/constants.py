@@ -6,3 +6,8 @@ DEFAULT_CONN_ID = "stripe_default"
 
 #: Where the plugin mounts the webhook endpoint on the API server.
 WEBHOOK_URL_PREFIX = "/stripe"
+
+#: The Airflow config option (``[stripe] allowed_base_urls``) listing the base URLs a
+#: connection may send its key to besides Stripe's; see :mod:`airflow_provider_stripe.config`.
+ALLOWED_BASE_URLS_SECTION = "stripe"
+ALLOWED_BASE_URLS_KEY = "allowed_base_urls"

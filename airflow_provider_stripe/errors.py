@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 _KEY_PATTERN = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9]+|\bwhsec_[A-Za-z0-9]+|\b(rt|ac)_[A-Za-z0-9]{8,}")
 
 
@@ -39,10 +41,19 @@ class StripeProviderError(Exception):
     """Root of every exception of the provider: ``except StripeProviderError`` catches them all."""
 
 
+class StripeDeterministicError(StripeProviderError, AirflowFailException):
+    """An error a retry cannot fix (bad input, an unreadable instructions file, an invalid
+    connection, a live key where live mode is off).
+
+    An ``AirflowFailException``: Airflow fails the task at once instead of spending its
+    retries on what cannot succeed. Fix the cause, then clear the task.
+    """
+
+
 # -- connection and live mode --------------------------------------------------------------
 
 
-class StripeConfigurationError(StripeProviderError, ValueError):
+class StripeConfigurationError(StripeDeterministicError, ValueError):
     """The ``stripe`` connection is incomplete or invalid; the message names the field."""
 
     def __init__(self, message: str, *, field: str | None = None, conn_id: str | None = None) -> None:
@@ -55,7 +66,7 @@ class StripeConfigurationError(StripeProviderError, ValueError):
         super().__init__(redact(prefix + message))
 
 
-class LiveModeNotAllowedError(StripeProviderError, PermissionError):
+class LiveModeNotAllowedError(StripeDeterministicError, PermissionError):
     """A money-moving operator refused a live key on a connection that does not allow live mode."""
 
 
@@ -66,7 +77,7 @@ class RateLimitWaitExceeded(StripeProviderError, TimeoutError):
 # -- task inputs -----------------------------------------------------------------------------
 
 
-class StripeInputError(StripeProviderError, ValueError):
+class StripeInputError(StripeDeterministicError, ValueError):
     """A task input Stripe would refuse (or that would move the wrong amount).
 
     :param message: what is wrong with the value and what to do about it.
@@ -89,7 +100,7 @@ class StripeInputError(StripeProviderError, ValueError):
         super().__init__(prefix + message)
 
 
-class StripeBatchInputError(StripeProviderError, ValueError):
+class StripeBatchInputError(StripeDeterministicError, ValueError):
     """One or more payout instructions are invalid; nothing was sent to Stripe.
 
     :param errors: the problems kept (each names index, reference and field).
@@ -120,7 +131,7 @@ class StripeBatchInputError(StripeProviderError, ValueError):
         super().__init__("\n".join(lines))
 
 
-class SourceError(StripeProviderError, ValueError):
+class SourceError(StripeDeterministicError, ValueError):
     """A payout batch's ``payouts`` argument cannot be read (wrong type, missing file, bad JSON array)."""
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_stripe import __version__
-from airflow_provider_stripe.config import ALLOWED_BASE_URLS_KEY, ALLOWED_BASE_URLS_SECTION
 from airflow_provider_stripe.connection_form import CONN_TYPE, HOOK_NAME, conn_fields, ui_field_behaviour
+from airflow_provider_stripe.constants import ALLOWED_BASE_URLS_KEY, ALLOWED_BASE_URLS_SECTION
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
 
 PACKAGE_NAME = "airflow-provider-stripe"

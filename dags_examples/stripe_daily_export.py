@@ -1,7 +1,9 @@
 """Export each day's Stripe charges and payouts to JSON Lines files.
 
 Each run covers its data interval, one UTC day ``[data_interval_start, data_interval_end)``
-(a ``CronDataIntervalTimetable``: a plain cron schedule would give runs an empty interval).
+(a ``CronDataIntervalTimetable``: a plain cron schedule would give runs an empty interval). A
+manual run without a logical date has no data interval: it covers the last complete UTC day
+before it was triggered (:func:`airflow_provider_stripe.run_window.day_window`).
 :class:`~airflow_provider_stripe.operators.exports.StripeListChargesOperator` and
 :class:`~airflow_provider_stripe.operators.exports.StripeListPayoutsOperator` page through
 Stripe with auto-pagination and write one object per line as they go, so memory stays flat
@@ -21,9 +23,11 @@ from datetime import datetime, timezone
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from airflow_provider_stripe.operators.exports import StripeListChargesOperator, StripeListPayoutsOperator
+from airflow_provider_stripe.run_window import MACROS
 
 STRIPE_CONN_ID = "stripe_default"
-DAY = "{{ data_interval_start | ds }}"
+DAY = "{{ day_window()[0] | ds }}"
+WINDOW = {"created_gte": "{{ day_window()[0] }}", "created_lt": "{{ day_window()[1] }}"}
 
 with DAG(
     dag_id="stripe_daily_export",
@@ -34,14 +38,17 @@ with DAG(
     max_active_runs=1,
     tags=["stripe", "export", "example"],
     params={"export_dir": Param("/tmp/stripe-exports", type="string", description="local directory or object URL")},
+    user_defined_macros=MACROS,
 ) as dag:
     StripeListChargesOperator(
         task_id="export_charges",
         stripe_conn_id=STRIPE_CONN_ID,
         path="{{ params.export_dir }}/charges/" + DAY + ".jsonl",
+        **WINDOW,
     )
     StripeListPayoutsOperator(
         task_id="export_payouts",
         stripe_conn_id=STRIPE_CONN_ID,
         path="{{ params.export_dir }}/payouts/" + DAY + ".jsonl",
+        **WINDOW,
     )

@@ -13,20 +13,23 @@
 3. ``report`` -- one summary (created, already existing, paid, amounts per currency),
    logged and returned as XCom for whatever consumes it downstream.
 
-Where the instructions come from: ``data/payouts/<ds>.jsonl`` next to this file, or the
-path (local or ``s3://...``) given as the run's ``instructions_file`` param. A small
-sample ships as ``data/payouts/sample.jsonl``; ``scripts/demo.py`` runs this DAG on it
-against a local Stripe-compatible server.
+Where the instructions come from: the run's ``instructions_file`` param (a local path or
+``s3://...``), else ``data/payouts/<run day>.jsonl`` next to this file, where the run day is
+the logical date's (``ds``) or, for a manual run without a logical date, the day it was
+triggered (:func:`airflow_provider_stripe.run_window.run_day`). ``find_instructions`` checks
+first: a day without a file has nothing to pay, so the rest of the run is skipped and the run
+succeeds (an unpaused DAG does not retry or block on days you have no payouts for); a given
+``instructions_file`` that does not exist fails the run at once, without retries. A small
+sample ships as ``data/payouts/sample.jsonl``; ``scripts/demo.py`` runs this DAG on it against
+a local Stripe-compatible server.
 
-Timings come from the environment, read once at parse time (no Variable or connection
-lookups while parsing): ``STRIPE_PAYOUT_POLL_SECONDS`` (default 600),
-``STRIPE_PAYOUT_GRACE_SECONDS`` (default 0: succeed as soon as every payout is paid) and
-``STRIPE_PAYOUT_WAIT_SECONDS`` (default 5 days: a bank transfer takes a few business days).
+The sensor polls Stripe every ``poll_seconds`` (run param, default 60 s) for up to five days
+(a bank transfer takes a few business days). Invalid instructions, a missing file or a broken
+connection fail a task without retries; network trouble is retried (twice, a minute apart).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,13 +37,31 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
-from airflow_provider_stripe.sensors.payouts import StripePayoutSensor
+from airflow_provider_stripe.run_window import run_day
+from airflow_provider_stripe.sensors.payouts import DEFAULT_POLL_INTERVAL, StripePayoutSensor
 
 STRIPE_CONN_ID = "stripe_default"
 INSTRUCTIONS_DIR = Path(__file__).resolve().parent / "data" / "payouts"
-POLL_SECONDS = float(os.environ.get("STRIPE_PAYOUT_POLL_SECONDS", "600"))
-GRACE_SECONDS = float(os.environ.get("STRIPE_PAYOUT_GRACE_SECONDS", "0"))
-WAIT_SECONDS = float(os.environ.get("STRIPE_PAYOUT_WAIT_SECONDS", str(timedelta(days=5).total_seconds())))
+WAIT_FOR_PAID = timedelta(days=5)
+
+
+@task.short_circuit
+def find_instructions(**context: Any) -> str | None:
+    """The run's instructions file; ``None`` (skip the rest of the run) when the day has none."""
+    import logging
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    given = context["params"]["instructions_file"]
+    if given:
+        if "://" not in given and not Path(given).is_file():
+            raise AirflowFailException(f"instructions_file {given!r} does not exist on this worker: fix the path")
+        return str(given)
+    path = INSTRUCTIONS_DIR / f"{run_day(context)}.jsonl"
+    if path.is_file():
+        return str(path)
+    logging.getLogger(__name__).info("No payout instructions at %s: nothing to pay for this run", path)
+    return None
 
 
 @task
@@ -75,16 +96,21 @@ with DAG(
         "instructions_file": Param(
             None,
             type=["null", "string"],
-            description="JSON Lines file of the payouts to make (default: data/payouts/<ds>.jsonl)",
-        )
+            description="JSON Lines file of the payouts to make (default: data/payouts/<run day>.jsonl)",
+        ),
+        "poll_seconds": Param(
+            DEFAULT_POLL_INTERVAL.total_seconds(),
+            type="number",
+            exclusiveMinimum=0,
+            description="seconds between the sensor's polls of Stripe",
+        ),
     },
-    user_defined_macros={"instructions_dir": str(INSTRUCTIONS_DIR)},
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
     doc_md=__doc__,
 ) as dag:
     create_payouts = StripePayoutBatchOperator(
         task_id="create_payouts",
-        payouts="{{ params.instructions_file or instructions_dir ~ '/' ~ ds ~ '.jsonl' }}",
+        payouts=find_instructions(),
         max_workers=4,
         stripe_conn_id=STRIPE_CONN_ID,
     )
@@ -93,9 +119,8 @@ with DAG(
         payout_ids=create_payouts.output,
         stripe_conn_id=STRIPE_CONN_ID,
         deferrable=True,
-        poll_interval=POLL_SECONDS,
-        grace_period=GRACE_SECONDS or None,
-        timeout=WAIT_SECONDS,
+        poll_interval="{{ params.poll_seconds }}",
+        timeout=WAIT_FOR_PAID.total_seconds(),
     )
     # XComArgs: resolved to the two tasks' dicts at run time.
     report(create_payouts.output, wait_for_payouts.output)  # type: ignore[arg-type]

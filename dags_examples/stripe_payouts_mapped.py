@@ -2,9 +2,11 @@
 
 * ``pay_regions`` -- :class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator`
   mapped with ``.partial().expand()`` over the day's regional JSON Lines files
-  (``data/payouts/<ds>-<region>.jsonl`` next to this file, or the run's ``region_files``
-  param). Each mapped task has its own idempotency keys, metadata tag and progress, so a
-  region that fails is retried alone and never repays the others.
+  (``data/payouts/<run day>-<region>.jsonl`` next to this file, the run day being ``ds`` or,
+  for a manual run without a logical date, the day it was triggered; or the run's
+  ``region_files`` param). No file for the day: nothing is mapped, nothing is paid. Each
+  mapped task has its own idempotency keys, metadata tag and progress, so a region that fails
+  is retried alone and never repays the others.
 * ``pay_bonuses`` -- :class:`~airflow_provider_stripe.operators.payouts.StripeCreatePayoutOperator`
   mapped with ``.expand_kwargs()`` over the run's ``bonuses`` param (``[{"reference":
   "bonus-p42-2026-01", "amount": 5000, "description": "..."}]``): one payout each, EUR.
@@ -25,6 +27,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_stripe.operators.payouts import StripeCreatePayoutOperator, StripePayoutBatchOperator
+from airflow_provider_stripe.run_window import run_day
 
 STRIPE_CONN_ID = "stripe_default"
 INSTRUCTIONS_DIR = Path(__file__).resolve().parent / "data" / "payouts"
@@ -32,11 +35,11 @@ INSTRUCTIONS_DIR = Path(__file__).resolve().parent / "data" / "payouts"
 
 @task
 def region_files(**context: Any) -> list[str]:
-    """The regional files to pay: the ``region_files`` param, else ``<ds>-*.jsonl`` files."""
+    """The regional files to pay: the ``region_files`` param, else ``<run day>-*.jsonl`` files."""
     given = context["params"]["region_files"]
     if given:
         return [str(p) for p in given]
-    return sorted(str(p) for p in INSTRUCTIONS_DIR.glob(f"{context['ds']}-*.jsonl"))
+    return sorted(str(p) for p in INSTRUCTIONS_DIR.glob(f"{run_day(context)}-*.jsonl"))
 
 
 @task

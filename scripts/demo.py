@@ -58,7 +58,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _configure_airflow(home: Path, *, verbose: bool, poll_seconds: float, wait_seconds: float) -> None:
+def _configure_airflow(home: Path, *, verbose: bool) -> None:
     """Environment for a throwaway Airflow; must run before anything imports ``airflow``."""
     os.environ.update(
         {
@@ -68,8 +68,6 @@ def _configure_airflow(home: Path, *, verbose: bool, poll_seconds: float, wait_s
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO" if verbose else "WARNING",
-            "STRIPE_PAYOUT_POLL_SECONDS": str(poll_seconds),
-            "STRIPE_PAYOUT_WAIT_SECONDS": str(wait_seconds),
         }
     )
 
@@ -157,16 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     local = not os.environ.get("STRIPE_API_KEY")
     with tempfile.TemporaryDirectory(prefix="stripe-payout-demo-") as home:
-        _configure_airflow(
-            Path(home), verbose=args.verbose, poll_seconds=1.0 if local else 10.0, wait_seconds=args.timeout
-        )
+        _configure_airflow(Path(home), verbose=args.verbose)
         _say(f"Airflow home: {home} (temporary); migrating the metadata database ...")
         _migrate()
         _say(f"Database ready after {time.monotonic() - started:.1f}s")
         with _stripe_target(args) as target:
             _say(f"Stripe: {target}")
             _say(f"Running DAG {DAG_ID} on {args.instructions} ...")
-            dag_run = _load_dag().test(run_conf={"instructions_file": str(args.instructions)})
+            dag = _load_dag()
+            dag.get_task("wait_for_payouts").timeout = args.timeout  # dag.test() runs this very object
+            conf = {"instructions_file": str(args.instructions), "poll_seconds": 1.0 if local else 10.0}
+            dag_run = dag.test(run_conf=conf)
             report = _xcom(dag_run, "report") or {}
             batch = _xcom(dag_run, "create_payouts") or {}
             _say()

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.stripe import StripeHook
     from airflow_provider_stripe.payout_status.watch import PayoutWatch, Verdict
 
+DEFAULT_POLL_INTERVAL = timedelta(seconds=60)
+"""How often the sensor asks Stripe, unless ``poll_interval`` says otherwise: a payout's status
+changes a few times over days, and each poll is one listing request per 100 payouts."""
+
 STATE_KEY = "stripe_payout_paid_since"
 """Task state store key holding ``{payout_id: epoch seconds first seen paid}`` (reschedule mode)."""
 
@@ -57,15 +61,18 @@ class StripePayoutSensor(BaseSensorOperator):
         (seconds or timedelta). Stripe notes a paid payout can still turn ``failed``; a
         failure seen during the grace period fails the task. ``None``: succeed on ``paid``.
     :param deferrable: wait in the triggerer instead of on a worker.
-    :param poll_interval: seconds (or timedelta) between polls, in every mode; same as
-        ``poke_interval`` (give one of the two).
+    :param poll_interval: seconds (or timedelta) between polls, in every mode; default
+        :data:`DEFAULT_POLL_INTERVAL` (60 s). Templated: a string such as
+        ``"{{ params.poll_seconds }}"`` is rendered when the task runs, so a run can choose it.
+        Same setting as ``poke_interval`` (give one of the two). Nothing is read from the
+        environment.
 
     Fails immediately (``AirflowFailException``, no retries) naming each failed or canceled
     payout with its ``failure_code`` and ``failure_message``. Returns (XCom)
     ``{"status": "paid", "count": n, "payout_ids": [...]}``.
     """
 
-    template_fields: Sequence[str] = ("payout_ids", "account_id")
+    template_fields: Sequence[str] = ("payout_ids", "account_id", "poll_interval")
     ui_color = "#635bff"
     operator_extra_links = (StripeDashboardLink(),)
 
@@ -77,14 +84,17 @@ class StripePayoutSensor(BaseSensorOperator):
         account_id: str | None = None,
         grace_period: float | timedelta | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float | timedelta | None = None,
+        poll_interval: float | timedelta | str | None = None,
         **kwargs: Any,
     ) -> None:
-        if poll_interval is not None:
-            if "poke_interval" in kwargs:
-                raise ValueError("give poll_interval or poke_interval, not both (they are the same setting)")
-            kwargs["poke_interval"] = poll_interval
+        if poll_interval is not None and "poke_interval" in kwargs:
+            raise ValueError("give poll_interval or poke_interval, not both (they are the same setting)")
+        if "poke_interval" not in kwargs:
+            # A template is rendered at run time (_apply_poll_interval); until then, the default.
+            given = DEFAULT_POLL_INTERVAL if poll_interval is None or isinstance(poll_interval, str) else poll_interval
+            kwargs["poke_interval"] = given
         super().__init__(**kwargs)
+        self.poll_interval: float | timedelta | str | None = poll_interval
         self.payout_ids = payout_ids
         self.stripe_conn_id = stripe_conn_id
         self.account_id = account_id
@@ -165,7 +175,21 @@ class StripePayoutSensor(BaseSensorOperator):
 
     # -- deferrable -----------------------------------------------------------------
 
+    def _apply_poll_interval(self) -> None:
+        """Use the rendered ``poll_interval`` (seconds, as a number or text, or a timedelta)."""
+        value = self.poll_interval
+        if value is None:
+            return
+        try:
+            seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+        except (TypeError, ValueError):
+            seconds = -1.0
+        if not seconds > 0:
+            raise AirflowFailException(f"poll_interval {value!r} is not a positive number of seconds")
+        self.poke_interval = seconds
+
     def execute(self, context: Context) -> Any:
+        self._apply_poll_interval()
         if not self.deferrable:
             return super().execute(context)
         try:

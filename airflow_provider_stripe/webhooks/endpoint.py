@@ -31,13 +31,16 @@ signature, a body that is not a Stripe event -- gets the same 400 and a generic 
 nothing is recorded; the reason is logged on the server (never a secret, body or header).
 
 Assets are not created here: an asset exists once a parsed DAG references it. Recording and
-de-duplication run under one lock per API-server process; two API-server processes
-receiving the same event at the same instant could both record it (Stripe retries are
-minutes apart, so this needs a manual resend racing a retry).
+de-duplication run under one lock per API-server process and, on PostgreSQL, under a
+transaction-scoped advisory lock per event id (:func:`_lock_event`), so API-server processes
+(``--workers N``, several hosts) receiving the same event at once record it once. On other
+databases two processes could still both record it (Stripe retries are minutes apart, so this
+needs a manual resend racing a retry).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -69,6 +72,20 @@ _CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 _INVALID = {"detail": "Invalid Stripe webhook request."}
 _TOO_LARGE = {"detail": "Request body too large."}
 _record_lock = threading.Lock()
+
+
+def _lock_event(session: Any, event_id: str) -> None:
+    """On PostgreSQL, hold an advisory lock on ``event_id`` until the session commits.
+
+    The check for an earlier asset event and the insert then run one process at a time per
+    event id across every API-server process sharing the database.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    from sqlalchemy import func, select
+
+    key = int.from_bytes(hashlib.sha256(f"stripe-webhook:{event_id}".encode()).digest()[:8], "big", signed=True)
+    session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 class _Rejected(Exception):
@@ -206,6 +223,7 @@ def record_event(conn_id: str, summary: dict[str, Any]) -> dict[str, Any]:
         return {"status": "ignored", "event_id": event_id, "reason": "not an event type with an asset URI"}
     uri = event_asset_uri(event_type)
     with _record_lock, create_session() as session:
+        _lock_event(session, event_id)
         assets = list(session.scalars(select(AssetModel).where(AssetModel.uri == uri)))
         if not assets:
             log.info("Stripe event %s (%s) ignored: no DAG uses an asset with URI %s", event_id, event_type, uri)

@@ -42,8 +42,6 @@ def payout_dag(migrated: None, localstripe: str, monkeypatch: pytest.MonkeyPatch
     """The example DAG, parsed with short timings and its connection pointed at localstripe."""
     for name, value in connection_env("stripe_default", base_url=localstripe).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("STRIPE_PAYOUT_POLL_SECONDS", "0.5")
-    monkeypatch.setenv("STRIPE_PAYOUT_WAIT_SECONDS", "90")
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(airflow_env.DAGS_FOLDER / f"{DAG_ID}.py"))
@@ -93,7 +91,7 @@ def test_daily_batch_pays_each_instruction_once_and_waits_in_the_triggerer(
     bank_thread = threading.Thread(target=bank, daemon=True)
     bank_thread.start()
     try:
-        dag_run = payout_dag.test(run_conf={"instructions_file": str(SAMPLE)})
+        dag_run = payout_dag.test(run_conf={"instructions_file": str(SAMPLE), "poll_seconds": 0.5})
     finally:
         stop.set()
         bank_thread.join(timeout=15)

@@ -543,9 +543,8 @@ def runs(
 
             with bank_settling_after_deferral(localstripe_url, result):
                 batch = example_dag("stripe_payout_batch")
-                result.record(
-                    "payout batch", batch.test(use_executor=True, run_conf={"instructions_file": str(SAMPLE)})
-                )
+                conf = {"instructions_file": str(SAMPLE), "poll_seconds": 0.5}
+                result.record("payout batch", batch.test(use_executor=True, run_conf=conf))
 
             conf = {
                 "region_files": [write_jsonl(workdir / "north.jsonl", eur_items(2, "north"))],
