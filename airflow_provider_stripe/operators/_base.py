@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_stripe.compat import task_state_store
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import StripeRequestError, redact
 from airflow_provider_stripe.sdk_compat import as_dict
@@ -192,7 +193,7 @@ class StripeMoneyOperator(StripeBaseOperator):
             identity=RunIdentity.from_context(context),
             scope=operation,
             reference=_reference(parts),
-            store=context.get("task_state_store"),
+            store=task_state_store(context),
             explicit=explicit,
         )
 
@@ -257,7 +258,7 @@ class StripeMoneyOperator(StripeBaseOperator):
                 continue
             if not fail_on_refusal:
                 raise error from cause
-            from airflow.sdk.exceptions import AirflowFailException
+            from airflow_provider_stripe.compat import AirflowFailException
 
             raise AirflowFailException(
                 f"{str(error).rstrip('.')}. Stripe refused it definitively, so nothing was done; the task is not "

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from airflow_provider_stripe.compat import is_object_storage_path
 from airflow_provider_stripe.operators._base import StripeBaseOperator
 from airflow_provider_stripe.sdk_compat import as_dict
 from airflow_provider_stripe.validation import StripeInputError
@@ -200,7 +201,7 @@ class _StripeExportOperator(StripeBaseOperator):
 
     def write_lines(self, target: Path | ObjectStoragePath, rows: Iterator[dict[str, Any]]) -> int:
         """Write one JSON object per line as rows arrive; return how many."""
-        if isinstance(target, Path):
+        if not is_object_storage_path(target):  # on Airflow 3.1 an ObjectStoragePath is a Path too
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
             try:
