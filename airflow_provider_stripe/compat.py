@@ -3,7 +3,7 @@
 Every other module imports version-dependent names from here, so no ``try/except ImportError``
 or version test is scattered through the provider. What differs:
 
-* ``conf`` and the task exceptions (``AirflowFailException``, ...) live in ``airflow.sdk`` /
+* ``conf`` and the task exceptions (``AirflowFailException``, ``TaskDeferred``, ...) live in ``airflow.sdk`` /
   ``airflow.sdk.exceptions`` from 3.2; 3.1 has them only in ``airflow.configuration`` /
   ``airflow.exceptions`` (which 3.1's task runner catches).
 * ``CronDataIntervalTimetable`` is exported by ``airflow.sdk`` from 3.2; 3.1 has it in
@@ -38,6 +38,7 @@ __all__ = [
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "CronDataIntervalTimetable",
+    "TaskDeferred",
     "asset_state_store",
     "conf",
     "is_object_storage_path",
@@ -64,6 +65,7 @@ if TYPE_CHECKING or AIRFLOW_VERSION >= (3, 2):
         AirflowFailException,
         AirflowSensorTimeout,
         AirflowSkipException,
+        TaskDeferred,
     )
 else:  # Airflow 3.1
     from airflow.configuration import conf
@@ -72,6 +74,7 @@ else:  # Airflow 3.1
         AirflowFailException,
         AirflowSensorTimeout,
         AirflowSkipException,
+        TaskDeferred,
     )
     from airflow.timetables.interval import CronDataIntervalTimetable
 
