@@ -11,6 +11,8 @@ or version test is scattered through the provider. What differs:
 * The task state store (``context["task_state_store"]``) and a trigger's asset state store
   (``BaseEventTrigger.asset_state_store``, AIP-103) exist from 3.3 only: :func:`task_state_store`
   and :func:`asset_state_store` return ``None`` before, and callers fall back as documented.
+* ``DagBag`` moved from ``airflow.models.dagbag`` (3.1) to ``airflow.dag_processing.dagbag``:
+  :func:`dagbag_module` (for the demo and the tests).
 * ``ObjectStoragePath`` subclasses ``pathlib.Path`` on 3.1 (universal_pathlib 0.2), so
   ``isinstance(p, Path)`` does not tell a local file from an object URL:
   :func:`is_object_storage_path` does, on every version.
@@ -22,6 +24,8 @@ and its exceptions (all imported by any DAG file anyway), never the Stripe SDK.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import airflow
@@ -41,6 +45,7 @@ __all__ = [
     "TaskDeferred",
     "asset_state_store",
     "conf",
+    "dagbag_module",
     "is_object_storage_path",
     "task_state_store",
 ]
@@ -77,6 +82,16 @@ else:  # Airflow 3.1
         TaskDeferred,
     )
     from airflow.timetables.interval import CronDataIntervalTimetable
+
+
+def dagbag_module() -> ModuleType:
+    """The module with ``DagBag`` and ``sync_bag_to_db`` (``airflow.dag_processing.dagbag`` from 3.2).
+
+    A function, not an import: loading DAG bags is for tools (the demo, tests), never at DAG-parse time.
+    """
+    if AIRFLOW_VERSION >= (3, 2):
+        return importlib.import_module("airflow.dag_processing.dagbag")
+    return importlib.import_module("airflow.models.dagbag")
 
 
 def task_state_store(context: Any) -> Any | None:

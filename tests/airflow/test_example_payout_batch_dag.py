@@ -44,7 +44,9 @@ def payout_dag(migrated: None, localstripe: str, monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("STRIPE_PAYOUT_POLL_SECONDS", "0.5")
     monkeypatch.setenv("STRIPE_PAYOUT_WAIT_SECONDS", "90")
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_stripe.compat import dagbag_module
+
+    DagBag = dagbag_module().DagBag
 
     bag = DagBag(dag_folder=str(airflow_env.DAGS_FOLDER / f"{DAG_ID}.py"))
     assert not bag.import_errors, bag.import_errors

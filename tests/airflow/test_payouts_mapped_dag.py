@@ -48,7 +48,9 @@ def migrated() -> None:
 
 @pytest.fixture
 def mapped_dag(migrated: None) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_stripe.compat import dagbag_module
+
+    DagBag = dagbag_module().DagBag
 
     bag = DagBag(dag_folder=str(airflow_env.DAGS_FOLDER / f"{DAG_ID}.py"))
     assert not bag.import_errors, bag.import_errors

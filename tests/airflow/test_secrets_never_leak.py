@@ -435,7 +435,9 @@ def _wait_for(what: str, probe: Any, timeout: float) -> Any:
 
 def _run_events_dags(base_url: str, api: ApiServer, runs: Runs) -> None:
     """Both payout-events DAGs, each on asset events that really came from Stripe's side (needs :func:`watched`)."""
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_stripe.compat import dagbag_module
+
+    DagBag = dagbag_module().DagBag
 
     from airflow_provider_stripe.triggers.events import StripeEventTrigger
 

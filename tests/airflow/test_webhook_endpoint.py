@@ -37,7 +37,10 @@ def serialize_example_dag() -> None:
     (``DagBag`` + ``sync_bag_to_db``), without parsing everybody's DAGs in a subprocess.
     """
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    from airflow_provider_stripe.compat import dagbag_module
+
+    DagBag, sync_bag_to_db = dagbag_module().DagBag, dagbag_module().sync_bag_to_db
     from airflow.utils.session import create_session
 
     with create_session() as session:
