@@ -79,7 +79,7 @@ def table(results_dir: Path = RESULTS) -> str:
 
 def readme_table(text: str | None = None) -> str:
     text = README.read_text() if text is None else text
-    match = re.search(re.escape(START) + r"\n(.*?)\n" + re.escape(END), text, re.S)
+    match = re.search(re.escape(START) + r"\n(.*?)\n?" + re.escape(END), text, re.S)
     if match is None:
         raise SystemExit(f"README.md has no {START} ... {END} block")
     return match.group(1)
