@@ -77,19 +77,24 @@ def table(results_dir: Path = RESULTS) -> str:
     return "\n".join(rows)
 
 
-def readme_table(text: str | None = None) -> str:
-    text = README.read_text() if text is None else text
+def _block(text: str) -> re.Match[str]:
     match = re.search(re.escape(START) + r"\n(.*?)\n?" + re.escape(END), text, re.S)
     if match is None:
         raise SystemExit(f"README.md has no {START} ... {END} block")
-    return match.group(1)
+    return match
+
+
+def readme_table(text: str | None = None) -> str:
+    """The table between the README's markers."""
+    return _block(README.read_text() if text is None else text).group(1)
 
 
 def main(argv: list[str]) -> int:
     current = table()
     if "--write" in argv:
         text = README.read_text()
-        README.write_text(text.replace(readme_table(text), current))
+        block = _block(text)
+        README.write_text(f"{text[: block.start()]}{START}\n{current}\n{END}{text[block.end() :]}")
         return 0
     if "--check" in argv:
         missing = [c for c in combos() if not (RESULTS / f"{c}.json").exists()]
