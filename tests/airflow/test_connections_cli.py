@@ -143,6 +143,7 @@ def test_rejected_key_fails_clearly() -> None:
 def test_publishable_key_fails_before_any_request(stub_stripe: StubServer) -> None:
     run = run_connections_test(stripe_conn(stub_stripe.url, api_key="pk_test_51CliPublishable9"))
     assert run.returncode == FAILED_EXIT_STATUS, run.output
+    assert "Connection failed!" in run.output
     assert "field 'api_key': a publishable key (pk_...) cannot call the Stripe API" in run.output
     assert "pk_test_51CliPublishable9" not in run.output
     assert stub_stripe.requests == []
@@ -164,6 +165,7 @@ def test_server_that_never_answers_fails_within_the_budget() -> None:
     with run_silent_server() as silent:
         run = run_connections_test(stripe_conn(silent.url), first_contact=lambda: silent.accepted > 0)
     assert run.returncode == FAILED_EXIT_STATUS, run.output
+    assert "Connection failed!" in run.output
     assert "Stripe health check failed: timed out reaching" in run.output
     assert f"(budget {budget:.0f}s)" in run.output
     assert run.contact_s is not None and run.verdict_s is not None and run.hook_s is not None
