@@ -48,7 +48,11 @@ print(json.dumps({{
     }},
     "provider_plugins": [p._asdict() for p in pm.plugins],
     "plugins": plugins_manager.get_plugin_info(),
-    "plugin_import_errors": plugins_manager.get_import_errors(),
+    # get_import_errors() from Airflow 3.2; 3.1 keeps them in a module attribute.
+    "plugin_import_errors": (
+        plugins_manager.get_import_errors() if hasattr(plugins_manager, "get_import_errors")
+        else plugins_manager.import_errors
+    ),
 }}, default=str))
 """
 
