@@ -1,7 +1,8 @@
 """The ``stripe`` connection's fields, derived from the contract.
 
-Airflow 3.3's UI renders custom connection fields only from the declarative
-``conn-fields`` / ``ui-field-behaviour`` entries of ``get_provider_info()``. Those entries,
+Airflow 3.2+ renders custom connection fields from the declarative ``conn-fields`` /
+``ui-field-behaviour`` entries of ``get_provider_info()``; Airflow 3.1 ignores those and asks
+the hook (``get_connection_form_widgets`` / ``get_ui_field_behaviour``, WTForms fields). Both,
 the JSON schema the hook validates a connection against, and the hook's defaults all come
 from :data:`CONNECTION_FIELDS` below, which in turn takes its labels, descriptions,
 defaults and limits from :data:`~airflow_provider_stripe.contract.STRIPE_CONTRACT`.
@@ -235,6 +236,42 @@ SECRET_FIELD_NAMES: frozenset[str] = frozenset(f.name for f in CONNECTION_FIELDS
 def conn_fields() -> dict[str, dict[str, Any]]:
     """The ``conn-fields`` entry of ``get_provider_info()``."""
     return {f.name: f.provider_info_entry() for f in CONNECTION_FIELDS}
+
+
+def form_widgets() -> dict[str, Any]:
+    """The same fields as WTForms fields, for Airflow 3.1's ``get_connection_form_widgets``.
+
+    Airflow 3.1 accepts only ``StringField``, ``IntegerField``, ``BooleanField`` and
+    ``PasswordField`` (its UI turns them into the same JSON-schema form 3.2+ builds from
+    ``conn-fields``): secrets become masked password fields, enums an ``any_of`` validator,
+    and a ``number`` (the timeout) a string field that the connection parser converts.
+    """
+    from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import BooleanField, IntegerField, PasswordField, StringField
+    from wtforms.validators import Optional, any_of
+
+    widgets: dict[str, Any] = {}
+    for f in CONNECTION_FIELDS:
+        validators: list[Any] = [] if f.required else [Optional()]
+        if "enum" in f.schema:
+            validators.append(any_of(list(f.schema["enum"])))
+        kwargs: dict[str, Any] = {"description": f.description, "validators": validators}
+        if f.default is not None:
+            kwargs["default"] = f.default
+        kind = f.schema["type"]
+        if f.secret:
+            field = PasswordField(lazy_gettext(f.label), widget=BS3PasswordFieldWidget(), **kwargs)
+        elif kind == "boolean":
+            field = BooleanField(lazy_gettext(f.label), **kwargs)
+        elif kind == "integer":
+            field = IntegerField(lazy_gettext(f.label), widget=BS3TextFieldWidget(), **kwargs)
+        else:
+            if kind == "number" and f.default is not None:
+                kwargs["default"] = str(f.default)
+            field = StringField(lazy_gettext(f.label), widget=BS3TextFieldWidget(), **kwargs)
+        widgets[f.name] = field
+    return widgets
 
 
 def ui_field_behaviour() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow_provider_stripe.compat import AirflowFailException
 
 _KEY_PATTERN = re.compile(r"\b(sk|rk|pk)_(test|live)_[A-Za-z0-9]+|\bwhsec_[A-Za-z0-9]+|\b(rt|ac)_[A-Za-z0-9]{8,}")
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from airflow_provider_stripe.compat import is_object_storage_path
 from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ def atomic_open(target: Path | ObjectStoragePath) -> Iterator[IO[bytes]]:
     sibling ``.<name>.part`` object moved into place (closing an object commits it, even
     after an error, so the target itself is never written half).
     """
-    if isinstance(target, Path):
+    if not is_object_storage_path(target):  # on Airflow 3.1 an ObjectStoragePath is a Path too
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
         try:

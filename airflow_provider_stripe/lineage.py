@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_stripe.compat import is_object_storage_path
+
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
@@ -41,7 +43,7 @@ def stripe_dataset(account_id: str | None, resource: str) -> tuple[str, str]:
 
 def path_dataset(target: Path | ObjectStoragePath) -> tuple[str, str]:
     """``(namespace, name)`` of a written file: ``file`` + absolute path, or ``scheme://bucket`` + key."""
-    if isinstance(target, Path):
+    if not is_object_storage_path(target):  # on Airflow 3.1 an ObjectStoragePath is a Path too
         return "file", str(target.resolve())
     protocol = target.protocol
     bucket = getattr(target, "bucket", "") or ""

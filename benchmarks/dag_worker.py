@@ -24,7 +24,9 @@ from benchmarks.jobs import Job, serve
 
 def run_dag(job: Job) -> dict[str, Any]:
     """Parse ``job["dag_file"]``, ``dag.test()`` its ``dag_id``; return timing and outcome."""
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_stripe.compat import dagbag_module
+
+    DagBag = dagbag_module().DagBag
     from airflow.utils.session import create_session
 
     os.environ.update(job.get("env", {}))

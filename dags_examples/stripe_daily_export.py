@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, Param
 
+from airflow_provider_stripe.compat import CronDataIntervalTimetable
 from airflow_provider_stripe.operators.exports import StripeListChargesOperator, StripeListPayoutsOperator
 from airflow_provider_stripe.run_window import MACROS
 

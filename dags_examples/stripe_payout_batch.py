@@ -50,7 +50,7 @@ def find_instructions(**context: Any) -> str | None:
     """The run's instructions file; ``None`` (skip the rest of the run) when the day has none."""
     import logging
 
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_stripe.compat import AirflowFailException
 
     given = context["params"]["instructions_file"]
     if given:

@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
-# Create .venv and install the provider with its test extras, pinned by constraints.txt.
+# Create a venv and install the provider with its test extras, pinned by constraints/COMBO.txt.
 # Idempotent and quick when nothing changed (a stamp records what was installed).
+#
+# Defaults: .venv with the newest combination (constraints/airflow-3.3-stripe16-py3.11.txt) on
+# $PYTHON or python3. scripts/test-matrix.sh sets COMBO, VENV and PYTHON for the other combinations.
+# On a Python other than the combination's, only Airflow and the SDK are pinned (the rest of the
+# pins were resolved for the combination's Python and may not exist for another).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/combo.sh
 
+COMBO=${COMBO:-$DEFAULT_COMBO}
+VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
-if ! "$PY" -m uv --version >/dev/null 2>&1; then
-  "$PY" -m pip install -q --disable-pip-version-check uv
-fi
-uv() { "$PY" -m uv "$@"; }
+combo_check "$COMBO"
+pins_file="constraints/$COMBO.txt"
 
-[ -x .venv/bin/python ] || uv venv -q -p "$PY" .venv
-stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+[ -x "$VENV/bin/python" ] || uv venv -q -p "$PY" "$VENV"
+stamp="$VENV/.installed-$(cat pyproject.toml "$pins_file" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "bootstrap: installing apache-airflow, stripe, localstripe and test tools into .venv (about 1-2 min the first time)" >&2
-  if .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-    pins=(-c constraints.txt)  # constraints.txt was resolved on Python 3.11
+  echo "bootstrap: installing $COMBO (apache-airflow, stripe, localstripe, test tools) into $VENV (about 1-2 min the first time)" >&2
+  if "$VENV/bin/python" -c "import sys; sys.exit(f'py{sys.version_info[0]}.{sys.version_info[1]}' != '${COMBO##*-}')"; then
+    pins=(-c "$pins_file")
   else
-    pins=("$(grep -E '^apache-airflow==' constraints.txt)" "$(grep -E '^stripe==' constraints.txt)")
+    pins=("$(grep -oE '^apache-airflow==[^ ]+' "$pins_file")" "$(grep -oE '^stripe==[^ ]+' "$pins_file")")
   fi
-  uv pip install -q -p .venv/bin/python -e ".[test]" "${pins[@]}"
-  rm -f .venv/.installed-*
+  uv pip install -q -p "$VENV/bin/python" -e ".[test]" "${pins[@]}"
+  rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

@@ -111,7 +111,9 @@ def _stripe_target(args: argparse.Namespace) -> Iterator[str]:
 
 
 def _load_dag() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_stripe.compat import dagbag_module
+
+    DagBag = dagbag_module().DagBag
 
     bag = DagBag(dag_folder=str(DAGS_FOLDER / f"{DAG_ID}.py"))
     if bag.import_errors:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -80,20 +82,92 @@ def report() -> Callable[[str], None]:
     return _REPORT.append
 
 
+# -- version markers: tests that need a newer Airflow --------------------------------
+
+_SESSION_STARTED = time.monotonic()
+
+_VERSION_SKIPS: dict[str, str] = {}
+"""Node id -> reason, for every test skipped by an ``airflow_min`` marker in this session."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "airflow_min(version, reason): needs at least this Airflow (e.g. '3.3'); skipped, with the reason and "
+        "counted in the run summary, on older versions",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from airflow_provider_stripe.compat import AIRFLOW_VERSION
+
+    installed = ".".join(map(str, AIRFLOW_VERSION))
+    for item in items:
+        marker = item.get_closest_marker("airflow_min")
+        if marker is None:
+            continue
+        wanted = str(marker.args[0])
+        if tuple(int(part) for part in wanted.split(".")) <= AIRFLOW_VERSION:
+            continue
+        why = marker.kwargs.get("reason") or (marker.args[1] if len(marker.args) > 1 else "")
+        reason = f"needs Airflow >= {wanted} (installed {installed}){': ' + why if why else ''}"
+        _VERSION_SKIPS[item.nodeid] = reason
+        item.add_marker(pytest.mark.skip(reason=reason))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _REPORT:
         terminalreporter.section("measured by the tests: fault rates, payout counts, memory")
         for line in _REPORT:
             terminalreporter.write_line(line)
+    if _VERSION_SKIPS:
+        terminalreporter.section(f"skipped by version markers: {len(_VERSION_SKIPS)}")
+        for nodeid, reason in sorted(_VERSION_SKIPS.items()):
+            terminalreporter.write_line(f"{nodeid}: {reason}")
+
+
+def _tier_counts(reporter: Any, *, ci: bool) -> dict[str, dict[str, Any]]:
+    """Per test directory (``unit``, ``integration``, ``airflow``): counts and whether it passed."""
+    tiers: dict[str, dict[str, Any]] = {}
+    stats = reporter.stats if reporter is not None else {}
+    for outcome, key in (("passed", "passed"), ("failed", "failed"), ("error", "errors"), ("skipped", "skipped")):
+        for report in stats.get(outcome, []):
+            parts = getattr(report, "nodeid", "").split("/")
+            if len(parts) < 3 or parts[0] != "tests":
+                continue
+            counts = tiers.setdefault(
+                parts[1], {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "version_skips": 0}
+            )
+            counts[key] += 1
+            if outcome == "skipped" and report.nodeid in _VERSION_SKIPS:
+                counts["version_skips"] += 1
+    for counts in tiers.values():
+        unexplained = counts["skipped"] - counts["version_skips"]
+        counts["ok"] = counts["failed"] == 0 and counts["errors"] == 0 and not (ci and unexplained)
+    return tiers
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """In CI (``CI=true``) a skipped test is a failure: CI installs everything every test needs."""
-    if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
-        return
+    """In CI (``CI=true``) a skip is a failure unless a version marker explains it; results go to a file if asked.
+
+    CI installs everything every test needs, so the only acceptable skips are tests that need a
+    newer Airflow than the combination under test (``@pytest.mark.airflow_min``).
+    """
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
-    if skipped and exitstatus == pytest.ExitCode.OK:
-        for report in skipped:
-            reporter.write_line(f"CI: skipped is not allowed: {report.nodeid}: {report.longrepr}")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if ci:
+        skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+        unexplained = [report for report in skipped if report.nodeid not in _VERSION_SKIPS]
+        if unexplained and session.exitstatus == pytest.ExitCode.OK:
+            for report in unexplained:
+                reporter.write_line(f"CI: skipped is not allowed: {report.nodeid}: {report.longrepr}")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    results = os.environ.get("STRIPE_TEST_RESULTS")
+    if results:
+        from tests.results import record
+
+        seconds = time.monotonic() - _SESSION_STARTED
+        interrupted = session.exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+        for tier, counts in _tier_counts(reporter, ci=ci).items():
+            ok = counts.pop("ok") and not interrupted
+            record(results, tier, counts, ok=ok, seconds=seconds)

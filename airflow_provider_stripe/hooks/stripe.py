@@ -206,12 +206,23 @@ class StripeHook(BaseHook):
 
         return construct_event(payload, sig_header, self.config.webhook_secrets, tolerance=tolerance)
 
+    # Airflow 3.1 builds the connection form from these two; 3.2+ reads conn-fields and
+    # ui-field-behaviour from get_provider_info() instead and does not call them. Both come
+    # from connection_form.CONNECTION_FIELDS / HIDDEN_STANDARD_FIELDS.
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The Stripe fields of the connection form on Airflow 3.1 (secrets masked)."""
+        from airflow_provider_stripe.connection_form import form_widgets
+
+        return form_widgets()
+
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Kept for Airflow < 3.2, which reads the form from the hook; 3.2+ reads provider info."""
+        """The standard fields the form hides on Airflow 3.1 (Stripe does not use them)."""
         from airflow_provider_stripe.connection_form import HIDDEN_STANDARD_FIELDS
 
-        return {"hidden_fields": list(HIDDEN_STANDARD_FIELDS), "relabeling": {}}
+        return {"hidden_fields": list(HIDDEN_STANDARD_FIELDS), "relabeling": {}, "placeholders": {}}
 
 
 STRIPE_FILES_BASE_URL = "https://files.stripe.com"

@@ -232,7 +232,7 @@ class StripeMoneyOperator(StripeBaseOperator):
         error = self._explain(answer.error)
         if answer.outcome != "refused" or not fail_on_refusal:
             raise error from answer.cause
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow_provider_stripe.compat import AirflowFailException
 
         raise AirflowFailException(
             f"{str(error).rstrip('.')}. Stripe refused it definitively, so nothing was done; the task is not "

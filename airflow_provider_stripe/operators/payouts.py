@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_stripe.compat import task_state_store
 from airflow_provider_stripe.operators._base import StripeMoneyOperator, summarize
 from airflow_provider_stripe.validation import StripeInputError, format_amount, validate_object_id
 
@@ -58,7 +59,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         from airflow_provider_stripe.payout_batch.batch import PayoutEngine
 
         # Airflow 3.3+ (AIP-103); older Airflow has no store and relies on keys + listing.
-        store = context.get("task_state_store")
+        store = task_state_store(context)
         return PayoutEngine(
             client=self.get_client(),
             identity=identity,

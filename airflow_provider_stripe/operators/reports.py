@@ -23,8 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import conf
-
+from airflow_provider_stripe.compat import conf
 from airflow_provider_stripe.lineage import StripeLineageMixin
 from airflow_provider_stripe.operators._base import StripeBaseOperator
 from airflow_provider_stripe.validation import StripeInputError
@@ -172,8 +171,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         columns: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Fail on a failed, timed-out or unreachable run; else stream its file to ``path``."""
-        from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
+        from airflow_provider_stripe.compat import AirflowException, AirflowFailException
         from airflow_provider_stripe.errors import StripeReportRunFailedError
         from airflow_provider_stripe.formats import write_chunks
         from airflow_provider_stripe.lineage import LineageRecord, path_dataset, stripe_dataset

@@ -23,14 +23,16 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import (
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from airflow_provider_stripe.compat import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
+    conf,
+    task_state_store,
 )
-
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.links import StripeDashboardLink
 
@@ -141,7 +143,7 @@ class StripePayoutSensor(BaseSensorOperator):
         """The task state store in reschedule mode (``None`` in other modes)."""
         if not self.reschedule or self.deferrable:
             return None
-        store = context.get("task_state_store")
+        store = task_state_store(context)
         if store is None and self.grace_period:
             raise AirflowException(
                 "reschedule mode with a grace period needs Airflow >= 3.3 (task state store) to remember when "

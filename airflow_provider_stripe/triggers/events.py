@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_stripe.assets import summarize_event
+from airflow_provider_stripe.compat import asset_state_store
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
@@ -418,8 +419,9 @@ class StripeEventTrigger(BaseEventTrigger):
 
     def _cursor_store(self) -> CursorStore:
         key = cursor_key(self.stripe_conn_id, self.account_id, self.types)
-        if self.asset_state_store is not None:
-            return AssetStateCursorStore(self.asset_state_store, key)
+        state_store = asset_state_store(self)
+        if state_store is not None:
+            return AssetStateCursorStore(state_store, key)
         self.log.info(
             "StripeEventTrigger runs without an asset state store (not an asset watcher on Airflow >= 3.3): "
             "its cursor is kept in memory only and a restart resumes from its 'cursor'/'start_from' argument."

@@ -1,1 +1,5 @@
-"""Inbound Stripe webhooks: signature verification in :mod:`.signature` (no Stripe SDK) and the endpoint the plugin mounts on the API server in :mod:`.endpoint`."""
+"""Inbound Stripe webhooks.
+
+Signature verification in :mod:`.signature` (no Stripe SDK) and the endpoint the plugin
+mounts on the API server in :mod:`.endpoint`.
+"""

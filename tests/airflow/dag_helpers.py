@@ -15,7 +15,9 @@ from tests import airflow_env
 
 def example_dag(dag_id: str) -> Any:
     """The example DAG ``dags_examples/<dag_id>.py``, parsed as the DAG processor would."""
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_stripe.compat import dagbag_module
+
+    DagBag = dagbag_module().DagBag
 
     bag = DagBag(dag_folder=str(airflow_env.DAGS_FOLDER / f"{dag_id}.py"))
     assert not bag.import_errors, bag.import_errors

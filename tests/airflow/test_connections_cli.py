@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from airflow_provider_stripe.compat import AIRFLOW_VERSION
 from airflow_provider_stripe.connection_form import DEFAULT_CONN_ID
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
 from tests import airflow_env
@@ -124,11 +125,16 @@ def test_passes_against_localstripe(localstripe: str) -> None:
     assert "Connection success!" in run.output
 
 
+FAILED_EXIT_STATUS = 1 if AIRFLOW_VERSION >= (3, 3) else 0
+"""``airflow connections test`` exits 1 on a failed test from Airflow 3.3; 3.1 and 3.2 print
+"Connection failed!" and exit 0 (Airflow's CLI, not the provider)."""
+
+
 def test_rejected_key_fails_clearly() -> None:
     with run_stub(api_keys={"sk_test_theOnlyValidKey"}) as stub:
         run = run_connections_test(stripe_conn(stub.url))
         paths = [r.path for r in stub.requests]
-    assert run.returncode == 1, run.output
+    assert run.returncode == FAILED_EXIT_STATUS, run.output
     assert "Connection failed!" in run.output
     assert "Stripe rejected the API key (secret test key): invalid API key. Check the API key field" in run.output
     assert paths == ["/v1/balance"], "exactly one ping, no retries"
@@ -136,7 +142,8 @@ def test_rejected_key_fails_clearly() -> None:
 
 def test_publishable_key_fails_before_any_request(stub_stripe: StubServer) -> None:
     run = run_connections_test(stripe_conn(stub_stripe.url, api_key="pk_test_51CliPublishable9"))
-    assert run.returncode == 1, run.output
+    assert run.returncode == FAILED_EXIT_STATUS, run.output
+    assert "Connection failed!" in run.output
     assert "field 'api_key': a publishable key (pk_...) cannot call the Stripe API" in run.output
     assert "pk_test_51CliPublishable9" not in run.output
     assert stub_stripe.requests == []
@@ -157,7 +164,8 @@ def test_server_that_never_answers_fails_within_the_budget() -> None:
     budget = STRIPE_CONTRACT.health_check.timeout_seconds
     with run_silent_server() as silent:
         run = run_connections_test(stripe_conn(silent.url), first_contact=lambda: silent.accepted > 0)
-    assert run.returncode == 1, run.output
+    assert run.returncode == FAILED_EXIT_STATUS, run.output
+    assert "Connection failed!" in run.output
     assert "Stripe health check failed: timed out reaching" in run.output
     assert f"(budget {budget:.0f}s)" in run.output
     assert run.contact_s is not None and run.verdict_s is not None and run.hook_s is not None

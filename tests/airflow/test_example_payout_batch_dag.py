@@ -42,7 +42,9 @@ def payout_dag(migrated: None, localstripe: str, monkeypatch: pytest.MonkeyPatch
     """The example DAG, parsed with short timings and its connection pointed at localstripe."""
     for name, value in connection_env("stripe_default", base_url=localstripe).items():
         monkeypatch.setenv(name, value)
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_stripe.compat import dagbag_module
+
+    DagBag = dagbag_module().DagBag
 
     bag = DagBag(dag_folder=str(airflow_env.DAGS_FOLDER / f"{DAG_ID}.py"))
     assert not bag.import_errors, bag.import_errors

@@ -41,7 +41,9 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 _RUN_DAG = """
 import json, sys
 from datetime import datetime
-from airflow.dag_processing.dagbag import DagBag
+from airflow_provider_stripe.compat import dagbag_module
+
+DagBag = dagbag_module().DagBag
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
 

@@ -46,6 +46,7 @@ DAG_FILE = textwrap.dedent(
 )
 
 
+@pytest.mark.airflow_min("3.3", reason="grace timers survive reschedules in the task state store")
 def test_reschedule_mode_keeps_grace_timers_across_reschedules(localstripe: str, tmp_path: Path) -> None:
     session = requests.Session()
     session.auth = (LOCAL_TEST_KEY, "")

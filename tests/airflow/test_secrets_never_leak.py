@@ -211,7 +211,14 @@ def production_fernet_key() -> Iterator[None]:
     """
     import configparser
 
-    from airflow.models.crypto import get_fernet
+    from airflow.models import crypto
+
+    def reset_fernet() -> None:
+        # Airflow 3.2+ caches get_fernet() with functools.cache; 3.1 in the module global _fernet.
+        if hasattr(crypto.get_fernet, "cache_clear"):
+            crypto.get_fernet.cache_clear()
+        else:
+            crypto._fernet = None  # type: ignore[attr-defined]
 
     cfg = configparser.RawConfigParser()
     cfg.read(airflow_env.configure() / "airflow.cfg")
@@ -219,11 +226,11 @@ def production_fernet_key() -> Iterator[None]:
     assert key, "airflow db migrate wrote no Fernet key: nothing would be stored encrypted"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW__CORE__FERNET_KEY", key)
-        get_fernet.cache_clear()
+        reset_fernet()
         try:
             yield
         finally:
-            get_fernet.cache_clear()  # the next call reads the restored environment
+            reset_fernet()  # the next call reads the restored environment
 
 
 @contextlib.contextmanager
@@ -452,7 +459,9 @@ def _wait_for(what: str, probe: Any, timeout: float) -> Any:
 
 def _run_events_dags(base_url: str, api: ApiServer, runs: Runs) -> None:
     """Both payout-events DAGs, each on asset events that really came from Stripe's side (needs :func:`watched`)."""
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_provider_stripe.compat import dagbag_module
+
+    DagBag = dagbag_module().DagBag
 
     from airflow_provider_stripe.triggers.events import StripeEventTrigger
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 import stripe
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_provider_stripe.compat import AirflowFailException
 from airflow_provider_stripe.errors import StripeRequestError
 from airflow_provider_stripe.idempotency import GENERATION_STATE_PREFIX, RunIdentity
 from airflow_provider_stripe.operators.charges import StripeCreateChargeOperator

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import requests
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, TaskDeferred
 
+from airflow_provider_stripe.compat import AirflowFailException, AirflowSkipException, TaskDeferred
 from airflow_provider_stripe.payout_status.lookup import afetch_payouts, fetch_payouts
 from airflow_provider_stripe.payout_status.watch import PayoutIdsError, normalize_payout_ids
 from airflow_provider_stripe.sensors.payouts import STATE_KEY, StripePayoutSensor
@@ -380,7 +380,7 @@ def test_deferrable_sensor_polls_once_then_defers_carrying_grace_timers(
 
 
 def test_execute_complete_handles_every_trigger_event(conn_for: Any, localstripe: str) -> None:
-    from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+    from airflow_provider_stripe.compat import AirflowException, AirflowSensorTimeout
 
     sensor = _sensor(conn_for(localstripe), ["po_1"], deferrable=True)
     result = {"status": "paid", "count": 1, "payout_ids": ["po_1"]}

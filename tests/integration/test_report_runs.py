@@ -87,7 +87,7 @@ def test_run_succeeds_and_its_file_is_streamed_from_the_files_host(
 
 
 def test_failed_run_fails_without_retries(front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_stripe.compat import AirflowFailException
 
     front.reporting.outcome = "failed"
     conn = stripe_connection(monkeypatch, front.url)

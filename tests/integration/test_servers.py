@@ -37,7 +37,8 @@ ProxyFactory = Callable[..., FaultProxy]
 class _FastRetryClient(stripe.RequestsClient):
     """The SDK's requests transport with 10 ms retry back-off (keeps retry tests fast)."""
 
-    def _sleep_time_seconds(self, num_retries: int) -> float:
+    # stripe 14 passes the response too (for Retry-After), stripe 15+ does not: accept both.
+    def _sleep_time_seconds(self, num_retries: int, *args: Any, **kwargs: Any) -> float:
         return 0.01
 
 

@@ -1,9 +1,8 @@
 """Stripe webhook signature verification: test vectors, and cross-checks against the installed SDK.
 
-This module imports neither Airflow nor (at module level) the Stripe SDK, so it also runs in a
-bare venv with only ``stripe`` and ``pytest``: ``scripts/test-webhooks-stripe14.sh`` runs it
-against stripe 14, the main venv against stripe 16. The SDK cross-checks are what show that
-the pure-Python verifier gives the same answers as Stripe's own code on both versions.
+This module imports neither Airflow nor (at module level) the Stripe SDK. CI runs it with
+stripe 14, 15 and 16 (the unit tier of ``scripts/test-matrix.sh``). The SDK cross-checks are what
+show that the pure-Python verifier gives the same answers as Stripe's own code on each version.
 """
 
 from __future__ import annotations

@@ -1,0 +1,111 @@
+"""The one place that knows how the supported Airflow versions (3.1, 3.2, 3.3) differ.
+
+Every other module imports version-dependent names from here, so no ``try/except ImportError``
+or version test is scattered through the provider. What differs:
+
+* ``conf`` and the task exceptions (``AirflowFailException``, ``TaskDeferred``, ...) live in ``airflow.sdk`` /
+  ``airflow.sdk.exceptions`` from 3.2; 3.1 has them only in ``airflow.configuration`` /
+  ``airflow.exceptions`` (which 3.1's task runner catches).
+* ``CronDataIntervalTimetable`` is exported by ``airflow.sdk`` from 3.2; 3.1 has it in
+  ``airflow.timetables.interval``.
+* The task state store (``context["task_state_store"]``) and a trigger's asset state store
+  (``BaseEventTrigger.asset_state_store``, AIP-103) exist from 3.3 only: :func:`task_state_store`
+  and :func:`asset_state_store` return ``None`` before, and callers fall back as documented.
+* ``DagBag`` moved from ``airflow.models.dagbag`` (3.1) to ``airflow.dag_processing.dagbag``:
+  :func:`dagbag_module` (for the demo and the tests).
+* ``ObjectStoragePath`` subclasses ``pathlib.Path`` on 3.1 (universal_pathlib 0.2), so
+  ``isinstance(p, Path)`` does not tell a local file from an object URL:
+  :func:`is_object_storage_path` does, on every version.
+
+Type checkers see the newest Airflow's names (``TYPE_CHECKING``); at run time the branch for the
+installed version is taken. Importing this module imports only ``airflow`` itself, ``airflow.sdk``
+and its exceptions (all imported by any DAG file anyway), never the Stripe SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import airflow
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+    from typing_extensions import TypeIs
+
+__all__ = [
+    "AIRFLOW_VERSION",
+    "HAS_STATE_STORES",
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "CronDataIntervalTimetable",
+    "TaskDeferred",
+    "asset_state_store",
+    "conf",
+    "dagbag_module",
+    "is_object_storage_path",
+    "task_state_store",
+]
+
+
+def _release(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a version string such as ``3.2.2`` or ``3.3.0rc1``."""
+    major, minor = [*version.split("."), "0"][:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+AIRFLOW_VERSION: tuple[int, int] = _release(airflow.__version__)
+"""The installed Airflow's ``(major, minor)``."""
+
+HAS_STATE_STORES: bool = AIRFLOW_VERSION >= (3, 3)
+"""Whether tasks get a task state store and event triggers an asset state store (Airflow >= 3.3)."""
+
+if TYPE_CHECKING or AIRFLOW_VERSION >= (3, 2):
+    from airflow.sdk import CronDataIntervalTimetable, conf
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferred,
+    )
+else:  # Airflow 3.1
+    from airflow.configuration import conf
+    from airflow.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        TaskDeferred,
+    )
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+
+def dagbag_module() -> ModuleType:
+    """The module with ``DagBag`` and ``sync_bag_to_db`` (``airflow.dag_processing.dagbag`` from 3.2).
+
+    A function, not an import: loading DAG bags is for tools (the demo, tests), never at DAG-parse time.
+    """
+    if AIRFLOW_VERSION >= (3, 2):
+        return importlib.import_module("airflow.dag_processing.dagbag")
+    return importlib.import_module("airflow.models.dagbag")
+
+
+def task_state_store(context: Any) -> Any | None:
+    """The running task's state store (Airflow >= 3.3), else ``None``."""
+    return context.get("task_state_store")
+
+
+def asset_state_store(trigger: Any) -> Any | None:
+    """An event trigger's asset state store when it runs as an asset watcher on Airflow >= 3.3, else ``None``."""
+    return getattr(trigger, "asset_state_store", None)
+
+
+def is_object_storage_path(path: object) -> TypeIs[ObjectStoragePath]:
+    """Whether ``path`` is an Airflow ``ObjectStoragePath`` (a URL), not a local ``pathlib.Path``."""
+    from airflow.sdk import ObjectStoragePath
+
+    return isinstance(path, ObjectStoragePath)
