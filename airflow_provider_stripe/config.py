@@ -14,21 +14,24 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from airflow_provider_stripe.connection_form import (
     AUTH_API_KEY,
     AUTH_OAUTH2,
-    CONN_TYPE,
     CONNECTION_FIELDS,
     FIELDS_BY_NAME,
     SECRET_FIELD_NAMES,
+    ConnField,
 )
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 from airflow_provider_stripe.errors import StripeConfigurationError
-from airflow_provider_stripe.webhooks.signature import parse_webhook_secrets
+from airflow_provider_stripe.validation import ACCOUNT_ID_RE
+
+STRIPE_FILES_BASE_URL = "https://files.stripe.com"
+"""Where Stripe serves file uploads and downloads (report results); the contract names no files host."""
 
 _API_KEY_RE = re.compile(r"(?P<kind>sk|rk)_(?P<env>test|live)_[A-Za-z0-9]{1,247}")
-_ACCOUNT_RE = re.compile(r"acct_[A-Za-z0-9]+")
 
 
 class ConnectionLike(Protocol):
@@ -73,9 +76,16 @@ class StripeConnectionConfig:
         """``secret`` or ``restricted``, and ``test`` or ``live``: safe to print."""
         return describe_key(self.api_key)
 
-    @property
-    def uses_default_base_url(self) -> bool:
-        return self.base_url == STRIPE_CONTRACT.rest.base_url
+    def base_addresses(self) -> dict[str, str]:
+        """The SDK's base address per kind of request (``api``, ``connect``, ``files``), from ``base_url``.
+
+        Stripe serves them on three hosts (:func:`stripe_base_addresses`); a Stripe-compatible
+        server stands in for all three on its one base URL, so the key goes nowhere else.
+        """
+        stripe_hosts = stripe_base_addresses()
+        if self.base_url == stripe_hosts["api"]:
+            return stripe_hosts
+        return dict.fromkeys(stripe_hosts, self.base_url)
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret this config holds, for Airflow's secrets masker (the storage's password too)."""
@@ -96,6 +106,16 @@ class StripeConnectionConfig:
                     value = hide_userinfo(value)
                 shown.append(f"{f.name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def stripe_base_addresses() -> dict[str, str]:
+    """Stripe's own hosts: the contract's REST base URL, Connect's (from the contract's OAuth token URL), files'."""
+    token_url = urlsplit(STRIPE_CONTRACT.oauth2_auth.token_url)
+    return {
+        "api": STRIPE_CONTRACT.rest.base_url,
+        "connect": f"{token_url.scheme}://{token_url.netloc}",
+        "files": STRIPE_FILES_BASE_URL,
+    }
 
 
 def key_is_live(api_key: str) -> bool:
@@ -253,9 +273,9 @@ def validate_base_url(base_url: str, *, conn_id: str | None = None) -> str:
     return str(parsed)
 
 
-def _get_extra(extra: Mapping[str, Any], name: str) -> Any:
+def _get_extra(extra: Mapping[str, Any], field: ConnField) -> Any:
     """Read an extra by its plain name, or by the ``extra__stripe__`` prefix older forms used."""
-    for key in (name, f"extra__{CONN_TYPE}__{name}"):
+    for key in field.extra_keys:
         value = extra.get(key)
         if value not in (None, ""):
             return value
@@ -309,16 +329,60 @@ def _secret_schema_error(exc: Any) -> str:
 
 
 def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
-    """Parse and validate a ``stripe`` connection; raise naming the field at fault."""
+    """Parse and validate a ``stripe`` connection; raise naming the field at fault.
+
+    The steps: read every declared field (coerced to its type), check the API version, each
+    field's own schema, the contract's schemas, then the rules between fields.
+    """
     conn_id = conn.conn_id or "<unnamed>"
+    raw = _read_fields(conn, conn_id)
+    _check_api_version(raw["api_version"], conn_id)
+    _check_fields(raw, conn_id)
+    _check_contract(raw, conn_id)
+    api_key = validate_api_key(raw["api_key"], conn_id=conn_id)
+    account_id = raw["account_id"]
+    if account_id is not None and not ACCOUNT_ID_RE.fullmatch(account_id):
+        raise StripeConfigurationError(
+            f"{account_id!r} is not a Stripe account ID (acct_...)", field="account_id", conn_id=conn_id
+        )
+    mode = Mode(raw["mode"])
+    _check_auth(raw, mode, conn_id)
+    base_url = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
+    return StripeConnectionConfig(
+        conn_id=conn_id,
+        api_key=api_key,
+        webhook_secrets=raw["webhook_secret"],
+        account_id=account_id,
+        region=raw["region"],
+        mode=mode,
+        auth_type=raw["auth_type"],
+        api_version=raw["api_version"],
+        oauth_client_id=raw["oauth_client_id"],
+        oauth_refresh_token=raw["oauth_refresh_token"],
+        allow_live_mode=bool(raw["allow_live_mode"]),
+        rate_limit_per_minute=int(raw["rate_limit_per_minute"]),
+        rate_limit_per_hour=int(raw["rate_limit_per_hour"]),
+        rate_limit_storage_uri=str(raw["rate_limit_storage_uri"]),
+        max_network_retries=int(raw["max_network_retries"]),
+        timeout=float(raw["timeout"]),
+        base_url=base_url,
+    )
+
+
+def _read_fields(conn: ConnectionLike, conn_id: str) -> dict[str, Any]:
+    """Every declared field's value, from the extra (or its default), coerced to its schema's type.
+
+    A list field (the webhook secrets) is kept as the text stored until :func:`_check_fields`
+    has checked it; the API key may come from the connection's password.
+    """
     extra = conn.extra_dejson or {}
-    raw: dict[str, Any] = {}
-    for field in CONNECTION_FIELDS:
-        raw[field.name] = _coerce(field.name, _get_extra(extra, field.name), conn_id=conn_id)
+    raw = {field.name: _coerce(field.name, _get_extra(extra, field), conn_id=conn_id) for field in CONNECTION_FIELDS}
     if not raw["api_key"] and conn.password:
         raw["api_key"] = conn.password
+    return raw
 
-    api_version = raw["api_version"]
+
+def _check_api_version(api_version: str, conn_id: str) -> None:
     if api_version not in STRIPE_CONTRACT.version_policy.supported:
         raise StripeConfigurationError(
             f"Stripe API version {api_version!r} is not supported; supported: "
@@ -327,22 +391,35 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
             conn_id=conn_id,
         )
 
-    # Field-level rules (enum, minimum, type) from the connection form's schemas.
+
+def _check_fields(raw: dict[str, Any], conn_id: str) -> None:
+    """Field-level rules (enum, minimum, type) from the connection form's schemas; list fields become tuples."""
     for field in CONNECTION_FIELDS:
         value = raw[field.name]
-        if value is not None and field.name != "webhook_secret":
+        if value is not None and field.parse_items is None:
             schema = {k: v for k, v in field.schema.items() if k not in ("format", "default")}
             _check_schema(field.name, value, schema, conn_id=conn_id)
+    for field in CONNECTION_FIELDS:
+        if field.parse_items is not None:
+            try:
+                raw[field.name] = field.parse_items(raw[field.name])
+            except (TypeError, ValueError) as exc:  # their messages never hold a secret
+                raise StripeConfigurationError(str(exc), field=field.name, conn_id=conn_id) from None
 
-    try:
-        webhook_secrets = parse_webhook_secrets(raw["webhook_secret"])
-    except (TypeError, ValueError) as exc:  # their messages never hold a secret
-        raise StripeConfigurationError(str(exc), field="webhook_secret", conn_id=conn_id) from None
-    # The contract's schemas, on the contract's own (camelCase) names.
-    secret_doc = {
-        prop: (webhook_secrets[0] if webhook_secrets else None) if prop == "webhookSecret" else raw[snake_case(prop)]
-        for prop in STRIPE_CONTRACT.secrets.properties
-    }
+
+def _check_contract(raw: Mapping[str, Any], conn_id: str) -> None:
+    """The contract's secret and config schemas, on the contract's own (camelCase) names.
+
+    A list field gives the contract its first item: the contract knows one secret.
+    """
+
+    def contract_value(prop: str) -> Any:
+        value = raw[snake_case(prop)]
+        if FIELDS_BY_NAME[snake_case(prop)].parse_items is not None:
+            return value[0] if value else None
+        return value
+
+    secret_doc = {prop: contract_value(prop) for prop in STRIPE_CONTRACT.secrets.properties}
     for prop in STRIPE_CONTRACT.secrets.required:
         if not secret_doc.get(prop):
             raise StripeConfigurationError(
@@ -354,14 +431,9 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
     config_doc = {p: raw[snake_case(p)] for p in STRIPE_CONTRACT.config.properties if raw[snake_case(p)] is not None}
     _check_schema("config", config_doc, STRIPE_CONTRACT.config.schema, conn_id=conn_id)
 
-    api_key = validate_api_key(raw["api_key"], conn_id=conn_id)
-    account_id = raw["account_id"]
-    if account_id is not None and not _ACCOUNT_RE.fullmatch(account_id):
-        raise StripeConfigurationError(
-            f"{account_id!r} is not a Stripe account ID (acct_...)", field="account_id", conn_id=conn_id
-        )
 
-    mode = Mode(raw["mode"])
+def _check_auth(raw: Mapping[str, Any], mode: Mode, conn_id: str) -> None:
+    """The rules between auth type, mode and the OAuth fields."""
     auth_type = raw["auth_type"]
     if auth_type == AUTH_OAUTH2:
         for needed in ("oauth_client_id", "account_id"):
@@ -381,24 +453,3 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
         )
     if auth_type not in (AUTH_API_KEY, AUTH_OAUTH2):  # pragma: no cover - enum check above
         raise StripeConfigurationError(f"unknown auth type {auth_type!r}", field="auth_type", conn_id=conn_id)
-
-    base_url = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
-    return StripeConnectionConfig(
-        conn_id=conn_id,
-        api_key=api_key,
-        webhook_secrets=webhook_secrets,
-        account_id=account_id,
-        region=raw["region"],
-        mode=mode,
-        auth_type=auth_type,
-        api_version=api_version,
-        oauth_client_id=raw["oauth_client_id"],
-        oauth_refresh_token=raw["oauth_refresh_token"],
-        allow_live_mode=bool(raw["allow_live_mode"]),
-        rate_limit_per_minute=int(raw["rate_limit_per_minute"]),
-        rate_limit_per_hour=int(raw["rate_limit_per_hour"]),
-        rate_limit_storage_uri=str(raw["rate_limit_storage_uri"]),
-        max_network_retries=int(raw["max_network_retries"]),
-        timeout=float(raw["timeout"]),
-        base_url=base_url,
-    )
