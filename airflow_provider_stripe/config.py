@@ -9,10 +9,10 @@ secret schemas plus the connection form's field schemas, so the rules live in on
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -45,27 +45,91 @@ class ConnectionLike(Protocol):
     def extra_dejson(self) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class StripeConnectionConfig:
-    """Everything the hook needs from a ``stripe`` connection, validated. ``repr`` leaves out the secrets."""
+    """Everything the hook needs from a ``stripe`` connection, validated. ``repr`` leaves out the secrets.
+
+    ``values`` holds one validated value per declared connection field
+    (:data:`~airflow_provider_stripe.connection_form.CONNECTION_FIELDS`), keyed by its name; the
+    properties below only give them their Python types. A list field (the webhook secrets) holds
+    a tuple of its items.
+    """
 
     conn_id: str
-    api_key: str = dataclasses.field(repr=False)
-    webhook_secrets: tuple[str, ...] = dataclasses.field(repr=False)
-    account_id: str | None
-    region: str | None
-    mode: Mode
-    auth_type: str
-    api_version: str
-    oauth_client_id: str | None
-    oauth_refresh_token: str | None = dataclasses.field(repr=False)
-    allow_live_mode: bool
-    rate_limit_per_minute: int
-    rate_limit_per_hour: int
-    rate_limit_storage_uri: str
-    max_network_retries: int
-    timeout: float
-    base_url: str
+    values: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        missing = {f.name for f in CONNECTION_FIELDS} - set(self.values)
+        if missing:
+            raise ValueError(f"StripeConnectionConfig lacks the declared fields {sorted(missing)}")
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+
+    def __hash__(self) -> int:
+        return hash((self.conn_id, tuple(self.values.items())))
+
+    @property
+    def api_key(self) -> str:
+        return str(self.values["api_key"])
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        return tuple(self.values["webhook_secret"])
+
+    @property
+    def account_id(self) -> str | None:
+        return self.values["account_id"]
+
+    @property
+    def region(self) -> str | None:
+        return self.values["region"]
+
+    @property
+    def mode(self) -> Mode:
+        return Mode(self.values["mode"])
+
+    @property
+    def auth_type(self) -> str:
+        return str(self.values["auth_type"])
+
+    @property
+    def api_version(self) -> str:
+        return str(self.values["api_version"])
+
+    @property
+    def oauth_client_id(self) -> str | None:
+        return self.values["oauth_client_id"]
+
+    @property
+    def oauth_refresh_token(self) -> str | None:
+        return self.values["oauth_refresh_token"]
+
+    @property
+    def allow_live_mode(self) -> bool:
+        return bool(self.values["allow_live_mode"])
+
+    @property
+    def rate_limit_per_minute(self) -> int:
+        return int(self.values["rate_limit_per_minute"])
+
+    @property
+    def rate_limit_per_hour(self) -> int:
+        return int(self.values["rate_limit_per_hour"])
+
+    @property
+    def rate_limit_storage_uri(self) -> str:
+        return str(self.values["rate_limit_storage_uri"])
+
+    @property
+    def max_network_retries(self) -> int:
+        return int(self.values["max_network_retries"])
+
+    @property
+    def timeout(self) -> float:
+        return float(self.values["timeout"])
+
+    @property
+    def base_url(self) -> str:
+        return str(self.values["base_url"])
 
     @property
     def livemode(self) -> bool:
@@ -91,17 +155,19 @@ class StripeConnectionConfig:
         """Every secret this config holds, for Airflow's secrets masker (the storage's password too)."""
         from airflow_provider_stripe.ratelimit import userinfo_secrets
 
-        held = (self.api_key, self.oauth_refresh_token, *self.webhook_secrets)
+        held = [
+            item for f in CONNECTION_FIELDS if f.secret and self.values[f.name] for item in f.items(self.values[f.name])
+        ]
         return tuple(s for s in (*held, *userinfo_secrets(self.rate_limit_storage_uri)) if s)
 
     def __repr__(self) -> str:
         """The fields without the secrets; the storage URI without its userinfo."""
         from airflow_provider_stripe.ratelimit import hide_userinfo
 
-        shown = []
-        for f in dataclasses.fields(self):
-            if f.repr:
-                value = getattr(self, f.name)
+        shown = [f"conn_id={self.conn_id!r}"]
+        for f in CONNECTION_FIELDS:
+            if not f.secret:
+                value = getattr(self, f.name, self.values[f.name])  # typed where a property gives it
                 if f.name == "rate_limit_storage_uri":
                     value = hide_userinfo(value)
                 shown.append(f"{f.name}={value!r}")
@@ -339,34 +405,15 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
     _check_api_version(raw["api_version"], conn_id)
     _check_fields(raw, conn_id)
     _check_contract(raw, conn_id)
-    api_key = validate_api_key(raw["api_key"], conn_id=conn_id)
+    validate_api_key(raw["api_key"], conn_id=conn_id)
     account_id = raw["account_id"]
     if account_id is not None and not ACCOUNT_ID_RE.fullmatch(account_id):
         raise StripeConfigurationError(
             f"{account_id!r} is not a Stripe account ID (acct_...)", field="account_id", conn_id=conn_id
         )
-    mode = Mode(raw["mode"])
-    _check_auth(raw, mode, conn_id)
-    base_url = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
-    return StripeConnectionConfig(
-        conn_id=conn_id,
-        api_key=api_key,
-        webhook_secrets=raw["webhook_secret"],
-        account_id=account_id,
-        region=raw["region"],
-        mode=mode,
-        auth_type=raw["auth_type"],
-        api_version=raw["api_version"],
-        oauth_client_id=raw["oauth_client_id"],
-        oauth_refresh_token=raw["oauth_refresh_token"],
-        allow_live_mode=bool(raw["allow_live_mode"]),
-        rate_limit_per_minute=int(raw["rate_limit_per_minute"]),
-        rate_limit_per_hour=int(raw["rate_limit_per_hour"]),
-        rate_limit_storage_uri=str(raw["rate_limit_storage_uri"]),
-        max_network_retries=int(raw["max_network_retries"]),
-        timeout=float(raw["timeout"]),
-        base_url=base_url,
-    )
+    _check_auth(raw, Mode(raw["mode"]), conn_id)
+    raw["base_url"] = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
+    return StripeConnectionConfig(conn_id=conn_id, values=raw)
 
 
 def _read_fields(conn: ConnectionLike, conn_id: str) -> dict[str, Any]:
