@@ -155,10 +155,14 @@ class StripeConnectionConfig:
         """Every secret this config holds, for Airflow's secrets masker (the storage's password too)."""
         from airflow_provider_stripe.ratelimit import userinfo_secrets
 
-        held = [
-            item for f in CONNECTION_FIELDS if f.secret and self.values[f.name] for item in f.items(self.values[f.name])
-        ]
-        return tuple(s for s in (*held, *userinfo_secrets(self.rate_limit_storage_uri)) if s)
+        held: list[str] = []
+        for f in CONNECTION_FIELDS:
+            value = self.values[f.name]
+            if f.secret and value:
+                held.extend(f.items(value))
+            elif f.userinfo_secret and value:
+                held.extend(userinfo_secrets(value))
+        return tuple(s for s in held if s)
 
     def __repr__(self) -> str:
         """The fields without the secrets; the storage URI without its userinfo."""
@@ -168,7 +172,7 @@ class StripeConnectionConfig:
         for f in CONNECTION_FIELDS:
             if not f.secret:
                 value = getattr(self, f.name, self.values[f.name])  # typed where a property gives it
-                if f.name == "rate_limit_storage_uri":
+                if f.userinfo_secret:
                     value = hide_userinfo(value)
                 shown.append(f"{f.name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"

@@ -47,6 +47,9 @@ class ConnField:
     #: during a rotation): turns the stored value into its items, raising ``TypeError`` /
     #: ``ValueError`` (never quoting the value) when it is not one. ``None``: a single value.
     parse_items: Callable[[Any], tuple[str, ...]] | None = None
+    #: A URI that may carry credentials in its userinfo (``redis://:password@host``): shown
+    #: without them, and its credentials are secrets.
+    userinfo_secret: bool = False
 
     @property
     def extra_keys(self) -> tuple[str, str]:
@@ -228,6 +231,7 @@ CONNECTION_FIELDS: tuple[ConnField, ...] = (
             "memory:// limits each process on its own; redis://host:6379/0 shares the limit among all workers."
         ),
         schema={"type": "string", "default": MEMORY_STORAGE},
+        userinfo_secret=True,
     ),
     ConnField(
         name="max_network_retries",
