@@ -9,27 +9,30 @@ secret schemas plus the connection form's field schemas, so the rules live in on
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from airflow_provider_stripe.connection_form import (
     AUTH_API_KEY,
     AUTH_OAUTH2,
-    CONN_TYPE,
     CONNECTION_FIELDS,
     FIELDS_BY_NAME,
     SECRET_FIELD_NAMES,
+    ConnField,
 )
 from airflow_provider_stripe.constants import ALLOWED_BASE_URLS_KEY, ALLOWED_BASE_URLS_SECTION
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 from airflow_provider_stripe.errors import StripeConfigurationError
-from airflow_provider_stripe.webhooks.signature import parse_webhook_secrets
+from airflow_provider_stripe.validation import ACCOUNT_ID_RE
+
+STRIPE_FILES_BASE_URL = "https://files.stripe.com"
+"""Where Stripe serves file uploads and downloads (report results); the contract names no files host."""
 
 _API_KEY_RE = re.compile(r"(?P<kind>sk|rk)_(?P<env>test|live)_[A-Za-z0-9]{1,247}")
-_ACCOUNT_RE = re.compile(r"acct_[A-Za-z0-9]+")
 
 
 class ConnectionLike(Protocol):
@@ -43,27 +46,91 @@ class ConnectionLike(Protocol):
     def extra_dejson(self) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class StripeConnectionConfig:
-    """Everything the hook needs from a ``stripe`` connection, validated. ``repr`` leaves out the secrets."""
+    """Everything the hook needs from a ``stripe`` connection, validated. ``repr`` leaves out the secrets.
+
+    ``values`` holds one validated value per declared connection field
+    (:data:`~airflow_provider_stripe.connection_form.CONNECTION_FIELDS`), keyed by its name; the
+    properties below only give them their Python types. A list field (the webhook secrets) holds
+    a tuple of its items.
+    """
 
     conn_id: str
-    api_key: str = dataclasses.field(repr=False)
-    webhook_secrets: tuple[str, ...] = dataclasses.field(repr=False)
-    account_id: str | None
-    region: str | None
-    mode: Mode
-    auth_type: str
-    api_version: str
-    oauth_client_id: str | None
-    oauth_refresh_token: str | None = dataclasses.field(repr=False)
-    allow_live_mode: bool
-    rate_limit_per_minute: int
-    rate_limit_per_hour: int
-    rate_limit_storage_uri: str
-    max_network_retries: int
-    timeout: float
-    base_url: str
+    values: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        missing = {f.name for f in CONNECTION_FIELDS} - set(self.values)
+        if missing:
+            raise ValueError(f"StripeConnectionConfig lacks the declared fields {sorted(missing)}")
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+
+    def __hash__(self) -> int:
+        return hash((self.conn_id, tuple(self.values.items())))
+
+    @property
+    def api_key(self) -> str:
+        return str(self.values["api_key"])
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        return tuple(self.values["webhook_secret"])
+
+    @property
+    def account_id(self) -> str | None:
+        return self.values["account_id"]
+
+    @property
+    def region(self) -> str | None:
+        return self.values["region"]
+
+    @property
+    def mode(self) -> Mode:
+        return Mode(self.values["mode"])
+
+    @property
+    def auth_type(self) -> str:
+        return str(self.values["auth_type"])
+
+    @property
+    def api_version(self) -> str:
+        return str(self.values["api_version"])
+
+    @property
+    def oauth_client_id(self) -> str | None:
+        return self.values["oauth_client_id"]
+
+    @property
+    def oauth_refresh_token(self) -> str | None:
+        return self.values["oauth_refresh_token"]
+
+    @property
+    def allow_live_mode(self) -> bool:
+        return bool(self.values["allow_live_mode"])
+
+    @property
+    def rate_limit_per_minute(self) -> int:
+        return int(self.values["rate_limit_per_minute"])
+
+    @property
+    def rate_limit_per_hour(self) -> int:
+        return int(self.values["rate_limit_per_hour"])
+
+    @property
+    def rate_limit_storage_uri(self) -> str:
+        return str(self.values["rate_limit_storage_uri"])
+
+    @property
+    def max_network_retries(self) -> int:
+        return int(self.values["max_network_retries"])
+
+    @property
+    def timeout(self) -> float:
+        return float(self.values["timeout"])
+
+    @property
+    def base_url(self) -> str:
+        return str(self.values["base_url"])
 
     @property
     def livemode(self) -> bool:
@@ -74,29 +141,52 @@ class StripeConnectionConfig:
         """``secret`` or ``restricted``, and ``test`` or ``live``: safe to print."""
         return describe_key(self.api_key)
 
-    @property
-    def uses_default_base_url(self) -> bool:
-        return self.base_url == STRIPE_CONTRACT.rest.base_url
+    def base_addresses(self) -> dict[str, str]:
+        """The SDK's base address per kind of request (``api``, ``connect``, ``files``), from ``base_url``.
+
+        Stripe serves them on three hosts (:func:`stripe_base_addresses`); a Stripe-compatible
+        server stands in for all three on its one base URL, so the key goes nowhere else.
+        """
+        stripe_hosts = stripe_base_addresses()
+        if self.base_url == stripe_hosts["api"]:
+            return stripe_hosts
+        return dict.fromkeys(stripe_hosts, self.base_url)
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret this config holds, for Airflow's secrets masker (the storage's password too)."""
         from airflow_provider_stripe.ratelimit import userinfo_secrets
 
-        held = (self.api_key, self.oauth_refresh_token, *self.webhook_secrets)
-        return tuple(s for s in (*held, *userinfo_secrets(self.rate_limit_storage_uri)) if s)
+        held: list[str] = []
+        for f in CONNECTION_FIELDS:
+            value = self.values[f.name]
+            if f.secret and value:
+                held.extend(f.items(value))
+            elif f.userinfo_secret and value:
+                held.extend(userinfo_secrets(value))
+        return tuple(s for s in held if s)
 
     def __repr__(self) -> str:
         """The fields without the secrets; the storage URI without its userinfo."""
         from airflow_provider_stripe.ratelimit import hide_userinfo
 
-        shown = []
-        for f in dataclasses.fields(self):
-            if f.repr:
-                value = getattr(self, f.name)
-                if f.name == "rate_limit_storage_uri":
+        shown = [f"conn_id={self.conn_id!r}"]
+        for f in CONNECTION_FIELDS:
+            if not f.secret:
+                value = getattr(self, f.name, self.values[f.name])  # typed where a property gives it
+                if f.userinfo_secret:
                     value = hide_userinfo(value)
                 shown.append(f"{f.name}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def stripe_base_addresses() -> dict[str, str]:
+    """Stripe's own hosts: the contract's REST base URL, Connect's (from the contract's OAuth token URL), files'."""
+    token_url = urlsplit(STRIPE_CONTRACT.oauth2_auth.token_url)
+    return {
+        "api": STRIPE_CONTRACT.rest.base_url,
+        "connect": f"{token_url.scheme}://{token_url.netloc}",
+        "files": STRIPE_FILES_BASE_URL,
+    }
 
 
 def key_is_live(api_key: str) -> bool:
@@ -252,9 +342,9 @@ def validate_base_url(base_url: str, *, conn_id: str | None = None) -> str:
     return str(parsed)
 
 
-def _get_extra(extra: Mapping[str, Any], name: str) -> Any:
+def _get_extra(extra: Mapping[str, Any], field: ConnField) -> Any:
     """Read an extra by its plain name, or by the ``extra__stripe__`` prefix older forms used."""
-    for key in (name, f"extra__{CONN_TYPE}__{name}"):
+    for key in field.extra_keys:
         value = extra.get(key)
         if value not in (None, ""):
             return value
@@ -308,16 +398,41 @@ def _secret_schema_error(exc: Any) -> str:
 
 
 def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
-    """Parse and validate a ``stripe`` connection; raise naming the field at fault."""
+    """Parse and validate a ``stripe`` connection; raise naming the field at fault.
+
+    The steps: read every declared field (coerced to its type), check the API version, each
+    field's own schema, the contract's schemas, then the rules between fields.
+    """
     conn_id = conn.conn_id or "<unnamed>"
+    raw = _read_fields(conn, conn_id)
+    _check_api_version(raw["api_version"], conn_id)
+    _check_fields(raw, conn_id)
+    _check_contract(raw, conn_id)
+    validate_api_key(raw["api_key"], conn_id=conn_id)
+    account_id = raw["account_id"]
+    if account_id is not None and not ACCOUNT_ID_RE.fullmatch(account_id):
+        raise StripeConfigurationError(
+            f"{account_id!r} is not a Stripe account ID (acct_...)", field="account_id", conn_id=conn_id
+        )
+    _check_auth(raw, Mode(raw["mode"]), conn_id)
+    raw["base_url"] = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
+    return StripeConnectionConfig(conn_id=conn_id, values=raw)
+
+
+def _read_fields(conn: ConnectionLike, conn_id: str) -> dict[str, Any]:
+    """Every declared field's value, from the extra (or its default), coerced to its schema's type.
+
+    A list field (the webhook secrets) is kept as the text stored until :func:`_check_fields`
+    has checked it; the API key may come from the connection's password.
+    """
     extra = conn.extra_dejson or {}
-    raw: dict[str, Any] = {}
-    for field in CONNECTION_FIELDS:
-        raw[field.name] = _coerce(field.name, _get_extra(extra, field.name), conn_id=conn_id)
+    raw = {field.name: _coerce(field.name, _get_extra(extra, field), conn_id=conn_id) for field in CONNECTION_FIELDS}
     if not raw["api_key"] and conn.password:
         raw["api_key"] = conn.password
+    return raw
 
-    api_version = raw["api_version"]
+
+def _check_api_version(api_version: str, conn_id: str) -> None:
     if api_version not in STRIPE_CONTRACT.version_policy.supported:
         raise StripeConfigurationError(
             f"Stripe API version {api_version!r} is not supported; supported: "
@@ -326,22 +441,35 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
             conn_id=conn_id,
         )
 
-    # Field-level rules (enum, minimum, type) from the connection form's schemas.
+
+def _check_fields(raw: dict[str, Any], conn_id: str) -> None:
+    """Field-level rules (enum, minimum, type) from the connection form's schemas; list fields become tuples."""
     for field in CONNECTION_FIELDS:
         value = raw[field.name]
-        if value is not None and field.name != "webhook_secret":
+        if value is not None and field.parse_items is None:
             schema = {k: v for k, v in field.schema.items() if k not in ("format", "default")}
             _check_schema(field.name, value, schema, conn_id=conn_id)
+    for field in CONNECTION_FIELDS:
+        if field.parse_items is not None:
+            try:
+                raw[field.name] = field.parse_items(raw[field.name])
+            except (TypeError, ValueError) as exc:  # their messages never hold a secret
+                raise StripeConfigurationError(str(exc), field=field.name, conn_id=conn_id) from None
 
-    try:
-        webhook_secrets = parse_webhook_secrets(raw["webhook_secret"])
-    except (TypeError, ValueError) as exc:  # their messages never hold a secret
-        raise StripeConfigurationError(str(exc), field="webhook_secret", conn_id=conn_id) from None
-    # The contract's schemas, on the contract's own (camelCase) names.
-    secret_doc = {
-        prop: (webhook_secrets[0] if webhook_secrets else None) if prop == "webhookSecret" else raw[snake_case(prop)]
-        for prop in STRIPE_CONTRACT.secrets.properties
-    }
+
+def _check_contract(raw: Mapping[str, Any], conn_id: str) -> None:
+    """The contract's secret and config schemas, on the contract's own (camelCase) names.
+
+    A list field gives the contract its first item: the contract knows one secret.
+    """
+
+    def contract_value(prop: str) -> Any:
+        value = raw[snake_case(prop)]
+        if FIELDS_BY_NAME[snake_case(prop)].parse_items is not None:
+            return value[0] if value else None
+        return value
+
+    secret_doc = {prop: contract_value(prop) for prop in STRIPE_CONTRACT.secrets.properties}
     for prop in STRIPE_CONTRACT.secrets.required:
         if not secret_doc.get(prop):
             raise StripeConfigurationError(
@@ -353,14 +481,9 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
     config_doc = {p: raw[snake_case(p)] for p in STRIPE_CONTRACT.config.properties if raw[snake_case(p)] is not None}
     _check_schema("config", config_doc, STRIPE_CONTRACT.config.schema, conn_id=conn_id)
 
-    api_key = validate_api_key(raw["api_key"], conn_id=conn_id)
-    account_id = raw["account_id"]
-    if account_id is not None and not _ACCOUNT_RE.fullmatch(account_id):
-        raise StripeConfigurationError(
-            f"{account_id!r} is not a Stripe account ID (acct_...)", field="account_id", conn_id=conn_id
-        )
 
-    mode = Mode(raw["mode"])
+def _check_auth(raw: Mapping[str, Any], mode: Mode, conn_id: str) -> None:
+    """The rules between auth type, mode and the OAuth fields."""
     auth_type = raw["auth_type"]
     if auth_type == AUTH_OAUTH2:
         for needed in ("oauth_client_id", "account_id"):
@@ -380,24 +503,3 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
         )
     if auth_type not in (AUTH_API_KEY, AUTH_OAUTH2):  # pragma: no cover - enum check above
         raise StripeConfigurationError(f"unknown auth type {auth_type!r}", field="auth_type", conn_id=conn_id)
-
-    base_url = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
-    return StripeConnectionConfig(
-        conn_id=conn_id,
-        api_key=api_key,
-        webhook_secrets=webhook_secrets,
-        account_id=account_id,
-        region=raw["region"],
-        mode=mode,
-        auth_type=auth_type,
-        api_version=api_version,
-        oauth_client_id=raw["oauth_client_id"],
-        oauth_refresh_token=raw["oauth_refresh_token"],
-        allow_live_mode=bool(raw["allow_live_mode"]),
-        rate_limit_per_minute=int(raw["rate_limit_per_minute"]),
-        rate_limit_per_hour=int(raw["rate_limit_per_hour"]),
-        rate_limit_storage_uri=str(raw["rate_limit_storage_uri"]),
-        max_network_retries=int(raw["max_network_retries"]),
-        timeout=float(raw["timeout"]),
-        base_url=base_url,
-    )

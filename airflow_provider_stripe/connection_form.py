@@ -10,11 +10,13 @@ defaults and limits from :data:`~airflow_provider_stripe.contract.STRIPE_CONTRAC
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_stripe.constants import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
+from airflow_provider_stripe.constants import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, MEMORY_STORAGE
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
+from airflow_provider_stripe.webhooks.signature import parse_webhook_secrets
 
 __all__ = ["CONNECTION_FIELDS", "CONN_TYPE", "DEFAULT_CONN_ID", "HOOK_NAME", "ConnField"]
 
@@ -42,6 +44,22 @@ class ConnField:
     secret: bool = False
     #: The contract property this field carries, if any (``apiKey`` for ``api_key``).
     contract_property: str | None = None
+    #: For a field holding a list written as one comma-separated text (the webhook secrets
+    #: during a rotation): turns the stored value into its items, raising ``TypeError`` /
+    #: ``ValueError`` (never quoting the value) when it is not one. ``None``: a single value.
+    parse_items: Callable[[Any], tuple[str, ...]] | None = None
+    #: A URI that may carry credentials in its userinfo (``redis://:password@host``): shown
+    #: without them, and its credentials are secrets.
+    userinfo_secret: bool = False
+
+    @property
+    def extra_keys(self) -> tuple[str, str]:
+        """Where the extra may hold this field: its plain name, or the ``extra__stripe__`` form older Airflow wrote."""
+        return (self.name, f"extra__{CONN_TYPE}__{self.name}")
+
+    def items(self, value: Any) -> tuple[Any, ...]:
+        """The separate values a stored value holds: its items for a list field, else itself."""
+        return (value,) if self.parse_items is None else self.parse_items(value)
 
     @property
     def default(self) -> Any:
@@ -63,7 +81,14 @@ class ConnField:
         return {"label": self.label, "description": self.description, "schema": schema}
 
 
-def _contract_field(prop: str, label: str, extra_help: str, *, secret: bool) -> ConnField:
+def _contract_field(
+    prop: str,
+    label: str,
+    extra_help: str,
+    *,
+    secret: bool,
+    parse_items: Callable[[Any], tuple[str, ...]] | None = None,
+) -> ConnField:
     source = STRIPE_CONTRACT.secrets if secret else STRIPE_CONTRACT.config
     schema = thaw(source.properties[prop])
     description = f"{schema.pop('description')} {extra_help}".strip()
@@ -74,6 +99,7 @@ def _contract_field(prop: str, label: str, extra_help: str, *, secret: bool) -> 
         schema=schema,
         secret=secret,
         contract_property=prop,
+        parse_items=parse_items,
     )
 
 
@@ -124,6 +150,7 @@ CONNECTION_FIELDS: tuple[ConnField, ...] = (
         "whsec_... from the webhook endpoint's page. During a rotation, give the new and the old "
         "secret separated by a comma: an event signed with either is accepted.",
         secret=True,
+        parse_items=parse_webhook_secrets,
     ),
     _contract_field(
         "accountId",
@@ -204,7 +231,8 @@ CONNECTION_FIELDS: tuple[ConnField, ...] = (
         description=(
             "memory:// limits each process on its own; redis://host:6379/0 shares the limit among all workers."
         ),
-        schema={"type": "string", "default": "memory://"},
+        schema={"type": "string", "default": MEMORY_STORAGE},
+        userinfo_secret=True,
     ),
     ConnField(
         name="max_network_retries",

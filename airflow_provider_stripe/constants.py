@@ -11,3 +11,6 @@ WEBHOOK_URL_PREFIX = "/stripe"
 #: connection may send its key to besides Stripe's; see :mod:`airflow_provider_stripe.config`.
 ALLOWED_BASE_URLS_SECTION = "stripe"
 ALLOWED_BASE_URLS_KEY = "allowed_base_urls"
+
+#: The rate limiter's default storage: each process keeps its own limit.
+MEMORY_STORAGE = "memory://"

@@ -66,26 +66,31 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": ui_field_behaviour(),
             }
         ],
-        "config": {
-            ALLOWED_BASE_URLS_SECTION: {
-                "description": "Settings of the Stripe provider that only the Airflow admin may change.",
-                "options": {
-                    ALLOWED_BASE_URLS_KEY: {
-                        "description": (
-                            f"Base URLs a stripe connection may send its API key to, besides "
-                            f"{STRIPE_CONTRACT.rest.base_url} (always allowed), comma-separated. An entry without a "
-                            "port allows any port on that scheme and host (http://127.0.0.1 allows every local "
-                            "port). Nothing else is allowed, not even loopback: a connection whose base_url is "
-                            "not listed fails before any request, so a user who may edit or test connections "
-                            "cannot send a stored key elsewhere. Read each time a connection is used."
-                        ),
-                        "version_added": "1.1.0",
-                        "type": "string",
-                        "example": "http://127.0.0.1,https://stripe-mock.internal:12111",
-                        "default": "",
-                    }
-                },
-            }
-        },
+        "config": _config_options(),
         "asset-uris": [{"schemes": ["stripe"], "handler": "airflow_provider_stripe.assets.normalize_stripe_uri"}],
+    }
+
+
+def _config_options() -> dict[str, Any]:
+    """The ``config`` entry: the admin-only ``[stripe] allowed_base_urls`` option."""
+    return {
+        ALLOWED_BASE_URLS_SECTION: {
+            "description": "Settings of the Stripe provider that only the Airflow admin may change.",
+            "options": {
+                ALLOWED_BASE_URLS_KEY: {
+                    "description": (
+                        f"Base URLs a stripe connection may send its API key to, besides "
+                        f"{STRIPE_CONTRACT.rest.base_url} (always allowed), comma-separated. An entry without a "
+                        "port allows any port on that scheme and host (http://127.0.0.1 allows every local "
+                        "port). Nothing else is allowed, not even loopback: a connection whose base_url is "
+                        "not listed fails before any request, so a user who may edit or test connections "
+                        "cannot send a stored key elsewhere. Read each time a connection is used."
+                    ),
+                    "version_added": "1.1.0",
+                    "type": "string",
+                    "example": "http://127.0.0.1,https://stripe-mock.internal:12111",
+                    "default": "",
+                }
+            },
+        }
     }

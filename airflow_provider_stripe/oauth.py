@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.errors import from_stripe_error
@@ -21,12 +20,6 @@ if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.stripe import StripeHook
 
 _OAUTH = STRIPE_CONTRACT.oauth2_auth
-
-
-def connect_base_address() -> str:
-    """``https://connect.stripe.com``, derived from the contract's token URL."""
-    parts = urlsplit(_OAUTH.token_url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 @dataclass(frozen=True)

@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         "api_key": platform.api_key,
         "webhook_secret": ",".join(platform.webhook_secrets),
         "api_version": platform.api_version,
+        # The connected account is reached through the platform's server (Stripe's or the one the admin allowed).
+        "base_url": platform.base_url,
         **grant.connection_extra(args.client_id),
     }
-    if not platform.uses_default_base_url:
-        extra["base_url"] = platform.base_url
     print(json.dumps({"conn_type": CONN_TYPE, "extra": extra}, indent=2))
     print(f"connected account {grant.stripe_user_id} (scope {grant.scope})", file=sys.stderr)
     return 0

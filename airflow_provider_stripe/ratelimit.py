@@ -28,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from airflow_provider_stripe.constants import MEMORY_STORAGE as MEMORY_STORAGE  # re-exported
 from airflow_provider_stripe.errors import RateLimitWaitExceeded as RateLimitWaitExceeded  # re-exported
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 #: Seconds added to each window (see the module docstring).
 WINDOW_MARGIN_S = 1
-MEMORY_STORAGE = "memory://"
 
 
 def hide_userinfo(uri: str) -> str:

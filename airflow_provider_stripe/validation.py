@@ -20,6 +20,9 @@ from typing import Any
 
 from airflow_provider_stripe.errors import StripeInputError as StripeInputError  # re-exported: users import it here
 
+ACCOUNT_ID_RE = re.compile(r"acct_[A-Za-z0-9]+")
+"""A Stripe (connected) account id, ``acct_`` and letters and digits."""
+
 ISO_4217_CURRENCIES: frozenset[str] = frozenset(
     """
     aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob bov brl bsd btn bwp byn

@@ -21,6 +21,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_stripe.config import StripeConnectionConfig, config_from_connection
 from airflow_provider_stripe.connection_form import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
 from airflow_provider_stripe.errors import LiveModeNotAllowedError
+from airflow_provider_stripe.webhooks.signature import DEFAULT_TOLERANCE_SECONDS
 
 if TYPE_CHECKING:
     from stripe import StripeClient
@@ -136,20 +137,15 @@ class StripeHook(BaseHook):
         from stripe import StripeClient
 
         from airflow_provider_stripe.http_client import GovernedRequestsClient
-        from airflow_provider_stripe.oauth import connect_base_address
 
         _quiet_sdk_logger()
         cfg = self.config
-        # The contract's REST base URL, or a local Stripe-compatible server standing in for
-        # both the API and Connect OAuth.
-        connect = connect_base_address() if cfg.uses_default_base_url else cfg.base_url
-        base_addresses = {"api": cfg.base_url, "connect": connect, "files": files_base_url(cfg)}
         http_client = GovernedRequestsClient(timeout=timeout, limiter=self.rate_limiter if rate_limited else None)
         return StripeClient(
             cfg.api_key,
             stripe_account=account,
             stripe_version=cfg.api_version,
-            base_addresses=base_addresses,  # type: ignore[arg-type]
+            base_addresses=cfg.base_addresses(),  # type: ignore[arg-type]
             client_id=cfg.oauth_client_id,
             max_network_retries=retries,
             http_client=http_client,
@@ -200,7 +196,9 @@ class StripeHook(BaseHook):
 
     # -- webhooks -------------------------------------------------------------------------
 
-    def construct_event(self, payload: bytes | str, sig_header: str | None, tolerance: int = 300) -> dict[str, Any]:
+    def construct_event(
+        self, payload: bytes | str, sig_header: str | None, tolerance: int = DEFAULT_TOLERANCE_SECONDS
+    ) -> dict[str, Any]:
         """Verify a webhook delivery against every secret on the connection; return the event."""
         from airflow_provider_stripe.webhooks.signature import construct_event
 
@@ -225,19 +223,6 @@ class StripeHook(BaseHook):
         return {"hidden_fields": list(HIDDEN_STANDARD_FIELDS), "relabeling": {}, "placeholders": {}}
 
 
-STRIPE_FILES_BASE_URL = "https://files.stripe.com"
-"""Where Stripe serves file contents (report results, quote PDFs): not the API host."""
-
-
-def files_base_url(config: StripeConnectionConfig) -> str:
-    """The files base of a connection, derived from its ``base_url`` (the one place it is).
-
-    Stripe's API base means Stripe's files host; a Stripe-compatible server at another
-    ``base_url`` serves file contents itself, so any allowlist of base URLs covers both.
-    """
-    return STRIPE_FILES_BASE_URL if config.uses_default_base_url else config.base_url
-
-
 def _mask(secret: str) -> None:
     from airflow.sdk.log import mask_secret
 
@@ -246,17 +231,18 @@ def _mask(secret: str) -> None:
 
 def _mask_raw_secrets(conn: Any) -> None:
     """Mask secrets as stored, before validation, so even an error about them cannot leak them."""
-    from airflow_provider_stripe.connection_form import SECRET_FIELD_NAMES
-    from airflow_provider_stripe.webhooks.signature import parse_webhook_secrets
+    from airflow_provider_stripe.connection_form import CONNECTION_FIELDS
 
     extra = conn.extra_dejson or {}
     if conn.password:
         _mask(conn.password)
-    for name in SECRET_FIELD_NAMES:
-        for key in (name, f"extra__{CONN_TYPE}__{name}"):
+    for field in CONNECTION_FIELDS:
+        if not field.secret:
+            continue
+        for key in field.extra_keys:
             value = extra.get(key)
             if isinstance(value, str) and value:
-                for part in parse_webhook_secrets(value) if name == "webhook_secret" else (value,):
+                for part in field.items(value):
                     _mask(part)
             elif isinstance(value, list):
                 for part in value:

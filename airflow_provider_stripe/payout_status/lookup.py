@@ -20,7 +20,8 @@ The sync and async variants differ only in how they call the SDK; the bookkeepin
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -113,25 +114,39 @@ def _not_found_or_raise(exc: Exception, payout_id: str) -> None:
     raise error from exc
 
 
+@contextmanager
+def _listing_errors() -> Iterator[None]:
+    """A Stripe error while listing payouts becomes the provider's error; others pass through."""
+    try:
+        yield
+    except Exception as exc:
+        if not _is_stripe_error(exc):
+            raise
+        raise from_stripe_error(exc, "list payouts") from exc
+
+
+@contextmanager
+def _missing_is_none(payout_id: str) -> Iterator[None]:
+    """A 404 while retrieving ``payout_id`` is swallowed (the payout stays ``None``); other errors raise."""
+    try:
+        yield
+    except Exception as exc:
+        _not_found_or_raise(exc, payout_id)
+
+
 def fetch_payouts(client: StripeClient, payout_ids: Sequence[str]) -> PayoutLookup:
     """Look up ``payout_ids`` with the sync client (sensor pokes)."""
     scan = _Scan(payout_ids)
     if scan.use_list:
-        try:
+        with _listing_errors():
             scan.start_list()
             for payout in client.v1.payouts.list(scan.list_params()).auto_paging_iter():  # type: ignore[arg-type]
                 if scan.add_listed(payout):
                     break
-        except Exception as exc:
-            if not _is_stripe_error(exc):
-                raise
-            raise from_stripe_error(exc, "list payouts") from exc
     for payout_id in scan.remaining():
         retrieved: Any = None
-        try:
+        with _missing_is_none(payout_id):
             retrieved = client.v1.payouts.retrieve(payout_id)
-        except Exception as exc:
-            _not_found_or_raise(exc, payout_id)
         scan.add_retrieved(payout_id, retrieved)
     return scan.result
 
@@ -140,21 +155,15 @@ async def afetch_payouts(client: StripeClient, payout_ids: Sequence[str]) -> Pay
     """Look up ``payout_ids`` with the SDK's async client (the trigger)."""
     scan = _Scan(payout_ids)
     if scan.use_list:
-        try:
+        with _listing_errors():
             scan.start_list()
             page = await client.v1.payouts.list_async(scan.list_params())  # type: ignore[arg-type]
             async for payout in page.auto_paging_iter():
                 if scan.add_listed(payout):
                     break
-        except Exception as exc:
-            if not _is_stripe_error(exc):
-                raise
-            raise from_stripe_error(exc, "list payouts") from exc
     for payout_id in scan.remaining():
         retrieved: Any = None
-        try:
+        with _missing_is_none(payout_id):
             retrieved = await client.v1.payouts.retrieve_async(payout_id)
-        except Exception as exc:
-            _not_found_or_raise(exc, payout_id)
         scan.add_retrieved(payout_id, retrieved)
     return scan.result

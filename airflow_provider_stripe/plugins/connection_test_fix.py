@@ -39,13 +39,21 @@ TESTED_CONNECTION_ID: ContextVar[str | None] = ContextVar("stripe_tested_connect
 _PRINTABLE_CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 
 
-def tested_connection_id(body: bytes) -> str | None:
-    """The ``connection_id`` a Test request for a Stripe connection names, if it is a plain id."""
+def _stripe_test_request(body: bytes) -> dict[str, Any] | None:
+    """The Test request's JSON object if it tests a Stripe connection, else None."""
     try:
         data = json.loads(body)
     except ValueError:
         return None
     if not isinstance(data, dict) or data.get("conn_type") != CONN_TYPE:
+        return None
+    return data
+
+
+def tested_connection_id(body: bytes) -> str | None:
+    """The ``connection_id`` a Test request for a Stripe connection names, if it is a plain id."""
+    data = _stripe_test_request(body)
+    if data is None:
         return None
     conn_id = data.get("connection_id")
     return conn_id if isinstance(conn_id, str) and _PRINTABLE_CONN_ID.fullmatch(conn_id) else None
@@ -53,11 +61,8 @@ def tested_connection_id(body: bytes) -> str | None:
 
 def rewrite_test_body(body: bytes) -> bytes | None:
     """The body without ``port: 0`` if it tests a Stripe connection, else None (unchanged)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or data.get("conn_type") != CONN_TYPE:
+    data = _stripe_test_request(body)
+    if data is None:
         return None
     if "port" in data and data["port"] in (0, "0"):
         del data["port"]

@@ -68,6 +68,7 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from airflow_provider_stripe.assets import summarize_event
 from airflow_provider_stripe.compat import asset_state_store
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
+from airflow_provider_stripe.validation import ACCOUNT_ID_RE
 
 if TYPE_CHECKING:
     from stripe import StripeClient
@@ -313,7 +314,7 @@ class StripeEventTrigger(BaseEventTrigger):
                     f"StripeEventTrigger types: {event_type!r} is not a Stripe event type filter "
                     "(e.g. 'payout.paid' or 'payout.*')"
                 )
-        if self.account_id is not None and not re.fullmatch(r"acct_[A-Za-z0-9]+", self.account_id):
+        if self.account_id is not None and not ACCOUNT_ID_RE.fullmatch(self.account_id):
             raise ValueError(
                 f"StripeEventTrigger account_id: {self.account_id!r} is not a Stripe account id (acct_...)"
             )

@@ -52,7 +52,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_stripe.assets import event_asset_uri, is_event_type, summarize_event
-from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER
+from airflow_provider_stripe.webhooks.signature import DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,6 @@ MAX_BODY_BYTES = 256 * 1024
 
 DEDUP_WINDOW = timedelta(days=31)
 """How far back a redelivery is recognised: Stripe keeps (and can resend) events for 30 days."""
-
-SIGNATURE_TOLERANCE_SECONDS = 300
 
 _CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 _INVALID = {"detail": "Invalid Stripe webhook request."}
@@ -154,7 +152,7 @@ def _verify(conn_id: str, body: bytes, signature: str | None) -> dict[str, Any]:
     from airflow_provider_stripe.webhooks.signature import WebhookSignatureError, check_header
 
     try:
-        check_header(signature, tolerance=SIGNATURE_TOLERANCE_SECONDS)
+        check_header(signature, tolerance=DEFAULT_TOLERANCE_SECONDS)
     except WebhookSignatureError as exc:
         raise _Rejected(f"signature header refused before any look-up ({exc.reason})") from None
     try:
@@ -187,7 +185,7 @@ def _construct_event(conn_id: str, body: bytes, signature: str | None) -> dict[s
     if conn.conn_type != CONN_TYPE:
         raise _Rejected(f"connection type is {conn.conn_type!r}, not {CONN_TYPE!r}")
     try:
-        return hook.construct_event(body, signature, tolerance=SIGNATURE_TOLERANCE_SECONDS)
+        return hook.construct_event(body, signature, tolerance=DEFAULT_TOLERANCE_SECONDS)
     except WebhookSignatureError as exc:
         raise _Rejected(f"signature check failed ({exc.reason})") from None
     except WebhookPayloadError:

@@ -208,21 +208,8 @@ def check_header(sig_header: str | None, tolerance: int = DEFAULT_TOLERANCE_SECO
     ``tolerance`` (in which case the request fails either way, authentic or not).
     """
     _check_tolerance(tolerance)
-    if sig_header is not None and not isinstance(sig_header, str):
-        raise TypeError(f"The signature header must be a str, not {type(sig_header).__name__}; decode it first.")
-    if sig_header is None or not sig_header.strip():
-        raise WebhookSignatureError(
-            WebhookSignatureReason.MISSING_HEADER, f"The request has no {SIGNATURE_HEADER!r} header (or it is empty)."
-        )
-    timestamp, signatures, _ = _parse_header(sig_header)
-    if not signatures:
-        raise WebhookSignatureError(
-            WebhookSignatureReason.NO_V1_SIGNATURE, f"The {SIGNATURE_HEADER!r} header carries no '{_SCHEME}' signature."
-        )
-    age = (time.time() if now is None else now) - timestamp
-    if abs(age) > tolerance:
-        reason = WebhookSignatureReason.TIMESTAMP_TOO_OLD if age > 0 else WebhookSignatureReason.TIMESTAMP_IN_FUTURE
-        raise WebhookSignatureError(reason, f"The signature's timestamp is {abs(age):.0f} s off, beyond {tolerance} s.")
+    timestamp, _ = _v1_signatures(sig_header)
+    _check_fresh(timestamp, tolerance, time.time() if now is None else now)
 
 
 def verify_signature(
@@ -253,6 +240,14 @@ def verify_signature(
     """
     _check_tolerance(tolerance)
     body = _body_bytes(payload)
+    keys = _configured_secrets(secrets)
+    timestamp, signatures = _v1_signatures(sig_header)
+    _check_authentic(keys, timestamp, signatures, body)
+    _check_fresh(timestamp, tolerance, time.time() if now is None else now)
+
+
+def _configured_secrets(secrets: Sequence[str]) -> tuple[str, ...]:
+    """The secrets to verify with; ``no_secret`` when there are none."""
     keys = parse_webhook_secrets(secrets)
     if not keys:
         raise WebhookSignatureError(
@@ -261,6 +256,11 @@ def verify_signature(
             "endpoint's signing secret ('whsec_...', shown for the endpoint in the Stripe Dashboard, or "
             "printed by 'stripe listen') on the connection.",
         )
+    return keys
+
+
+def _v1_signatures(sig_header: str | None) -> tuple[int, list[str]]:
+    """The header's timestamp and ``v1`` signatures; ``missing_header``, ``malformed_header`` or ``no_v1_signature``."""
     if sig_header is not None and not isinstance(sig_header, str):
         raise TypeError(f"The signature header must be a str, not {type(sig_header).__name__}; decode it first.")
     if sig_header is None or not sig_header.strip():
@@ -279,6 +279,11 @@ def verify_signature(
             f"requests with the '{_SCHEME}' scheme only; check that the request comes from Stripe and that "
             "the header is passed unmodified.",
         )
+    return timestamp, signatures
+
+
+def _check_authentic(keys: Sequence[str], timestamp: int, signatures: Sequence[str], body: bytes) -> None:
+    """``no_match`` unless some signature is the HMAC under some secret (every pair compared, in constant time)."""
     # Compare bytes: hmac.compare_digest refuses non-ASCII str, and the header is attacker-controlled.
     candidates = [signature.encode("utf-8") for signature in signatures]
     authentic = False
@@ -295,7 +300,11 @@ def verify_signature(
             "keep the old one next to the new one while rotating), and that the raw request body is verified "
             "before any parsing, re-encoding or newline/charset conversion.",
         )
-    age = (time.time() if now is None else now) - timestamp
+
+
+def _check_fresh(timestamp: int, tolerance: int, now: float) -> None:
+    """``timestamp_too_old`` / ``timestamp_in_future`` when the signed time is beyond ``tolerance`` of ``now``."""
+    age = now - timestamp
     if age > tolerance:
         raise WebhookSignatureError(
             WebhookSignatureReason.TIMESTAMP_TOO_OLD,
