@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow_provider_stripe.constants import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, MEMORY_STORAGE
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
-from airflow_provider_stripe.webhooks.signature import parse_webhook_secrets
+from airflow_provider_stripe.webhooks.secrets import parse_webhook_secrets
 
 __all__ = ["CONNECTION_FIELDS", "CONN_TYPE", "DEFAULT_CONN_ID", "HOOK_NAME", "ConnField"]
 

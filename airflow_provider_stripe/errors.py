@@ -10,7 +10,9 @@ under their old names (``validation.StripeInputError``, ``payouts.sources.Source
 Stripe SDK errors are turned into :class:`StripeRequestError`, whose message names the
 Stripe error type, code, message and request id, and never the API key.
 
-This module imports nothing else of the provider, so any module may import it.
+This module imports nothing else of the provider but :mod:`.compat` (Airflow's
+``AirflowFailException``, the base of :class:`StripeDeterministicError`), so any module may
+import it.
 """
 
 from __future__ import annotations
