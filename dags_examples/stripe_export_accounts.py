@@ -4,22 +4,20 @@ A Connect platform lands each connected account's data separately: ``accounts`` 
 param, or any upstream task returning account ids) feeds
 ``StripeExportOperator.partial(...).expand(account_id=...)``; each mapped task sends its
 account as ``Stripe-Account`` and writes ``<warehouse>/<ds>/<account>/customers.parquet``
-(the path is templated on ``{{ task.account_id }}``). A manual run has no data interval:
-give ``since`` and ``until`` (ISO times) in its conf. Files go under
-``STRIPE_WAREHOUSE_URL`` (read at parse time; default ``/tmp/stripe-warehouse``).
+(the path is templated on ``{{ task.account_id }}``). A run without a data interval covers
+the last complete UTC day, or ``since`` and ``until`` (ISO times) from its conf. Files go
+under the run's ``warehouse`` param (default ``/tmp/stripe-warehouse``).
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_stripe.operators.exports import StripeExportOperator
-
-WAREHOUSE = os.environ.get("STRIPE_WAREHOUSE_URL", "/tmp/stripe-warehouse").rstrip("/")
+from airflow_provider_stripe.run_window import MACROS
 
 
 @task
@@ -36,11 +34,12 @@ with DAG(
     catchup=False,
     tags=["stripe", "connect", "warehouse", "example"],
     params={
+        "warehouse": Param("/tmp/stripe-warehouse", type="string", description="local directory or object URL"),
         "accounts": Param([], type="array", items={"type": "string"}, description="connected account ids"),
         "since": Param(None, type=["null", "string"], description="ISO start of the window (manual runs)"),
         "until": Param(None, type=["null", "string"], description="ISO end of the window (manual runs)"),
     },
-    user_defined_macros={"warehouse": WAREHOUSE},
+    user_defined_macros=MACROS,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
     doc_md=__doc__,
 ) as dag:
@@ -48,7 +47,7 @@ with DAG(
         task_id="export_customers",
         resource="customers",
         file_format="parquet",
-        path="{{ warehouse }}/{{ ds }}/{{ task.account_id }}/customers.parquet",
-        created_gte="{{ params.since or data_interval_start }}",
-        created_lt="{{ params.until or data_interval_end }}",
+        path="{{ params.warehouse.rstrip('/') }}/{{ run_day() }}/{{ task.account_id }}/customers.parquet",
+        created_gte="{{ params.since or day_window()[0] }}",
+        created_lt="{{ params.until or day_window()[1] }}",
     ).expand(account_id=connected_accounts())

@@ -15,15 +15,12 @@ few hours of retries. A manual run has no data interval: give ``interval_start``
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
 from airflow_provider_stripe.operators.reports import StripeReportRunOperator
-
-WAREHOUSE = os.environ.get("STRIPE_WAREHOUSE_URL", "/tmp/stripe-warehouse").rstrip("/")
-POLL_SECONDS = float(os.environ.get("STRIPE_REPORT_POLL_SECONDS", "60"))
+from airflow_provider_stripe.run_window import MACROS
 
 with DAG(
     dag_id="stripe_report_run",
@@ -32,9 +29,11 @@ with DAG(
     start_date=datetime(2025, 1, 1),
     catchup=False,
     tags=["stripe", "reporting", "warehouse", "example"],
-    user_defined_macros={"warehouse": WAREHOUSE},
-    # A manual run has no data interval (start == end): give the report's interval instead.
+    user_defined_macros=MACROS,
+    # A run without a data interval covers the last complete UTC day, or the interval given here.
     params={
+        "warehouse": Param("/tmp/stripe-warehouse", type="string", description="local directory or object URL"),
+        "poll_seconds": Param(60, type="number", exclusiveMinimum=0, description="seconds between polls"),
         "interval_start": Param(None, type=["null", "string"], description="ISO start of the report interval"),
         "interval_end": Param(None, type=["null", "string"], description="ISO end of the report interval"),
     },
@@ -46,10 +45,10 @@ with DAG(
         task_id="balance_change_report",
         report_type="balance_change_from_activity.itemized.3",
         columns=["balance_transaction_id", "created_utc", "reporting_category", "currency", "gross", "fee", "net"],
-        interval_start="{{ params.interval_start or data_interval_start }}",
-        interval_end="{{ params.interval_end or data_interval_end }}",
-        path="{{ warehouse }}/{{ ds }}/balance_change_from_activity.csv",
+        interval_start="{{ params.interval_start or day_window()[0] }}",
+        interval_end="{{ params.interval_end or day_window()[1] }}",
+        path="{{ params.warehouse.rstrip('/') }}/{{ run_day() }}/balance_change_from_activity.csv",
         deferrable=True,
-        poll_interval=POLL_SECONDS,
+        poll_interval="{{ params.poll_seconds }}",
         report_timeout=timedelta(hours=2),
     )

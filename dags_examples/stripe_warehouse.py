@@ -11,18 +11,20 @@
 4. ``export_payouts`` -- :class:`~airflow_provider_stripe.operators.exports.StripeExportOperator`
    lands the payouts *changed* in the data interval (created, paid, failed...), each once in
    its latest state, as Parquet with a stable schema: the warehouse stays correct without
-   full re-exports. A manual run has no data interval: give ``changes_since`` and
-   ``changes_until`` (ISO times) in the run's conf.
+   full re-exports. A run without a data interval (a manual run without a logical date)
+   covers the last complete UTC day (:mod:`airflow_provider_stripe.run_window`); or give
+   ``changes_since`` and ``changes_until`` (ISO times) in the run's conf.
 
-Files go under ``STRIPE_WAREHOUSE_URL`` (a local directory or ``s3://bucket/prefix``, read
-at parse time; default ``/tmp/stripe-warehouse``), one folder per day. Every task reports
+Instructions are ``data/payouts/<run day>.jsonl`` next to this file, or the run's
+``instructions_file``. Files go under the run's ``warehouse`` param (a local directory or
+``s3://bucket/prefix``; default ``/tmp/stripe-warehouse``), one folder per day. Nothing is
+read from the environment at parse time. Every task reports
 OpenLineage (``stripe://<account>/<resource>`` to the file) when the OpenLineage provider is
 installed, and the money tasks link to the Stripe Dashboard.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,13 +33,14 @@ from airflow.sdk import DAG, Param
 from airflow_provider_stripe.operators.exports import StripeExportOperator
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
 from airflow_provider_stripe.operators.reconciliation import StripePayoutReconciliationOperator
-from airflow_provider_stripe.sensors.payouts import StripePayoutSensor
+from airflow_provider_stripe.run_window import MACROS
+from airflow_provider_stripe.sensors.payouts import DEFAULT_POLL_INTERVAL, StripePayoutSensor
 
 STRIPE_CONN_ID = "stripe_default"
 INSTRUCTIONS_DIR = Path(__file__).resolve().parent / "data" / "payouts"
-WAREHOUSE = os.environ.get("STRIPE_WAREHOUSE_URL", "/tmp/stripe-warehouse").rstrip("/")
-POLL_SECONDS = float(os.environ.get("STRIPE_PAYOUT_POLL_SECONDS", "600"))
-WAIT_SECONDS = float(os.environ.get("STRIPE_PAYOUT_WAIT_SECONDS", str(timedelta(days=5).total_seconds())))
+WAIT_FOR_PAID = timedelta(days=5)
+DAY = "{{ run_day() }}"
+FOLDER = "{{ params.warehouse.rstrip('/') }}/" + DAY
 
 with DAG(
     dag_id="stripe_warehouse",
@@ -51,19 +54,26 @@ with DAG(
         "instructions_file": Param(
             None,
             type=["null", "string"],
-            description="JSON Lines file of the payouts to make (default: data/payouts/<ds>.jsonl)",
+            description="JSON Lines file of the payouts to make (default: data/payouts/<run day>.jsonl)",
+        ),
+        "warehouse": Param("/tmp/stripe-warehouse", type="string", description="local directory or object URL"),
+        "poll_seconds": Param(
+            DEFAULT_POLL_INTERVAL.total_seconds(),
+            type="number",
+            exclusiveMinimum=0,
+            description="seconds between the sensor's polls of Stripe",
         ),
         # A manual run has no data interval (start == end): give the changes window instead.
         "changes_since": Param(None, type=["null", "string"], description="ISO start of the changes export window"),
         "changes_until": Param(None, type=["null", "string"], description="ISO end of the changes export window"),
     },
-    user_defined_macros={"instructions_dir": str(INSTRUCTIONS_DIR), "warehouse": WAREHOUSE},
+    user_defined_macros={**MACROS, "instructions_dir": str(INSTRUCTIONS_DIR)},
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
     doc_md=__doc__,
 ) as dag:
     create_payouts = StripePayoutBatchOperator(
         task_id="create_payouts",
-        payouts="{{ params.instructions_file or instructions_dir ~ '/' ~ ds ~ '.jsonl' }}",
+        payouts="{{ params.instructions_file or instructions_dir ~ '/' ~ run_day() ~ '.jsonl' }}",
         stripe_conn_id=STRIPE_CONN_ID,
     )
     wait_for_payouts = StripePayoutSensor(
@@ -71,13 +81,13 @@ with DAG(
         payout_ids=create_payouts.output,
         stripe_conn_id=STRIPE_CONN_ID,
         deferrable=True,
-        poll_interval=POLL_SECONDS,
-        timeout=WAIT_SECONDS,
+        poll_interval="{{ params.poll_seconds }}",
+        timeout=WAIT_FOR_PAID.total_seconds(),
     )
     reconcile = StripePayoutReconciliationOperator(
         task_id="reconcile",
         payout_ids=create_payouts.output,
-        path="{{ warehouse }}/{{ ds }}/payout_transactions.parquet",
+        path=FOLDER + "/payout_transactions.parquet",
         file_format="parquet",
         stripe_conn_id=STRIPE_CONN_ID,
     )
@@ -85,9 +95,9 @@ with DAG(
         task_id="export_payouts",
         resource="payouts",
         mode="changes",
-        created_gte="{{ params.changes_since or data_interval_start }}",
-        created_lt="{{ params.changes_until or data_interval_end }}",
-        path="{{ warehouse }}/{{ ds }}/payouts_changed.parquet",
+        created_gte="{{ params.changes_since or day_window()[0] }}",
+        created_lt="{{ params.changes_until or day_window()[1] }}",
+        path=FOLDER + "/payouts_changed.parquet",
         file_format="parquet",
         stripe_conn_id=STRIPE_CONN_ID,
     )

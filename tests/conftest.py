@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from tests import airflow_env
-from tests.servers.fault_proxy import FaultPlan, FaultProxy, run_fault_proxy
-from tests.servers.localstripe_server import LocalStripe, flush_localstripe, run_local_stripe
-from tests.servers.stub_stripe import StubServer, run_stub
 
+# Before the imports below: they load the provider, whose error hierarchy imports Airflow
+# (its configuration reads AIRFLOW_HOME once, at import).
 airflow_env.configure()
 
+from tests.servers.fault_proxy import FaultPlan, FaultProxy, run_fault_proxy  # noqa: E402
+from tests.servers.localstripe_server import LocalStripe, flush_localstripe, run_local_stripe  # noqa: E402
+from tests.servers.stub_stripe import StubServer, run_stub  # noqa: E402
 
 # -- test servers (logic in tests/servers/) --------------------------------------
 

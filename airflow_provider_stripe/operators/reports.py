@@ -61,6 +61,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         "interval_end",
         "payout",
         "parameters",
+        "poll_interval",
     )
     template_fields_renderers = {"parameters": "json"}
     ui_color = "#e3ddff"
@@ -76,7 +77,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         columns: Sequence[str] | None = None,
         parameters: Mapping[str, Any] | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = 30.0,
+        poll_interval: float | str = 30.0,
         report_timeout: float | timedelta = 3600.0,
         storage_conn_id: str | None = None,
         **kwargs: Any,
@@ -90,12 +91,22 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         self.columns = list(columns) if columns else None
         self.parameters = parameters
         self.deferrable = deferrable
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = poll_interval  # templated: a run may choose it ("{{ params.poll_seconds }}")
         timeout = report_timeout.total_seconds() if isinstance(report_timeout, timedelta) else float(report_timeout)
-        if timeout <= 0 or self.poll_interval <= 0:
+        if timeout <= 0 or (not isinstance(poll_interval, str) and self._poll_seconds() <= 0):
             raise ValueError("report_timeout and poll_interval must be positive")
         self.report_timeout = timeout
         self.storage_conn_id = storage_conn_id
+
+    def _poll_seconds(self) -> float:
+        """``poll_interval`` as seconds (it may arrive as a rendered template string)."""
+        try:
+            seconds = float(self.poll_interval)
+        except (TypeError, ValueError):
+            raise StripeInputError(f"{self.poll_interval!r}: pass seconds", field="poll_interval") from None
+        if not seconds > 0:
+            raise StripeInputError(f"{self.poll_interval!r}: pass a positive number of seconds", field="poll_interval")
+        return seconds
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -137,6 +148,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
             {"report_type": self.report_type, "parameters": params},
         )
         self.log.info("Created report run %s (%s, %s)", run.id, self.report_type, params)
+        poll = self._poll_seconds()
         deadline = time.time() + self.report_timeout
         event = run_event(run)
         if event is None and self.deferrable:
@@ -147,18 +159,18 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
                     report_run_id=run.id,
                     stripe_conn_id=self.stripe_conn_id,
                     account_id=self.hook.account_id,
-                    poll_interval=self.poll_interval,
+                    poll_interval=poll,
                     deadline=deadline,
                 ),
                 method_name="execute_complete",
-                timeout=timedelta(seconds=self.report_timeout + self.poll_interval),
+                timeout=timedelta(seconds=self.report_timeout + poll),
                 kwargs={"interval": [start, end], "columns": columns},
             )
         while event is None:
             if time.time() >= deadline:
                 event = {"status": "timeout", "report_run_id": run.id, "message": f"report run {run.id} still pending"}
                 break
-            time.sleep(min(self.poll_interval, max(deadline - time.time(), 0)))
+            time.sleep(min(poll, max(deadline - time.time(), 0)))
             run = self.call("reporting.report_runs.retrieve", client.v1.reporting.report_runs.retrieve, run.id)
             event = run_event(run)
         return self.execute_complete(context, event, interval=[start, end], columns=columns)

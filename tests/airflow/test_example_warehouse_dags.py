@@ -39,10 +39,6 @@ def front(migrated: None, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp
     with run_ledger_front(localstripe) as server:
         for name, value in connection_env("stripe_default", base_url=server.url).items():
             monkeypatch.setenv(name, value)
-        monkeypatch.setenv("STRIPE_WAREHOUSE_URL", str(tmp_path / "warehouse"))
-        monkeypatch.setenv("STRIPE_PAYOUT_POLL_SECONDS", "0.5")
-        monkeypatch.setenv("STRIPE_PAYOUT_WAIT_SECONDS", "90")
-        monkeypatch.setenv("STRIPE_REPORT_POLL_SECONDS", "0.2")
         yield server
 
 
@@ -67,6 +63,8 @@ def test_warehouse_dag(front: LedgerFront, localstripe: str, tmp_path: Path) -> 
         now = datetime.now(timezone.utc)
         conf = {
             "instructions_file": str(SAMPLE),
+            "warehouse": str(tmp_path / "warehouse"),
+            "poll_seconds": 0.5,
             "changes_since": (now - timedelta(minutes=5)).isoformat(),
             "changes_until": (now + timedelta(minutes=5)).isoformat(),
         }
@@ -93,7 +91,7 @@ def test_warehouse_dag(front: LedgerFront, localstripe: str, tmp_path: Path) -> 
     assert _link(dag_run, "wait_for_payouts") == "https://dashboard.stripe.com/test/payouts"
 
 
-def test_report_run_dag(front: LedgerFront) -> None:
+def test_report_run_dag(front: LedgerFront, tmp_path: Path) -> None:
     now = int(datetime.now(timezone.utc).timestamp())
     front.reporting.add_report_type(
         "balance_change_from_activity.itemized.3", data_available_start=0, data_available_end=now + 3600
@@ -102,7 +100,12 @@ def test_report_run_dag(front: LedgerFront) -> None:
     front.reporting.rows = 500
     dag = example_dag("stripe_report_run")
     day = datetime.fromtimestamp(now, timezone.utc) - timedelta(days=1)
-    conf = {"interval_start": day.isoformat(), "interval_end": (day + timedelta(days=1)).isoformat()}
+    conf = {
+        "interval_start": day.isoformat(),
+        "interval_end": (day + timedelta(days=1)).isoformat(),
+        "warehouse": str(tmp_path / "warehouse"),
+        "poll_seconds": 0.2,
+    }
     dag_run = dag.test(logical_date=datetime.now(timezone.utc), run_conf=conf)
     assert str(dag_run.state) == "success", task_states(dag_run)
     (result,) = xcoms(dag_run, "balance_change_report")

@@ -53,11 +53,11 @@ def test_one_mapped_export_per_account(
     client = stripe.StripeClient(LOCAL_TEST_KEY, base_addresses={"api": localstripe})
     start = int(time.time())
     client.v1.customers.create({"email": "mapped@example.com"})
-    monkeypatch.setenv("STRIPE_WAREHOUSE_URL", str(tmp_path / "out"))
     dag = example_dag("stripe_export_accounts")
     now = datetime.now(timezone.utc)
     conf = {
         "accounts": ACCOUNTS,
+        "warehouse": str(tmp_path / "out"),
         "since": datetime.fromtimestamp(start, timezone.utc).isoformat(),
         "until": (now + timedelta(seconds=2)).isoformat(),
     }

@@ -530,8 +530,6 @@ def runs(
     assert REDIS_PASSWORD in redis_uri
     env = {
         CONN_ENV: connection_json(localstripe_url, redis_uri),
-        "STRIPE_PAYOUT_POLL_SECONDS": "0.5",  # read when the batch DAG is parsed, here and in task processes
-        "STRIPE_PAYOUT_WAIT_SECONDS": "120",
     }
     with contextlib.ExitStack() as keep:  # the polled DAG stays watched until the DB has been searched
         keep.enter_context(production_fernet_key())
