@@ -57,8 +57,9 @@ def _cell(results: dict, tier: str) -> str:
         return "not run"
     if not outcome["ok"]:
         return "FAIL"
-    skips = outcome.get("version_skips", 0)
-    return f"pass ({skips} need newer Airflow)" if skips else "pass"
+    # How many tests a version marker skipped is in CI's run summary, not here: the README
+    # states what works, which does not change each time a marked test is added.
+    return "pass"
 
 
 def table(results_dir: Path = RESULTS) -> str:
