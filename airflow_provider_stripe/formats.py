@@ -13,17 +13,14 @@ once complete: a failed export leaves no half-written file, locally or in object
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from airflow_provider_stripe.compat import is_object_storage_path
+from airflow_provider_stripe.storage import atomic_open
 from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
@@ -142,36 +139,6 @@ WRITERS: Mapping[Format, Callable[[Iterable[Mapping[str, Any]], IO[bytes], Colum
     "csv": _write_csv,
     "parquet": _write_parquet,
 }
-
-
-@contextlib.contextmanager
-def atomic_open(target: Path | ObjectStoragePath) -> Iterator[IO[bytes]]:
-    """A binary handle whose content replaces ``target`` only if the block completes.
-
-    Locally: a temporary file beside the target, renamed over it. In object storage, a
-    sibling ``.<name>.part`` object moved into place (closing an object commits it, even
-    after an error, so the target itself is never written half).
-    """
-    if not is_object_storage_path(target):  # on Airflow 3.1 an ObjectStoragePath is a Path too
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                yield handle
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return
-    part = target.parent / f".{target.name}.part"
-    try:
-        with part.open("wb") as handle:
-            yield handle
-        part.rename(target)
-    except BaseException:
-        if part.exists():
-            part.unlink()
-        raise
 
 
 def write_rows(

@@ -67,20 +67,6 @@ def to_epoch_seconds(value: Any, field: str) -> int:
     )
 
 
-def resolve_target(path: Any, storage_conn_id: str | None) -> Path | ObjectStoragePath:
-    """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local)."""
-    from airflow.sdk import ObjectStoragePath
-
-    raw = path
-    if not raw or not isinstance(raw, (str, os.PathLike, ObjectStoragePath)):
-        raise StripeInputError(f"{raw!r}: pass a file path or an object storage URL", field="path")
-    if isinstance(raw, str) and "://" in raw:
-        raw = ObjectStoragePath(raw, conn_id=storage_conn_id)
-    if isinstance(raw, ObjectStoragePath):
-        return Path(raw.path) if raw.protocol in ("file", "local") else raw
-    return Path(raw)
-
-
 def resolve_window(
     context: Context, start_override: Any, end_override: Any, fields: tuple[str, str]
 ) -> tuple[int, int]:
@@ -249,7 +235,9 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
 
     def _target(self) -> Path | ObjectStoragePath:
         """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local)."""
-        return resolve_target(self.path, self.storage_conn_id)
+        from airflow_provider_stripe.storage import resolve
+
+        return resolve(self.path, self.storage_conn_id)
 
     def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
         """Write ``rows`` in this task's format, atomically (:func:`~airflow_provider_stripe.formats.write_rows`)."""

@@ -127,14 +127,15 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         return params
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_stripe.operators.exports import resolve_target, resolve_window
+        from airflow_provider_stripe.operators.exports import resolve_window
         from airflow_provider_stripe.reporting import check_available, run_event
         from airflow_provider_stripe.sdk_compat import read_field
+        from airflow_provider_stripe.storage import resolve
 
         if not isinstance(self.report_type, str) or not self.report_type.strip():
             raise StripeInputError(f"{self.report_type!r}: pass a Stripe report type", field="report_type")
         start, end = resolve_window(context, self.interval_start, self.interval_end, ("interval_start", "interval_end"))
-        resolve_target(self.path, self.storage_conn_id)  # validate before touching the network
+        resolve(self.path, self.storage_conn_id)  # validate before touching the network
         params = self._run_parameters(start, end)
         client = self.get_client()
         report_type = self.call(
@@ -187,7 +188,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         from airflow_provider_stripe.errors import StripeReportRunFailedError
         from airflow_provider_stripe.formats import write_chunks
         from airflow_provider_stripe.lineage import LineageRecord, path_dataset, stripe_dataset
-        from airflow_provider_stripe.operators.exports import resolve_target
+        from airflow_provider_stripe.storage import resolve
 
         status, run_id = event.get("status"), event.get("report_run_id")
         if status == "failure":
@@ -197,7 +198,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
             ) from StripeReportRunFailedError(str(event.get("message")))
         if status != "success":
             raise AirflowException(f"waiting for Stripe report run {run_id} failed ({status}): {event.get('message')}")
-        target = resolve_target(self.path, self.storage_conn_id)
+        target = resolve(self.path, self.storage_conn_id)
         file_id = str(event["file_id"])
         size = write_chunks(target, self.hook.stream_file(file_id))
         self.log.info("Report run %s: file %s, %d bytes, written to %s", run_id, file_id, size, target)

@@ -60,7 +60,11 @@ class ResultSink:
         self._stack = contextlib.ExitStack()
         self._file: IO[str] | None = None
         if results_path is not None:
-            self._file = self._stack.enter_context(_open_for_writing(results_path))
+            from airflow_provider_stripe.storage import atomic_open, resolve
+
+            # Replaced whole when the batch closes the sink: a reader never sees half a file.
+            target = resolve(results_path, field="results_path")
+            self._file = self._stack.enter_context(atomic_open(target, "w"))
 
     def add(self, result: ItemResult) -> None:
         self.counts[result.outcome] += 1
@@ -94,22 +98,3 @@ class ResultSink:
         """The task's return value: summary and the inline (or failed) results."""
         results = self.inline if self._inline_all else self.failures
         return {"summary": self.summary(**extra), "results": results}
-
-
-@contextlib.contextmanager
-def _open_for_writing(path: Any) -> Any:
-    text = str(path)
-    if "://" in text or type(path).__name__ == "ObjectStoragePath":
-        from airflow.sdk import ObjectStoragePath
-
-        target = path if type(path).__name__ == "ObjectStoragePath" else ObjectStoragePath(text)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle = target.open("w", encoding="utf-8")
-    else:
-        from pathlib import Path
-
-        local = Path(text)
-        local.parent.mkdir(parents=True, exist_ok=True)
-        handle = local.open("w", encoding="utf-8")
-    with handle:
-        yield handle

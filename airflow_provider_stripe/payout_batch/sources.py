@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from airflow_provider_stripe.compat import is_object_storage_path
 from airflow_provider_stripe.errors import SourceError as SourceError  # re-exported
 from airflow_provider_stripe.errors import StripeBatchInputError as StripeBatchInputError  # re-exported
 from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction, check_instruction
@@ -60,7 +61,7 @@ def iter_source(source: Any, context: Mapping[str, Any] | None = None) -> Iterat
             "payouts is a string holding a list, not a list: a Jinja template renders to text. Pass the XCom "
             "itself (e.g. payouts=task.output), or set render_template_as_native_obj=True on the DAG"
         )
-    if isinstance(source, (str, os.PathLike)) or _is_object_storage_path(source):
+    if isinstance(source, (str, os.PathLike)) or is_object_storage_path(source):
         yield from _iter_file(source)
         return
     if isinstance(source, Mapping):
@@ -70,25 +71,15 @@ def iter_source(source: Any, context: Mapping[str, Any] | None = None) -> Iterat
     yield from source
 
 
-def _is_object_storage_path(value: Any) -> bool:
-    return type(value).__name__ == "ObjectStoragePath" and hasattr(value, "open")
-
-
 @contextlib.contextmanager
 def _open_text(path: Any) -> Iterator[IO[str]]:
     """Open a local path, or any ObjectStoragePath / URL (``s3://``, ``file://``...), as text."""
-    text = str(path)
-    if _is_object_storage_path(path) or "://" in text:
-        from airflow.sdk import ObjectStoragePath
+    from airflow_provider_stripe.storage import open_text, resolve
 
-        target = path if _is_object_storage_path(path) else ObjectStoragePath(text)
-        handle = target.open("r", encoding="utf-8")
-    else:
-        local = Path(text)
-        if not local.is_file():
-            raise SourceError(f"payouts file {text!r} does not exist (or is not a file) on this worker")
-        handle = local.open("r", encoding="utf-8")
-    with handle:
+    target = resolve(path, field="payouts")
+    if not is_object_storage_path(target) and not target.is_file():
+        raise SourceError(f"payouts file {str(path)!r} does not exist (or is not a file) on this worker")
+    with open_text(target) as handle:
         yield handle
 
 
