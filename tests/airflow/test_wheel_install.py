@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,12 +64,23 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+def _constraints() -> Path:
+    """The pins of the combination this venv was built from (constraints/, see scripts/pin.sh)."""
+    import airflow
+
+    python = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    for path in sorted((REPO / "constraints").glob(f"*-{python}.txt")):
+        if re.search(rf"^apache-airflow=={re.escape(airflow.__version__)}\s", path.read_text(), re.M):
+            return path
+    raise AssertionError(f"no constraints/*-{python}.txt pins apache-airflow=={airflow.__version__}")
+
+
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("clean")
     _uv("venv", "-q", "-p", sys.executable, str(root / "venv"), cwd=root)
     python = root / "venv" / "bin" / "python"
-    pins = ["-c", str(REPO / "constraints.txt")] if sys.version_info[:2] == (3, 11) else []
+    pins = ["-c", str(_constraints())]
     _uv("pip", "install", "-q", "-p", str(python), f"{wheel}[local]", *pins, cwd=root)
     return root
 
