@@ -209,6 +209,12 @@ def _env_var_folds_case(conn_id: str) -> bool:
     return conn_id != conn_id.lower() and f"{CONN_ENV_PREFIX}{conn_id.upper()}" in os.environ
 
 
+def _payload_event_id(extra: Any) -> Any:
+    """The Stripe event id an asset event recorded by this endpoint carries, if any."""
+    payload = extra.get("payload") if isinstance(extra, dict) else None
+    return payload.get("event_id") if isinstance(payload, dict) else None
+
+
 def record_event(conn_id: str, summary: dict[str, Any]) -> dict[str, Any]:
     """Record ``summary`` on every ``stripe://events/<type>`` asset that lacks it; say what happened."""
     from airflow.assets.manager import asset_manager
@@ -226,15 +232,15 @@ def record_event(conn_id: str, summary: dict[str, Any]) -> dict[str, Any]:
         if not assets:
             log.info("Stripe event %s (%s) ignored: no DAG uses an asset with URI %s", event_id, event_type, uri)
             return {"status": "ignored", "event_id": event_id, "reason": f"no asset with URI {uri}"}
-        already = set(
-            session.scalars(
-                select(AssetEvent.asset_id).where(
-                    AssetEvent.asset_id.in_([a.id for a in assets]),
-                    AssetEvent.timestamp >= datetime.now(timezone.utc) - DEDUP_WINDOW,
-                    AssetEvent.extra[("payload", "event_id")].as_string() == event_id,
-                )
+        # Compared here, not in SQL: Airflow 3.1 stores ``extra`` as JSON text, which SQL JSON
+        # paths cannot read; the window keeps the rows read few.
+        recent = session.execute(
+            select(AssetEvent.asset_id, AssetEvent.extra).where(
+                AssetEvent.asset_id.in_([a.id for a in assets]),
+                AssetEvent.timestamp >= datetime.now(timezone.utc) - DEDUP_WINDOW,
             )
         )
+        already = {asset_id for asset_id, seen in recent if _payload_event_id(seen) == event_id}
         extra = {"from_webhook": True, "conn_id": conn_id, "payload": summary}
         recorded = 0
         for asset in assets:
