@@ -12,13 +12,28 @@ from typing import Any
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
-    """A plain, recursive dict of a StripeObject (16 has ``to_dict``; 14 is also a dict)."""
-    if isinstance(obj, dict) and not hasattr(obj, "to_dict"):
-        return obj
-    to_dict = getattr(obj, "to_dict", None) or getattr(obj, "to_dict_recursive", None)
+    """A plain, recursive dict of a StripeObject (or of a plain dict, returned as it is).
+
+    stripe 15+ has ``to_dict()`` (recursive). Up to stripe 14 a StripeObject is itself a
+    ``dict`` whose ``to_dict()`` is shallow and deprecated: each call emits a
+    ``DeprecationWarning``, which a caller recording warnings (pytest, ``warnings.catch_warnings
+    (record=True)``) keeps once per exported object. So the stripe 14 object is copied here.
+    """
+    if isinstance(obj, dict):
+        return obj if type(obj) is dict else _plain_copy(obj)
+    to_dict = getattr(obj, "to_dict", None)
     if to_dict is not None:
         return dict(to_dict())
     return dict(obj)
+
+
+def _plain_copy(value: Any) -> Any:
+    """``value`` with every dict subclass (a stripe 14 StripeObject) made a plain dict, lists walked."""
+    if isinstance(value, dict):
+        return {key: _plain_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_copy(item) for item in value]
+    return value
 
 
 def read_field(obj: Any, name: str) -> Any:

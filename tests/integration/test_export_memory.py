@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import stripe
 
 from airflow_provider_stripe.operators.exports import StripeListChargesOperator
 from tests.integration.stripe_task_context import stripe_connection, task_context
@@ -68,13 +67,6 @@ def _export_peak(stub: StubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     return peak, len(stub.requests_to("/v1/charges"))
 
 
-@pytest.mark.xfail(
-    int(stripe.VERSION.split(".")[0]) < 15,
-    reason="known, open: under pytest on Airflow 3.1 + stripe 14 the peak grows about 0.45 KB per object "
-    "(1.77 MB for 300, 2.99 MB for 3000); flat on stripe 15 and 16, and flat for the same export outside "
-    "pytest on stripe 14 (1.66 / 1.80 MB). Cause not found yet (README, Compatibility)",
-    strict=False,
-)
 def test_export_memory_is_flat_in_the_number_of_objects(
     stub_stripe: StubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report: Callable[[str], None]
 ) -> None:
