@@ -13,9 +13,17 @@ or version test is scattered through the provider. What differs:
   and :func:`asset_state_store` return ``None`` before, and callers fall back as documented.
 * ``DagBag`` moved from ``airflow.models.dagbag`` (3.1) to ``airflow.dag_processing.dagbag``:
   :func:`dagbag_module` (for the demo and the tests).
+* An asset's stored watchers are ``AssetModel.watchers`` from 3.2; 3.1 links the asset to its
+  watchers' triggers directly (``AssetModel.triggers``): :func:`watcher_trigger_ids` (for the tests).
 * ``ObjectStoragePath`` subclasses ``pathlib.Path`` on 3.1 (universal_pathlib 0.2), so
   ``isinstance(p, Path)`` does not tell a local file from an object URL:
   :func:`is_object_storage_path` does, on every version.
+* A trigger's blocking call that talks to Airflow (a connection lookup, ``mask_secret``) sends a
+  message to the triggerer's supervisor. Airflow 3.1 serializes those messages only among
+  coroutines of the trigger runner's event loop: sent from a plain thread (``asyncio.to_thread``),
+  one races the runner's own messages, a reply is read by the wrong side ("Response read out of
+  order!") and the whole trigger runner dies, every trigger with it. 3.2+ bridges calls from any
+  thread. :func:`run_blocking` runs such a call so that it is safe on every version.
 
 Type checkers see the newest Airflow's names (``TYPE_CHECKING``); at run time the branch for the
 installed version is taken. Importing this module imports only ``airflow`` itself, ``airflow.sdk``
@@ -25,8 +33,9 @@ and its exceptions (all imported by any DAG file anyway), never the Stripe SDK.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import airflow
 
@@ -47,8 +56,13 @@ __all__ = [
     "conf",
     "dagbag_module",
     "is_object_storage_path",
+    "run_blocking",
     "task_state_store",
+    "watcher_trigger_ids",
 ]
+
+
+_T = TypeVar("_T")
 
 
 def _release(version: str) -> tuple[int, int]:
@@ -94,6 +108,13 @@ def dagbag_module() -> ModuleType:
     return importlib.import_module("airflow.models.dagbag")
 
 
+def watcher_trigger_ids(asset: Any) -> list[int]:
+    """Ids of the trigger rows of a stored asset's watchers (an ``AssetModel`` in a session)."""
+    if AIRFLOW_VERSION >= (3, 2):
+        return [watcher.trigger_id for watcher in asset.watchers]
+    return [trigger.id for trigger in asset.triggers]
+
+
 def task_state_store(context: Any) -> Any | None:
     """The running task's state store (Airflow >= 3.3), else ``None``."""
     return context.get("task_state_store")
@@ -109,3 +130,17 @@ def is_object_storage_path(path: object) -> TypeIs[ObjectStoragePath]:
     from airflow.sdk import ObjectStoragePath
 
     return isinstance(path, ObjectStoragePath)
+
+
+async def run_blocking(func: Callable[..., _T], *args: Any) -> _T:
+    """``await func(*args)`` in a worker thread, for blocking code that may message Airflow's supervisor.
+
+    Like ``asyncio.to_thread``, but through asgiref's ``sync_to_async`` (Airflow's own dependency,
+    used by its ``BaseHook.aget_connection``): a supervisor message sent from that thread is then
+    sent by the calling event loop, under the lock that keeps each reply with its request.
+    Needed on Airflow 3.1, where a plain thread's message can kill the trigger runner (see the
+    module docstring); harmless on 3.2+, so every version takes the same path.
+    """
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(func, thread_sensitive=False)(*args)

@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_stripe.assets import summarize_event
-from airflow_provider_stripe.compat import asset_state_store
+from airflow_provider_stripe.compat import asset_state_store, run_blocking
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.validation import ACCOUNT_ID_RE
 
@@ -372,7 +372,7 @@ class StripeEventTrigger(BaseEventTrigger):
                     for _ in ready:
                         unsaved.popleft()
                 cursor = self._within_retention(cursor, int(time.time()))
-                client = await asyncio.to_thread(hook.get_client)
+                client = await run_blocking(hook.get_client)
                 polled_at = int(time.time())
                 batch = await self._list_new(client, cursor)
             except asyncio.CancelledError:

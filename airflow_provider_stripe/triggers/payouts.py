@@ -26,6 +26,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_stripe.compat import run_blocking
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import redact
 from airflow_provider_stripe.payout_status.lookup import afetch_payouts
@@ -82,7 +83,7 @@ class StripePayoutTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = PayoutWatch(tuple(self.payout_ids), self.grace_period, dict(self.paid_since))
         try:
-            client = await asyncio.to_thread(self._client)
+            client = await run_blocking(self._client)
             while True:
                 event = await self._poll_once(client, watch)
                 if event is not None:

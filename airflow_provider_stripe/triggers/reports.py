@@ -22,6 +22,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_stripe.compat import run_blocking
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import redact
 from airflow_provider_stripe.reporting import run_event
@@ -67,7 +68,7 @@ class StripeReportRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
-            client = await asyncio.to_thread(self._client)
+            client = await run_blocking(self._client)
             while True:
                 run = await client.v1.reporting.report_runs.retrieve_async(self.report_run_id)
                 event = run_event(run)

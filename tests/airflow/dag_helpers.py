@@ -5,8 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
-from collections.abc import Iterator, Mapping
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +64,23 @@ def stop_process_group(proc: subprocess.Popen[Any], timeout: float) -> None:
         proc.wait(timeout=timeout)
 
 
+@dataclass
+class Triggerer:
+    """A running ``airflow triggerer``: its process and the file its output goes to."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def exit_code(self) -> int | None:
+        """``None`` while it runs; its exit code once it died (a dead triggerer resumes no deferred task)."""
+        return self.proc.poll()
+
+    def log_tail(self, chars: int = 5000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
 @contextlib.contextmanager
-def run_triggerer(env: Mapping[str, str], log_path: Path, stop_timeout: float = 30.0) -> Iterator[Path]:
+def run_triggerer(env: Mapping[str, str], log_path: Path, stop_timeout: float = 30.0) -> Iterator[Triggerer]:
     """A real ``airflow triggerer`` with this environment, output to ``log_path``; stopped on exit.
 
     A triggerer can take several seconds to clean up its triggers, hence the generous stop timeout.
@@ -78,6 +98,84 @@ def run_triggerer(env: Mapping[str, str], log_path: Path, stop_timeout: float = 
             start_new_session=True,
         )
         try:
-            yield log_path
+            yield Triggerer(proc, log_path)
         finally:
             stop_process_group(proc, stop_timeout)
+
+
+@contextlib.contextmanager
+def dag_tests_bounded(
+    triggerer: Triggerer, timeout: float, note: Callable[[str], None], end_grace: float = 30.0
+) -> Iterator[list[str]]:
+    """Make every ``dag.test()`` in this block end if the triggerer dies or ``timeout`` seconds pass.
+
+    ``dag.test()`` loops while its DAG run is running, and a deferred task waits for the
+    triggerer: with the triggerer dead it waits forever. Nor can pytest-timeout's alarm stop
+    it: Airflow's DAG-parse timeout (``DagBag``) resets the process's SIGALRM timer. So a
+    watcher thread fails, in the metadata DB, every unfinished task instance of every running
+    DAG run (each second, for later ``dag.test()`` calls too); ``dag.test()`` then sees its run
+    fail and returns. Yields the list that receives the reason; the caller raises with it.
+
+    Also seen on Airflow 3.1 under load: ``dag.test(use_executor=True)``'s run has finished and
+    ``LocalExecutor.end()`` waits forever on one idle worker still blocked reading the task
+    queue, its shutdown message gone (Airflow sends one per live worker). After ``end_grace``
+    seconds in ``end()`` the watcher sends each worker another one (extra ones are dropped
+    with the queue) and says so through ``note``: the run's outcome is already recorded.
+    """
+    stop = threading.Event()
+    why: list[str] = []
+    main = threading.main_thread().ident
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        ending_since: float | None = None
+        while not stop.wait(1.0):
+            if not why:
+                if (code := triggerer.exit_code()) is not None:
+                    why.append(f"the triggerer exited with {code}; its log ends:\n{triggerer.log_tail()}")
+                elif time.monotonic() > deadline:
+                    why.append(f"the DAG runs were still running after {timeout:.0f} s")
+            if why:
+                _fail_running_dag_runs()
+            executor = _local_executor_ending(main)
+            if executor is None:
+                ending_since = None
+            elif ending_since is None:
+                ending_since = time.monotonic()
+            elif time.monotonic() - ending_since > end_grace:
+                workers = len(executor.workers)
+                note(
+                    f"LocalExecutor.end() still waiting after {end_grace:.0f} s for its idle workers "
+                    f"(Airflow lost a shutdown message): sent {workers} more"
+                )
+                for _ in range(workers):
+                    executor.activity_queue.put(None)
+                ending_since = None
+
+    thread = threading.Thread(target=watch, daemon=True, name="dag-test-watchdog")
+    thread.start()
+    try:
+        yield why
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def _local_executor_ending(thread_id: int | None) -> Any | None:
+    """The ``LocalExecutor`` whose ``end()`` that thread is in right now, if it is."""
+    frame = sys._current_frames().get(thread_id) if thread_id is not None else None
+    while frame is not None:
+        if frame.f_code.co_name == "end" and frame.f_code.co_filename.endswith("local_executor.py"):
+            return frame.f_locals.get("self")
+        frame = frame.f_back
+    return None
+
+
+def _fail_running_dag_runs() -> None:
+    """Fail the unfinished task instances of every running DAG run (plain sqlite3: usable from any thread)."""
+    with contextlib.closing(sqlite3.connect(airflow_env.configure() / "airflow.db", timeout=30)) as conn, conn:
+        conn.execute(
+            "UPDATE task_instance SET state = 'failed' WHERE (state IS NULL OR state NOT IN "
+            "('success', 'failed', 'skipped', 'upstream_failed', 'removed')) AND (dag_id, run_id) IN "
+            "(SELECT dag_id, run_id FROM dag_run WHERE state = 'running')"
+        )

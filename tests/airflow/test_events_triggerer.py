@@ -27,7 +27,7 @@ import pytest
 import requests
 
 from tests import airflow_env
-from tests.airflow.dag_helpers import run_triggerer
+from tests.airflow.dag_helpers import Triggerer, run_triggerer
 from tests.servers.localstripe_server import TEST_API_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
@@ -94,7 +94,7 @@ class Home:
         rows = self.query("SELECT s.value FROM asset_state_store s JOIN asset a ON a.id = s.asset_id")
         return json.loads(rows[0][0]) if rows else None
 
-    def triggerer(self, log_name: str) -> contextlib.AbstractContextManager[Path]:
+    def triggerer(self, log_name: str) -> contextlib.AbstractContextManager[Triggerer]:
         return run_triggerer(self.env, self.root / log_name)
 
 
@@ -131,7 +131,8 @@ def test_cursor_survives_a_triggerer_restart(localstripe: str) -> None:
         assert home.query(f"SELECT count(*) FROM asset WHERE uri = '{ASSET_URI}'") == [(1,)]
         assert home.query("SELECT count(*) FROM asset_watcher") == [(1,)]
 
-        with home.triggerer("triggerer-1.log") as log:
+        with home.triggerer("triggerer-1.log") as triggerer:
+            log = triggerer.log
             # Started from "now", the cursor is saved in the asset's state store at once.
             wait_for("the initial cursor", home.cursor, 120, log)
             first = payout(localstripe, "paid")
@@ -145,7 +146,8 @@ def test_cursor_survives_a_triggerer_restart(localstripe: str) -> None:
 
         third = payout(localstripe, "paid")  # while no triggerer runs
 
-        with home.triggerer("triggerer-2.log") as log:
+        with home.triggerer("triggerer-2.log") as triggerer:
+            log = triggerer.log
             wait_for("the event created during the downtime", lambda: len(home.fired()) >= 3 or None, 120, log)
             time.sleep(4)  # several more polls: nothing may be replayed
         assert home.fired() == [first, second, third]

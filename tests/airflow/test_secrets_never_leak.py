@@ -55,6 +55,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ from airflow_provider_stripe.testing.settlement import SettlementSimulator
 from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER, sign_payload
 from tests import airflow_env
 from tests.airflow.api_server import ApiServer, run_api_server
-from tests.airflow.dag_helpers import example_dag, run_triggerer, task_states, xcoms
+from tests.airflow.dag_helpers import dag_tests_bounded, example_dag, run_triggerer, task_states, xcoms
 from tests.airflow.subprocess_env import installed_env
 from tests.airflow.test_events_triggerer import payout
 from tests.airflow.test_example_payout_batch_dag import SAMPLE
@@ -79,6 +80,8 @@ from tests.integration.test_rate_limit import redis_server
 from tests.servers.localstripe_server import flush_localstripe, register_webhook
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
+RUNS_TIMEOUT = 400.0
+"""Seconds the module's DAG runs may take in all (about 80 s on an idle 2-core machine) before they are stopped."""
 
 CANARY = "LEAKCANARY"
 """Part of every secret below; found anywhere, it is a leak (searched case-insensitively)."""
@@ -248,7 +251,8 @@ def airflow_services(
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", jwt_secret)
     runs.triggerer_log = workdir / "triggerer.log"
     with (
-        run_triggerer(installed_env(**env, PYTHONUNBUFFERED="1"), runs.triggerer_log),
+        run_triggerer(installed_env(**env, PYTHONUNBUFFERED="1"), runs.triggerer_log) as triggerer,
+        dag_tests_bounded(triggerer, RUNS_TIMEOUT, note=runs.note) as runs.stopped_because,
         run_api_server(env={**env, "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret}) as api,
     ):
         runs.mark("api-server up")
@@ -284,13 +288,23 @@ class Runs:
     export_dir: Path = Path()
     timeline: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    stopped_because: list[str] = field(default_factory=list)
+    """Why :func:`dag_tests_bounded` stopped the DAG runs (a dead triggerer, the deadline), if it did."""
 
     def mark(self, what: str) -> None:
         """Note when a step ended (seconds since the fixture started): shown when a check fails."""
         self.timeline.append(f"{time.monotonic() - self.started:6.1f}s {what}")
 
+    def note(self, line: str) -> None:
+        """Something the runs worked around: in the timeline and in pytest's warnings summary."""
+        self.mark(line)
+        warnings.warn(line, stacklevel=2)
+
     def record(self, label: str, dag_run: Any) -> Any:
         self.mark(f"run {label!r}: {dag_run.state}")
+        if self.stopped_because:
+            timeline = "\n".join(self.timeline)
+            raise AssertionError(f"DAG runs stopped at {label!r}: {self.stopped_because[0]}\n{timeline}")
         self.states[label] = str(dag_run.state)
         self.task_states[label] = task_states(dag_run)
         self.run_ids[label] = dag_run.run_id
@@ -421,9 +435,11 @@ def _submit_like_the_triggerer(asset_uri: str, events: list[Any]) -> None:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    from airflow_provider_stripe.compat import watcher_trigger_ids
+
     with create_session() as session:
         asset = session.scalars(select(AssetModel).where(AssetModel.uri == asset_uri)).one()
-        (trigger_id,) = [watcher.trigger_id for watcher in asset.watchers]
+        (trigger_id,) = watcher_trigger_ids(asset)
         for event in events:
             Trigger.submit_event(trigger_id, event, session=session)
 

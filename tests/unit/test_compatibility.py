@@ -68,3 +68,26 @@ def test_object_storage_paths_are_told_from_local_paths() -> None:
     assert compat.is_object_storage_path(ObjectStoragePath("memory://bucket/file.jsonl"))
     assert not compat.is_object_storage_path(Path("/tmp/file.jsonl"))
     assert not compat.is_object_storage_path("memory://bucket/file.jsonl")
+
+
+async def test_run_blocking_sends_a_threads_airflow_messages_through_the_calling_event_loop() -> None:
+    """Airflow's SDK sends supervisor messages with ``async_to_sync``: from ``run_blocking``'s thread
+    they must run on the trigger runner's own loop (under its lock), not on a loop of their own as
+    from ``asyncio.to_thread`` (Airflow 3.1's triggerer dies of that)."""
+    import asyncio
+    import threading
+
+    from asgiref.sync import async_to_sync
+
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def send_to_supervisor() -> None:
+        loops.append(asyncio.get_running_loop())
+
+    def blocking(value: int) -> tuple[int, int]:
+        async_to_sync(send_to_supervisor)()
+        return value, threading.get_ident()
+
+    value, thread = await compat.run_blocking(blocking, 7)
+    assert value == 7 and thread != threading.get_ident()
+    assert loops == [asyncio.get_running_loop()]
