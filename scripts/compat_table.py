@@ -30,10 +30,17 @@ TIERS = (("unit", "unit"), ("integration", "integration"), ("airflow", "DAG-leve
 _COMBO = re.compile(r"^airflow-(?P<airflow>\d+\.\d+)-stripe(?P<stripe>\d+)-py(?P<python>3\.\d+)$")
 
 
+def _version_key(combo: str) -> tuple[tuple[int, ...], ...]:
+    """``((airflow), (stripe), (python))`` as numbers, for ordering combinations."""
+    match = _COMBO.match(combo)
+    assert match is not None, combo
+    return tuple(tuple(int(x) for x in match[part].split(".")) for part in ("airflow", "stripe", "python"))
+
+
 def combos() -> list[str]:
-    """The combinations in constraints/, newest Airflow first."""
+    """The combinations in constraints/, newest Airflow first (then newest stripe, newest Python)."""
     names = [p.stem for p in CONSTRAINTS.glob("*.in") if _COMBO.match(p.stem)]
-    return sorted(names, key=lambda n: tuple(int(x) for x in _COMBO.match(n)["airflow"].split(".")), reverse=True)  # type: ignore[index]
+    return sorted(names, key=_version_key, reverse=True)
 
 
 def pinned(combo: str, package: str) -> str:
