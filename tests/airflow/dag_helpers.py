@@ -6,7 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,16 +60,18 @@ def stop_process_group(proc: subprocess.Popen[Any], timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def run_triggerer(env: Mapping[str, str], log_path: Path, stop_timeout: float = 30.0) -> Iterator[Path]:
-    """A real ``airflow triggerer`` with this environment, output to ``log_path``; stopped on exit.
+def run_airflow_service(
+    args: Sequence[str], env: Mapping[str, str], log_path: Path, stop_timeout: float = 30.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``airflow <args>`` service in its own process group, outside the checkout, output to ``log_path``.
 
-    A triggerer can take several seconds to clean up its triggers, hence the generous stop timeout.
+    Stopped (the whole group: servers fork workers) on exit.
     """
     from tests.airflow.subprocess_env import neutral_cwd
 
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(airflow_env.BIN / "airflow"), "triggerer", "--skip-serve-logs", "--capacity", "10"],
+            [str(airflow_env.BIN / "airflow"), *args],
             env=dict(env),
             cwd=neutral_cwd(),
             stdin=subprocess.DEVNULL,
@@ -78,6 +80,16 @@ def run_triggerer(env: Mapping[str, str], log_path: Path, stop_timeout: float = 
             start_new_session=True,
         )
         try:
-            yield log_path
+            yield proc
         finally:
             stop_process_group(proc, stop_timeout)
+
+
+@contextlib.contextmanager
+def run_triggerer(env: Mapping[str, str], log_path: Path, stop_timeout: float = 30.0) -> Iterator[Path]:
+    """A real ``airflow triggerer`` with this environment, output to ``log_path``; stopped on exit.
+
+    A triggerer can take several seconds to clean up its triggers, hence the generous stop timeout.
+    """
+    with run_airflow_service(["triggerer", "--skip-serve-logs", "--capacity", "10"], env, log_path, stop_timeout):
+        yield log_path
