@@ -61,11 +61,16 @@ def stop_process_group(proc: subprocess.Popen[Any], timeout: float) -> None:
 
 @contextlib.contextmanager
 def run_airflow_service(
-    args: Sequence[str], env: Mapping[str, str], log_path: Path, stop_timeout: float = 30.0
+    args: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    stop_timeout: float = 30.0,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A real ``airflow <args>`` service in its own process group, outside the checkout, output to ``log_path``.
+    """A real ``airflow <args>`` service in its own process group, output to ``log_path``.
 
-    Stopped (the whole group: servers fork workers) on exit.
+    Runs in ``cwd`` (default: outside the checkout, as an installed provider runs); stopped
+    (the whole group: servers fork workers) on exit.
     """
     from tests.airflow.subprocess_env import neutral_cwd
 
@@ -73,7 +78,7 @@ def run_airflow_service(
         proc = subprocess.Popen(
             [str(airflow_env.BIN / "airflow"), *args],
             env=dict(env),
-            cwd=neutral_cwd(),
+            cwd=cwd or neutral_cwd(),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
