@@ -40,6 +40,7 @@ from tests import airflow_env
 from tests.airflow.api_server import ApiServer, run_api_server
 from tests.airflow.dag_helpers import run_airflow_service, run_triggerer
 from tests.airflow.subprocess_env import installed_env
+from tests.servers.localstripe_server import LocalStripe
 from tests.servers.stripe_reporting import LedgerFront, report_lines, run_ledger_front
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -138,21 +139,33 @@ class Airflow:
         pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{tails}")
 
 
-@pytest.fixture
-def front(localstripe_upstream: str) -> Iterator[LedgerFront]:
-    with run_ledger_front(localstripe_upstream) as server:
+@pytest.fixture(scope="module")
+def module_front(local_stripe: LocalStripe) -> Iterator[LedgerFront]:
+    """One ledger front for the module: the Airflow services below hold its URL in their connection."""
+    with run_ledger_front(local_stripe.upstream_url) as server:
         server.reporting.add_report_type(
             REPORT_TYPE, data_available_start=0, data_available_end=int(time.time()) + 3600
         )
         server.reporting.pending_polls = 0
         server.reporting.rows = ROWS
-        server.reporting.held = True  # pending until the test releases it
         yield server
 
 
 @pytest.fixture
-def airflow(front: LedgerFront) -> Iterator[Airflow]:
-    """api-server, scheduler (LocalExecutor, one slot) and triggerer on a private home."""
+def front(module_front: LedgerFront) -> LedgerFront:
+    """The module's front with no report run yet; runs stay pending until the test releases them."""
+    module_front.reporting.runs.clear()
+    module_front.reporting.outcome = "succeeded"
+    module_front.reporting.held = True
+    assert module_front.files_host is not None
+    module_front.files_host.requests.clear()
+    module_front.reset_stats()
+    return module_front
+
+
+@pytest.fixture(scope="module")
+def airflow(module_front: LedgerFront) -> Iterator[Airflow]:
+    """api-server, scheduler (LocalExecutor, one slot) and triggerer on a private home, for the module."""
     with tempfile.TemporaryDirectory(prefix="airflow-stripe-report-deferral-") as tmp:
         root = Path(tmp)
         (root / "dags").mkdir()
@@ -167,7 +180,7 @@ def airflow(front: LedgerFront) -> Iterator[Airflow]:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
             "PYTHONUNBUFFERED": "1",
-            **connection_env(CONN_ID, base_url=front.url),
+            **connection_env(CONN_ID, base_url=module_front.url),
         }
         for command in (["db", "migrate"], ["dags", "reserialize"]):
             _run_once(command, installed_env(**settings))
