@@ -5,12 +5,13 @@ Stripe has computed the report type for the whole day (``data_available_end``; i
 task fails saying so and its retries try again later), creates the report run for the
 run's data interval, waits for it in the triggerer (deferrable: no worker slot held while
 Stripe computes) and streams the result file from Stripe's files host to
-``STRIPE_WAREHOUSE_URL`` (local directory or ``s3://bucket/prefix``; default
+the ``warehouse`` param (local directory or ``s3://bucket/prefix``; default
 ``/tmp/stripe-warehouse``), never holding it in memory.
 
 Stripe computes report data with a delay of hours: the DAG runs each day's report with a
 few hours of retries. A manual run has no data interval: give ``interval_start`` and
-``interval_end`` (ISO times) in its conf. Read at parse time: ``STRIPE_REPORT_POLL_SECONDS`` (default 60).
+``interval_end`` (ISO times) in its conf; ``poll_seconds`` (default 60) sets how often the
+triggerer asks Stripe.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ airflow_env.configure()
 
 from tests.servers.fault_proxy import FaultPlan, FaultProxy, run_fault_proxy  # noqa: E402
 from tests.servers.localstripe_server import LocalStripe, flush_localstripe, run_local_stripe  # noqa: E402
+from tests.servers.stripe_reporting import LedgerFront, run_ledger_front  # noqa: E402
 from tests.servers.stub_stripe import StubServer, run_stub  # noqa: E402
 
 # -- test servers (logic in tests/servers/) --------------------------------------
@@ -47,6 +48,16 @@ def localstripe(localstripe_url: str) -> str:
 def localstripe_upstream(localstripe: str, local_stripe: LocalStripe) -> str:
     """localstripe itself, without the front (flushed): for tests of localstripe's own behaviour."""
     return local_stripe.upstream_url
+
+
+@pytest.fixture
+def ledger_front(localstripe_upstream: str) -> Iterator[LedgerFront]:
+    """localstripe (flushed) behind a Stripe front with automatic payouts, reporting and a files host.
+
+    The front of tests/servers/stripe_reporting.py, behind the fault proxy (``records``, faults).
+    """
+    with run_ledger_front(localstripe_upstream) as server:
+        yield server
 
 
 @pytest.fixture

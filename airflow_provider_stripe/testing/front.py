@@ -7,16 +7,18 @@ test server. localstripe refuses most of those queries, lists oldest first and h
 localstripe unchanged, except the routes of its route table, which it answers the way
 Stripe documents:
 
-* ``GET /v1/payouts``, ``/v1/charges``, ``/v1/events``: Stripe's list semantics
-  (https://docs.stripe.com/api/pagination): newest first; ``limit`` 1-100, default 10;
-  ``starting_after`` / ``ending_before`` cursors (mutually exclusive) with ``has_more``;
-  ``created`` as an exact timestamp or a range ``created[gt|gte|lt|lte]``; the filters
-  localstripe refuses (payouts' ``status``) applied here. The front reads the whole list
-  from localstripe (oldest first, paged) and filters and pages it itself. It keeps that
+* ``GET /v1/<resource>`` for every resource the provider lists (payouts, charges, events,
+  ...): Stripe's list semantics (https://docs.stripe.com/api/pagination): newest first;
+  ``limit`` 1-100, default 10; ``starting_after`` / ``ending_before`` cursors (mutually
+  exclusive) with ``has_more``; ``created`` (and payouts' ``arrival_date``) as an exact
+  timestamp or a range ``[gt|gte|lt|lte]``; the filters localstripe refuses applied here
+  (payouts' ``status``; events' ``type``, with Stripe's ``*`` wildcard: ``charge.*``).
+  The front reads the whole list from localstripe (oldest first, paged) at a listing's
+  first page and filters and pages it itself. The pages that follow (a cursor) reuse that
   copy while only list requests follow each other (paging through 10,000 objects reads
   them from localstripe once); any other request through the front drops it. A write
-  sent to localstripe directly, bypassing the front, is therefore not seen by the
-  pages of a listing already under way.
+  sent to localstripe another way (another front) is therefore seen by the next listing,
+  not by the pages of a listing already under way.
 * ``GET /v1/account``: the account of the key (localstripe has one global store).
 
 Why it lives in the package, not in ``tests/``: production code always sends those
@@ -26,10 +28,12 @@ the test suite all start the same front, in the same child process as localstrip
 
 Extending it: a route is a :class:`Route` (method, aiohttp path pattern such as
 ``/v1/files/{id}/contents``, async handler ``(front, request) -> response``); pass
-``routes=[*DEFAULT_ROUTES, Route(...)]`` to :class:`StripeFront`. Handlers read
-localstripe through :meth:`StripeFront.upstream_json` / :meth:`StripeFront.upstream_list`
-and answer errors with :func:`stripe_error`. Routes are matched in table order, before the
-pass-through.
+``routes=with_routes(Route(...), ...)`` to :class:`StripeFront` (a route of the same method
+and path replaces the default one). Handlers read localstripe through
+:meth:`StripeFront.upstream_json` / :meth:`StripeFront.ordered_list`, hand anything else to
+:meth:`StripeFront.forward`, answer lists with :func:`list_endpoint` (objects the handler
+holds itself may join localstripe's) and errors with :func:`stripe_error`. Routes are
+matched in table order, before the pass-through.
 
 Every request is kept in a log (method, path, query, status), served as JSON by
 ``GET /_front/requests`` and cleared by ``DELETE /_front/requests`` and by the store flush
@@ -56,7 +60,7 @@ DEFAULT_LIMIT = 10
 UPSTREAM_PAGE = 100
 MAX_UPSTREAM_PAGES = 10_000
 """Bound on the pages read from localstripe for one list (a million objects)."""
-CREATED_OPERATORS = ("gt", "gte", "lt", "lte")
+RANGE_OPERATORS = ("gt", "gte", "lt", "lte")
 _CURSORS = ("starting_after", "ending_before")
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length", "content-encoding"}
@@ -122,7 +126,7 @@ class StripeFront:
         app.router.add_delete(LOG_PATH, self._clear_log)
         for route in self.routes:
             app.router.add_route(route.method, route.path, functools.partial(route.handler, self))
-        app.router.add_route("*", "/{tail:.*}", self._forward)
+        app.router.add_route("*", "/{tail:.*}", self.forward)
         app.on_cleanup.append(self._close_session)
         return app
 
@@ -165,8 +169,8 @@ class StripeFront:
     def forwarded_headers(request: web.Request) -> dict[str, str]:
         return {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
 
-    async def _forward(self, request: web.Request) -> web.Response:
-        """Anything not in the route table: localstripe's answer, unchanged."""
+    async def forward(self, request: web.Request) -> web.Response:
+        """Anything not in the route table (or a route declines): localstripe's answer, unchanged."""
         self._generation += 1
         self._lists.clear()  # it may change what a list holds
         try:
@@ -218,14 +222,17 @@ class StripeFront:
         raise RuntimeError(f"{path}: more than {MAX_UPSTREAM_PAGES} pages upstream")
 
     async def ordered_list(
-        self, request: web.Request, path: str, params: Sequence[tuple[str, str]] = ()
+        self, request: web.Request, path: str, params: Sequence[tuple[str, str]] = (), *, fresh: bool = False
     ) -> tuple[int, Any]:
         """A localstripe list in Stripe's order (:class:`OrderedList`), reused while nothing else was asked.
+
+        :param fresh: read it again (a listing's first page: what changed since is seen, even
+            when it was written to localstripe by another way than this front).
 
         Returns ``(200, OrderedList)`` or localstripe's error ``(status, body)``.
         """
         key = (path, tuple(params), request.headers.get("Authorization"), request.headers.get("Stripe-Account"))
-        cached = self._lists.get(key)
+        cached = None if fresh else self._lists.get(key)
         if cached is not None:
             return 200, cached
         generation = self._generation
@@ -263,16 +270,27 @@ class ListQuery:
     limit: int
     starting_after: str | None
     ending_before: str | None
-    created: Mapping[str, int]
-    """``{"gt"|"gte"|"lt"|"lte"|"eq": seconds}``."""
+    ranges: Mapping[str, Mapping[str, int]]
+    """Per timestamp field (``created``, ``arrival_date``): ``{"gt"|"gte"|"lt"|"lte"|"eq": seconds}``."""
     exact: Mapping[str, str]
-    """Exact-match filters applied by the front (``status`` of payouts)."""
+    """Exact-match filters applied by the front (``status`` of payouts, ``type`` of events)."""
+    wildcards: frozenset[str]
+    """Those of ``exact`` where a trailing ``*`` matches a prefix (events' ``type``: ``charge.*``)."""
     passthrough: tuple[tuple[str, str], ...]
 
     @classmethod
-    def parse(cls, query: Mapping[str, str], local_filters: Iterable[str] = ()) -> ListQuery:
-        """Validate ``limit``, the cursors and ``created`` the way Stripe does."""
-        local = frozenset(local_filters)
+    def parse(
+        cls,
+        query: Mapping[str, str],
+        local_filters: Iterable[str] = (),
+        *,
+        range_filters: Iterable[str] = ("created",),
+        wildcard_filters: Iterable[str] = (),
+    ) -> ListQuery:
+        """Validate ``limit``, the cursors and the timestamp ranges the way Stripe does."""
+        wildcards = frozenset(wildcard_filters)
+        local = frozenset(local_filters) | wildcards
+        fields = tuple(range_filters)
         raw_limit = query.get("limit", str(DEFAULT_LIMIT))
         try:
             limit = int(raw_limit)
@@ -284,16 +302,17 @@ class ListQuery:
             raise ListQueryError(
                 "Received both starting_after and ending_before parameters. Please pass in only one.", "ending_before"
             )
-        created: dict[str, int] = {}
+        ranges: dict[str, dict[str, int]] = {}
         exact: dict[str, str] = {}
         passthrough: list[tuple[str, str]] = []
         for key, value in query.items():
-            if key == "created" or key.startswith("created["):
-                operator = "eq" if key == "created" else key[len("created[") : -1]
-                if operator not in ("eq", *CREATED_OPERATORS) or (key != "created" and not key.endswith("]")):
+            field = next((f for f in fields if key == f or key.startswith(f"{f}[")), None)
+            if field is not None:
+                operator = "eq" if key == field else key[len(field) + 1 : -1]
+                if operator not in ("eq", *RANGE_OPERATORS) or (key != field and not key.endswith("]")):
                     raise ListQueryError(f"Received unknown parameter: {key}", key)
                 try:
-                    created[operator] = int(value)
+                    ranges.setdefault(field, {})[operator] = int(value)
                 except ValueError:
                     raise ListQueryError(f"Invalid integer: {value}", key) from None
             elif key in local:
@@ -304,26 +323,37 @@ class ListQuery:
             limit=limit,
             starting_after=query.get("starting_after") or None,
             ending_before=query.get("ending_before") or None,
-            created=created,
+            ranges=ranges,
             exact=exact,
+            wildcards=wildcards,
             passthrough=tuple(passthrough),
         )
 
+    @property
+    def first_page(self) -> bool:
+        """Whether this request starts a listing (no cursor)."""
+        return self.starting_after is None and self.ending_before is None
+
     def matches(self, obj: Mapping[str, Any]) -> bool:
-        """Whether ``obj`` passes the ``created`` range and the exact filters."""
-        created = int(obj.get("created") or 0)
-        bounds = self.created
-        if "eq" in bounds and created != bounds["eq"]:
-            return False
-        if "gt" in bounds and not created > bounds["gt"]:
-            return False
-        if "gte" in bounds and not created >= bounds["gte"]:
-            return False
-        if "lt" in bounds and not created < bounds["lt"]:
-            return False
-        if "lte" in bounds and not created <= bounds["lte"]:
-            return False
-        return all(str(obj.get(field)) == value for field, value in self.exact.items())
+        """Whether ``obj`` passes the timestamp ranges and the exact filters."""
+        for field, bounds in self.ranges.items():
+            value = int(obj.get(field) or 0)
+            if "eq" in bounds and value != bounds["eq"]:
+                return False
+            if "gt" in bounds and not value > bounds["gt"]:
+                return False
+            if "gte" in bounds and not value >= bounds["gte"]:
+                return False
+            if "lt" in bounds and not value < bounds["lt"]:
+                return False
+            if "lte" in bounds and not value <= bounds["lte"]:
+                return False
+        return all(self._matches_exact(field, str(obj.get(field)), wanted) for field, wanted in self.exact.items())
+
+    def _matches_exact(self, field: str, value: str, wanted: str) -> bool:
+        if field in self.wildcards and wanted.endswith("*"):
+            return value.startswith(wanted[:-1])
+        return value == wanted
 
 
 @dataclass(frozen=True)
@@ -338,6 +368,12 @@ class OrderedList:
         """Stripe's order: most recently created first (ties: the later-created first)."""
         ordered = sorted(reversed(oldest_first), key=lambda o: int(o.get("created") or 0), reverse=True)
         return cls(tuple(ordered), {str(o.get("id")): i for i, o in enumerate(ordered)})
+
+    def joined(self, oldest_first: Sequence[dict[str, Any]]) -> OrderedList:
+        """This list with more objects (oldest first) merged in, in Stripe's order."""
+        if not oldest_first:
+            return self
+        return OrderedList.newest_first([*reversed(self.objects), *oldest_first])
 
     def page(self, query: ListQuery, object_name: str) -> tuple[list[dict[str, Any]], bool]:
         """One page: ``(data, has_more)``, newest first.
@@ -363,29 +399,73 @@ class OrderedList:
         return (data[::-1] if backwards else data), len(found) > query.limit
 
 
-def list_endpoint(object_name: str, local_filters: Iterable[str] = ()) -> Handler:
-    """A handler answering a list endpoint with Stripe's semantics (see module doc).
+@dataclass(frozen=True)
+class ListSpec:
+    """How the front answers one list endpoint.
 
     :param object_name: for error messages (``No such payout: 'po_...'``).
     :param local_filters: exact-match filters localstripe refuses, applied by the front.
+    :param wildcard_filters: filters applied by the front where a trailing ``*`` matches a prefix.
+    :param range_filters: timestamp fields filtered as ``field`` or ``field[gt|gte|lt|lte]``.
     """
-    filters = tuple(local_filters)
+
+    object_name: str
+    local_filters: tuple[str, ...] = ()
+    wildcard_filters: tuple[str, ...] = ()
+    range_filters: tuple[str, ...] = ("created",)
+
+    def parse(self, query: Mapping[str, str]) -> ListQuery:
+        """The request's :class:`ListQuery` under this endpoint's filters."""
+        return ListQuery.parse(
+            query, self.local_filters, range_filters=self.range_filters, wildcard_filters=self.wildcard_filters
+        )
+
+
+HeldObjects = Callable[[], Sequence[dict[str, Any]]]
+"""Objects a front extension holds itself (oldest first), joining localstripe's list."""
+
+
+def list_endpoint(spec: ListSpec, held: HeldObjects | None = None) -> Handler:
+    """A handler answering a list endpoint with Stripe's semantics (see module doc).
+
+    :param spec: the endpoint's object name and filters.
+    :param held: objects that join localstripe's (an extension's own, e.g. automatic payouts).
+    """
 
     async def handle(front: StripeFront, request: web.Request) -> web.StreamResponse:
         try:
-            query = ListQuery.parse(request.query, filters)
+            query = spec.parse(request.query)
         except ListQueryError as exc:
             return stripe_error(400, str(exc), param=exc.param)
-        status, ordered = await front.ordered_list(request, request.path, query.passthrough)
+        status, ordered = await front.ordered_list(request, request.path, query.passthrough, fresh=query.first_page)
         if status != 200:
             return upstream_error(status, ordered)
-        try:
-            data, has_more = ordered.page(query, object_name)
-        except ListQueryError as exc:
-            return stripe_error(400, str(exc), param=exc.param, code="resource_missing")
-        return web.json_response({"object": "list", "url": request.path, "has_more": has_more, "data": data})
+        if held is not None:
+            ordered = ordered.joined(held())
+        return await list_page(request, ordered, query, spec.object_name)
 
     return handle
+
+
+PreparePage = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+"""Work on a page's objects before they are sent (e.g. ``expand[]=data.source``)."""
+
+
+async def list_page(
+    request: web.Request,
+    ordered: OrderedList,
+    query: ListQuery,
+    object_name: str,
+    prepare: PreparePage | None = None,
+) -> web.Response:
+    """One page of ``ordered`` as Stripe's list object, or the 400 of a cursor not in it."""
+    try:
+        data, has_more = ordered.page(query, object_name)
+    except ListQueryError as exc:
+        return stripe_error(400, str(exc), param=exc.param, code="resource_missing")
+    if prepare is not None:
+        data = await prepare(data)
+    return web.json_response({"object": "list", "url": request.path, "has_more": has_more, "data": data})
 
 
 LOCAL_ACCOUNT_ID = "acct_localstripe"
@@ -415,19 +495,38 @@ async def account(front: StripeFront, request: web.Request) -> web.StreamRespons
     )
 
 
+_LOCAL_FILTERS: Mapping[str, tuple[str, ...]] = {"payouts": ("status",)}
+_WILDCARD_FILTERS: Mapping[str, tuple[str, ...]] = {"events": ("type",)}
+_RANGE_FILTERS: Mapping[str, tuple[str, ...]] = {"payouts": ("created", "arrival_date")}
+
+
+def list_spec(resource: str) -> ListSpec:
+    """How the front lists a resource of the provider's export registry (``payouts``)."""
+    from airflow_provider_stripe.resources import RESOURCES
+
+    return ListSpec(
+        RESOURCES[resource].object,
+        local_filters=_LOCAL_FILTERS.get(resource, ()),
+        wildcard_filters=_WILDCARD_FILTERS.get(resource, ()),
+        range_filters=_RANGE_FILTERS.get(resource, ("created",)),
+    )
+
+
 def _list_routes() -> tuple[Route, ...]:
     """Stripe's list semantics on every resource the provider lists (its export registry)."""
     from airflow_provider_stripe.resources import RESOURCES
 
-    local_filters = {"payouts": ("status",)}
-    return tuple(
-        Route("GET", f"/v1/{resource.name}", list_endpoint(resource.object, local_filters.get(resource.name, ())))
-        for resource in RESOURCES.values()
-    )
+    return tuple(Route("GET", f"/v1/{name}", list_endpoint(list_spec(name))) for name in RESOURCES)
 
 
 DEFAULT_ROUTES: tuple[Route, ...] = (*_list_routes(), Route("GET", "/v1/account", account))
 """What localstripe lacks and the provider uses."""
+
+
+def with_routes(*routes: Route, base: Sequence[Route] = DEFAULT_ROUTES) -> tuple[Route, ...]:
+    """``routes`` first, then ``base`` without the routes they replace (same method and path)."""
+    replaced = {(r.method, r.path) for r in routes}
+    return (*routes, *(r for r in base if (r.method, r.path) not in replaced))
 
 
 # -- clients of a running front (tests, demos) ------------------------------------------

@@ -36,8 +36,8 @@ from typing import Any
 import requests
 
 from tests import airflow_env
-from tests.airflow.dag_helpers import stop_process_group
-from tests.airflow.subprocess_env import installed_env, neutral_cwd
+from tests.airflow.dag_helpers import run_airflow_service
+from tests.airflow.subprocess_env import installed_env
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 10.0
@@ -143,27 +143,7 @@ def run_api_server(
         }
         server_env = installed_env(**{**defaults, **dict(env or {})})  # ``env`` may override a default
         server = ApiServer(url=f"http://127.0.0.1:{port}", username=username, password=password, log_path=log_path)
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    str(airflow_env.BIN / "airflow"),
-                    "api-server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "1",
-                ],
-                env=server_env,
-                cwd=neutral_cwd(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                _wait_ready(proc, server, ready_timeout)
-                yield server
-            finally:
-                stop_process_group(proc, STOP_TIMEOUT_S)
+        command = ["api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        with run_airflow_service(command, server_env, log_path, STOP_TIMEOUT_S) as proc:
+            _wait_ready(proc, server, ready_timeout)
+            yield server

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,27 +80,45 @@ class Triggerer:
 
 
 @contextlib.contextmanager
-def run_triggerer(env: Mapping[str, str], log_path: Path, stop_timeout: float = 30.0) -> Iterator[Triggerer]:
-    """A real ``airflow triggerer`` with this environment, output to ``log_path``; stopped on exit.
+def run_airflow_service(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    stop_timeout: float = 30.0,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``airflow <args>`` service in its own process group, output to ``log_path``.
 
-    A triggerer can take several seconds to clean up its triggers, hence the generous stop timeout.
+    Runs in ``cwd`` (default: outside the checkout, as an installed provider runs); stopped
+    (the whole group: servers fork workers) on exit.
     """
     from tests.airflow.subprocess_env import neutral_cwd
 
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(airflow_env.BIN / "airflow"), "triggerer", "--skip-serve-logs", "--capacity", "10"],
+            [str(airflow_env.BIN / "airflow"), *args],
             env=dict(env),
-            cwd=neutral_cwd(),
+            cwd=cwd or neutral_cwd(),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:
-            yield Triggerer(proc, log_path)
+            yield proc
         finally:
             stop_process_group(proc, stop_timeout)
+
+
+@contextlib.contextmanager
+def run_triggerer(env: Mapping[str, str], log_path: Path, stop_timeout: float = 30.0) -> Iterator[Triggerer]:
+    """A real ``airflow triggerer`` with this environment, output to ``log_path``; stopped on exit.
+
+    A triggerer can take several seconds to clean up its triggers, hence the generous stop timeout.
+    """
+    command = ["triggerer", "--skip-serve-logs", "--capacity", "10"]
+    with run_airflow_service(command, env, log_path, stop_timeout) as proc:
+        yield Triggerer(proc, log_path)
 
 
 @contextlib.contextmanager

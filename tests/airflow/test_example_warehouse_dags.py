@@ -35,8 +35,10 @@ def migrated() -> None:
 
 
 @pytest.fixture
-def front(migrated: None, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LedgerFront]:
-    with run_ledger_front(localstripe) as server:
+def front(
+    migrated: None, localstripe_upstream: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[LedgerFront]:
+    with run_ledger_front(localstripe_upstream) as server:
         for name, value in connection_env("stripe_default", base_url=server.url).items():
             monkeypatch.setenv(name, value)
         yield server

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,9 @@ from airflow_provider_stripe.operators.exports import StripeExportOperator, Stri
 from airflow_provider_stripe.resources import RESOURCES
 from airflow_provider_stripe.validation import StripeInputError
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
-from tests.servers.stripe_reporting import LedgerFront, run_ledger_front
+from tests.servers.stripe_reporting import LedgerFront
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def front(localstripe: str) -> Iterator[LedgerFront]:
-    with run_ledger_front(localstripe) as server:
-        yield server
 
 
 def _client(url: str) -> stripe.StripeClient:
@@ -52,7 +45,7 @@ def _export(conn: str, tmp_path: Path, name: str, **kwargs: Any) -> tuple[dict[s
 
 
 def test_customers_in_every_format(
-    front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ledger_front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import pyarrow.parquet as pq
 
@@ -65,7 +58,7 @@ def test_customers_in_every_format(
     ]
     end = _next_second(time.time())
     client.v1.customers.create({"email": "after@example.com"})
-    conn = stripe_connection(monkeypatch, front.url)
+    conn = stripe_connection(monkeypatch, ledger_front.url)
     window = {"resource": "customers", "created_gte": start, "created_lt": end, "page_size": 2}
 
     result, jsonl = _export(conn, tmp_path, "c.jsonl", **window)
@@ -100,7 +93,7 @@ def test_customers_in_every_format(
 
 @pytest.mark.parametrize("resource", ["refunds", "payment_intents", "events"])
 def test_other_resources_export(
-    resource: str, front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    resource: str, ledger_front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import pyarrow.parquet as pq
 
@@ -110,7 +103,7 @@ def test_other_resources_export(
     client.v1.refunds.create({"charge": charge.id, "amount": 1500})
     client.v1.payment_intents.create({"amount": 999, "currency": "eur", "payment_method_types": ["card"]})
     client.v1.customers.create({"email": "events@example.com"})  # localstripe emits customer events
-    conn = stripe_connection(monkeypatch, front.url)
+    conn = stripe_connection(monkeypatch, ledger_front.url)
     result, target = _export(
         conn, tmp_path, f"{resource}.parquet", resource=resource, file_format="parquet",
         created_gte=start, created_lt=int(time.time()) + 1,
@@ -123,7 +116,7 @@ def test_other_resources_export(
 
 
 def test_changes_mode_writes_each_changed_object_once_in_its_latest_state(
-    front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ledger_front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # localstripe emits customer events (not charge events): a customer stands in for any resource.
     client = _client(localstripe)
@@ -135,7 +128,7 @@ def test_changes_mode_writes_each_changed_object_once_in_its_latest_state(
     new = client.v1.customers.create({"email": "new@example.com"})
     end = _next_second(time.time())
     client.v1.customers.update(new.id, {"email": "after-the-window@example.com"})
-    conn = stripe_connection(monkeypatch, front.url)
+    conn = stripe_connection(monkeypatch, ledger_front.url)
 
     result, target = _export(
         conn, tmp_path, "changed.jsonl", resource="customers", mode="changes", created_gte=start, created_lt=end,
@@ -147,21 +140,21 @@ def test_changes_mode_writes_each_changed_object_once_in_its_latest_state(
     by_id = {r["id"]: r for r in rows}
     assert (by_id[old.id]["email"], by_id[old.id]["metadata"]) == ("latest@example.com", {"tier": "gold"})
     assert by_id[new.id]["email"] == "new@example.com"  # its state at the end of the window
-    events = [r for r in front.records if r.path == "/v1/events"]
+    events = [r for r in ledger_front.records if r.path == "/v1/events"]
     assert len(events) == 2 and all(r.status == 200 for r in events)  # 3 events in the window, 2 per page
 
 
 def test_changes_beyond_thirty_days_fail_clearly(
-    front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ledger_front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    conn = stripe_connection(monkeypatch, front.url)
+    conn = stripe_connection(monkeypatch, ledger_front.url)
     now = int(time.time())
     with pytest.raises(StripeInputError, match="30 days") as info:
         _export(
             conn, tmp_path, "x.jsonl", resource="charges", mode="changes", created_gte=now - 31 * 86_400, created_lt=now
         )
     assert info.value.field == "created_gte"
-    assert not front.records and not list(tmp_path.iterdir())
+    assert not ledger_front.records and not list(tmp_path.iterdir())
 
 
 def test_bad_resource_format_or_mode_fail_at_parse_time() -> None:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +21,25 @@ from airflow_provider_stripe.operators.reconciliation import RECONCILIATION_COLU
 from airflow_provider_stripe.operators.reports import StripeReportRunOperator
 from airflow_provider_stripe.resources import RESOURCES
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
-from tests.servers.stripe_reporting import LedgerFront, run_ledger_front
+from tests.servers.stripe_reporting import LedgerFront
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def front(localstripe: str) -> Iterator[LedgerFront]:
-    with run_ledger_front(localstripe) as server:
-        yield server
 
 
 def _fields(dataset: Any) -> list[tuple[str, str]]:
     return [(f.name, f.type) for f in dataset.facets["schema"].fields]
 
 
-def test_export_lineage(front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_export_lineage(
+    ledger_front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from airflow.providers.openlineage.extractors import OperatorLineage
 
     client = stripe.StripeClient(TEST_KEY, base_addresses={"api": localstripe})
     start = int(time.time())
     for i in range(3):
         client.v1.customers.create({"email": f"l{i}@example.com"})
-    conn = stripe_connection(monkeypatch, front.url)
+    conn = stripe_connection(monkeypatch, ledger_front.url)
     target = tmp_path / "out" / "customers.parquet"
     op = StripeExportOperator(
         task_id="e", stripe_conn_id=conn, resource="customers", path=str(target), file_format="parquet",
@@ -64,9 +59,11 @@ def test_export_lineage(front: LedgerFront, localstripe: str, monkeypatch: pytes
     assert stats.rowCount == 3 and stats.size == target.stat().st_size
 
 
-def test_reconciliation_and_report_lineage(front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    conn = stripe_connection(monkeypatch, front.url)
-    payout = front.ledger.add_automatic_payout([{"amount": 1000, "fee": 30, "source": "ch_x"}])
+def test_reconciliation_and_report_lineage(
+    ledger_front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    conn = stripe_connection(monkeypatch, ledger_front.url)
+    payout = ledger_front.ledger.add_automatic_payout([{"amount": 1000, "fee": 30, "source": "ch_x"}])
     recon = StripePayoutReconciliationOperator(
         task_id="r", stripe_conn_id=conn, path=str(tmp_path / "r.csv"), payout_ids=payout["id"], file_format="csv"
     )
@@ -80,8 +77,10 @@ def test_reconciliation_and_report_lineage(front: LedgerFront, monkeypatch: pyte
     assert lineage.outputs[0].facets["outputStatistics"].rowCount == 2
 
     day = 1_767_225_600
-    front.reporting.add_report_type("payout_reconciliation.itemized.5", data_available_start=0, data_available_end=day)
-    front.reporting.pending_polls = 0
+    ledger_front.reporting.add_report_type(
+        "payout_reconciliation.itemized.5", data_available_start=0, data_available_end=day
+    )
+    ledger_front.reporting.pending_polls = 0
     report = StripeReportRunOperator(
         task_id="rep", stripe_conn_id=conn, report_type="payout_reconciliation.itemized.5",
         path=str(tmp_path / "rep.csv"), interval_start=day - 86_400, interval_end=day, deferrable=False,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,9 @@ from airflow_provider_stripe.operators.reconciliation import (
     StripePayoutReconciliationOperator,
 )
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
-from tests.servers.stripe_reporting import LedgerFront, run_ledger_front
+from tests.servers.stripe_reporting import LedgerFront
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def front(localstripe: str) -> Iterator[LedgerFront]:
-    with run_ledger_front(localstripe) as server:
-        yield server
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -48,23 +41,23 @@ def _items(n: int, **extra: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _requests(front: LedgerFront, path: str) -> int:
-    return sum(1 for r in front.records if r.method == "GET" and r.path == path)
+def _requests(ledger_front: LedgerFront, path: str) -> int:
+    return sum(1 for r in ledger_front.records if r.method == "GET" and r.path == path)
 
 
 def test_automatic_and_manual_payouts_by_id(
-    front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report: Any
+    ledger_front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report: Any
 ) -> None:
     items = [*_items(249), {"type": "refund", "amount": -500, "reporting_category": "refund", "source": "re_x1"}]
-    automatic = front.ledger.add_automatic_payout(items)
+    automatic = ledger_front.ledger.add_automatic_payout(items)
     manual = stripe.StripeClient(TEST_KEY, base_addresses={"api": localstripe}).v1.payouts.create(
         {"amount": 7000, "currency": "eur"}
     )
-    conn = stripe_connection(monkeypatch, front.url)
+    conn = stripe_connection(monkeypatch, ledger_front.url)
     target = tmp_path / "recon" / "day.jsonl"
     # The batch operator's result shape: per-item results carrying payout_id.
     batch_output = {"summary": {}, "results": [{"payout_id": automatic["id"]}, {"payout_id": manual.id}]}
-    front.reset_stats()
+    ledger_front.reset_stats()
     result = StripePayoutReconciliationOperator(
         task_id="recon", stripe_conn_id=conn, path=str(target), payout_ids=batch_output
     ).execute(task_context())
@@ -81,7 +74,7 @@ def test_automatic_and_manual_payouts_by_id(
     auto_rows = [r for r in rows if r["payout_id"] == automatic["id"]]
     assert len(auto_rows) == 251  # 250 items + the payout's own transaction
     assert {r["balance_transaction_id"] for r in auto_rows} == {
-        t["id"] for t in front.ledger.transactions[automatic["id"]]
+        t["id"] for t in ledger_front.ledger.transactions[automatic["id"]]
     }
     assert sum(r["net"] for r in auto_rows) == 0  # the payout settles exactly what it contains
     first = next(r for r in auto_rows if r["source_id"] == "ch_synthetic00003")
@@ -96,22 +89,24 @@ def test_automatic_and_manual_payouts_by_id(
     assert (manual_row["amount"], manual_row["currency"], manual_row["note"]) == (-7000, "eur", MANUAL_PAYOUT_NOTE)
 
     # Requests: ceil(251 / 100) for the automatic payout; the manual one: refused listing + its retrieve.
-    itemizing = [r for r in front.records if r.path == "/v1/balance_transactions"]
+    itemizing = [r for r in ledger_front.records if r.path == "/v1/balance_transactions"]
     assert [r.status for r in itemizing] == [200, 200, 200, 400]
-    assert _requests(front, f"/v1/payouts/{manual.id}") == 1
-    assert len(front.records) == math.ceil(251 / 100) + 2
+    assert _requests(ledger_front, f"/v1/payouts/{manual.id}") == 1
+    assert len(ledger_front.records) == math.ceil(251 / 100) + 2
     report(f"reconciliation: 251 transactions of one automatic payout in {len(itemizing) - 1} requests (goal 3)")
 
 
 def test_expand_source_with_real_charges(
-    front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ledger_front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     client = stripe.StripeClient(TEST_KEY, base_addresses={"api": localstripe})
     charges = [
         client.v1.charges.create({"amount": 2000 + i, "currency": "eur", "source": "pm_card_visa"}) for i in range(3)
     ]
-    payout = front.ledger.add_automatic_payout([{"amount": c.amount, "fee": 88, "source": c.id} for c in charges])
-    conn = stripe_connection(monkeypatch, front.url)
+    payout = ledger_front.ledger.add_automatic_payout(
+        [{"amount": c.amount, "fee": 88, "source": c.id} for c in charges]
+    )
+    conn = stripe_connection(monkeypatch, ledger_front.url)
     result = StripePayoutReconciliationOperator(
         task_id="recon",
         stripe_conn_id=conn,
@@ -126,19 +121,19 @@ def test_expand_source_with_real_charges(
         assert rows[charge.id]["source"]["object"] == "charge"
         assert rows[charge.id]["source"]["amount"] == charge.amount
     assert rows[payout["id"]]["source"]["object"] == "payout"
-    assert _requests(front, "/v1/balance_transactions") == 2  # 4 rows, 2 per page
+    assert _requests(ledger_front, "/v1/balance_transactions") == 2  # 4 rows, 2 per page
 
 
 def test_payouts_arrived_in_the_data_interval(
-    front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ledger_front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from datetime import datetime, timezone
 
     day = 1_767_225_600  # 2026-01-01T00:00:00Z
-    inside = [front.ledger.add_automatic_payout(_items(3), arrival_date=day + h * 3600) for h in (0, 23)]
-    front.ledger.add_automatic_payout(_items(5), arrival_date=day + 86_400)  # next day: excluded
-    front.ledger.add_automatic_payout(_items(2), arrival_date=day - 1)  # day before: excluded
-    conn = stripe_connection(monkeypatch, front.url)
+    inside = [ledger_front.ledger.add_automatic_payout(_items(3), arrival_date=day + h * 3600) for h in (0, 23)]
+    ledger_front.ledger.add_automatic_payout(_items(5), arrival_date=day + 86_400)  # next day: excluded
+    ledger_front.ledger.add_automatic_payout(_items(2), arrival_date=day - 1)  # day before: excluded
+    conn = stripe_connection(monkeypatch, ledger_front.url)
     ctx = task_context(
         data_interval_start=datetime.fromtimestamp(day, timezone.utc),
         data_interval_end=datetime.fromtimestamp(day + 86_400, timezone.utc),
@@ -151,10 +146,10 @@ def test_payouts_arrived_in_the_data_interval(
 
 
 def test_unknown_payout_fails_and_writes_nothing(
-    front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ledger_front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    good = front.ledger.add_automatic_payout(_items(2))
-    conn = stripe_connection(monkeypatch, front.url)
+    good = ledger_front.ledger.add_automatic_payout(_items(2))
+    conn = stripe_connection(monkeypatch, ledger_front.url)
     op = StripePayoutReconciliationOperator(
         task_id="recon", stripe_conn_id=conn, path=str(tmp_path / "x.jsonl"), payout_ids=[good["id"], "po_missing"]
     )

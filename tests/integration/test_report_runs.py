@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from airflow_provider_stripe.errors import StripeReportNotAvailableError
 from airflow_provider_stripe.operators.reports import StripeReportRunOperator
 from airflow_provider_stripe.triggers.reports import StripeReportRunTrigger
 from tests.integration.stripe_task_context import stripe_connection, task_context
-from tests.servers.stripe_reporting import LedgerFront, report_lines, run_ledger_front
+from tests.servers.stripe_reporting import LedgerFront, report_lines
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -35,13 +34,12 @@ DAY = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
 @pytest.fixture
-def front(localstripe: str) -> Iterator[LedgerFront]:
-    with run_ledger_front(localstripe) as server:
-        server.reporting.add_report_type(
-            REPORT, data_available_start=DAY - 86_400 * 30, data_available_end=DAY + 86_400
-        )
-        server.reporting.pending_polls = 2
-        yield server
+def front(ledger_front: LedgerFront) -> LedgerFront:
+    ledger_front.reporting.add_report_type(
+        REPORT, data_available_start=DAY - 86_400 * 30, data_available_end=DAY + 86_400
+    )
+    ledger_front.reporting.pending_polls = 2
+    return ledger_front
 
 
 def _operator(conn: str, path: Path, **kwargs: Any) -> StripeReportRunOperator:

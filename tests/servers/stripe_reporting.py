@@ -1,50 +1,68 @@
-"""Stripe endpoints localstripe lacks, for the warehouse features: payout itemization.
+"""Stripe endpoints localstripe lacks, for the warehouse features: routes of the Stripe front.
 
-localstripe creates every payout as a *manual* one and cannot list balance transactions
-by payout. Real Stripe creates *automatic* payouts itself and itemizes them:
-``GET /v1/balance_transactions?payout=po_...`` lists every balance transaction the
-payout settled, including the payout's own (``type: payout``, negative amount). For a
-manual payout Stripe refuses the filter with a 400 naming the ``payout`` parameter.
+localstripe creates every payout as a *manual* one, cannot list balance transactions by
+payout and has no Reporting API or files. Real Stripe creates *automatic* payouts itself
+and itemizes them: ``GET /v1/balance_transactions?payout=po_...`` lists every balance
+transaction the payout settled, including the payout's own (``type: payout``, negative
+amount); for a manual payout Stripe refuses the filter with a 400 naming ``payout``.
 
-:class:`PayoutLedger` holds automatic payouts and their balance transactions, seeded
-by the tests (:meth:`PayoutLedger.add_automatic_payout`), and answers, in Stripe's
-documented shapes and paging (newest first, ``limit`` 1-100, ``starting_after`` /
-``ending_before``, ``has_more``, ``expand[]=data.source``):
+These are routes of the package's Stripe front
+(:class:`airflow_provider_stripe.testing.front.StripeFront`, ``with_routes``), so every
+list here is answered by the front's one list implementation (newest first, ``limit``,
+cursors, ``has_more``, ``created`` ranges) and everything else is the front's as users
+run it:
 
-* ``GET /v1/balance_transactions?payout=po_...`` -- ledger payouts; any other payout id
-  is looked up upstream: a manual payout gets Stripe's 400, an unknown one a 404;
-* ``GET /v1/payouts/{id}`` -- ledger payouts (others: not handled);
-* ``GET /v1/payouts`` with ``arrival_date[gt|gte|lt|lte]`` -- the upstream's payouts
-  and the ledger's, filtered by arrival date (localstripe knows no such filter);
-* any ``GET /v1/<collection>`` with ``created[gt|gte|lt|lte]`` filters, and ``/v1/events``
-  with a ``type`` wildcard (``charge.*``): localstripe supports neither. This part is a
-  stand-in for the shared front's ``created`` filters: drop it when wiring into that front.
+* :class:`PayoutLedger` -- automatic payouts and their balance transactions, seeded by the
+  tests (:meth:`PayoutLedger.add_automatic_payout`):
 
-The logic is :meth:`PayoutLedger.route`: ``(method, path, query) -> (status, body)`` or
-``None`` (not handled: forward upstream), so a front server's route table can call it.
-:func:`run_ledger_front` serves it now, in front of localstripe, by subclassing the
-fault proxy (whose recording, faults and forwarding it keeps).
+  * ``GET /v1/balance_transactions?payout=po_...`` (``expand[]=data.source``) -- ledger
+    payouts; any other payout id is looked up in localstripe: a manual payout gets Stripe's
+    400, an unknown one a 404; without ``payout``, the front's list;
+  * ``GET /v1/payouts/{id}`` -- ledger payouts, else localstripe's;
+  * ``GET /v1/payouts`` -- localstripe's payouts and the ledger's, one list.
+
+* :class:`Reporting` -- report types (``data_available_end``), report runs (``pending`` for a
+  while, then ``succeeded`` or ``failed``), file metadata (``GET /v1/files/{id}``), and the
+  file contents, served by a separate files host (:func:`run_files_host`, as Stripe serves
+  them on files.stripe.com) to which the front passes ``/v1/files/{id}/contents`` (a
+  connection's one ``base_url`` stands in for all of Stripe's hosts).
+
+:func:`run_ledger_front` serves that front in this process (so tests seed it directly)
+before localstripe, behind the fault proxy: faults, idempotency and the request records
+(``records``, ``stats``) are the proxy's, as in every other fault test.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import http.client
 import itertools
-import json
 import re
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from requests.structures import CaseInsensitiveDict
+from aiohttp import web
 
+from airflow_provider_stripe.testing.front import (
+    ListQueryError,
+    ListSpec,
+    OrderedList,
+    Route,
+    StripeFront,
+    list_endpoint,
+    list_page,
+    list_spec,
+    stripe_error,
+    upstream_error,
+    with_routes,
+)
 from tests.servers.fault_proxy import FaultPlan, FaultProxy, _ProxyHTTPServer
-from tests.servers.localstripe_server import TEST_API_KEY
 from tests.servers.stub_stripe import (
     QuietHTTPServer,
     api_key_from_headers,
@@ -54,91 +72,23 @@ from tests.servers.stub_stripe import (
 )
 
 Json = dict[str, Any]
-Answer = tuple[int, Json]
-Fetch = Callable[[str], Answer]
-"""``GET`` a path (with query) from the upstream Stripe; returns ``(status, json body)``."""
 
 MANUAL_PAYOUT_MESSAGE = "Balance transaction history can only be filtered on automatic transfers, not manual."
 """Stripe's answer to ``payout=`` naming a manual payout (HTTP 400, param ``payout``)."""
 
 _ids = itertools.count(1)
-
-
-def stripe_error(status: int, message: str, *, code: str | None = None, param: str | None = None) -> Answer:
-    """A Stripe ``invalid_request_error`` answer."""
-    error: Json = {"type": "invalid_request_error", "message": message}
-    if code:
-        error["code"] = code
-    if param:
-        error["param"] = param
-    return status, {"error": error}
-
-
-def parse_query(query: str) -> tuple[dict[str, str], list[str]]:
-    """Flat params (``arrival_date[gte]`` kept as is) and the ``expand`` list (``expand[]``/``expand[0]``)."""
-    params: dict[str, str] = {}
-    expand: list[str] = []
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name == "expand" or re.fullmatch(r"expand\[\d*\]", name):
-            expand.append(value)
-        else:
-            params[name] = value
-    return params, expand
-
-
-def stripe_page(objects: Sequence[Json], params: Mapping[str, str], url: str) -> Answer:
-    """One list page the way Stripe pages: ``objects`` already newest first."""
-    try:
-        limit = int(params.get("limit", "10"))
-    except ValueError:
-        return stripe_error(400, "Invalid integer: limit", param="limit")
-    if not 1 <= limit <= 100:
-        return stripe_error(400, "This value must be between 1 and 100.", param="limit")
-    ids = [o["id"] for o in objects]
-    after, before = params.get("starting_after"), params.get("ending_before")
-    if after:
-        if after not in ids:
-            return stripe_error(404, f"No such object: '{after}'", code="resource_missing", param="starting_after")
-        rest = list(objects[ids.index(after) + 1 :])
-        data, has_more = rest[:limit], len(rest) > limit
-    elif before:
-        if before not in ids:
-            return stripe_error(404, f"No such object: '{before}'", code="resource_missing", param="ending_before")
-        head = list(objects[: ids.index(before)])
-        data, has_more = head[-limit:], len(head) > limit
-    else:
-        data, has_more = list(objects[:limit]), len(objects) > limit
-    return 200, {"object": "list", "data": data, "has_more": has_more, "url": url}
-
-
-def _window(params: Mapping[str, str], name: str) -> Callable[[int], bool] | Answer:
-    """A predicate for ``name[gt|gte|lt|lte]`` filters, or a 400 answer."""
-    tests: list[Callable[[int], bool]] = []
-    ops: dict[str, Callable[[int, int], bool]] = {
-        "gt": lambda v, b: v > b,
-        "gte": lambda v, b: v >= b,
-        "lt": lambda v, b: v < b,
-        "lte": lambda v, b: v <= b,
-    }
-    for key, raw in params.items():
-        match = re.fullmatch(rf"{name}\[(\w+)\]", key)
-        if not match:
-            continue
-        op = ops.get(match.group(1))
-        if op is None or not raw.lstrip("-").isdigit():
-            return stripe_error(400, f"Invalid {key}: {raw!r}", param=key)
-        bound = int(raw)
-        tests.append(lambda v, op=op, bound=bound: op(v, bound))
-    return lambda value: all(t(value) for t in tests)
+_EXPAND = re.compile(r"expand(\[\d*\])?")
+_TRANSACTIONS = ListSpec("balance_transaction")
+_EXPANDABLE = ("data.source",)
 
 
 @dataclass
 class PayoutLedger:
     """Automatic payouts and their itemization (balance transactions), Stripe-shaped."""
 
-    fetch: Fetch
     payouts: dict[str, Json] = field(default_factory=dict)
     transactions: dict[str, list[Json]] = field(default_factory=dict)
+    """Per payout, oldest first (the front lists them newest first)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- seeding (what Stripe does on its own when it pays out automatically) ---------
@@ -217,97 +167,72 @@ class PayoutLedger:
         }
         with self._lock:
             self.payouts[payout_id] = payout
-            # Newest first, as Stripe lists.
-            self.transactions[payout_id] = sorted([payout_txn, *txns], key=lambda t: t["created"], reverse=True)
+            self.transactions[payout_id] = [*txns, payout_txn]
         return payout
 
-    # -- routing --------------------------------------------------------------------
+    def held_payouts(self) -> list[Json]:
+        """The ledger's payouts, oldest first (they join localstripe's in ``GET /v1/payouts``)."""
+        with self._lock:
+            return list(self.payouts.values())
 
-    def route(self, method: str, path: str, query: str) -> Answer | None:
-        """Stripe's answer for a request this ledger serves, else ``None`` (forward it)."""
-        if method != "GET":
-            return None
-        params, expand = parse_query(query)
-        if path == "/v1/balance_transactions" and "payout" in params:
-            return self._itemize(params, expand)
-        if path.startswith("/v1/payouts/") and path.count("/") == 3:
-            payout = self.payouts.get(path.rsplit("/", 1)[1])
-            return (200, payout) if payout is not None else None
-        wildcard = path == "/v1/events" and params.get("type", "").endswith("*")
-        windowed = any(k.startswith(("created[", "arrival_date[")) for k in params)
-        if re.fullmatch(r"/v1/\w+", path) and (windowed or wildcard):
-            return self._filtered_list(path, params)
-        return None
+    # -- routes of the front ----------------------------------------------------------
 
-    def _itemize(self, params: dict[str, str], expand: list[str]) -> Answer:
-        payout_id = params.pop("payout")
+    def routes(self) -> tuple[Route, ...]:
+        """The front's routes for payout itemization (see module doc)."""
+        transactions = list_endpoint(list_spec("balance_transactions"))
+
+        async def balance_transactions(front: StripeFront, request: web.Request) -> web.StreamResponse:
+            if "payout" not in request.query:
+                return await transactions(front, request)
+            return await self._itemize(front, request)
+
+        async def payout(front: StripeFront, request: web.Request) -> web.StreamResponse:
+            with self._lock:
+                found = self.payouts.get(request.match_info["id"])
+            return web.json_response(found) if found is not None else await front.forward(request)
+
+        return (
+            Route("GET", "/v1/balance_transactions", balance_transactions),
+            Route("GET", "/v1/payouts", list_endpoint(list_spec("payouts"), held=self.held_payouts)),
+            Route("GET", "/v1/payouts/{id}", payout),
+        )
+
+    async def _itemize(self, front: StripeFront, request: web.Request) -> web.StreamResponse:
+        payout_id = request.query["payout"]
         with self._lock:
             txns = self.transactions.get(payout_id)
         if txns is None:
-            status, body = self.fetch(f"/v1/payouts/{payout_id}")
+            status, body = await front.upstream_json(request, f"/v1/payouts/{payout_id}")
             if status == 404:
                 return stripe_error(404, f"No such payout: '{payout_id}'", code="resource_missing", param="payout")
             if status != 200:
-                return status, body
+                return upstream_error(status, body)
             return stripe_error(400, MANUAL_PAYOUT_MESSAGE, param="payout")
-        unknown = [e for e in expand if e != "data.source"]
+        expand = [v for k, v in request.query.items() if _EXPAND.fullmatch(k)]
+        rest = {k: v for k, v in request.query.items() if k != "payout" and not _EXPAND.fullmatch(k)}
+        try:
+            query = _TRANSACTIONS.parse(rest)
+        except ListQueryError as exc:
+            return stripe_error(400, str(exc), param=exc.param)
+        unknown = [e for e in expand if e not in _EXPANDABLE] + [k for k, _ in query.passthrough]
         if unknown:
-            return stripe_error(400, f"This property cannot be expanded ({unknown[0]}).", param="expand")
-        status, page = stripe_page(txns, params, "/v1/balance_transactions")
-        if status == 200 and expand:
-            page["data"] = [self._expand_source(t) for t in page["data"]]
-        return status, page
+            return stripe_error(400, f"Received unknown parameter or expansion: {unknown[0]}", param=unknown[0])
 
-    def _expand_source(self, txn: Json) -> Json:
+        async def expand_sources(data: list[Json]) -> list[Json]:
+            return [await self._expand_source(front, request, t) for t in data] if expand else data
+
+        return await list_page(request, OrderedList.newest_first(txns), query, "balance_transaction", expand_sources)
+
+    async def _expand_source(self, front: StripeFront, request: web.Request, txn: Json) -> Json:
         source = txn.get("source")
         if not isinstance(source, str):
             return txn
-        if source in self.payouts:
-            return {**txn, "source": self.payouts[source]}
-        status, body = self.fetch(f"/v1/{_collection(source)}/{source}")
-        return {**txn, "source": body if status == 200 else source}
-
-    def _filtered_list(self, path: str, params: dict[str, str]) -> Answer:
-        """A list with the filters localstripe lacks, newest first, paged like Stripe.
-
-        ``created[...]`` and ``arrival_date[...]`` windows, ``type`` with a ``*`` wildcard
-        (events), ``status``; the ledger's payouts join ``/v1/payouts``. Everything is
-        read from the upstream unfiltered, then filtered here.
-        """
-        checks: list[Callable[[Json], bool]] = []
-        for name in ("created", "arrival_date"):
-            keep = _window(params, name)
-            if isinstance(keep, tuple):
-                return keep
-            checks.append(lambda obj, keep=keep, name=name: keep(int(obj.get(name) or 0)))
-        kind = params.get("type")
-        if kind is not None:
-            prefix = kind[:-1] if kind.endswith("*") else None
-            checks.append(lambda obj: obj.get("type", "").startswith(prefix) if prefix else obj.get("type") == kind)
-        if "status" in params:
-            checks.append(lambda obj: obj.get("status") == params["status"])
-        paging = {k: v for k, v in params.items() if k in ("limit", "starting_after", "ending_before")}
-        unknown = sorted(k for k in params if k not in paging and k not in ("type", "status") and "[" not in k)
-        if unknown:
-            return stripe_error(400, f"Received unknown parameter: {unknown[0]}", param=unknown[0])
-        upstream: list[Json] = []
-        after = ""
-        for _ in range(1000):  # bounded: 100k upstream objects at most
-            status, body = self.fetch(f"{path}?limit=100{after}")
-            if status != 200:
-                return status, body
-            upstream.extend(body["data"])
-            if not body.get("has_more") or not body["data"]:
-                break
-            after = f"&starting_after={body['data'][-1]['id']}"
         with self._lock:
-            mine = list(self.payouts.values()) if path == "/v1/payouts" else []
-        # The upstream (localstripe behind the front) lists every resource newest first; the
-        # ledger's own payouts are kept oldest first. A stable sort on ``created`` keeps each
-        # one's order within a second.
-        rows = [o for o in [*reversed(mine), *upstream] if all(check(o) for check in checks)]
-        rows.sort(key=lambda o: int(o.get("created") or 0), reverse=True)
-        return stripe_page(rows, paging, path)
+            held = self.payouts.get(source)
+        if held is not None:
+            return {**txn, "source": held}
+        status, body = await front.upstream_json(request, f"/v1/{_collection(source)}/{source}")
+        return {**txn, "source": body if status == 200 else source}
 
 
 def _collection(object_id: str) -> str:
@@ -384,9 +309,10 @@ def report_lines(rows: int, columns: Sequence[str] = REPORT_COLUMNS) -> Iterator
 class Reporting:
     """Stripe's Reporting API and file metadata: report types, report runs, files.
 
-    A run is ``pending`` for its first ``pending_polls`` retrievals, then ``succeeded``
-    (its ``result`` a ``finance_report_run`` File whose contents the :class:`FilesHost`
-    serves) or ``failed`` (``error`` set) as ``outcome`` says when the run was created.
+    A run is ``pending`` for its first ``pending_polls`` retrievals and while ``held`` is set
+    (a test releases it when it has seen what it waits for), then ``succeeded`` (its
+    ``result`` a ``finance_report_run`` File whose contents the files host serves) or
+    ``failed`` (``error`` set), as ``outcome`` said when the run was created.
     """
 
     report_types: dict[str, Json] = field(default_factory=dict)
@@ -394,6 +320,7 @@ class Reporting:
     files: dict[str, Json] = field(default_factory=dict)
     contents: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
     pending_polls: int = 2
+    held: bool = False
     outcome: str = "succeeded"
     rows: int = 100
     failure_message: str = "An unexpected error occurred while computing the report."
@@ -416,27 +343,45 @@ class Reporting:
         self.report_types[report_id] = report_type
         return report_type
 
-    def route(self, method: str, path: str, query: str, body: bytes) -> Answer | None:
-        """Stripe's answer for a reporting or file-metadata request, else ``None``."""
-        parts = path.strip("/").split("/")
-        if parts[:3] == ["v1", "reporting", "report_types"] and len(parts) == 4 and method == "GET":
-            found = self.report_types.get(parts[3])
-            if found is None:
-                return stripe_error(404, f"No such report type: '{parts[3]}'", code="resource_missing", param="id")
-            return 200, found
-        if parts[:3] == ["v1", "reporting", "report_runs"]:
-            if len(parts) == 3 and method == "POST":
-                return self._create_run(dict(parse_qsl(body.decode(), keep_blank_values=True)))
-            if len(parts) == 4 and method == "GET":
-                return self._retrieve_run(parts[3])
-        if parts[:2] == ["v1", "files"] and len(parts) == 3 and method == "GET":
-            found = self.files.get(parts[2])
-            if found is None:
-                return stripe_error(404, f"No such file upload: '{parts[2]}'", code="resource_missing", param="file")
-            return 200, found
-        return None
+    def routes(self, files_url: str) -> tuple[Route, ...]:
+        """The front's reporting and file routes; contents are fetched from the files host at ``files_url``."""
 
-    def _create_run(self, form: dict[str, str]) -> Answer:
+        async def report_type(front: StripeFront, request: web.Request) -> web.StreamResponse:
+            return _found(self.report_types, request.match_info["id"], "report type", "id")
+
+        async def create_run(front: StripeFront, request: web.Request) -> web.StreamResponse:
+            form = dict(parse_qsl((await request.read()).decode(), keep_blank_values=True))
+            return self._create_run(form)
+
+        async def retrieve_run(front: StripeFront, request: web.Request) -> web.StreamResponse:
+            return self._retrieve_run(request.match_info["id"])
+
+        async def file(front: StripeFront, request: web.Request) -> web.StreamResponse:
+            return _found(self.files, request.match_info["id"], "file upload", "file")
+
+        async def contents(front: StripeFront, request: web.Request) -> web.StreamResponse:
+            """Streamed from the files host, chunk by chunk."""
+            headers = {"Authorization": request.headers.get("Authorization", "")}
+            async with front.session.get(f"{files_url}{request.rel_url}", headers=headers) as upstream:
+                response = web.StreamResponse(status=upstream.status)
+                response.content_type = upstream.content_type
+                if upstream.content_length is not None:
+                    response.content_length = upstream.content_length
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_chunked(64 * 1024):
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+
+        return (
+            Route("GET", "/v1/reporting/report_types/{id}", report_type),
+            Route("POST", "/v1/reporting/report_runs", create_run),
+            Route("GET", "/v1/reporting/report_runs/{id}", retrieve_run),
+            Route("GET", "/v1/files/{id}", file),
+            Route("GET", "/v1/files/{id}/contents", contents),
+        )
+
+    def _create_run(self, form: dict[str, str]) -> web.Response:
         report_id = form.get("report_type", "")
         report_type = self.report_types.get(report_id)
         if report_type is None:
@@ -478,9 +423,9 @@ class Reporting:
             self.runs[run["id"]] = run
             self._polls_left[run["id"]] = self.pending_polls
             run["_outcome"] = (self.outcome, self.rows, tuple(columns or REPORT_COLUMNS))
-        return 200, _public(run)
+        return web.json_response(_public(run))
 
-    def _retrieve_run(self, run_id: str) -> Answer:
+    def _retrieve_run(self, run_id: str) -> web.Response:
         with self._lock:
             run = self.runs.get(run_id)
             if run is None:
@@ -488,9 +433,9 @@ class Reporting:
             if run["status"] == "pending":
                 if self._polls_left[run_id] > 0:
                     self._polls_left[run_id] -= 1
-                else:
+                elif not self.held:
                     self._finish(run)
-            return 200, _public(run)
+            return web.json_response(_public(run))
 
     def _finish(self, run: Json) -> None:
         outcome, rows, columns = run["_outcome"]
@@ -514,6 +459,14 @@ class Reporting:
         }
         self.contents[file_id] = (rows, columns)
         run.update(status="succeeded", succeeded_at=now, result=self.files[file_id])
+
+
+def _found(objects: Mapping[str, Json], object_id: str, what: str, param: str) -> web.Response:
+    """The object, or Stripe's 404 for it (``No such file upload: 'file_...'``)."""
+    found = objects.get(object_id)
+    if found is None:
+        return stripe_error(404, f"No such {what}: '{object_id}'", code="resource_missing", param=param)
+    return web.json_response(found)
 
 
 def _public(run: Json) -> Json:
@@ -541,8 +494,8 @@ class _FilesHandler(BaseHTTPRequestHandler):
             return
         spec = reporting.contents.get(match.group(1)) if match else None
         if spec is None:
-            status, error = stripe_error(404, "No such file upload", code="resource_missing")
-            write_response(self, status, error)
+            error = {"type": "invalid_request_error", "message": "No such file upload", "code": "resource_missing"}
+            write_response(self, 404, {"error": error})
             return
         rows, columns = spec
         size = sum(len(line) for line in report_lines(rows, columns))
@@ -563,50 +516,15 @@ class _FilesHTTPServer(QuietHTTPServer):
 
 
 class LedgerFront(FaultProxy):
-    """The fault proxy with the ledger's routes answered before forwarding upstream."""
+    """The fault proxy before a Stripe front with the ledger's and reporting's routes (see module doc)."""
 
-    def __init__(self, upstream_url: str, plan: FaultPlan | None = None, seed: int = 0) -> None:
-        super().__init__(upstream_url, plan or FaultPlan(), seed)
-        self.ledger = PayoutLedger(fetch=self._fetch_upstream)
-        self.reporting = Reporting()
-        self.files_host: _FilesHTTPServer | None = None
-
-    def _fetch_upstream(self, target: str) -> Answer:
-        host, port, base = self._upstream
-        conn = http.client.HTTPConnection(host, port, timeout=self.upstream_timeout)
-        try:
-            conn.request("GET", base + target, headers={"Authorization": f"Bearer {TEST_API_KEY}"})
-            resp = conn.getresponse()
-            return resp.status, json.loads(resp.read() or b"{}")
-        finally:
-            conn.close()
-
-    def _forward(
-        self, method: str, target: str, headers: CaseInsensitiveDict[str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        parts = urlsplit(target)
-        if self.files_host is not None and re.fullmatch(r"/v1/files/\w+/contents", parts.path):
-            return self._to_files_host(target, headers)
-        answer = self.ledger.route(method, parts.path, parts.query)
-        if answer is None:
-            answer = self.reporting.route(method, parts.path, parts.query, body)
-        if answer is None:
-            return super()._forward(method, target, headers, body)
-        self._count("forwarded")
-        status, payload = answer
-        return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
-
-    def _to_files_host(self, target: str, headers: CaseInsensitiveDict[str]) -> tuple[int, dict[str, str], bytes]:
-        """Pass a file download to the separate files host (this base URL serves both, as derived)."""
-        assert self.files_host is not None
-        conn = http.client.HTTPConnection("127.0.0.1", self.files_host.server_address[1], timeout=self.upstream_timeout)
-        try:
-            conn.request("GET", target, headers={"Authorization": headers.get("Authorization", "")})
-            resp = conn.getresponse()
-            self._count("forwarded")
-            return resp.status, {"Content-Type": resp.getheader("Content-Type") or ""}, resp.read()
-        finally:
-            conn.close()
+    def __init__(
+        self, front_url: str, ledger: PayoutLedger, reporting: Reporting, files_host: _FilesHTTPServer, plan: FaultPlan
+    ) -> None:
+        super().__init__(front_url, plan, seed=0)
+        self.ledger = ledger
+        self.reporting = reporting
+        self.files_host = files_host
 
 
 @contextlib.contextmanager
@@ -618,11 +536,40 @@ def run_files_host(reporting: Reporting) -> Iterator[_FilesHTTPServer]:
 
 
 @contextlib.contextmanager
-def run_ledger_front(upstream_url: str, faults: FaultPlan | None = None) -> Iterator[LedgerFront]:
-    """Serve :class:`LedgerFront` on 127.0.0.1 (free port) before ``upstream_url``; yield it."""
-    front = LedgerFront(upstream_url, faults)
-    httpd = _ProxyHTTPServer(front)
-    front._httpd = httpd
-    with run_files_host(front.reporting) as files_host, serve_in_thread(httpd, "ledger-front", front._stop):
-        front.files_host = files_host
-        yield front
+def serve_front(front: StripeFront, name: str = "stripe-front") -> Iterator[str]:
+    """Serve ``front`` on 127.0.0.1 (free port) from an event loop in a daemon thread; yield its URL."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(front.app(), access_log=None, shutdown_timeout=1.0)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.SockSite(runner, sock).start())
+    thread = threading.Thread(target=loop.run_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        loop.close()
+
+
+@contextlib.contextmanager
+def run_ledger_front(localstripe_url: str, faults: FaultPlan | None = None) -> Iterator[LedgerFront]:
+    """Serve the ledger front on 127.0.0.1 (free ports) before localstripe itself; yield its proxy.
+
+    :param localstripe_url: localstripe *itself* (``LocalStripe.upstream_url``): this is a
+        Stripe front of its own, with the package front's routes and the ledger's.
+    :param faults: faults the proxy injects.
+    """
+    ledger, reporting = PayoutLedger(), Reporting()
+    with run_files_host(reporting) as files_host:
+        files_url = f"http://127.0.0.1:{files_host.server_address[1]}"
+        front = StripeFront(localstripe_url, routes=with_routes(*ledger.routes(), *reporting.routes(files_url)))
+        with serve_front(front, "ledger-front") as front_url:
+            proxy = LedgerFront(front_url, ledger, reporting, files_host, faults or FaultPlan())
+            httpd = _ProxyHTTPServer(proxy)
+            proxy._httpd = httpd
+            with serve_in_thread(httpd, "ledger-front-proxy", proxy._stop):
+                yield proxy

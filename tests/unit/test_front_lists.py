@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_stripe.testing.front import ListQuery, ListQueryError, OrderedList
+from airflow_provider_stripe.testing.front import ListQuery, ListQueryError, OrderedList, list_spec
 
 # Stored oldest first, as localstripe lists them: created 100, 101 (x2, a tie), 102 ... 110.
 STORED = [
@@ -113,3 +113,37 @@ def test_unknown_created_operator_is_refused(key: str) -> None:
 def test_other_parameters_go_to_localstripe() -> None:
     query = ListQuery.parse({"type": "payout.paid", "limit": "3", "created[gte]": "5"})
     assert query.passthrough == (("type", "payout.paid"),)
+
+
+def test_payouts_filter_by_arrival_date_as_stripe_does() -> None:
+    spec = list_spec("payouts")
+    stored = [{"id": f"po_a{n}", "created": 100 + n, "arrival_date": 200 - n} for n in range(5)]
+    query = spec.parse({"arrival_date[gte]": "197", "arrival_date[lt]": "200", "limit": "100"})
+    data, _ = OrderedList.newest_first(stored).page(query, spec.object_name)
+    assert ids(data) == ["po_a3", "po_a2", "po_a1"]
+    with pytest.raises(ListQueryError) as info:
+        spec.parse({"arrival_date[after]": "1"})
+    assert info.value.param == "arrival_date[after]"
+
+
+def test_event_types_match_exactly_or_by_wildcard() -> None:
+    spec = list_spec("events")
+    stored = [
+        {"id": "evt_1", "created": 1, "type": "charge.refunded"},
+        {"id": "evt_2", "created": 2, "type": "charge.dispute.created"},
+        {"id": "evt_3", "created": 3, "type": "payout.paid"},
+        {"id": "evt_4", "created": 4, "type": "charges.other"},
+    ]
+    ordered = OrderedList.newest_first(stored)
+
+    def types(wanted: str) -> list[str]:
+        return ids(ordered.page(spec.parse({"type": wanted}), spec.object_name)[0])
+
+    assert types("charge.*") == ["evt_2", "evt_1"]
+    assert types("payout.paid") == ["evt_3"]
+    assert types("charge") == []
+
+
+def test_held_objects_join_the_list_in_stripes_order() -> None:
+    held = [{"id": "po_held", "created": 104}]  # the same second as po_05, joined after it: listed before it
+    assert ids(list(ORDERED.joined(held).objects))[5:9] == ["po_06", "po_held", "po_05", "po_04"]
