@@ -157,7 +157,6 @@ class DeploymentConfig:
         return {
             "AIRFLOW__CELERY__BROKER_URL": self.redis_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{results_db}",
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(CELERY_WORKER_CONCURRENCY),
         }
 
 
@@ -329,7 +328,9 @@ def run_deployment(workdir: Path, *, celery_workers: int = 0) -> Iterator[Deploy
             deployment.wait_for("the api-server to answer", lambda: _healthy(config.api_url), READY_TIMEOUT_S, 0.5)
             for name in workers:
                 log = logs / f"{name}.log"
-                deployment.wait_for(f"{name} to join the broker", lambda log=log: _celery_ready(log), READY_TIMEOUT_S)
+                deployment.wait_for(
+                    f"{name} to join the broker", lambda name=name, log=log: _celery_ready(name, log), READY_TIMEOUT_S
+                )
             yield deployment
         finally:  # all components stop at once; the exit stack then waits for each (and SIGKILLs stragglers)
             for proc in procs:
@@ -347,7 +348,7 @@ def _celery_worker(name: str, env: Mapping[str, str], logs: Path) -> tuple[list[
         "celery",
         "worker",
         "--celery-hostname",
-        f"{name}@127.0.0.1",
+        _celery_node(name),
         "--concurrency",
         str(CELERY_WORKER_CONCURRENCY),
         "--skip-serve-logs",
@@ -361,9 +362,14 @@ def _celery_worker(name: str, env: Mapping[str, str], logs: Path) -> tuple[list[
     return args, worker_env, logs / f"{name}.log"
 
 
-def _celery_ready(log: Path) -> bool:
+def _celery_ready(name: str, log: Path) -> bool:
     """Celery logs ``<name>@<host> ready.`` once the worker consumes from the broker."""
-    return " ready." in tail(log, 100_000)
+    return f"{_celery_node(name)} ready." in tail(log, 100_000)
+
+
+def _celery_node(name: str) -> str:
+    """The Celery node name of worker ``name`` (``--celery-hostname``)."""
+    return f"{name}@127.0.0.1"
 
 
 def _healthy(url: str) -> bool:

@@ -112,8 +112,11 @@ def test_mapped_chunks_run_on_both_workers_and_pay_each_item_once(
         summary = deploy.xcom(DAG_ID, run_id, "pay_chunk", ti["map_index"])["summary"]
         assert (summary["total"], summary.get("failed", 0)) == (CHUNK, 0), summary
     per_host = {h: sum(t["hostname"] == h for t in tis) for h in deploy.workers}
+    split_on = deploy.task_instance(DAG_ID, run_id, "split_batch")["hostname"]
+    assert split_on in deploy.workers
     report(
-        f"celery deployment: {N} payouts in {N // CHUNK} mapped chunks, chunks per worker {per_host}, "
+        f"celery deployment: {N} payouts in {N // CHUNK} mapped chunks (files written on {split_on}), "
+        f"chunks per worker {per_host}, "
         f"run {chunked_run['seconds']:.0f}s (shared limit {LIMIT_PER_MINUTE}/min)"
     )
 
