@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create a venv and install the provider with its test extras, pinned by constraints/COMBO.txt.
+# Create a venv and install the provider with its test extras and what constraints/COMBO.in asks
+# for (e.g. the newest combination's Celery provider for the deployment tier), pinned by
+# constraints/COMBO.txt.
 # Idempotent and quick when nothing changed (a stamp records what was installed).
 #
 # Defaults: .venv with the newest combination (constraints/airflow-3.3-stripe16-py3.11.txt) on
@@ -15,9 +17,10 @@ VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 combo_check "$COMBO"
 pins_file="constraints/$COMBO.txt"
+wants_file="constraints/$COMBO.in"
 
 [ -x "$VENV/bin/python" ] || uv venv -q -p "$PY" "$VENV"
-stamp="$VENV/.installed-$(cat pyproject.toml "$pins_file" | sha256sum | cut -c1-16)"
+stamp="$VENV/.installed-$(cat pyproject.toml "$wants_file" "$pins_file" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing $COMBO (apache-airflow, stripe, localstripe, test tools) into $VENV (about 1-2 min the first time)" >&2
   if "$VENV/bin/python" -c "import sys; sys.exit(f'py{sys.version_info[0]}.{sys.version_info[1]}' != '${COMBO##*-}')"; then
@@ -25,7 +28,7 @@ if [ ! -f "$stamp" ]; then
   else
     pins=("$(grep -oE '^apache-airflow==[^ ]+' "$pins_file")" "$(grep -oE '^stripe==[^ ]+' "$pins_file")")
   fi
-  uv pip install -q -p "$VENV/bin/python" -e ".[test]" "${pins[@]}"
+  uv pip install -q -p "$VENV/bin/python" -e ".[test]" -r "$wants_file" "${pins[@]}"
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

@@ -6,6 +6,14 @@ localstripe with counting proxies in front of it, ``airflow db migrate``, then
 ``triggerer`` as separate processes sharing one environment (:meth:`DeploymentConfig.env`,
 the one place every Airflow process gets its settings from: add ``AIRFLOW__...`` there).
 
+With ``celery_workers=N`` the same deployment runs the CeleryExecutor instead: Redis (the one
+that also holds shared rate limits) is the broker, a second database on the same Postgres is
+Celery's result backend, and N ``airflow celery worker`` processes run the tasks, each with its
+own Celery hostname and its own task-instance hostname (``[core] hostname_callable``, see
+:data:`WORKER_HOST_DIR`), as if on N machines. All workers share this machine's filesystem:
+that is the one thing standing in for storage a multi-machine deployment must share (instruction
+and result files; the DAG bundles).
+
 DAGs come from two bundles: ``dags_examples/`` (what users copy) and
 ``tests/deployment/dags/`` (DAGs only this tier needs: a slow batch to kill and clear, two
 tasks sharing a rate limit). :class:`Deployment` wraps the REST calls the tests make.
@@ -44,6 +52,14 @@ LIMIT_PER_MINUTE = 60
 READY_TIMEOUT_S = 180.0
 TERMINAL = {"success", "failed"}
 
+CELERY_WORKER_CONCURRENCY = 2
+"""Task slots of each Celery worker."""
+CELERY_RESULTS_DATABASE = "celery_results"
+"""Celery's result backend: a second database on the deployment's Postgres."""
+WORKER_HOST_DIR = Path(__file__).resolve().parent / "worker_host"
+"""Put on the Celery workers' ``PYTHONPATH`` (and nothing else): ``deployment_worker_host.hostname``
+gives each worker the hostname Airflow records on its task instances (one machine, N hosts)."""
+
 EXTRA_AIRFLOW_ENV: dict[str, str] = {}
 """Settings every Airflow process of the tier gets on top of the defaults (one place to add them)."""
 
@@ -62,6 +78,8 @@ class DeploymentConfig:
     username: str = "admin"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    executor: str = "LocalExecutor"
+    """``LocalExecutor``, or ``CeleryExecutor`` (then :meth:`celery_env` applies)."""
 
     @property
     def api_url(self) -> str:
@@ -102,7 +120,7 @@ class DeploymentConfig:
         settings = {
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url,
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__PARALLELISM": "6",
             "AIRFLOW__CORE__DAGS_FOLDER": str(airflow_env.DAGS_FOLDER),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
@@ -124,9 +142,22 @@ class DeploymentConfig:
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "PYTHONUNBUFFERED": "1",
             **self.connections(),
+            **(self.celery_env() if self.executor == "CeleryExecutor" else {}),
             **EXTRA_AIRFLOW_ENV,
         }
         return installed_env(**settings)
+
+    def celery_env(self) -> dict[str, str]:
+        """``[celery]`` settings: Redis as the broker, a Postgres database as the result backend.
+
+        The same settings go to the scheduler (which sends tasks and reads their states) and to
+        every worker, as on a real multi-machine deployment.
+        """
+        results_db = self.db_url.rsplit("/", 1)[0] + f"/{CELERY_RESULTS_DATABASE}"
+        return {
+            "AIRFLOW__CELERY__BROKER_URL": self.redis_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{results_db}",
+        }
 
 
 @dataclass
@@ -141,6 +172,8 @@ class Deployment:
     logs: Path
     env: dict[str, str]
     """The environment of every Airflow process (to start one more, e.g. a second api-server)."""
+    workers: tuple[str, ...] = ()
+    """The Celery workers' hostnames (what task instances record as ``hostname``); empty with LocalExecutor."""
     _token: str | None = None
 
     @property
@@ -253,24 +286,34 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def run_deployment(workdir: Path) -> Iterator[Deployment]:
-    """Start the whole deployment in ``workdir``; stop everything (process groups) on exit."""
+def run_deployment(workdir: Path, *, celery_workers: int = 0) -> Iterator[Deployment]:
+    """Start the whole deployment in ``workdir``; stop everything (process groups) on exit.
+
+    ``celery_workers=0``: LocalExecutor. ``celery_workers=N``: CeleryExecutor with N workers
+    (hostnames ``celery-worker-1`` ... ``-N``), started before the deployment is yielded and
+    waited for until each has joined the broker.
+    """
     logs = workdir / "logs"
     logs.mkdir()
+    celery = celery_workers > 0
     with contextlib.ExitStack() as stack:
-        db_url = stack.enter_context(run_postgres(workdir))
+        results_db = (CELERY_RESULTS_DATABASE,) if celery else ()
+        db_url = stack.enter_context(run_postgres(workdir, extra_databases=results_db))
         redis_url = stack.enter_context(run_redis(workdir))
         stripe_url = stack.enter_context(run_localstripe())
         stack.enter_context(SettlementSimulator(stripe_url, TEST_API_KEY, delay=0.5, interval=1.0))  # plays the bank
         slow = stack.enter_context(run_counting_proxy(stripe_url, latency_ms=SLOW_LATENCY_MS))
         limited = stack.enter_context(run_counting_proxy(stripe_url))
         config = DeploymentConfig(workdir, db_url, redis_url, stripe_url, slow.url, limited.url)
+        if celery:
+            config.executor = "CeleryExecutor"
         env = config.env()
         cwd = Path(env["AIRFLOW_HOME"])
         migrate = stack.enter_context(run_airflow(["db", "migrate"], env, logs / "migrate.log", cwd))
         migrate.wait(timeout=300)
         assert migrate.returncode == 0, f"airflow db migrate failed:\n{tail(logs / 'migrate.log')}"
-        deployment = Deployment(config, slow, limited, logs, env)
+        workers = tuple(f"celery-worker-{n}" for n in range(1, celery_workers + 1))
+        deployment = Deployment(config, slow, limited, logs, env, workers)
         procs = []
         for args in (
             ["api-server", "--host", "127.0.0.1", "--port", str(config.api_port), "--workers", "1"],
@@ -279,13 +322,54 @@ def run_deployment(workdir: Path) -> Iterator[Deployment]:
             ["triggerer", "--skip-serve-logs", "--capacity", "20"],
         ):
             procs.append(stack.enter_context(run_airflow(args, env, logs / f"{args[0]}.log", cwd, stop_timeout=30)))
+        for name in workers:
+            procs.append(stack.enter_context(run_airflow(*_celery_worker(name, env, logs), cwd, stop_timeout=30)))
         try:
             deployment.wait_for("the api-server to answer", lambda: _healthy(config.api_url), READY_TIMEOUT_S, 0.5)
+            for name in workers:
+                log = logs / f"{name}.log"
+                deployment.wait_for(
+                    f"{name} to join the broker", lambda name=name, log=log: _celery_ready(name, log), READY_TIMEOUT_S
+                )
             yield deployment
         finally:  # all components stop at once; the exit stack then waits for each (and SIGKILLs stragglers)
             for proc in procs:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
+
+
+def _celery_worker(name: str, env: Mapping[str, str], logs: Path) -> tuple[list[str], dict[str, str], Path]:
+    """Arguments, environment and log of ``airflow celery worker`` as host ``name``.
+
+    ``--skip-serve-logs``: task logs are written to the shared ``AIRFLOW_HOME/logs``, where the
+    api-server reads them (N log servers on one machine would also need N ports).
+    """
+    args = [
+        "celery",
+        "worker",
+        "--celery-hostname",
+        _celery_node(name),
+        "--concurrency",
+        str(CELERY_WORKER_CONCURRENCY),
+        "--skip-serve-logs",
+    ]
+    worker_env = {
+        **env,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(WORKER_HOST_DIR), env.get("PYTHONPATH", "")) if p),
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "deployment_worker_host.hostname",
+        "DEPLOYMENT_WORKER_HOSTNAME": name,
+    }
+    return args, worker_env, logs / f"{name}.log"
+
+
+def _celery_ready(name: str, log: Path) -> bool:
+    """Celery logs ``<name>@<host> ready.`` once the worker consumes from the broker."""
+    return f"{_celery_node(name)} ready." in tail(log, 100_000)
+
+
+def _celery_node(name: str) -> str:
+    """The Celery node name of worker ``name`` (``--celery-hostname``)."""
+    return f"{name}@127.0.0.1"
 
 
 def _healthy(url: str) -> bool:

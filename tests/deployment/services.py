@@ -6,7 +6,7 @@
   refuses to run as root.
 * :func:`run_redis` -- a Redis without persistence, for rate limits shared by processes.
 * :func:`run_airflow` -- one Airflow component (``api-server``, ``scheduler``,
-  ``dag-processor``, ``triggerer``), output to a log file.
+  ``dag-processor``, ``triggerer``, ``celery worker``), output to a log file.
 
 Every process is started with ``start_new_session=True`` and stopped by process group
 (SIGTERM, then SIGKILL), so nothing outlives the test session. Waits are bounded.
@@ -77,8 +77,14 @@ def _as_db_owner(argv: Sequence[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def run_postgres(workdir: Path, *, database: str = "airflow", user: str = "airflow") -> Iterator[str]:
-    """A fresh PostgreSQL cluster on 127.0.0.1; yield its SQLAlchemy URL (psycopg2 driver)."""
+def run_postgres(
+    workdir: Path, *, database: str = "airflow", user: str = "airflow", extra_databases: Sequence[str] = ()
+) -> Iterator[str]:
+    """A fresh PostgreSQL cluster on 127.0.0.1; yield its SQLAlchemy URL (psycopg2 driver) for ``database``.
+
+    ``extra_databases`` are created too (e.g. Celery's result backend), reached by replacing the
+    URL's last path segment.
+    """
     bindir = postgres_bin_dir()
     data = Path(tempfile.mkdtemp(prefix="pgdata-", dir=workdir))
     if os.geteuid() == 0:
@@ -109,7 +115,8 @@ def run_postgres(workdir: Path, *, database: str = "airflow", user: str = "airfl
         )
     try:
         wait_for_port(port, proc, "postgres", log, timeout=60)
-        _create_database(port, user, database)
+        for name in (database, *extra_databases):
+            _create_database(port, user, name)
         yield f"postgresql+psycopg2://{user}@127.0.0.1:{port}/{database}"
     finally:
         stop_process_group(proc, STOP_TIMEOUT_S)
