@@ -18,6 +18,11 @@ Stripe documents:
   sent to localstripe directly, bypassing the front, is therefore not seen by the
   pages of a listing already under way.
 * ``GET /v1/account``: the account of the key (localstripe has one global store).
+* Connected accounts: localstripe ignores ``Stripe-Account``. The front remembers which
+  account each object created through it belongs to (the ``Stripe-Account`` of the
+  ``POST`` that created it; none: the platform) and its lists show only the objects of
+  the request's account, as Stripe's do. Objects created in localstripe directly belong
+  to the platform.
 
 Why it lives in the package, not in ``tests/``: production code always sends those
 queries, so anyone running a DAG against a local localstripe needs the front too -- the
@@ -112,6 +117,8 @@ class StripeFront:
         self._lists: dict[tuple[Any, ...], OrderedList] = {}
         self._generation = 0
         """Changes when a pass-through request starts or ends: a list read that overlapped one is not kept."""
+        self.owners: dict[str, str] = {}
+        """Object id -> the connected account it was created under (platform objects are absent)."""
 
     # -- the aiohttp application ----------------------------------------------------
 
@@ -136,6 +143,7 @@ class StripeFront:
             response = exc
         if request.method == "DELETE" and request.path == FLUSH_PATH:
             self.log.clear()
+            self.owners.clear()
         else:
             self.log.append(LoggedRequest(request.method, request.path, tuple(request.query.items()), response.status))
         if isinstance(response, web.HTTPException):
@@ -179,10 +187,27 @@ class StripeFront:
             ) as upstream:
                 body = await upstream.read()
                 headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+                account = request.headers.get("Stripe-Account")
+                if account and request.method == "POST" and upstream.status == 200:
+                    self._remember_owner(body, account)
                 return web.Response(status=upstream.status, body=body, headers=headers)
         finally:  # and again once done: a list read that overlapped it is not kept
             self._generation += 1
             self._lists.clear()
+
+    def _remember_owner(self, body: bytes, account: str) -> None:
+        """Note the connected account of an object just created (or updated) under ``Stripe-Account``."""
+        try:
+            created = json.loads(body)
+        except ValueError:
+            return
+        if isinstance(created, dict) and isinstance(created.get("id"), str):
+            self.owners.setdefault(created["id"], account)
+
+    def visible(self, request: web.Request, objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The objects of the request's account (``Stripe-Account``, else the platform)."""
+        account = request.headers.get("Stripe-Account")
+        return [obj for obj in objects if self.owners.get(str(obj.get("id"))) == account]
 
     async def upstream_json(
         self, request: web.Request, path: str, params: Iterable[tuple[str, str]] = ()
@@ -232,7 +257,7 @@ class StripeFront:
         status, objects = await self.upstream_list(request, path, params)
         if status != 200:
             return status, objects
-        ordered = OrderedList.newest_first(objects)
+        ordered = OrderedList.newest_first(self.visible(request, objects))
         if generation == self._generation:  # nothing passed through meanwhile: still current
             self._lists[key] = ordered
         return 200, ordered
