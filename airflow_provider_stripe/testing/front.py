@@ -18,11 +18,13 @@ Stripe documents:
   sent to localstripe directly, bypassing the front, is therefore not seen by the
   pages of a listing already under way.
 * ``GET /v1/account``: the account of the key (localstripe has one global store).
-* Connected accounts: localstripe ignores ``Stripe-Account``. The front remembers which
-  account each object created through it belongs to (the ``Stripe-Account`` of the
-  ``POST`` that created it; none: the platform) and its lists show only the objects of
-  the request's account, as Stripe's do. Objects created in localstripe directly belong
-  to the platform.
+* Connected accounts, for payouts: localstripe ignores ``Stripe-Account``. The front
+  remembers which account each object created through it belongs to (the
+  ``Stripe-Account`` of the ``POST`` that created it; none: the platform), and its payout
+  list shows only the payouts of the request's account, as Stripe's does (a connected
+  account's payout batch must neither find nor be blocked by another account's payouts).
+  Other lists keep localstripe's one store, which tests of per-account exports rely on.
+  Objects created in localstripe directly belong to the platform.
 
 Why it lives in the package, not in ``tests/``: production code always sends those
 queries, so anyone running a DAG against a local localstripe needs the front too -- the
@@ -257,7 +259,7 @@ class StripeFront:
         status, objects = await self.upstream_list(request, path, params)
         if status != 200:
             return status, objects
-        ordered = OrderedList.newest_first(self.visible(request, objects))
+        ordered = OrderedList.newest_first(objects)
         if generation == self._generation:  # nothing passed through meanwhile: still current
             self._lists[key] = ordered
         return 200, ordered
@@ -364,6 +366,10 @@ class OrderedList:
         ordered = sorted(reversed(oldest_first), key=lambda o: int(o.get("created") or 0), reverse=True)
         return cls(tuple(ordered), {str(o.get("id")): i for i, o in enumerate(ordered)})
 
+    def subset(self, objects: Sequence[dict[str, Any]]) -> OrderedList:
+        """Some of this list's objects, given in its order (e.g. one account's)."""
+        return OrderedList(tuple(objects), {str(o.get("id")): i for i, o in enumerate(objects)})
+
     def page(self, query: ListQuery, object_name: str) -> tuple[list[dict[str, Any]], bool]:
         """One page: ``(data, has_more)``, newest first.
 
@@ -388,11 +394,12 @@ class OrderedList:
         return (data[::-1] if backwards else data), len(found) > query.limit
 
 
-def list_endpoint(object_name: str, local_filters: Iterable[str] = ()) -> Handler:
+def list_endpoint(object_name: str, local_filters: Iterable[str] = (), *, per_account: bool = False) -> Handler:
     """A handler answering a list endpoint with Stripe's semantics (see module doc).
 
     :param object_name: for error messages (``No such payout: 'po_...'``).
     :param local_filters: exact-match filters localstripe refuses, applied by the front.
+    :param per_account: list only the objects of the request's ``Stripe-Account`` (or the platform).
     """
     filters = tuple(local_filters)
 
@@ -404,6 +411,8 @@ def list_endpoint(object_name: str, local_filters: Iterable[str] = ()) -> Handle
         status, ordered = await front.ordered_list(request, request.path, query.passthrough)
         if status != 200:
             return upstream_error(status, ordered)
+        if per_account:
+            ordered = ordered.subset(front.visible(request, ordered.objects))
         try:
             data, has_more = ordered.page(query, object_name)
         except ListQueryError as exc:
@@ -445,8 +454,15 @@ def _list_routes() -> tuple[Route, ...]:
     from airflow_provider_stripe.resources import RESOURCES
 
     local_filters = {"payouts": ("status",)}
+    per_account = {"payouts"}
     return tuple(
-        Route("GET", f"/v1/{resource.name}", list_endpoint(resource.object, local_filters.get(resource.name, ())))
+        Route(
+            "GET",
+            f"/v1/{resource.name}",
+            list_endpoint(
+                resource.object, local_filters.get(resource.name, ()), per_account=resource.name in per_account
+            ),
+        )
         for resource in RESOURCES.values()
     )
 
