@@ -217,6 +217,13 @@ class PayoutIdentity(RunIdentity):
         The run tag finds this task instance's own payouts (a retry); the DAG id and run id
         let a later run of the DAG refuse a reference this run paid (cross-run protection).
         Stripe allows 500 characters per value; Airflow ids are at most 250.
+
+        The run id is not part of the key, so two runs with one logical date (a run deleted
+        and triggered again) send one key with different metadata. That never pays twice: the
+        second run finds the first's payouts by their tag and sends nothing for them. Only an
+        item the first run's key saw *refused* in the last ~24 h is answered with Stripe's
+        ``idempotency_error`` instead of the replayed refusal, and fails saying so (a new
+        reference pays it).
         """
         return {
             REFERENCE_METADATA_KEY: reference,
