@@ -103,6 +103,8 @@ class RunIdentity:
         generation when no task state store remembers one.
     :param earliest: the earliest moment anything this run sent can have been created
         (e.g. the start of the window a retry lists payouts in).
+    :param run_id: the Airflow run id (what users see; ``run`` when not given). It names
+        the run in payout metadata, so a later run can say which run paid a reference.
     """
 
     dag_id: str
@@ -111,6 +113,7 @@ class RunIdentity:
     map_index: int
     try_number: int
     earliest: datetime
+    run_id: str = ""
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> Self:
@@ -144,7 +147,13 @@ class RunIdentity:
             map_index=int(map_index if map_index is not None else -1),
             try_number=max(int(getattr(ti, "try_number", 1) or 1), 1),
             earliest=min(times),
+            run_id=str(run_id or run),
         )
+
+    @property
+    def dag_run_id(self) -> str:
+        """The Airflow run id (``run`` when the identity was built without one)."""
+        return self.run_id or self.run
 
     @property
     def tag(self) -> str:
@@ -175,7 +184,13 @@ REFERENCE_METADATA_KEY = "airflow_payout_ref"
 RUN_METADATA_KEY = "airflow_payout_run"
 """Payout metadata key holding :attr:`RunIdentity.tag`."""
 
-RESERVED_METADATA_KEYS = (REFERENCE_METADATA_KEY, RUN_METADATA_KEY)
+DAG_METADATA_KEY = "airflow_payout_dag"
+"""Payout metadata key holding the DAG id (cross-run protection matches payouts of the same DAG)."""
+
+DAG_RUN_METADATA_KEY = "airflow_payout_dag_run"
+"""Payout metadata key holding the Airflow run id (what ``already_paid_by_run`` names)."""
+
+RESERVED_METADATA_KEYS = (REFERENCE_METADATA_KEY, RUN_METADATA_KEY, DAG_METADATA_KEY, DAG_RUN_METADATA_KEY)
 
 WINDOW_SLACK = timedelta(minutes=10)
 """Listing starts this long before the run's earliest known time (clock skew between hosts)."""
@@ -197,8 +212,25 @@ class PayoutIdentity(RunIdentity):
         return self.idempotency_key(PAYOUT_SCOPE, reference, generation)
 
     def stamp(self, reference: str) -> dict[str, str]:
-        """The metadata every payout of this run carries, to be found again by listing."""
-        return {REFERENCE_METADATA_KEY: reference, RUN_METADATA_KEY: self.tag}
+        """The metadata every payout of this run carries, to be found again by listing.
+
+        The run tag finds this task instance's own payouts (a retry); the DAG id and run id
+        let a later run of the DAG refuse a reference this run paid (cross-run protection).
+        Stripe allows 500 characters per value; Airflow ids are at most 250.
+
+        The run id is not part of the key, so two runs with one logical date (a run deleted
+        and triggered again) send one key with different metadata. That never pays twice: the
+        second run finds the first's payouts by their tag and sends nothing for them. Only an
+        item the first run's key saw *refused* in the last ~24 h is answered with Stripe's
+        ``idempotency_error`` instead of the replayed refusal, and fails saying so (a new
+        reference pays it).
+        """
+        return {
+            REFERENCE_METADATA_KEY: reference,
+            RUN_METADATA_KEY: self.tag,
+            DAG_METADATA_KEY: self.dag_id,
+            DAG_RUN_METADATA_KEY: self.dag_run_id,
+        }
 
     def window_start(self, first_attempt: datetime | None = None) -> int:
         """Unix time from which a retry lists payouts: the run's earliest time, minus slack."""
@@ -282,11 +314,15 @@ lost or transient (the object may exist)."""
 
 @dataclass(frozen=True)
 class ItemState:
-    """What a ledger remembers about one request: its generation, outcome and object id."""
+    """What a ledger remembers about one request: its generation, outcome and object id.
+
+    ``made_by``: the try of the run that created the object (``ok`` only; ``None`` when not known).
+    """
 
     generation: int
     code: Code
     object_id: str | None = None
+    made_by: int | None = None
 
 
 class Ledger(Protocol):
@@ -299,7 +335,9 @@ class Ledger(Protocol):
     def get(self, reference: str) -> ItemState | None:
         """The remembered state of a request, if any."""
 
-    def record(self, reference: str, generation: int, code: Code, object_id: str | None = None) -> None:
+    def record(
+        self, reference: str, generation: int, code: Code, object_id: str | None = None, made_by: int | None = None
+    ) -> None:
         """Remember a request's state; a ``sent`` of a new generation is written at once."""
 
 
@@ -331,7 +369,9 @@ class SingleRequestLedger:
         value = self.store.get(self.state_key, 0)
         return ItemState(value, "sent") if isinstance(value, int) and value > 0 else None
 
-    def record(self, reference: str, generation: int, code: Code, object_id: str | None = None) -> None:
+    def record(
+        self, reference: str, generation: int, code: Code, object_id: str | None = None, made_by: int | None = None
+    ) -> None:
         if self.store is None:
             return
         if code == "refused":
@@ -348,9 +388,11 @@ _CODES: dict[str, Code] = {"s": "sent", "ok": "ok", "r": "refused", "u": "unknow
 _SHORT: dict[Code, str] = {v: k for k, v in _CODES.items()}
 
 
-def _encode(generation: int, code: Code, object_id: str | None) -> Any:
-    if generation == 0 and code == "ok" and object_id:
+def _encode(generation: int, code: Code, object_id: str | None, made_by: int | None) -> Any:
+    if generation == 0 and code == "ok" and object_id and made_by == 1:
         return object_id
+    if code == "ok" and made_by is not None:
+        return [generation, _SHORT[code], object_id, made_by]
     return [generation, _SHORT[code]] + ([object_id] if object_id else [])
 
 
@@ -358,8 +400,9 @@ def _decode(entry: Any) -> ItemState | None:
     if entry is None:
         return None
     if isinstance(entry, str):
-        return ItemState(0, "ok", entry)
-    return ItemState(int(entry[0]), _CODES[entry[1]], entry[2] if len(entry) > 2 else None)
+        return ItemState(0, "ok", entry, made_by=1)
+    made_by = int(entry[3]) if len(entry) > 3 and entry[3] is not None else None
+    return ItemState(int(entry[0]), _CODES[entry[1]], entry[2] if len(entry) > 2 else None, made_by)
 
 
 def _is_created(entry: Any) -> bool:
@@ -376,16 +419,20 @@ class BatchLedger:
     sent, so after a crash a retry never forgets which key may have paid.
 
     Layout (compact JSON, a few bytes per item): ``stripe_payout_batch`` holds
-    ``{"v": 1, "chunks": n, "first_attempt": iso}``; ``stripe_payout_batch/<i>`` holds
+    ``{"v": 1, "chunks": n, "first_attempt": iso, "tries": {"<try>": iso}}`` (``tries``:
+    when each try of the run started, written before the try sends anything; it tells
+    which try created a payout found by listing); ``stripe_payout_batch/<i>`` holds
     ``{reference: entry}`` for the references hashed to chunk ``i``, where an entry is just
-    the object id for the common case (created with the first key), else
-    ``[generation, code, object_id?]``. Chunks keep each value far below the store's 64 KB
+    the object id for the common case (created by try 1 with the first key), else
+    ``[generation, code, object_id?]`` or, for a created object, ``[generation, "ok",
+    object_id, made_by_try]``. Chunks keep each value far below the store's 64 KB
     per-value policy (about :data:`BATCH_CHUNK_ITEMS` items each), and only changed chunks
     are rewritten, at most every ``flush_interval`` seconds (outcomes lost in a crash are
     re-learnt from Stripe: the key is the same, or the payout is found by listing).
 
     Without a store (Airflow < 3.3, or an operator run outside a task), it remembers
-    nothing (each item is planned once per try, so memory would not help).
+    nothing (each item is planned once per try, so memory would not help) and ``tries``
+    holds only the current try.
     """
 
     def __init__(self, store: Any | None, *, flush_interval: float = 2.0) -> None:
@@ -396,15 +443,23 @@ class BatchLedger:
         self._last_flush = time.monotonic()
         self.first_attempt: datetime | None = None
         self.resumed = False
+        self.tries: dict[int, datetime] = {}
+        """When each try of the run that ran this batch started (all of them with a store)."""
 
     @property
     def remembered(self) -> bool:
         return self.store is not None
 
-    def load(self, item_count: int) -> None:
-        """Read what earlier tries stored, or write the header of a first try (before any request)."""
+    def load(self, item_count: int, try_number: int = 1) -> None:
+        """Read what earlier tries stored, or write the header of a first try; note this try's start.
+
+        Called before any request of the try, so a payout created by this try is never
+        older than its recorded start.
+        """
+        now = datetime.now(timezone.utc)
         if self.store is None:
-            self.first_attempt = datetime.now(timezone.utc)
+            self.first_attempt = now
+            self.tries = {try_number: now}
             return
         meta = self.store.get(BATCH_STATE_KEY, None)
         if isinstance(meta, dict) and meta.get("v") == BATCH_FORMAT_VERSION:
@@ -412,12 +467,40 @@ class BatchLedger:
             self.first_attempt = datetime.fromisoformat(str(meta["first_attempt"]))
             self._chunks = [dict(self.store.get(f"{BATCH_STATE_KEY}/{i}", None) or {}) for i in range(chunks)]
             self.resumed = True
+            tries = meta.get("tries")
+            if isinstance(tries, dict):  # absent in a header an older provider version wrote
+                self.tries = {int(n): datetime.fromisoformat(str(t)) for n, t in tries.items()}
+            # A try number seen again (a try that died before Airflow counted it) keeps its first start.
+            self.tries.setdefault(try_number, now)
+            self.store.set(BATCH_STATE_KEY, {**meta, "tries": self._tries_json()})
             return
         chunks = max(1, -(-item_count // BATCH_CHUNK_ITEMS))
-        self.first_attempt = datetime.now(timezone.utc)
+        self.first_attempt = now
+        self.tries = {try_number: now}
         self._chunks = [{} for _ in range(chunks)]
-        header = {"v": BATCH_FORMAT_VERSION, "chunks": chunks, "first_attempt": self.first_attempt.isoformat()}
+        header = {
+            "v": BATCH_FORMAT_VERSION,
+            "chunks": chunks,
+            "first_attempt": self.first_attempt.isoformat(),
+            "tries": self._tries_json(),
+        }
         self.store.set(BATCH_STATE_KEY, header)
+
+    def _tries_json(self) -> dict[str, str]:
+        return {str(n): t.isoformat() for n, t in sorted(self.tries.items())}
+
+    def try_that_created(self, created: int, current_try: int) -> int | None:
+        """Which earlier try of the run created an object at Unix time ``created``, or ``None`` if unknown.
+
+        The latest try that started no later than ``created`` (Stripe's times are whole
+        seconds, hence the second of slack). Exact with a store, which records every try's
+        start before it sends anything. Without one only the current try is known: try 2
+        can only have followed try 1; later tries cannot tell.
+        """
+        if self.store is None:
+            return 1 if current_try == 2 else None
+        started = [n for n, t in self.tries.items() if n < current_try and t.timestamp() <= created + 1]
+        return max(started) if started else None
 
     def _chunk(self, reference: str) -> int:
         digest = hashlib.blake2b(reference.encode(), digest_size=8).digest()
@@ -430,13 +513,15 @@ class BatchLedger:
         """How many items are remembered as created."""
         return sum(1 for chunk in self._chunks for entry in chunk.values() if _is_created(entry))
 
-    def record(self, reference: str, generation: int, code: Code, object_id: str | None = None) -> None:
+    def record(
+        self, reference: str, generation: int, code: Code, object_id: str | None = None, made_by: int | None = None
+    ) -> None:
         if self.store is None:
             return
         index = self._chunk(reference)
         chunk = self._chunks[index]
         previous = _decode(chunk.get(reference))
-        entry = _encode(generation, code, object_id)
+        entry = _encode(generation, code, object_id, made_by)
         if chunk.get(reference) == entry:
             return
         chunk[reference] = entry
@@ -594,7 +679,9 @@ class IdempotentRequests(Generic[T]):
             earlier = answer.replayed and (
                 attempt.sent_before or int(read_field(answer.result, "created") or 0) < self.started
             )
-            self.ledger.record(reference, attempt.generation, "ok", read_field(answer.result, "id"))
+            # An earlier try's object: the caller learns which try from its creation time.
+            made_by = None if earlier else self.identity.try_number
+            self.ledger.record(reference, attempt.generation, "ok", read_field(answer.result, "id"), made_by)
             return replace(answer, outcome="existing" if earlier else "created")
         error = answer.error
         if not allows_fresh_key(error):

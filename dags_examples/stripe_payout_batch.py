@@ -10,8 +10,13 @@
    deferrable: the triggerer polls Stripe (100 payouts per request) until every payout is
    ``paid``; a ``failed`` or ``canceled`` payout fails the task at once with its
    ``failure_code`` and ``failure_message``.
-3. ``report`` -- one summary (created, already existing, paid, amounts per currency),
-   logged and returned as XCom for whatever consumes it downstream.
+3. ``report`` -- one summary (created, already existing, already paid by another run of
+   this DAG, paid, amounts per currency, and what the run did by try), logged and returned
+   as XCom for whatever consumes it downstream.
+
+Triggering the DAG again for the same instructions (instead of clearing the run) pays
+nobody twice: every line has a ``reference``, so the batch's cross-run protection refuses
+references another run of this DAG paid in the last 7 days (``already_paid_by_run``).
 
 Where the instructions come from: the run's ``instructions_file`` param (a local path or
 ``s3://...``), else ``data/payouts/<run day>.jsonl`` next to this file, where the run day is
@@ -75,7 +80,9 @@ def report(batch: dict[str, Any], settled: dict[str, Any]) -> dict[str, Any]:
         "instructions": summary.get("total", 0),
         "created": summary.get("created", 0),
         "already_existing": summary.get("existing", 0),
+        "already_paid_by_run": summary.get("already_paid_by_run", 0),
         "failed_to_create": summary.get("failed", 0),
+        "this_run": summary.get("this_run", {}),
         "amounts": summary.get("amounts", {}),
         "paid": settled.get("count", 0),
         "payout_ids": settled.get("payout_ids", []),

@@ -17,6 +17,7 @@ stopped. See :mod:`airflow_provider_stripe.idempotency` for the key rules.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.compat import task_state_store
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_stripe.idempotency import PayoutIdentity
     from airflow_provider_stripe.payout_batch.batch import PayoutEngine
+    from airflow_provider_stripe.payout_batch.recovery import CrossRun
     from airflow_provider_stripe.payout_batch.results import ResultSink
 
 PAYOUT_FIELDS: tuple[str, ...] = (
@@ -45,7 +47,69 @@ PAYOUT_FIELDS: tuple[str, ...] = (
 
 
 class _PayoutOperatorBase(StripeMoneyOperator):
-    """Shared wiring of the payout engine: identity, progress store, client, results."""
+    """Shared wiring of the payout engine: identity, progress store, client, results, cross-run protection.
+
+    :param cross_run_protection: refuse to pay a reference that *another run of this DAG*
+        already paid within ``cross_run_lookback`` (outcome ``already_paid_by_run``, naming
+        that run; nothing sent; the task does not fail for it). ``None`` (default): on for
+        items with an explicit ``reference``, off for content-hash references (equal
+        contents may be a new, intended payment); ``True``: every item; ``False``: off
+        (only the run's own keys and tag prevent paying twice). Payouts of another run that
+        ``failed`` or were ``canceled`` moved no money and do not block. Clearing or
+        retrying a task of the same run is not "another run": its payouts are ``existing``.
+        Two runs *at the same time* cannot see each other's payouts before they exist: keep
+        ``max_active_runs=1`` for payout DAGs.
+    :param cross_run_lookback: how far before the run's first try another run's payouts
+        count: a ``timedelta``, default 7 days, at most 31. Cost: the task's one listing of
+        payouts then covers this window, ``ceil(payouts of the account in the window / 100)``
+        ``GET /v1/payouts`` requests per try instead of the pages of the run's own window.
+    """
+
+    def __init__(
+        self, *, cross_run_protection: bool | None = None, cross_run_lookback: timedelta | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cross_run_protection = cross_run_protection
+        self.cross_run_lookback = cross_run_lookback
+
+    def _check_cross_run(self) -> None:
+        from airflow_provider_stripe.payout_batch.recovery import MAX_CROSS_RUN_LOOKBACK
+
+        if self.cross_run_protection not in (None, True, False):
+            raise StripeInputError(
+                f"{self.cross_run_protection!r}: use None (on for explicit references), True or False",
+                field="cross_run_protection",
+            )
+        lookback = self.cross_run_lookback
+        if lookback is not None and (
+            not isinstance(lookback, timedelta) or not timedelta(0) < lookback <= MAX_CROSS_RUN_LOOKBACK
+        ):
+            raise StripeInputError(
+                f"{lookback!r}: use a timedelta above zero and at most {MAX_CROSS_RUN_LOOKBACK.days} days (every try "
+                "lists the account's payouts of the whole window)",
+                field="cross_run_lookback",
+            )
+
+    def _cross_run(self, explicit_references: int) -> CrossRun | None:
+        """The task's cross-run protection, or ``None`` when it covers no item."""
+        from airflow_provider_stripe.payout_batch.recovery import CROSS_RUN_LOOKBACK, CrossRun
+
+        lookback = self.cross_run_lookback or CROSS_RUN_LOOKBACK
+        if self.cross_run_protection is True:
+            return CrossRun(protect="all", lookback=lookback)
+        if self.cross_run_protection is None and explicit_references:
+            return CrossRun(protect="explicit", lookback=lookback)
+        return None
+
+    @staticmethod
+    def _describe_cross_run(cross_run: CrossRun | None) -> dict[str, Any]:
+        if cross_run is None:
+            return {"enabled": False}
+        return {
+            "enabled": True,
+            "covers": cross_run.protect,
+            "lookback_seconds": int(cross_run.lookback.total_seconds()),
+        }
 
     def _identity(self, context: Context) -> PayoutIdentity:
         from airflow_provider_stripe.idempotency import PayoutIdentity
@@ -53,7 +117,14 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         return PayoutIdentity.from_context(context)
 
     def _engine(
-        self, context: Context, identity: PayoutIdentity, *, max_workers: int, on_failure: Any, key_for: Any = None
+        self,
+        context: Context,
+        identity: PayoutIdentity,
+        *,
+        max_workers: int,
+        on_failure: Any,
+        key_for: Any = None,
+        cross_run: CrossRun | None = None,
     ) -> PayoutEngine:
         from airflow_provider_stripe.idempotency import BatchLedger
         from airflow_provider_stripe.payout_batch.batch import PayoutEngine
@@ -68,6 +139,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
             max_workers=max_workers,
             on_failure=on_failure,
             key_for=key_for,
+            cross_run=cross_run,
         )
 
     def _raise_if_failed(self, sink: ResultSink, value: dict[str, Any]) -> None:
@@ -89,18 +161,23 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
     :param description: free text.
     :param statement_descriptor: up to 22 characters shown on the bank statement.
     :param source_type: balance to draw from: ``bank_account``, ``card`` or ``fpx``.
-    :param metadata: up to 48 string pairs (the provider adds ``airflow_payout_ref`` and
-        ``airflow_payout_run``).
+    :param metadata: up to 46 string pairs (the provider adds the keys of
+        :data:`~airflow_provider_stripe.idempotency.RESERVED_METADATA_KEYS`).
     :param reference: your stable name for this payout (e.g. a settlement id); default: a
         hash of its contents. Used to find the payout again on a retry.
     :param account_id: pay out from this connected account (``Stripe-Account``).
     :param idempotency_key: default derived from dag_id, logical date (or run id),
         task_id, map_index and reference; an explicit key is used as is.
+    :param cross_run_protection: see :class:`_PayoutOperatorBase` (default on when
+        ``reference`` is given).
+    :param cross_run_lookback: see :class:`_PayoutOperatorBase` (default 7 days).
     :param dry_run: validate and log the request, send nothing.
     :param stripe_conn_id: the ``stripe`` connection.
 
     Returns ``{"id", "amount", "currency", "status", "reference", "outcome", "account_id",
-    "livemode"}``; ``outcome`` is ``created`` or ``existing`` (an earlier try created it).
+    "livemode"}``; ``outcome`` is ``created``, ``existing`` (an earlier try created it) or
+    ``already_paid_by_run`` (another run of the DAG paid this reference: ``id`` is its
+    payout, ``paid_by_run`` its run id; nothing was sent).
     """
 
     template_fields: Sequence[str] = (
@@ -148,6 +225,7 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
         from airflow_provider_stripe.payout_batch.instructions import instruction_from_params
         from airflow_provider_stripe.payout_batch.results import ResultSink
 
+        self._check_cross_run()
         instruction = instruction_from_params(
             amount=self.amount,
             currency=self.currency,
@@ -166,12 +244,14 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
             params = instruction.create_params(identity.stamp(instruction.reference))
             return self.dry_run_result("payouts.create", params, idempotency_key=key)
         self.guard_live_mode("create a payout")
-        sink = ResultSink(total=1)
-        self._engine(context, identity, max_workers=1, on_failure="stop", key_for=key_for).run([instruction], 1, sink)
+        sink = ResultSink(total=1, try_number=identity.try_number)
+        cross_run = self._cross_run(int(instruction.has_explicit_reference))
+        engine = self._engine(context, identity, max_workers=1, on_failure="stop", key_for=key_for, cross_run=cross_run)
+        engine.run([instruction], 1, sink)
         value = sink.value()
         self._raise_if_failed(sink, value)
         row = value["results"][0]
-        return {
+        result = {
             "id": row.get("payout_id"),
             "amount": row["amount"],
             "currency": row["currency"],
@@ -181,6 +261,9 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
             "account_id": self.hook.account_id,
             "livemode": self.hook.config.livemode,
         }
+        if "paid_by_run" in row:
+            result["paid_by_run"] = row["paid_by_run"]
+        return result
 
 
 class StripePayoutBatchOperator(_PayoutOperatorBase):
@@ -212,13 +295,21 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
     :param inline_results_limit: without ``results_path``, return per-item results inline
         up to this many items; above it, only failed items are returned (the task log
         still has one line per payout).
-    :param account_id: pay out from this connected account (``Stripe-Account``).
+    :param cross_run_protection: see :class:`_PayoutOperatorBase` (default on for items
+        with an explicit reference).
+    :param cross_run_lookback: see :class:`_PayoutOperatorBase` (default 7 days).
+    :param account_id: pay out from this connected account (``Stripe-Account``); the
+        listing, hence the protection, covers that account's payouts only.
     :param dry_run: validate every item and log what would be paid; send nothing.
     :param stripe_conn_id: the ``stripe`` connection.
 
-    Returns ``{"summary": {"total", "created", "existing", "failed", "amounts", ...},
-    "results": [{"index", "reference", "outcome", "payout_id", "status", "amount",
-    "currency", "error"?}, ...]}``. Never whole Stripe objects, never keys.
+    Returns ``{"summary": {"total", "created", "existing", "already_paid_by_run", "failed",
+    "amounts", "this_run": {...}, "cross_run_protection": {...}, ...}, "results": [{"index",
+    "reference", "outcome", "payout_id", "status", "amount", "currency", "created_by_try"?,
+    "paid_by_run"?, "error"?}, ...]}``: counts per outcome describe this try,
+    ``this_run`` the whole run by try
+    (:mod:`airflow_provider_stripe.payout_batch.results`). Never whole Stripe objects,
+    never keys.
     """
 
     template_fields: Sequence[str] = (*StripeMoneyOperator.template_fields, "payouts", "results_path")
@@ -260,16 +351,22 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
                 " (DRY RUN: nothing is sent)" if self.is_dry_run else "",
             )
             sink = ResultSink(
-                total=batch.count, results_path=self.results_path or None, inline_limit=self.inline_results_limit
+                total=batch.count,
+                results_path=self.results_path or None,
+                inline_limit=self.inline_results_limit,
+                try_number=identity.try_number,
             )
             try:
                 if self.is_dry_run:
                     extra = self._dry_run(batch, sink)
                 else:
                     self.guard_live_mode("create payouts")
-                    engine = self._engine(context, identity, max_workers=self.max_workers, on_failure=self.on_failure)
+                    cross_run = self._cross_run(batch.explicit_references)
+                    engine = self._engine(
+                        context, identity, max_workers=self.max_workers, on_failure=self.on_failure, cross_run=cross_run
+                    )
                     engine.run(batch, batch.count, sink)
-                    extra = {"dry_run": False}
+                    extra = {"dry_run": False, "cross_run_protection": self._describe_cross_run(cross_run)}
                     found = engine.reconciliation
                     if found is not None and found.duplicates:
                         # Paid twice before this task ran (not by it): surface it, never hide it.
@@ -278,6 +375,8 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
                 sink.close()
         value = sink.value(run=identity.describe(), **extra)
         self.log.info("Payout batch done: %s", value["summary"])
+        if not self.is_dry_run:
+            self.log.info("Payout batch, the whole run: %s", sink.describe_run())
         self._raise_if_failed(sink, value)
         return value
 
@@ -293,6 +392,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
             raise StripeInputError(f"{self.on_failure!r}: use 'continue' or 'stop'", field="on_failure")
         if isinstance(self.max_workers, bool) or not isinstance(self.max_workers, int) or self.max_workers < 1:
             raise StripeInputError(f"{self.max_workers!r}: use an integer >= 1", field="max_workers")
+        self._check_cross_run()
 
     def _dry_run(self, batch: Any, sink: ResultSink) -> dict[str, Any]:
         from airflow_provider_stripe.payout_batch.batch import item_result

@@ -6,7 +6,10 @@ For each item, in order:
 2. found by listing this run's payouts (metadata reference + run tag) -> reported,
    nothing sent (a found payout whose amount or currency differs is a *conflict*:
    the item fails and nothing is sent);
-3. otherwise ``POST /v1/payouts`` through the provider's idempotent-request engine
+3. with cross-run protection (:class:`~airflow_provider_stripe.payout_batch.recovery.CrossRun`),
+   found in the same listing as paid by *another* run of this DAG within the look-back ->
+   ``already_paid_by_run`` (that run's id), nothing sent;
+4. otherwise ``POST /v1/payouts`` through the provider's idempotent-request engine
    (:class:`~airflow_provider_stripe.idempotency.IdempotentRequests`, one request per
    item, per-item progress in a
    :class:`~airflow_provider_stripe.idempotency.BatchLedger`): the item's key at its
@@ -19,6 +22,10 @@ once under a fresh key; a refusal from a fresh execution fails the item (nothing
 the next try uses a fresh key). Anything else -- connection error, timeout, 5xx, 409,
 429 after the SDK's own retries -- fails the item as *unknown*: the payout may exist, so
 the next try reuses the same key and the listing finds it.
+
+Run-level results: every payout of this run is attributed to the try that created it --
+this try for ``created``; for one found, the ledger's record or, by its creation time,
+the try timeline the ledger keeps (:meth:`~airflow_provider_stripe.idempotency.BatchLedger.try_that_created`).
 
 Concurrency: a bounded thread pool of ``max_workers`` fed lazily from the spool (at most
 ``2 * max_workers`` items in flight, ``max_workers`` with ``on_failure="stop"``), so
@@ -49,7 +56,13 @@ from airflow_provider_stripe.idempotency import (
     PayoutIdentity,
 )
 from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction
-from airflow_provider_stripe.payout_batch.recovery import PayoutFacts, Reconciliation, find_existing
+from airflow_provider_stripe.payout_batch.recovery import (
+    CrossRun,
+    PaidByRun,
+    PayoutFacts,
+    Reconciliation,
+    find_existing,
+)
 from airflow_provider_stripe.payout_batch.results import ItemResult, ResultSink
 from airflow_provider_stripe.validation import format_amount
 
@@ -71,6 +84,7 @@ class PayoutEngine:
     :param on_failure: ``continue`` attempts every item; ``stop`` stops feeding new items
         at the first failure (in-flight ones finish) and reports the rest not attempted.
     :param key_for: ``(reference, generation) -> key``; default :meth:`PayoutIdentity.payout_key`.
+    :param cross_run: refuse references paid by other runs of the DAG (``None``: off).
     """
 
     def __init__(
@@ -83,6 +97,7 @@ class PayoutEngine:
         max_workers: int = 4,
         on_failure: OnFailure = "continue",
         key_for: KeyFunction | None = None,
+        cross_run: CrossRun | None = None,
     ) -> None:
         if on_failure not in ON_FAILURE_CHOICES:
             raise ValueError(f"on_failure={on_failure!r}: use 'continue' or 'stop'")
@@ -94,6 +109,7 @@ class PayoutEngine:
         self.log = log
         self.max_workers = max_workers
         self.on_failure = on_failure
+        self.cross_run = cross_run
         self.reconciliation: Reconciliation | None = None
         # Payouts are found by listing, so without a store a refused item jumps (walk=False).
         self.requests: IdempotentRequests[Any] = IdempotentRequests(
@@ -108,7 +124,7 @@ class PayoutEngine:
             self.log.info("The batch has no payout instructions: nothing to pay, no request sent to Stripe")
             return
         self.requests.started = int(time.time()) - 1
-        self.progress.load(count)
+        self.progress.load(count, self.identity.try_number)
         try:
             existing = self._reconcile(count)
             self._run(iter(instructions), existing, sink)
@@ -124,15 +140,26 @@ class PayoutEngine:
             )
             return {}
         since = self.identity.window_start(self.progress.first_attempt)
-        result = find_existing(self.client, self.identity, since)
+        other_runs_since = None
+        if self.cross_run is not None and self.progress.first_attempt is not None:
+            other_runs_since = int((self.progress.first_attempt - self.cross_run.lookback).timestamp())
+        result = find_existing(self.client, self.identity, since, other_runs_since=other_runs_since)
         self.reconciliation = result
         self.log.info(
-            "Looked for payouts of %s created since %s: %d listed, %d of this run found",
+            "Looked for payouts of %s created since %s: %d listed (%d page(s)), %d of this run found",
             self.identity.describe(),
-            datetime.fromtimestamp(since, timezone.utc).isoformat(),
+            datetime.fromtimestamp(min(since, other_runs_since or since), timezone.utc).isoformat(),
             result.listed,
+            result.pages,
             len(result.found),
         )
+        if other_runs_since is not None:
+            self.log.info(
+                "Cross-run protection: %d reference(s) paid by other runs of DAG %r since %s",
+                len(result.other_runs),
+                self.identity.dag_id,
+                datetime.fromtimestamp(other_runs_since, timezone.utc).isoformat(),
+            )
         for reference, ids in result.duplicates.items():
             self.log.error(
                 "Reference %r already has %d payouts in this run (%s): check them in the Stripe Dashboard; no "
@@ -185,11 +212,15 @@ class PayoutEngine:
         reference = instruction.reference
         state = self.progress.get(reference)
         if state is not None and state.code == "ok":
-            sink.add(item_result(instruction, "existing", payout_id=state.object_id))
+            sink.add(item_result(instruction, "existing", payout_id=state.object_id, created_by_try=state.made_by))
             self._log_movement("Already paid out (task state store)", instruction, state.object_id, None)
             return None
         found = existing.get(reference)
         if found is None:
+            other = self._paid_by_other_run(instruction)
+            if other is not None:
+                self._refuse_paid_by_other_run(instruction, other, sink)
+                return None
             return self.requests.plan(reference)
         if (found.amount, found.currency) != (instruction.amount, instruction.currency):
             message = (
@@ -205,10 +236,41 @@ class PayoutEngine:
             sink.add(item_result(instruction, "failed", payout_id=found.id, status=found.status, error=error))
             self.log.error("%s: %s", instruction.where(), message)
             return None
-        self.progress.record(reference, state.generation if state else 0, "ok", found.id)
-        sink.add(item_result(instruction, "existing", payout_id=found.id, status=found.status))
+        made_by = self.progress.try_that_created(found.created, self.identity.try_number)
+        self.progress.record(reference, state.generation if state else 0, "ok", found.id, made_by)
+        sink.add(item_result(instruction, "existing", payout_id=found.id, status=found.status, created_by_try=made_by))
         self._log_movement("Already paid out (found in Stripe)", instruction, found.id, found.status)
         return None
+
+    def _paid_by_other_run(self, instruction: PayoutInstruction) -> PaidByRun | None:
+        """The payout another run of this DAG made for this item's reference, if protection covers the item."""
+        if self.cross_run is None or self.reconciliation is None:
+            return None
+        if not self.cross_run.covers(instruction.has_explicit_reference):
+            return None
+        return self.reconciliation.other_runs.get(instruction.reference)
+
+    def _refuse_paid_by_other_run(self, instruction: PayoutInstruction, other: PaidByRun, sink: ResultSink) -> None:
+        payout = other.payout
+        sink.add(
+            item_result(
+                instruction,
+                "already_paid_by_run",
+                payout_id=payout.id,
+                status=payout.status,
+                paid_by_run=other.run_id,
+            )
+        )
+        self.log.warning(
+            "NOT paid, %s: run %r of DAG %r already paid this reference (payout %s, %s, status %s); nothing was "
+            "sent. To pay it anyway, give the item a new reference or set cross_run_protection=False",
+            instruction.where(),
+            other.run_id,
+            self.identity.dag_id,
+            payout.id,
+            format_amount(payout.amount, payout.currency),
+            payout.status,
+        )
 
     def _create(self, instruction: PayoutInstruction, attempt: Attempt) -> Answer[Any]:
         """One ``POST /v1/payouts`` (worker thread): never raises, returns the answer."""
@@ -227,8 +289,16 @@ class PayoutEngine:
             return settled
         if settled.error is None:
             payout = PayoutFacts.of(settled.result)
-            sink.add(item_result(instruction, settled.outcome, payout_id=payout.id, status=payout.status))
             earlier = settled.outcome == "existing"
+            made_by: int | None = self.identity.try_number
+            if earlier:
+                made_by = self.progress.try_that_created(payout.created, self.identity.try_number)
+                self.progress.record(instruction.reference, settled.attempt.generation, "ok", payout.id, made_by)
+            sink.add(
+                item_result(
+                    instruction, settled.outcome, payout_id=payout.id, status=payout.status, created_by_try=made_by
+                )
+            )
             verb = "Already paid out (Stripe replayed an earlier request)" if earlier else "Paid out"
             self._log_movement(verb, instruction, payout.id, payout.status)
             return None

@@ -92,6 +92,15 @@ class PayoutInstruction:
         """``item 3, reference 'inv-1'``: how messages name the item."""
         return f"item {self.index}, reference {self.reference!r}"
 
+    @property
+    def has_explicit_reference(self) -> bool:
+        """Whether the user named the item (its reference is not the hash of its contents).
+
+        Cross-run protection covers these by default: an explicit reference (an invoice or
+        settlement id) names one payment, while equal contents may well be paid every run.
+        """
+        return self.reference != content_reference(self)
+
 
 def _content(instruction: PayoutInstruction) -> dict[str, Any]:
     """The payout's contents without index and reference, ``None`` fields left out."""

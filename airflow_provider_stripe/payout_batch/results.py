@@ -11,8 +11,18 @@ can be large, and XComs live in the metadata database, so:
   the task log still has one line per item.
 
 Each result: ``index``, ``reference``, ``outcome`` (``created``, ``existing``,
-``failed``, ``not_attempted``, ``dry_run``), and ``payout_id``, ``status``, ``amount``,
-``currency``, ``error`` when known.
+``already_paid_by_run``, ``failed``, ``not_attempted``, ``dry_run``), and ``payout_id``,
+``status``, ``amount``, ``currency``, ``created_by_try``, ``paid_by_run``, ``error`` when
+known. ``created``/``existing`` are what *this try* did (it created the payout / found it,
+created earlier); ``already_paid_by_run`` means another run of the DAG (``paid_by_run``,
+its run id; ``payout_id``, its payout) paid the reference within the look-back, so nothing
+was sent.
+
+The summary's counts per outcome describe this try; ``summary["this_run"]`` describes the
+run across its tries (:meth:`ResultSink.run_totals`): ``paid`` (payouts of this run),
+``created_by_try`` (``{"1": 148, "2": 2}``; ``"earlier"`` when the try is not known, e.g.
+no task state store and a third try), ``found`` (paid by earlier tries, found by this
+one), ``already_paid_by_run`` (``{run_id: items}``), ``failed`` and ``not_attempted``.
 """
 
 from __future__ import annotations
@@ -22,8 +32,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Literal
 
-Outcome = Literal["created", "existing", "failed", "not_attempted", "dry_run"]
-OUTCOMES: tuple[Outcome, ...] = ("created", "existing", "failed", "not_attempted", "dry_run")
+Outcome = Literal["created", "existing", "already_paid_by_run", "failed", "not_attempted", "dry_run"]
+OUTCOMES: tuple[Outcome, ...] = ("created", "existing", "already_paid_by_run", "failed", "not_attempted", "dry_run")
+UNKNOWN_TRY = "earlier"
+"""``created_by_try`` key of payouts of this run whose try is not known."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,8 @@ class ItemResult:
     currency: str
     payout_id: str | None = None
     status: str | None = None
+    created_by_try: int | None = None
+    paid_by_run: str | None = None
     error: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -47,8 +61,13 @@ class ItemResult:
 class ResultSink:
     """Collects results: counts and amounts always, items inline or in a JSON Lines file."""
 
-    def __init__(self, *, total: int, results_path: Any | None = None, inline_limit: int = 1000) -> None:
+    def __init__(
+        self, *, total: int, results_path: Any | None = None, inline_limit: int = 1000, try_number: int = 1
+    ) -> None:
         self.total = total
+        self.try_number = try_number
+        self.created_by_try: dict[str, int] = {}
+        self.paid_by_runs: dict[str, int] = {}
         self.results_path = results_path
         self.inline_limit = inline_limit
         self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
@@ -68,6 +87,11 @@ class ResultSink:
 
     def add(self, result: ItemResult) -> None:
         self.counts[result.outcome] += 1
+        if result.outcome in ("created", "existing"):
+            made_by = str(result.created_by_try) if result.created_by_try is not None else UNKNOWN_TRY
+            self.created_by_try[made_by] = self.created_by_try.get(made_by, 0) + 1
+        elif result.paid_by_run is not None:
+            self.paid_by_runs[result.paid_by_run] = self.paid_by_runs.get(result.paid_by_run, 0) + 1
         per_currency = self.amounts.setdefault(result.currency, {})
         per_currency[result.outcome] = per_currency.get(result.outcome, 0) + result.amount
         row = result.as_dict()
@@ -83,10 +107,39 @@ class ResultSink:
     def close(self) -> None:
         self._stack.close()
 
+    def run_totals(self) -> dict[str, Any]:
+        """What the run did across its tries (see the module docstring); counts only, XCom-small."""
+        return {
+            "try_number": self.try_number,
+            "paid": self.counts["created"] + self.counts["existing"],
+            "created_by_try": dict(sorted(self.created_by_try.items(), key=lambda kv: (not kv[0].isdigit(), kv[0]))),
+            "found": self.counts["existing"],
+            "already_paid_by_run": dict(self.paid_by_runs),
+            "failed": self.counts["failed"],
+            "not_attempted": self.counts["not_attempted"],
+        }
+
+    def describe_run(self) -> str:
+        """One log line of :meth:`run_totals`: what the run did, by try."""
+        totals = self.run_totals()
+        tries = ", ".join(
+            f"{n} by try {t}" if t != UNKNOWN_TRY else f"{n} by an earlier try (which one is not known)"
+            for t, n in totals["created_by_try"].items()
+        )
+        others = ", ".join(f"{n} by run {run}" for run, n in totals["already_paid_by_run"].items())
+        return (
+            f"this run (try {self.try_number}) has {totals['paid']} payout(s)"
+            + (f" ({tries})" if tries else "")
+            + f"; {totals['found']} found this try, created earlier"
+            + (f"; already paid by other runs, not paid again: {others}" if others else "")
+            + f"; {totals['failed']} failed; {totals['not_attempted']} not attempted"
+        )
+
     def summary(self, **extra: Any) -> dict[str, Any]:
-        """Counts per outcome, amounts per currency and outcome, plus ``extra``."""
+        """Counts per outcome of this try, amounts per currency and outcome, the run's totals, plus ``extra``."""
         out: dict[str, Any] = {"total": self.total, **{k: v for k, v in self.counts.items() if v}}
         out["amounts"] = self.amounts
+        out["this_run"] = self.run_totals()
         if self.results_path is not None:
             out["results_path"] = str(self.results_path)
         elif not self._inline_all:

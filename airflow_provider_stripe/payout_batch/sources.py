@@ -229,6 +229,8 @@ class ValidatedBatch:
     path: Path
     count: int
     totals: dict[str, int] = field(default_factory=dict)
+    explicit_references: int = 0
+    """Items whose reference the user gave (cross-run protection covers them by default)."""
 
     def __iter__(self) -> Iterator[PayoutInstruction]:
         with self.path.open("r", encoding="utf-8") as handle:
@@ -286,7 +288,7 @@ def validate_batch(
     spool = Path(name)
     seen: dict[int, int] = {}  # 64-bit digest of each reference -> its first index
     kept: list[StripeInputError] = []
-    total_errors = invalid = count = 0
+    total_errors = invalid = count = explicit = 0
     totals: dict[str, int] = {}
 
     def report(error: StripeInputError) -> None:
@@ -308,6 +310,7 @@ def validate_batch(
                         report(error)
                 elif not invalid:
                     totals[instruction.currency] = totals.get(instruction.currency, 0) + instruction.amount
+                    explicit += instruction.has_explicit_reference
                     out.write(json.dumps(instruction.to_json(), separators=(",", ":")) + "\n")
         if invalid:
             raise StripeBatchInputError(kept, invalid_items=invalid, total_items=count, total_errors=total_errors)
@@ -315,4 +318,4 @@ def validate_batch(
         with contextlib.suppress(FileNotFoundError):
             spool.unlink()
         raise
-    return ValidatedBatch(path=spool, count=count, totals=totals)
+    return ValidatedBatch(path=spool, count=count, totals=totals, explicit_references=explicit)

@@ -20,6 +20,13 @@ Stripe documents:
   sent to localstripe another way (another front) is therefore seen by the next listing,
   not by the pages of a listing already under way.
 * ``GET /v1/account``: the account of the key (localstripe has one global store).
+* Connected accounts, for payouts: localstripe ignores ``Stripe-Account``. The front
+  remembers which account each object created through it belongs to (the
+  ``Stripe-Account`` of the ``POST`` that created it; none: the platform), and its payout
+  list shows only the payouts of the request's account, as Stripe's does (a connected
+  account's payout batch must neither find nor be blocked by another account's payouts).
+  Other lists keep localstripe's one store, which tests of per-account exports rely on.
+  Objects created in localstripe directly belong to the platform.
 
 Why it lives in the package, not in ``tests/``: production code always sends those
 queries, so anyone running a DAG against a local localstripe needs the front too -- the
@@ -116,6 +123,8 @@ class StripeFront:
         self._lists: dict[tuple[Any, ...], OrderedList] = {}
         self._generation = 0
         """Changes when a pass-through request starts or ends: a list read that overlapped one is not kept."""
+        self.owners: dict[str, str] = {}
+        """Object id -> the connected account it was created under (platform objects are absent)."""
 
     # -- the aiohttp application ----------------------------------------------------
 
@@ -140,6 +149,7 @@ class StripeFront:
             response = exc
         if request.method == "DELETE" and request.path == FLUSH_PATH:
             self.log.clear()
+            self.owners.clear()
         else:
             self.log.append(LoggedRequest(request.method, request.path, tuple(request.query.items()), response.status))
         if isinstance(response, web.HTTPException):
@@ -183,10 +193,27 @@ class StripeFront:
             ) as upstream:
                 body = await upstream.read()
                 headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+                account = request.headers.get("Stripe-Account")
+                if account and request.method == "POST" and upstream.status == 200:
+                    self._remember_owner(body, account)
                 return web.Response(status=upstream.status, body=body, headers=headers)
         finally:  # and again once done: a list read that overlapped it is not kept
             self._generation += 1
             self._lists.clear()
+
+    def _remember_owner(self, body: bytes, account: str) -> None:
+        """Note the connected account of an object just created (or updated) under ``Stripe-Account``."""
+        try:
+            created = json.loads(body)
+        except ValueError:
+            return
+        if isinstance(created, dict) and isinstance(created.get("id"), str):
+            self.owners.setdefault(created["id"], account)
+
+    def visible(self, request: web.Request, objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The objects of the request's account (``Stripe-Account``, else the platform)."""
+        account = request.headers.get("Stripe-Account")
+        return [obj for obj in objects if self.owners.get(str(obj.get("id"))) == account]
 
     async def upstream_json(
         self, request: web.Request, path: str, params: Iterable[tuple[str, str]] = ()
@@ -375,6 +402,10 @@ class OrderedList:
             return self
         return OrderedList.newest_first([*reversed(self.objects), *oldest_first])
 
+    def subset(self, objects: Sequence[dict[str, Any]]) -> OrderedList:
+        """Some of this list's objects, given in its order (e.g. one account's)."""
+        return OrderedList(tuple(objects), {str(o.get("id")): i for i, o in enumerate(objects)})
+
     def page(self, query: ListQuery, object_name: str) -> tuple[list[dict[str, Any]], bool]:
         """One page: ``(data, has_more)``, newest first.
 
@@ -407,12 +438,14 @@ class ListSpec:
     :param local_filters: exact-match filters localstripe refuses, applied by the front.
     :param wildcard_filters: filters applied by the front where a trailing ``*`` matches a prefix.
     :param range_filters: timestamp fields filtered as ``field`` or ``field[gt|gte|lt|lte]``.
+    :param per_account: list only the objects of the request's ``Stripe-Account`` (or the platform).
     """
 
     object_name: str
     local_filters: tuple[str, ...] = ()
     wildcard_filters: tuple[str, ...] = ()
     range_filters: tuple[str, ...] = ("created",)
+    per_account: bool = False
 
     def parse(self, query: Mapping[str, str]) -> ListQuery:
         """The request's :class:`ListQuery` under this endpoint's filters."""
@@ -442,6 +475,8 @@ def list_endpoint(spec: ListSpec, held: HeldObjects | None = None) -> Handler:
             return upstream_error(status, ordered)
         if held is not None:
             ordered = ordered.joined(held())
+        if spec.per_account:
+            ordered = ordered.subset(front.visible(request, ordered.objects))
         return await list_page(request, ordered, query, spec.object_name)
 
     return handle
@@ -498,6 +533,8 @@ async def account(front: StripeFront, request: web.Request) -> web.StreamRespons
 _LOCAL_FILTERS: Mapping[str, tuple[str, ...]] = {"payouts": ("status",)}
 _WILDCARD_FILTERS: Mapping[str, tuple[str, ...]] = {"events": ("type",)}
 _RANGE_FILTERS: Mapping[str, tuple[str, ...]] = {"payouts": ("created", "arrival_date")}
+_PER_ACCOUNT: frozenset[str] = frozenset({"payouts"})
+"""Lists Stripe scopes to the request's ``Stripe-Account`` that localstripe does not (see module doc)."""
 
 
 def list_spec(resource: str) -> ListSpec:
@@ -509,6 +546,7 @@ def list_spec(resource: str) -> ListSpec:
         local_filters=_LOCAL_FILTERS.get(resource, ()),
         wildcard_filters=_WILDCARD_FILTERS.get(resource, ()),
         range_filters=_RANGE_FILTERS.get(resource, ("created",)),
+        per_account=resource in _PER_ACCOUNT,
     )
 
 

@@ -4,7 +4,9 @@ One DAG run (about 15 s unloaded): the batch operator creates the sample's five 
 defers -- ``dag.test()`` runs the trigger inline -- and the simulated bank marks the
 payouts paid only once the trigger is polling, so the run proves the deferral path: the
 trigger's serialized kwargs (no key), its success event and ``execute_complete``.
-Then ``scripts/demo.py`` runs as a subprocess, as a user would run it (about 25 s unloaded).
+A second manual run on the same file pays nobody again: its items say ``already_paid_by_run``
+with the first run's id (cross-run protection). Then ``scripts/demo.py`` runs as a
+subprocess, as a user would run it (about 25 s unloaded).
 """
 
 from __future__ import annotations
@@ -113,6 +115,25 @@ def test_daily_batch_pays_each_instruction_once_and_waits_in_the_triggerer(
     assert report["created"] == len(instructions) and report["paid"] == len(instructions)
     assert report["amounts"]["eur"]["created"] == sum(i["amount"] for i in instructions)
     assert sorted(report["payout_ids"]) == sorted(p["id"] for p in payouts)
+
+
+def test_a_second_run_on_the_same_instructions_pays_nobody_again(payout_dag: Any, localstripe: str) -> None:
+    """Re-triggering (not clearing) the DAG for the same file: the second run's items name the first run."""
+    conf = {"instructions_file": str(SAMPLE), "poll_seconds": 0.5}
+    with SettlementSimulator(localstripe, LOCAL_TEST_KEY, delay=0.5):
+        first = payout_dag.test(run_conf=conf)  # manual runs without a logical date: distinct run ids
+        second = payout_dag.test(run_conf=conf)
+    assert str(first.state) == str(second.state) == "success" and first.run_id != second.run_id
+
+    instructions = [json.loads(line) for line in Path(SAMPLE).read_text().splitlines() if line.strip()]
+    payouts = list_all_payouts(localstripe, LOCAL_TEST_KEY)
+    assert len(payouts) == len(instructions), "each instruction paid exactly once across both runs"
+    batch = _xcom(second, "create_payouts")
+    assert {(r["outcome"], r["paid_by_run"]) for r in batch["results"]} == {("already_paid_by_run", first.run_id)}
+    assert sorted(r["payout_id"] for r in batch["results"]) == sorted(p["id"] for p in payouts)
+    assert batch["summary"]["this_run"]["already_paid_by_run"] == {first.run_id: len(instructions)}
+    report = _xcom(second, "report")
+    assert (report["created"], report["already_paid_by_run"]) == (0, len(instructions)), report
 
 
 def test_demo_script_runs_the_batch_end_to_end() -> None:

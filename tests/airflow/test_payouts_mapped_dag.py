@@ -4,7 +4,8 @@ runner, XCom, mapping and task state store (AIP-103).
 * Against localstripe: the first run of a logical date pays every regional item (two
   mapped batch tasks) and every bonus (mapped single payouts) once; running the same
   logical date again (``dag.test`` deletes the old run and makes a new one, with a new run
-  id and an empty state store) pays nothing; the next logical date pays again. Three
+  id and an empty state store) pays nothing; the next logical date, on the same references,
+  pays nothing either (cross-run protection). Three
   ``dag.test`` runs, about 10 s each.
 * Against the recording stub behind the fault proxy (Stripe's idempotency semantics):
   a payout refused for insufficient funds in the first try is paid by Airflow's retry
@@ -106,10 +107,16 @@ def test_each_logical_date_pays_every_mapped_item_once(
     assert [b["id"] for b in xcoms(again, "pay_bonuses")] == [b["id"] for b in bonuses]
     assert _by_run_and_reference(localstripe) == after_first, "re-running a logical date pays nothing"
 
+    # The next logical date on the same references: cross-run protection (on for explicit
+    # references) names the run that paid each one and pays nobody again.
     following = run(DAY_1 + timedelta(days=1))
     assert str(following.state) == "success", task_states(following)
-    counts = _by_run_and_reference(localstripe)
-    assert len(counts) == 18 and set(counts.values()) == {1}, "the next logical date pays everything again"
+    assert [r["summary"].get("already_paid_by_run") for r in xcoms(following, "pay_regions")] == [4, 3]
+    assert {r["paid_by_run"] for region in xcoms(following, "pay_regions") for r in region["results"]} == {first.run_id}
+    assert [(b["outcome"], b["id"]) for b in xcoms(following, "pay_bonuses")] == [
+        ("already_paid_by_run", b["id"]) for b in bonuses
+    ]
+    assert _by_run_and_reference(localstripe) == after_first, "the next logical date pays nobody again"
 
 
 @pytest.mark.airflow_min("3.3", reason="the fresh key of a retried item comes from the task state store")

@@ -1,7 +1,10 @@
 """Money safety in a real deployment, driven through the REST API v2 (plus one SIGKILL):
 
-* clearing the batch task while it runs, and again after it succeeded, pays nobody twice;
-* SIGKILL of the task process mid-batch: the scheduler's retry finishes with exactly N payouts;
+* clearing the batch task while it runs, and again after it succeeded, pays nobody twice; a
+  second run triggered on the same file pays nobody again (cross-run protection: every item
+  ``already_paid_by_run`` with the first run's id);
+* SIGKILL of the task process mid-batch: the scheduler's retry finishes with exactly N payouts,
+  and the run-level results count what the killed first try created;
 * signed webhooks posted to the API server trigger the asset-scheduled DAG once per event;
   duplicates and bad signatures trigger nothing;
 * two task processes on one connection whose limit lives in Redis: the upstream never sees more
@@ -9,11 +12,6 @@
 
 The batch DAG (``tests/deployment/dags/deploy_payout_batch.py``) reaches the local Stripe through
 a proxy adding latency, so a few hundred payouts take long enough to be interrupted.
-
-Still to come with the idempotency engine being rewritten (issue 11): cross-run protection (a
-second run on the same instructions pays nobody again: ``start_batch`` twice on one file, then
-``assert_paid_once``) and run-level results (the summary after a SIGKILL counts what the first try
-created), asserted on the same runs as the tests below.
 """
 
 from __future__ import annotations
@@ -96,16 +94,40 @@ def test_clear_mid_run_and_after_success_pays_nobody_twice(deploy: Deployment, t
     assert_paid_once(deploy, "cleared")
     summary = deploy.xcom(BATCH_DAG, run_id, "create_payouts")["summary"]
     assert (summary.get("created", 0), summary.get("existing")) == (0, N), summary
+    run_level = summary["this_run"]
+    assert run_level["paid"] == N and run_level["found"] == N, run_level
+    assert sum(run_level["created_by_try"].values()) == N and "earlier" not in run_level["created_by_try"], run_level
+
+    # Triggered again (not cleared) on the same file: another run, which pays nobody again.
+    second = deploy.trigger(BATCH_DAG, logical_date=None, conf={"instructions_file": str(tmp_path / "cleared.jsonl")})
+    deploy.wait_run(BATCH_DAG, second, timeout=300)
+    assert_paid_once(deploy, "cleared")
+    again = deploy.xcom(BATCH_DAG, second, "create_payouts")
+    assert again["summary"].get("created", 0) == 0 and again["summary"]["already_paid_by_run"] == N, again["summary"]
+    assert again["summary"]["this_run"]["already_paid_by_run"] == {run_id: N}
 
 
 def test_sigkill_mid_batch_then_retry_pays_exactly_n(deploy: Deployment, tmp_path: Path) -> None:
     run_id = start_batch(deploy, tmp_path, "killed")
     ti = deploy.task_instance(BATCH_DAG, run_id, "create_payouts")
     assert ti["state"] == "running" and ti["pid"], ti
+    before_kill = sum(payouts_by_description(deploy.stripe_url, "killed").values())
     os.kill(int(ti["pid"]), signal.SIGKILL)  # the task process, as the OOM killer would
     deploy.wait_run(BATCH_DAG, run_id, timeout=300)
     assert_paid_once(deploy, "killed")
-    assert deploy.task_instance(BATCH_DAG, run_id, "create_payouts")["try_number"] >= 2
+    last_try = deploy.task_instance(BATCH_DAG, run_id, "create_payouts")["try_number"]
+    assert last_try >= 2
+
+    # The run-level results tell what the run did, not just the last try: the killed first try
+    # created at least what was seen before the kill, the retry the rest.
+    summary = deploy.xcom(BATCH_DAG, run_id, "create_payouts")["summary"]
+    by_try = summary["this_run"]["created_by_try"]
+    assert summary["this_run"]["paid"] == N and sum(by_try.values()) == N, summary
+    assert by_try.get("1", 0) >= before_kill, (before_kill, by_try)
+    assert set(by_try) <= {str(n) for n in range(1, last_try + 1)}, by_try
+    assert summary.get("created", 0) == by_try.get(str(last_try), 0) and summary["existing"] == N - summary.get(
+        "created", 0
+    ), summary
 
 
 def paid_payout_event(stripe_url: str) -> dict[str, Any]:

@@ -124,9 +124,12 @@ def test_batch_pays_once_per_run_and_again_next_run(localstripe: str, conn: Call
     assert {r["reference"]: r["payout_id"] for r in rerun["results"]} == paid
     assert_each_paid_once(localstripe, first, refs)
 
-    # The next run pays again, under its own keys and tag.
+    # The next run on the same references: cross-run protection (on by default for explicit
+    # references) pays nobody again; without it, the next run pays again under its own keys and tag.
     following = payout_context(logical_date=LOGICAL_DATE + timedelta(days=1))
-    assert batch(conn_id, items).execute(following)["summary"]["created"] == 30
+    refused = batch(conn_id, items).execute(following)["summary"]
+    assert refused.get("created", 0) == 0 and refused["already_paid_by_run"] == 30
+    assert batch(conn_id, items, cross_run_protection=False).execute(following)["summary"]["created"] == 30
     assert set(assert_each_paid_once(localstripe, following, refs).values()).isdisjoint(paid.values())
 
 

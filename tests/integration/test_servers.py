@@ -65,9 +65,10 @@ def post_payout(
     return requests.post(f"{url}/v1/payouts", data={"amount": amount, "currency": "eur"}, headers=hdrs, timeout=5)
 
 
-def upstream_payouts(url: str) -> list[dict[str, Any]]:
-    """Every payout localstripe holds (read directly, bypassing any proxy)."""
-    resp = requests.get(f"{url}/v1/payouts", params={"limit": 100}, auth=(TEST_API_KEY, ""), timeout=5)
+def upstream_payouts(url: str, account: str | None = None) -> list[dict[str, Any]]:
+    """The payouts of one account (default: the platform) the local Stripe holds, bypassing any proxy."""
+    headers = {"Stripe-Account": account} if account else {}
+    resp = requests.get(f"{url}/v1/payouts", params={"limit": 100}, headers=headers, auth=(TEST_API_KEY, ""), timeout=5)
     resp.raise_for_status()
     return list(resp.json()["data"])
 
@@ -245,7 +246,8 @@ def test_keys_are_scoped_per_api_key_and_account(fault_proxy: ProxyFactory, loca
         post_payout(proxy.url, "shared", account="acct_1").json()["id"],
         post_payout(proxy.url, "shared", account="acct_1").json()["id"],  # replay
     }
-    assert len(ids) == 3 and len(upstream_payouts(localstripe)) == 3
+    assert len(ids) == 3 and len(upstream_payouts(localstripe)) == 2
+    assert len(upstream_payouts(localstripe, "acct_1")) == 1, "listed by its connected account only"
 
 
 def test_same_key_different_params_is_an_idempotency_error(fault_proxy: ProxyFactory, localstripe: str) -> None:

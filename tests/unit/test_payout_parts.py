@@ -13,6 +13,7 @@ import pytest
 from airflow_provider_stripe.errors import StripeRequestError
 from airflow_provider_stripe.idempotency import (
     BatchLedger,
+    ItemState,
     PayoutIdentity,
     allows_fresh_key,
     next_generation,
@@ -20,6 +21,7 @@ from airflow_provider_stripe.idempotency import (
 )
 from airflow_provider_stripe.payout_batch import sources
 from airflow_provider_stripe.payout_batch.instructions import check_instruction, instruction_from_params
+from airflow_provider_stripe.payout_batch.results import ItemResult, ResultSink
 from airflow_provider_stripe.payout_batch.sources import SourceError, StripeBatchInputError, iter_source, validate_batch
 from airflow_provider_stripe.validation import StripeInputError
 
@@ -181,3 +183,73 @@ def test_progress_writes_a_new_generation_before_it_is_used_and_resumes() -> Non
     forgetful.load(10)
     forgetful.record("a", 2, "sent")
     assert not forgetful.remembered and forgetful.get("a") is None
+
+
+def test_ledger_keeps_when_each_try_started_and_which_try_created_each_payout() -> None:
+    store = _Store()
+    first = BatchLedger(store, flush_interval=3600)
+    first.load(10, 1)
+    assert list(store.data["stripe_payout_batch"]["tries"]) == ["1"], "written before the try sends anything"
+    first.record("a", 0, "ok", "po_1", made_by=1)
+    first.record("b", 0, "ok", "po_2", made_by=None)  # replayed: its try is learnt later
+    first.flush(force=True)
+    assert store.data["stripe_payout_batch/0"] == {"a": "po_1", "b": [0, "ok", "po_2"]}, "try 1's stays compact"
+
+    second = BatchLedger(store, flush_interval=3600)
+    second.load(10, 2)
+    assert sorted(store.data["stripe_payout_batch"]["tries"]) == ["1", "2"]
+    assert second.tries[1] == first.tries[1], "an earlier try's start is kept as written"
+    second.record("c", 1, "ok", "po_3", made_by=2)
+    second.flush(force=True)
+    assert store.data["stripe_payout_batch/0"]["c"] == [1, "ok", "po_3", 2]
+    third = BatchLedger(store)
+    third.load(10, 3)
+    assert [(third.get(r) or ItemState(0, "sent")).made_by for r in "abc"] == [1, None, 2]
+
+    third.tries = {
+        1: datetime(2026, 1, 1, 0, 0, 30, tzinfo=timezone.utc),
+        2: datetime(2026, 1, 1, 0, 10, 0, 500, tzinfo=timezone.utc),
+    }
+    at = lambda minute, second=0: int(datetime(2026, 1, 1, 0, minute, second, tzinfo=timezone.utc).timestamp())  # noqa: E731
+    assert third.try_that_created(at(5), 3) == 1
+    assert third.try_that_created(at(0, 29), 3) == 1, "Stripe's whole seconds: a second of slack"
+    assert third.try_that_created(at(10), 3) == 2 and third.try_that_created(at(10), 2) == 1
+    assert third.try_that_created(at(0), 3) is None, "older than the run's first try: not this run's tries"
+
+    without_store = BatchLedger(None)
+    without_store.load(10, 2)
+    assert without_store.try_that_created(at(5), 2) == 1, "try 2 can only follow try 1"
+    assert without_store.try_that_created(at(5), 3) is None, "a third try cannot tell"
+
+
+def test_explicit_references_are_told_from_content_hashes() -> None:
+    named, _ = check_instruction({"reference": "inv-1", "amount": 100, "currency": "eur"}, 0)
+    unnamed, _ = check_instruction({"amount": 100, "currency": "eur"}, 1)
+    assert named is not None and unnamed is not None
+    assert named.has_explicit_reference and not unnamed.has_explicit_reference
+    with validate_batch(
+        [{"reference": "inv-1", "amount": 100, "currency": "eur"}, {"amount": 5, "currency": "eur"}]
+    ) as b:
+        assert b.explicit_references == 1 and [i.has_explicit_reference for i in b] == [True, False]
+
+
+def test_run_totals_count_what_the_run_did_by_try() -> None:
+    sink = ResultSink(total=6, try_number=3)
+    base = {"amount": 100, "currency": "eur"}
+    sink.add(ItemResult(index=0, reference="a", outcome="created", created_by_try=3, **base))
+    sink.add(ItemResult(index=1, reference="b", outcome="existing", created_by_try=1, **base))
+    sink.add(ItemResult(index=2, reference="c", outcome="existing", created_by_try=1, **base))
+    sink.add(ItemResult(index=3, reference="d", outcome="existing", created_by_try=None, **base))
+    sink.add(ItemResult(index=4, reference="e", outcome="already_paid_by_run", paid_by_run="manual__x", **base))
+    sink.add(ItemResult(index=5, reference="f", outcome="failed", error={"type": "api_error"}, **base))
+    assert sink.summary()["this_run"] == {
+        "try_number": 3,
+        "paid": 4,
+        "created_by_try": {"1": 2, "3": 1, "earlier": 1},
+        "found": 3,
+        "already_paid_by_run": {"manual__x": 1},
+        "failed": 1,
+        "not_attempted": 0,
+    }
+    line = sink.describe_run()
+    assert "2 by try 1, 1 by try 3, 1 by an earlier try" in line and "1 by run manual__x" in line
