@@ -9,7 +9,8 @@ a background thread lists the server's payouts and, once a payout has been seen
 why this refuses any base URL that is not a loopback address.
 
 ``decide`` chooses the outcome per payout (default: paid), so tests can also simulate a
-``failed`` payout with a ``failure_code`` and ``failure_message``.
+``failed`` payout with a ``failure_code`` and ``failure_message``; ``delay`` may also be
+chosen per payout (e.g. keep some pending long enough for a sensor to defer).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def _is_loopback(host: str) -> bool:
 
 
 Decide = Callable[[Mapping[str, Any]], Settlement]
+Delay = Callable[[Mapping[str, Any]], float]
 
 
 class SettlementSimulator:
@@ -66,7 +68,8 @@ class SettlementSimulator:
 
     :param base_url: the local server, e.g. ``http://127.0.0.1:PORT`` (loopback only).
     :param api_key: any test key the server accepts.
-    :param delay: seconds a payout stays ``pending`` before it is settled.
+    :param delay: seconds a payout stays ``pending`` before it is settled, or payout (as
+        JSON) -> those seconds.
     :param interval: seconds between scans.
     :param decide: payout (as JSON) -> :class:`Settlement`; default: paid.
     """
@@ -76,14 +79,18 @@ class SettlementSimulator:
         base_url: str,
         api_key: str,
         *,
-        delay: float = 2.0,
+        delay: float | Delay = 2.0,
         interval: float = 0.25,
         decide: Decide | None = None,
     ) -> None:
         if not _is_loopback(urlsplit(base_url).hostname or ""):
             raise ValueError(f"the settlement simulator only drives a local test server, not {base_url}")
         self.base_url = base_url.rstrip("/")
-        self.delay = delay
+        if callable(delay):
+            self.delay: Delay = delay
+        else:
+            seconds = float(delay)
+            self.delay = lambda _payout: seconds
         self.interval = interval
         self.decide = decide or (lambda _payout: PAID)
         self.settled: dict[str, Settlement] = {}
@@ -119,7 +126,7 @@ class SettlementSimulator:
             if payout.get("status") != "pending" or payout_id in self.settled:
                 continue
             first = self._first_seen.setdefault(payout_id, now)
-            if now - first < self.delay:
+            if now - first < self.delay(payout):
                 continue
             outcome = self.decide(payout)
             resp = self._session.post(f"{self.base_url}/v1/payouts/{payout_id}", data=outcome.form(), timeout=5)

@@ -51,6 +51,16 @@ LIMIT_PER_MINUTE = 60
 """The ``stripe_limited`` connection's client-side limit, shared by its tasks through Redis."""
 READY_TIMEOUT_S = 180.0
 TERMINAL = {"success", "failed"}
+HELD_PREFIX = "deploy-held"
+"""Payouts whose description starts so stay ``pending`` for ``HELD_SECONDS`` (others 0.5 s): long
+enough for the payout sensor to find them unpaid and defer to the triggerer."""
+HELD_SECONDS = 20.0
+
+
+def settlement_delay(payout: Mapping[str, Any]) -> float:
+    """How long the simulated bank keeps a payout of the deployment pending (see ``HELD_PREFIX``)."""
+    return HELD_SECONDS if str(payout.get("description") or "").startswith(HELD_PREFIX) else 0.5
+
 
 CELERY_WORKER_CONCURRENCY = 2
 """Task slots of each Celery worker."""
@@ -301,7 +311,8 @@ def run_deployment(workdir: Path, *, celery_workers: int = 0) -> Iterator[Deploy
         db_url = stack.enter_context(run_postgres(workdir, extra_databases=results_db))
         redis_url = stack.enter_context(run_redis(workdir))
         stripe_url = stack.enter_context(run_localstripe())
-        stack.enter_context(SettlementSimulator(stripe_url, TEST_API_KEY, delay=0.5, interval=1.0))  # plays the bank
+        bank = SettlementSimulator(stripe_url, TEST_API_KEY, delay=settlement_delay, interval=1.0)
+        stack.enter_context(bank)
         slow = stack.enter_context(run_counting_proxy(stripe_url, latency_ms=SLOW_LATENCY_MS))
         limited = stack.enter_context(run_counting_proxy(stripe_url))
         config = DeploymentConfig(workdir, db_url, redis_url, stripe_url, slow.url, limited.url)

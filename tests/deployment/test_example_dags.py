@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.deployment.deployment import Deployment
+from tests.deployment.deployment import HELD_PREFIX, HELD_SECONDS, Deployment
 from tests.deployment.upstream import instructions, list_all, payouts_by_description, write_jsonl
 from tests.servers.localstripe_server import TEST_API_KEY
 
@@ -66,6 +66,27 @@ def test_payout_batch_example(examples: Deployment, tmp_path: Path) -> None:
         assert len(paid) == count and set(paid.values()) == {1}, paid
     report = examples.xcom(dag, runs["undated"], "report")
     assert (report["created"], report["paid"]) == (2, 2), report
+
+
+def test_payout_sensor_defers_to_the_triggerer(examples: Deployment, tmp_path: Path) -> None:
+    """Payouts still pending at the sensor's first poke: it defers, the triggerer polls, the task resumes."""
+    dag = "stripe_payout_batch"
+    examples.unpause(dag)
+    path = write_jsonl(tmp_path / "held.jsonl", instructions(f"{HELD_PREFIX}-sensor", 2))
+    run_id = examples.trigger(dag, logical_date=None, conf={"instructions_file": path, "poll_seconds": 2})
+    seen = examples.wait_for(
+        "the payout sensor to be deferred",
+        lambda: (
+            (ti := examples.task_instance(dag, run_id, "wait_for_payouts"))["state"] in {"deferred", "success"} and ti
+        ),
+        timeout=HELD_SECONDS + 60,
+    )
+    assert seen["state"] == "deferred", f"the sensor never deferred (payouts settled before its first poke?): {seen}"
+    examples.wait_run(dag, run_id, timeout=HELD_SECONDS + 120)
+    sensed = examples.task_instance(dag, run_id, "wait_for_payouts")
+    assert (sensed["state"], sensed["try_number"]) == ("success", 1), sensed
+    paid = payouts_by_description(examples.stripe_url, f"{HELD_PREFIX}-sensor")
+    assert len(paid) == 2 and set(paid.values()) == {1}, paid
 
 
 def test_mapped_payouts_example(examples: Deployment, tmp_path: Path) -> None:
