@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,6 +72,9 @@ class SettlementSimulator:
         JSON) -> those seconds.
     :param interval: seconds between scans.
     :param decide: payout (as JSON) -> :class:`Settlement`; default: paid.
+    :param accounts: whose payouts it settles: ``None`` is the platform, an ``acct_...`` id a
+        connected account (listed and settled with ``Stripe-Account``, since Stripe's lists, and
+        the local front's, show one account's payouts only).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class SettlementSimulator:
         delay: float | Delay = 2.0,
         interval: float = 0.25,
         decide: Decide | None = None,
+        accounts: Sequence[str | None] = (None,),
     ) -> None:
         if not _is_loopback(urlsplit(base_url).hostname or ""):
             raise ValueError(f"the settlement simulator only drives a local test server, not {base_url}")
@@ -93,6 +97,7 @@ class SettlementSimulator:
             self.delay = lambda _payout: seconds
         self.interval = interval
         self.decide = decide or (lambda _payout: PAID)
+        self.accounts = tuple(accounts)
         self.settled: dict[str, Settlement] = {}
         self._first_seen: dict[str, float] = {}
         self._session = requests.Session()
@@ -121,7 +126,7 @@ class SettlementSimulator:
     def scan_once(self) -> None:
         """Settle the pending payouts whose delay has passed (one pass)."""
         now = time.monotonic()
-        for payout in self._iter_payouts():
+        for account, payout in self._iter_payouts():
             payout_id = payout["id"]
             if payout.get("status") != "pending" or payout_id in self.settled:
                 continue
@@ -129,17 +134,27 @@ class SettlementSimulator:
             if now - first < self.delay(payout):
                 continue
             outcome = self.decide(payout)
-            resp = self._session.post(f"{self.base_url}/v1/payouts/{payout_id}", data=outcome.form(), timeout=5)
+            resp = self._session.post(
+                f"{self.base_url}/v1/payouts/{payout_id}", data=outcome.form(), headers=_headers(account), timeout=5
+            )
             resp.raise_for_status()
             self.settled[payout_id] = outcome
 
-    def _iter_payouts(self) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": 100}
-        while True:
-            resp = self._session.get(f"{self.base_url}/v1/payouts", params=params, timeout=5)
-            resp.raise_for_status()
-            page = resp.json()
-            yield from page["data"]
-            if not page.get("has_more") or not page["data"]:
-                return
-            params["starting_after"] = page["data"][-1]["id"]
+    def _iter_payouts(self) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        """Every payout of every account it settles, with that account."""
+        for account in self.accounts:
+            params: dict[str, Any] = {"limit": 100}
+            while True:
+                resp = self._session.get(
+                    f"{self.base_url}/v1/payouts", params=params, headers=_headers(account), timeout=5
+                )
+                resp.raise_for_status()
+                page = resp.json()
+                yield from ((account, payout) for payout in page["data"])
+                if not page.get("has_more") or not page["data"]:
+                    break
+                params["starting_after"] = page["data"][-1]["id"]
+
+
+def _headers(account: str | None) -> dict[str, str]:
+    return {"Stripe-Account": account} if account else {}

@@ -108,6 +108,10 @@ DECLINED_SOURCE = "pm_card_chargeCustomerFail"
 WEBHOOK_ID = "leak_test"
 
 
+LEAK_TEST_ACCOUNT = "acct_leaktest"
+"""The connected account ``stripe_default`` acts for: its payouts are listed (and settled) with it."""
+
+
 def connection_json(base_url: str, storage_uri: str = "memory://") -> str:
     """``stripe_default`` as an ``AIRFLOW_CONN_`` value: Stripe Connect, every secret field set."""
     extra = {
@@ -118,7 +122,7 @@ def connection_json(base_url: str, storage_uri: str = "memory://") -> str:
         "mode": "managed",
         "auth_type": "oauth2",
         "oauth_client_id": "ca_leaktestclient",
-        "account_id": "acct_leaktest",
+        "account_id": LEAK_TEST_ACCOUNT,
         "oauth_refresh_token": REFRESH_TOKEN,
     }
     return json.dumps({"conn_type": "stripe", "extra": extra})
@@ -354,7 +358,7 @@ def bank_settling_after_deferral(base_url: str, runs: Runs) -> Iterator[None]:
                 runs.deferred = True
                 break
         if runs.deferred:
-            with SettlementSimulator(base_url, API_KEY, delay=0.0):
+            with SettlementSimulator(base_url, API_KEY, delay=0.0, accounts=[LEAK_TEST_ACCOUNT]):
                 stop.wait(180)
 
     thread = threading.Thread(target=bank, daemon=True, name="leak-test-bank")
