@@ -30,10 +30,10 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import asdict, dataclass
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, get_args
 
 Outcome = Literal["created", "existing", "already_paid_by_run", "failed", "not_attempted", "dry_run"]
-OUTCOMES: tuple[Outcome, ...] = ("created", "existing", "already_paid_by_run", "failed", "not_attempted", "dry_run")
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 UNKNOWN_TRY = "earlier"
 """``created_by_try`` key of payouts of this run whose try is not known."""
 

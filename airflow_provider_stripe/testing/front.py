@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -67,7 +68,14 @@ DEFAULT_LIMIT = 10
 UPSTREAM_PAGE = 100
 MAX_UPSTREAM_PAGES = 10_000
 """Bound on the pages read from localstripe for one list (a million objects)."""
-RANGE_OPERATORS = ("gt", "gte", "lt", "lte")
+_COMPARE: Mapping[str, Callable[[int, int], bool]] = {
+    "eq": operator.eq,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+"""A range filter's operator (``created[gte]``; ``eq`` for ``created=``) as a comparison."""
 _CURSORS = ("starting_after", "ending_before")
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length", "content-encoding"}
@@ -335,11 +343,11 @@ class ListQuery:
         for key, value in query.items():
             field = next((f for f in fields if key == f or key.startswith(f"{f}[")), None)
             if field is not None:
-                operator = "eq" if key == field else key[len(field) + 1 : -1]
-                if operator not in ("eq", *RANGE_OPERATORS) or (key != field and not key.endswith("]")):
+                op = "eq" if key == field else key[len(field) + 1 : -1]
+                if op not in _COMPARE or (key != field and not key.endswith("]")):
                     raise ListQueryError(f"Received unknown parameter: {key}", key)
                 try:
-                    ranges.setdefault(field, {})[operator] = int(value)
+                    ranges.setdefault(field, {})[op] = int(value)
                 except ValueError:
                     raise ListQueryError(f"Invalid integer: {value}", key) from None
             elif key in local:
@@ -365,15 +373,7 @@ class ListQuery:
         """Whether ``obj`` passes the timestamp ranges and the exact filters."""
         for field, bounds in self.ranges.items():
             value = int(obj.get(field) or 0)
-            if "eq" in bounds and value != bounds["eq"]:
-                return False
-            if "gt" in bounds and not value > bounds["gt"]:
-                return False
-            if "gte" in bounds and not value >= bounds["gte"]:
-                return False
-            if "lt" in bounds and not value < bounds["lt"]:
-                return False
-            if "lte" in bounds and not value <= bounds["lte"]:
+            if not all(_COMPARE[op](value, bound) for op, bound in bounds.items()):
                 return False
         return all(self._matches_exact(field, str(obj.get(field)), wanted) for field, wanted in self.exact.items())
 

@@ -25,9 +25,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from tests import airflow_env
 from tests.airflow.api_server import free_port
-from tests.airflow.dag_helpers import stop_process_group
+from tests.airflow.dag_helpers import run_airflow_service, stop_process_group
 
 STOP_TIMEOUT_S = 20.0
 
@@ -166,22 +165,8 @@ def run_redis(workdir: Path) -> Iterator[str]:
         stop_process_group(proc, STOP_TIMEOUT_S)
 
 
-@contextlib.contextmanager
 def run_airflow(
     args: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path, stop_timeout: float = STOP_TIMEOUT_S
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``airflow <args>`` with this environment, output to ``log``; stopped (process group) on exit."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(airflow_env.BIN / "airflow"), *args],
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        stop_process_group(proc, stop_timeout)
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """``airflow <args>`` with this environment in ``cwd``, output to ``log``; stopped (process group) on exit."""
+    return run_airflow_service(args, env, log, stop_timeout, cwd=cwd)
