@@ -80,6 +80,7 @@ def event_types(base_url: str) -> list[tuple[str, str]]:
     return [(e["type"], e["data"]["object"]["id"]) for e in data["data"]]
 
 
+@pytest.mark.slow
 async def test_fires_each_event_once_in_order_and_resumes_from_its_cursor(localstripe: str, conn_for) -> None:
     conn_id = conn_for(localstripe)
     first = payout(localstripe, "paid")
@@ -115,6 +116,7 @@ async def test_fires_each_event_once_in_order_and_resumes_from_its_cursor(locals
     assert ("payout.created", fourth) in event_types(localstripe)  # other types existed, and were skipped
 
 
+@pytest.mark.slow
 async def test_start_from_now_skips_history(localstripe: str, conn_for) -> None:
     payout(localstripe, "paid")
     time.sleep(1.1)
@@ -131,6 +133,7 @@ async def test_start_from_now_skips_history(localstripe: str, conn_for) -> None:
     assert event.payload["object_id"] == fresh
 
 
+@pytest.mark.slow
 async def test_failed_polls_back_off_within_bounds_then_resume(fault_proxy, conn_for) -> None:
     proxy = fault_proxy(faults=FaultPlan(rates={FaultKind.SERVER_ERROR: 1.0}, path_prefix="/v1/events"))
     conn_id = conn_for(proxy.url, max_network_retries=0)

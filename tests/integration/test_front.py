@@ -116,6 +116,7 @@ def test_request_log_records_queries_and_is_cleared_by_the_flush(localstripe: st
     assert request_log(localstripe) == []
 
 
+@pytest.mark.slow
 def test_command_serves_the_front_and_settles_payouts() -> None:
     """``python -m airflow_provider_stripe.testing.localstripe --settle``, as the README shows it."""
     command = [sys.executable, "-m", "airflow_provider_stripe.testing.localstripe", "--port", "0", "--settle", "0.5"]

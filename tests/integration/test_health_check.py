@@ -57,6 +57,7 @@ def test_no_retries_in_the_health_check(stub_stripe: StubServer, hook_for) -> No
     assert len(stub_stripe.requests) == 1
 
 
+@pytest.mark.slow
 def test_server_that_never_answers_fails_within_budget(hook_for) -> None:
     with run_silent_server() as silent:
         started = time.monotonic()

@@ -105,6 +105,7 @@ def test_object_storage_output_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+@pytest.mark.slow
 def test_importable_and_silent_without_openlineage(tmp_path: Path) -> None:
     probe = textwrap.dedent(
         """

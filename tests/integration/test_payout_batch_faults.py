@@ -42,7 +42,14 @@ RATES = {
 }
 
 
-@pytest.mark.parametrize("scale", [0.3, 1.0, 1.6], ids=["light", "storm", "heavy"])
+@pytest.mark.parametrize(
+    "scale",
+    [
+        pytest.param(0.3, id="light"),
+        pytest.param(1.0, id="storm", marks=pytest.mark.slow),
+        pytest.param(1.6, id="heavy", marks=pytest.mark.slow),
+    ],
+)
 @pytest.mark.parametrize("with_store", [True, False], ids=["state-store", "no-state-store"])
 def test_fault_storm_pays_each_item_exactly_once(
     localstripe: str,

@@ -131,6 +131,7 @@ def test_failed_and_canceled_payouts_of_another_run_do_not_block(localstripe: st
     assert outcomes == {"inv-0": "created", "inv-1": "created", "inv-2": "already_paid_by_run"}
 
 
+@pytest.mark.slow
 def test_the_look_back_bounds_what_blocks(localstripe: str, conn: str) -> None:
     items = eur_items(2)
     batch(conn, items).execute(payout_context())

@@ -314,6 +314,7 @@ def test_trigger_grace_period_and_deadline(bank: LocalPayouts, conn_for: Any, lo
     assert event["status"] == "timeout" and pending in event["message"]
 
 
+@pytest.mark.slow
 def test_trigger_reports_an_unreachable_stripe_as_an_error_without_the_key(conn_for: Any) -> None:
     trigger = StripePayoutTrigger(
         payout_ids=["po_1", "po_2"], stripe_conn_id=conn_for(refused_url()), poll_interval=0.1

@@ -124,6 +124,7 @@ def redis_server(password: str | None = None) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_redis_storage_shares_the_limit_across_processes() -> None:
     with redis_server() as uri:
         key = f"stripe:shared-{time.time_ns()}"

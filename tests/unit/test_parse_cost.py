@@ -9,6 +9,8 @@ of those modules and execute every example DAG file, then look at ``sys.modules`
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.parse_probe import (
     PARSE_TIME_PACKAGES,
     RUN_TIME_PACKAGES,
@@ -28,6 +30,7 @@ def _imported(name: str, modules: list[str]) -> list[str]:
     return [m for m in modules if m == name or m.startswith(f"{name}.")]
 
 
+@pytest.mark.slow
 def test_parsing_dags_imports_no_stripe_sdk() -> None:
     modules = provider_modules((*PARSE_TIME_PACKAGES, *RUN_TIME_PACKAGES, "hooks"))
     files = [str(p) for p in example_dag_files()]

@@ -487,6 +487,7 @@ def test_header_name_and_algorithm_come_from_the_contract() -> None:
     assert STRIPE_CONTRACT.webhook_signing_auth.algorithm == STRIPE_CONTRACT.webhook.signing_algorithm
 
 
+@pytest.mark.slow
 def test_importing_the_module_loads_no_stripe_sdk() -> None:
     # Airflow is loaded: the provider's one error hierarchy (errors.py) makes deterministic
     # errors AirflowFailExceptions so that Airflow does not retry them.
