@@ -481,10 +481,17 @@ def test_error_is_a_value_error_and_pickles() -> None:
     assert str(clone) == str(error)
 
 
-def test_header_name_and_algorithm_come_from_the_contract() -> None:
-    assert STRIPE_CONTRACT.webhook.signature_header == SIGNATURE_HEADER
-    assert STRIPE_CONTRACT.webhook_signing_auth.signature_header == STRIPE_CONTRACT.webhook.signature_header
-    assert STRIPE_CONTRACT.webhook_signing_auth.algorithm == STRIPE_CONTRACT.webhook.signing_algorithm
+def test_header_name_and_algorithm_are_stripes() -> None:
+    # Stripe's documented values (the spec's signatureHeader and signingAlgorithm), written out
+    # here: comparing the contract with itself could not fail.
+    assert SIGNATURE_HEADER.lower() == "stripe-signature"
+    assert STRIPE_CONTRACT.webhook_signing_auth.signature_header.lower() == "stripe-signature"
+    now = int(time.time())
+    signed = f"{now}.".encode() + PAYLOAD
+    sha256 = hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
+    sha1 = hmac.new(SECRET.encode(), signed, hashlib.sha1).hexdigest()
+    verify_signature(PAYLOAD, f"t={now},v1={sha256}", [SECRET], now=now)
+    refused(WebhookSignatureReason.NO_MATCH, lambda: verify_signature(PAYLOAD, f"t={now},v1={sha1}", [SECRET], now=now))
 
 
 @pytest.mark.slow
