@@ -272,18 +272,49 @@ class StripePayoutError(StripeProviderError, RuntimeError):
         for row in failures[:FAILURES_IN_MESSAGE]:
             err = row.get("error") or {}
             lines.append(
-                f"  - item {row['index']}, reference {row['reference']!r}: {err.get('message', 'failed')}"
+                f"  - item {row['index']}, reference {row['reference']!r}: "
+                + (f"[{err['code']}] " if err.get("code") else "")
+                + f"{err.get('message', 'failed')}"
                 + (f" -> {err['next']}" if err.get("next") else "")
             )
         if failed_total > FAILURES_IN_MESSAGE:
             lines.append(f"  ... and {failed_total - FAILURES_IN_MESSAGE} more (see the task log / results)")
         if summary.get("not_attempted"):
             lines.append(f"  {summary['not_attempted']} item(s) were not attempted (on_failure='stop').")
-        lines.append(
-            "Retrying the task is safe: created payouts are found again and never repeated; items with an "
-            "unknown outcome reuse their idempotency key; refused items get a fresh one."
-        )
+        lines.append(self.NEXT)
         super().__init__(redact("\n".join(lines)))
+
+    NEXT = (
+        "Airflow retries the task: created payouts are found again and never repeated; items with an unknown "
+        "outcome reuse their idempotency key; refused items get a fresh one. The results (outcome, payout id, "
+        "status per item) are in the task's XCom."
+    )
+
+    @staticmethod
+    def for_batch(summary: dict[str, Any], failures: list[dict[str, Any]], failed_total: int) -> StripePayoutError:
+        """The error to raise: :class:`StripePayoutRefusedError` when every failure is definitive."""
+        listed_all = len(failures) == failed_total
+        definitive = (
+            listed_all
+            and not summary.get("not_attempted")
+            and all(f.get("error", {}).get("definitive") for f in failures)
+        )
+        cls = StripePayoutRefusedError if definitive else StripePayoutError
+        return cls(summary, failures, failed_total)
+
+
+class StripePayoutRefusedError(StripePayoutError, AirflowFailException):
+    """Every failed item was refused definitively (nothing paid for it): Airflow does not retry.
+
+    A retry would only re-send the refused items under fresh keys and be refused again;
+    fix the cause, then re-run (clear the task) deliberately.
+    """
+
+    NEXT = (
+        "Not retried: Stripe refused these items definitively and nothing was paid for them. Fix the cause, then "
+        "clear the task: created payouts are found again and never repeated; refused items get a fresh key. "
+        "The results (outcome, payout id, status per item) are in the task's XCom."
+    )
 
 
 def from_stripe_error(exc: BaseException, operation: str) -> StripeRequestError:

@@ -128,6 +128,9 @@ with DAG(
         deferrable=True,
         poll_interval="{{ params.poll_seconds }}",
         timeout=WAIT_FOR_PAID.total_seconds(),
+        # Also when some items failed: the batch still publishes its results, and the payouts it
+        # created are watched to a final status. The report (all_success) then marks the run failed.
+        trigger_rule="all_done",
     )
     # XComArgs: resolved to the two tasks' dicts at run time.
     report(create_payouts.output, wait_for_payouts.output)  # type: ignore[arg-type]

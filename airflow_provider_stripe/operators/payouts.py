@@ -142,11 +142,19 @@ class _PayoutOperatorBase(StripeMoneyOperator):
             cross_run=cross_run,
         )
 
-    def _raise_if_failed(self, sink: ResultSink, value: dict[str, Any]) -> None:
+    def _raise_if_failed(self, sink: ResultSink, value: dict[str, Any], publish_to: Context | None = None) -> None:
+        """Fail the task if any item failed, after publishing ``value`` as the XCom of ``publish_to``'s task
+        (the batch's results: what was paid stays visible).
+
+        All failures definitive refusals -> :class:`~airflow_provider_stripe.errors.StripePayoutRefusedError`
+        (no Airflow retry: it would re-send refused items); otherwise a retryable error.
+        """
         from airflow_provider_stripe.errors import StripePayoutError
 
         if sink.failed_total:
-            raise StripePayoutError(value["summary"], sink.failures, sink.failed_total)
+            if publish_to is not None:
+                publish_to["ti"].xcom_push(key="return_value", value=value)
+            raise StripePayoutError.for_batch(value["summary"], sink.failures, sink.failed_total)
 
 
 class StripeCreatePayoutOperator(_PayoutOperatorBase):
@@ -377,7 +385,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         self.log.info("Payout batch done: %s", value["summary"])
         if not self.is_dry_run:
             self.log.info("Payout batch, the whole run: %s", sink.describe_run())
-        self._raise_if_failed(sink, value)
+        self._raise_if_failed(sink, value, publish_to=context)
         return value
 
     def _check_arguments(self) -> None:

@@ -213,7 +213,7 @@ class PayoutEngine:
         state = self.progress.get(reference)
         if state is not None and state.code == "ok":
             sink.add(item_result(instruction, "existing", payout_id=state.object_id, created_by_try=state.made_by))
-            self._log_movement("Already paid out (task state store)", instruction, state.object_id, None)
+            self._log_movement("Payout already created (task state store)", instruction, state.object_id, None)
             return None
         found = existing.get(reference)
         if found is None:
@@ -230,6 +230,7 @@ class PayoutEngine:
             )
             error = {
                 "type": "conflict",
+                "definitive": True,
                 "message": message,
                 "next": "to pay a difference, add an item with a new reference",
             }
@@ -239,7 +240,7 @@ class PayoutEngine:
         made_by = self.progress.try_that_created(found.created, self.identity.try_number)
         self.progress.record(reference, state.generation if state else 0, "ok", found.id, made_by)
         sink.add(item_result(instruction, "existing", payout_id=found.id, status=found.status, created_by_try=made_by))
-        self._log_movement("Already paid out (found in Stripe)", instruction, found.id, found.status)
+        self._log_movement("Payout already created (found in Stripe)", instruction, found.id, found.status)
         return None
 
     def _paid_by_other_run(self, instruction: PayoutInstruction) -> PaidByRun | None:
@@ -299,13 +300,17 @@ class PayoutEngine:
                     instruction, settled.outcome, payout_id=payout.id, status=payout.status, created_by_try=made_by
                 )
             )
-            verb = "Already paid out (Stripe replayed an earlier request)" if earlier else "Paid out"
+            verb = "Payout already created (Stripe replayed an earlier request)" if earlier else "Created payout"
             self._log_movement(verb, instruction, payout.id, payout.status)
             return None
         error = settled.error
         details = error.as_dict()
+        # Definitive: a retry under any key cannot change the answer, so Airflow must not retry it.
+        details["definitive"] = settled.outcome == "refused" or (
+            error.error_type == "idempotency_error" and error.http_status == 400
+        )
         if settled.outcome == "refused":
-            details["next"] = "Stripe refused it and nothing was paid; fix the cause, then retry: a fresh key is used"
+            details["next"] = "Stripe refused it and nothing was paid; fix the cause, then re-run: a fresh key is used"
         elif error.error_type == "idempotency_error" and error.http_status == 400:
             details["next"] = (
                 "this reference's key was used earlier in this run with other parameters (the instruction "

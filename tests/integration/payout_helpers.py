@@ -48,6 +48,8 @@ def payout_context(
     stands in for ``airflow.sdk.Context``)."""
     run_id = run_id or f"scheduled__{(logical_date or LOGICAL_DATE).isoformat()}"
     ti = SimpleNamespace(dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index, try_number=try_number)
+    ti.xcoms = {}  # what the operator pushed itself (the batch publishes its results before failing)
+    ti.xcom_push = lambda key, value: ti.xcoms.__setitem__(key, value)
     dag_run = SimpleNamespace(
         dag_id=dag_id,
         run_id=run_id,

@@ -32,9 +32,10 @@ from typing import Any
 import pytest
 import stripe
 
+from airflow_provider_stripe.compat import AirflowFailException
+from airflow_provider_stripe.errors import StripePayoutError, StripePayoutRefusedError
 from airflow_provider_stripe.idempotency import PayoutIdentity
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
-from airflow_provider_stripe.payout_batch.batch import StripePayoutError
 from airflow_provider_stripe.payout_batch.sources import SourceError, StripeBatchInputError
 from tests.integration.payout_helpers import (
     LOGICAL_DATE,
@@ -218,6 +219,7 @@ def test_on_failure_stop_stops_at_the_first_failure(localstripe: str, conn: Call
     summary = caught.value.summary
     assert (summary["created"], summary["failed"], summary["not_attempted"]) == (3, 1, 6)
     assert "not attempted" in str(caught.value)
+    assert not isinstance(caught.value, AirflowFailException), "a retry attempts the items not attempted"
     rows = list(iter_lines(results))
     assert [r["outcome"] for r in rows] == ["created"] * 3 + ["failed"] + ["not_attempted"] * 6
     assert_each_paid_once(localstripe, context, ["inv-0", "inv-1", "inv-2"])
@@ -243,10 +245,19 @@ def test_refused_item_gets_a_fresh_key_once_the_cause_is_fixed(
     store = MemoryStateStore() if with_store else None
     items = eur_items(5)
 
-    with pytest.raises(StripePayoutError) as caught:
-        batch(conn_id, items).execute(payout_context(store=store, try_number=1))
+    first_try = payout_context(store=store, try_number=1)
+    with pytest.raises(StripePayoutRefusedError) as caught:
+        batch(conn_id, items).execute(first_try)
     (failure,) = caught.value.failures
     assert failure["reference"] == "inv-2" and failure["error"]["code"] == "balance_insufficient"
+    # Definitive refusals only: no Airflow retry; the results are published all the same, and named in one block.
+    assert isinstance(caught.value, AirflowFailException)
+    published = first_try["ti"].xcoms["return_value"]
+    assert sorted((r["reference"], r["outcome"]) for r in published["results"]) == [
+        (i["reference"], "failed" if i["reference"] == "inv-2" else "created") for i in items
+    ]
+    assert all(r["payout_id"].startswith("po_") for r in published["results"] if r["outcome"] == "created")
+    assert "reference 'inv-2': [balance_insufficient]" in str(caught.value) and "Not retried" in str(caught.value)
 
     funds["sufficient"] = True  # the balance was topped up; Airflow retries the task
     result = batch(conn_id, items).execute(payout_context(store=store, try_number=2))
@@ -288,6 +299,7 @@ def test_task_retry_after_a_lost_answer_never_pays_twice(
         batch(conn_id, items, max_workers=1).execute(context)
     (failure,) = caught.value.failures
     assert failure["reference"] == "inv-0" and "outcome unknown" in failure["error"]["next"]
+    assert not isinstance(caught.value, AirflowFailException), "an unknown outcome is retried by Airflow"
     first_key = next(r.idempotency_key for r in proxy.records if r.method == "POST")
 
     proxy.reset_stats()
