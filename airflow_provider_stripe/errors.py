@@ -317,6 +317,23 @@ class StripePayoutRefusedError(StripePayoutError, AirflowFailException):
     )
 
 
+class StripeDuplicatePayoutError(StripeDeterministicError):
+    """A protected reference of the batch has more than one payout that moved money: a human must look.
+
+    Raised after the batch's results are published; not retried (a retry cannot undo a payout).
+    """
+
+    def __init__(self, paid_twice: dict[str, list[str]]) -> None:
+        self.paid_twice = paid_twice
+        lines = [f"{len(paid_twice)} reference(s) of this batch have more than one payout that moved money:"]
+        lines += [f"  - reference {ref!r}: payouts {', '.join(ids)}" for ref, ids in sorted(paid_twice.items())]
+        lines.append(
+            "Cancel the extra payout(s) in the Stripe Dashboard while pending. Was one made by a run without "
+            "cross-run protection, under another reference_scope, or outside this provider?"
+        )
+        super().__init__(redact("\n".join(lines)))
+
+
 def from_stripe_error(exc: BaseException, operation: str) -> StripeRequestError:
     """Convert a ``stripe.StripeError`` (or a network error) into a :class:`StripeRequestError`."""
     import stripe

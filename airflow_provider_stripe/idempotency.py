@@ -4,22 +4,33 @@ Charges, captures, refunds, payout cancellations (one request per task) and payo
 request per item of a batch; a single payout is a batch of one) all use
 :class:`IdempotentRequests`. It owns four things:
 
-**Keys.** Every key is derived from the task instance's *run identity* (DAG, logical
-date -- or run id when the run has none --, task, map index; :class:`RunIdentity`), a
-``scope`` (what kind of request), a ``reference`` (which request of the task: a payout's
-reference, a charge id, ...) and a *generation*. A retry of the same task instance derives
-the same key, so Stripe replays what the first request did instead of moving money again,
-even if its response was lost; the next run has another identity, hence other keys. Why
-the run's *logical date* and not its run id: it names the business period. If a run is
-deleted and re-triggered for the same logical date, the keys are the same and nothing is
-paid twice. A user-given key replaces the derived one (:func:`explicit_key_function`).
+**Keys.** A key is derived from *what the request pays*, then a *generation*:
+
+* a payout whose reference names one payment (an explicit reference under cross-run
+  protection, or any reference with ``cross_run_protection=True``) gets a *reference key*
+  (:meth:`ReferenceScope.key`): the Stripe account, the scope name (``account`` by
+  default, an explicit ``reference_scope``, or ``dag:<dag id>`` for content-hash
+  references), the reference, the generation. Every run and every DAG that pays the
+  reference in that scope sends the *same* key, so Stripe itself refuses the second
+  payment at the moment of creation: ``409 idempotency_key_in_use`` while the first
+  request is in flight, ``400 idempotency_error`` (other parameters: the run is in the
+  metadata) once it is done. That is the rule that makes "never pays twice" hold for
+  concurrent runs; :mod:`airflow_provider_stripe.payout_batch.recovery` lists payouts for
+  what is older than the keys' ~24 h (:data:`KEY_LIFETIME`).
+* every other request gets a *task key* (:meth:`RunIdentity.idempotency_key`): DAG,
+  logical date -- or run id when the run has none --, task, map index, a scope (what kind
+  of request) and a reference (which request of the task). A retry of the same task
+  instance derives the same key, so Stripe replays what the first request did instead of
+  moving money again, even if its response was lost; the next run has other keys. A
+  user-given key replaces the derived one (:func:`explicit_key_function`).
 
 **The generation rule.** Stripe saves the result of the first request for a key --
 errors included -- and replays it for ~24 h. A request whose earlier attempt ended in a
 *definitive* Stripe error (:func:`allows_fresh_key`: nothing was created) would get that
-error back forever, so it moves to the next generation, a fresh key
-(:func:`next_generation`). A request whose response was lost (connection error, timeout,
-5xx, 409, 429) keeps its generation: the money may have moved.
+error back forever, so it moves to the next generation, a fresh key. A request whose
+response was lost (connection error, timeout, 5xx, 409, 429) keeps its generation: the
+money may have moved. Generations are always taken one after the other (0, 1, 2, ...),
+never skipped, so every try and every run meets the keys the others used.
 
 **The state-store layout.** Which generation is current, and what became of it, is kept
 in Airflow's task state store (``context["task_state_store"]``, Airflow 3.3+) by a
@@ -30,15 +41,11 @@ outcome in chunks (:class:`BatchLedger`, keys ``stripe_payout_batch`` and
 ``stripe_payout_batch/<i>``). On Airflow < 3.3 there is no store: the ledgers remember
 nothing and every try starts at generation 0.
 
-**The replay/recovery walk.** Without a store, a later try learns from Stripe's own
-answers (:func:`was_replayed`): the generation 0 key replays an earlier try's refusal,
-so the request moves on under a fresh key at once, within the same try (at most
-:data:`MAX_KEY_HOPS` hops, or one per earlier try when walking). A single request
-*walks*, one generation after the other, each earlier key answered from Stripe's store (a
-refusal leads on, a success is returned instead of repeated); a payout *jumps* to a
-generation no earlier try can have used, because its earlier successes are found by
-listing payouts anyway: every payout carries its reference and a run tag in its metadata
-(:meth:`PayoutIdentity.stamp`), which also finds them after Stripe forgot the keys.
+**The replay walk.** Without a store, a later try learns from Stripe's own answers
+(:func:`was_replayed`): the generation 0 key replays an earlier try's refusal, so the
+request moves on to the next generation at once, within the same try (at most
+:data:`MAX_KEY_HOPS` hops, or one per earlier try), each earlier key answered from
+Stripe's store (a refusal leads on, a success is returned instead of repeated).
 
 How callers use it: :meth:`IdempotentRequests.request` sends one request to its end
 (the operators' ``send_idempotent``). A concurrent caller (the payout batch) splits the
@@ -70,8 +77,11 @@ KEY_PREFIX = "airflow-"
 """Every derived key starts with ``airflow-<scope>-`` (then 64 hex digits)."""
 
 MAX_KEY_HOPS = 3
-"""How many times one try moves on to a fresh key after *replayed* refusals (a walking request
-may go further: up to its try number, one generation per earlier try)."""
+"""How many times one try moves on to a fresh key after *replayed* refusals (or more: one
+generation per earlier try)."""
+
+KEY_LIFETIME = timedelta(hours=24)
+"""How long Stripe keeps an idempotency key's result: older payments are found by listing."""
 
 EXPLICIT_KEY_MAX = 240
 """Longest user-given key: Stripe allows 255 and ``-retry<n>`` is added for fresh generations."""
@@ -182,25 +192,55 @@ REFERENCE_METADATA_KEY = "airflow_payout_ref"
 """Payout metadata key holding the item's reference."""
 
 RUN_METADATA_KEY = "airflow_payout_run"
-"""Payout metadata key holding :attr:`RunIdentity.tag`."""
+"""Payout metadata key holding :attr:`RunIdentity.tag` (which task instance sent it)."""
+
+SCOPE_METADATA_KEY = "airflow_payout_scope"
+"""Payout metadata key holding the :class:`ReferenceScope` name of a protected reference."""
 
 DAG_METADATA_KEY = "airflow_payout_dag"
-"""Payout metadata key holding the DAG id (cross-run protection matches payouts of the same DAG)."""
+"""Payout metadata key holding the DAG id (what ``already_paid_by_run`` names, with the run)."""
 
 DAG_RUN_METADATA_KEY = "airflow_payout_dag_run"
 """Payout metadata key holding the Airflow run id (what ``already_paid_by_run`` names)."""
 
-RESERVED_METADATA_KEYS = (REFERENCE_METADATA_KEY, RUN_METADATA_KEY, DAG_METADATA_KEY, DAG_RUN_METADATA_KEY)
+RESERVED_METADATA_KEYS = (
+    REFERENCE_METADATA_KEY,
+    RUN_METADATA_KEY,
+    SCOPE_METADATA_KEY,
+    DAG_METADATA_KEY,
+    DAG_RUN_METADATA_KEY,
+)
 
 WINDOW_SLACK = timedelta(minutes=10)
 """Listing starts this long before the run's earliest known time (clock skew between hosts)."""
 
 PAYOUT_SCOPE = "payout"
-"""Payout keys are ``airflow-payout-<sha256>`` (unchanged since the first release)."""
+"""Payout keys are ``airflow-payout-<sha256>``."""
+
+ACCOUNT_SCOPE = "account"
+"""The default :class:`ReferenceScope` name: an explicit reference names one payment of the account."""
+
+
+@dataclass(frozen=True)
+class ReferenceScope:
+    """Where a reference names one payment, whichever run or DAG pays it (see the module docstring).
+
+    :param name: ``account`` (default for explicit references), a user-given
+        ``reference_scope``, or ``dag:<dag id>`` (content-hash references).
+    :param account: the connected account paying (``Stripe-Account``), ``None`` for the platform.
+    """
+
+    name: str
+    account: str | None = None
+
+    def key(self, reference: str, generation: int) -> str:
+        """The reference key of ``reference`` at ``generation``: the same for every run. Never log it."""
+        parts = ("reference", self.account or "", self.name, reference, generation)
+        return f"{KEY_PREFIX}{PAYOUT_SCOPE}-" + digest(*parts)
 
 
 class PayoutIdentity(RunIdentity):
-    """A :class:`RunIdentity` with what payouts add: their key, metadata stamp and listing window.
+    """A :class:`RunIdentity` with what payouts add: their task key, metadata stamp and listing window.
 
     Every payout carries its reference and the run's tag in its metadata, so a retry after
     Stripe forgot the keys (~24 h) still finds what was paid by listing payouts
@@ -208,29 +248,23 @@ class PayoutIdentity(RunIdentity):
     """
 
     def payout_key(self, reference: str, generation: int) -> str:
-        """The ``Idempotency-Key`` of one item's payout at one generation. Never log it."""
+        """The task key of an unprotected item's payout at one generation. Never log it."""
         return self.idempotency_key(PAYOUT_SCOPE, reference, generation)
 
-    def stamp(self, reference: str) -> dict[str, str]:
+    def stamp(self, reference: str, scope: ReferenceScope | None = None) -> dict[str, str]:
         """The metadata every payout of this run carries, to be found again by listing.
 
-        The run tag finds this task instance's own payouts (a retry); the DAG id and run id
-        let a later run of the DAG refuse a reference this run paid (cross-run protection).
-        Stripe allows 500 characters per value; Airflow ids are at most 250.
-
-        The run id is not part of the key, so two runs with one logical date (a run deleted
-        and triggered again) send one key with different metadata. That never pays twice: the
-        second run finds the first's payouts by their tag and sends nothing for them. Only an
-        item the first run's key saw *refused* in the last ~24 h is answered with Stripe's
-        ``idempotency_error`` instead of the replayed refusal, and fails saying so (a new
-        reference pays it).
+        The run tag finds this task instance's own payouts (a retry); the scope name marks a
+        protected reference, so any other run in the scope refuses it; the DAG id and run id
+        say who paid. Stripe allows 500 characters per value; Airflow ids are at most 250.
+        Because the metadata differs between task instances, a reference key sent by
+        another run is answered with Stripe's ``idempotency_error``, never replayed as ours.
         """
-        return {
-            REFERENCE_METADATA_KEY: reference,
-            RUN_METADATA_KEY: self.tag,
-            DAG_METADATA_KEY: self.dag_id,
-            DAG_RUN_METADATA_KEY: self.dag_run_id,
-        }
+        stamp = {REFERENCE_METADATA_KEY: reference, RUN_METADATA_KEY: self.tag}
+        if scope is not None:
+            stamp[SCOPE_METADATA_KEY] = scope.name
+        stamp |= {DAG_METADATA_KEY: self.dag_id, DAG_RUN_METADATA_KEY: self.dag_run_id}
+        return stamp
 
     def window_start(self, first_attempt: datetime | None = None) -> int:
         """Unix time from which a retry lists payouts: the run's earliest time, minus slack."""
@@ -260,21 +294,6 @@ def was_replayed(answer: Any) -> bool:
         if str(name).lower() == "idempotent-replayed":
             return str(value).lower() == "true"
     return False
-
-
-def next_generation(current: int, *, try_number: int, remembered: bool, walk: bool = False) -> int:
-    """The generation to use after ``current`` proved to hold a definitive error.
-
-    With a task state store (``remembered``) the new generation is written down before it
-    is used, so ``current + 1`` is enough. Without one, a later try cannot know which
-    generation an earlier try moved to; it starts again at the generation 0 key and learns
-    from Stripe's replayed error that it is spent. Then a request whose earlier successes
-    nothing else can find (``walk``: a charge) takes ``current + 1``, so it meets every key
-    an earlier try used and gets its saved answer; a payout, found by listing, jumps to its
-    own try number, a generation no earlier try can have moved to (generations in between
-    were never sent).
-    """
-    return current + 1 if remembered or walk else max(current + 1, try_number)
 
 
 def explicit_key_function(key: str) -> KeyFunction:
@@ -545,11 +564,29 @@ class BatchLedger:
 
 # -- the engine --------------------------------------------------------------------------------
 
-Outcome = Literal["created", "existing", "refused", "unknown"]
+Outcome = Literal["created", "existing", "refused", "used_elsewhere", "unknown"]
 """How a request ended: ``created`` by this try; ``existing``: Stripe replayed an earlier
 try's success; ``refused`` definitively (nothing done; the next attempt uses a fresh key);
-``unknown``: the answer was lost or transient, or the key was used with other parameters
-(``idempotency_error``): the object may exist, the next attempt reuses the key."""
+``used_elsewhere``: Stripe says the key was used with other parameters (another run sent
+this reference key, or the request changed): something may exist under it, the caller
+finds out what (:func:`used_elsewhere`); ``unknown``: the answer was lost or transient,
+or another request with the key stayed in flight: the object may exist, the next attempt
+reuses the key."""
+
+IN_FLIGHT_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""Seconds to wait before sending again while Stripe says another request with the key is in
+flight (``409 idempotency_key_in_use``; Stripe runs it to its end): 15.5 s in all."""
+
+
+def used_elsewhere(error: StripeRequestError) -> bool:
+    """Whether Stripe refused the key because it was used with *other* parameters (``400 idempotency_error``)."""
+    return error.error_type == "idempotency_error" and error.http_status == 400
+
+
+def in_flight(error: StripeRequestError) -> bool:
+    """Whether another request with the same key is still in flight at Stripe (``409``)."""
+    in_use = error.error_type == "idempotency_error" or error.code == "idempotency_key_in_use"
+    return error.http_status == 409 and in_use
 
 
 @dataclass(frozen=True)
@@ -558,12 +595,15 @@ class Attempt:
 
     :param hops: fresh keys taken within this try after replayed refusals.
     :param sent_before: this generation's key may have been sent by an earlier try.
+    :param waits: times this attempt waited for another request with its key in flight;
+        :meth:`IdempotentRequests.send` first sleeps ``IN_FLIGHT_WAITS[waits - 1]``.
     """
 
     reference: str
     generation: int
     hops: int = 0
     sent_before: bool = False
+    waits: int = 0
 
 
 @dataclass(frozen=True)
@@ -591,9 +631,8 @@ class IdempotentRequests(Generic[T]):
     :param identity: the task instance's run identity.
     :param scope: the kind of request (``charges.create``, ``payout``): the derived keys' prefix.
     :param ledger: where generations and outcomes are kept between tries.
-    :param key_for: ``(reference, generation) -> key`` for user-given keys; default derived.
-    :param walk: ``True`` when nothing but the keys finds an earlier try's success (a
-        charge): without a store, walk the generations one by one instead of jumping.
+    :param key_for: ``(reference, generation) -> key`` (user-given or reference keys);
+        default the identity's task key.
     """
 
     def __init__(
@@ -603,15 +642,13 @@ class IdempotentRequests(Generic[T]):
         scope: str,
         ledger: Ledger,
         key_for: KeyFunction | None = None,
-        walk: bool = False,
     ) -> None:
         self.identity = identity
         self.scope = scope
         self.ledger = ledger
         self.key_for = key_for
-        self.walk = walk
-        # A walk may need one hop per earlier try; a jump needs one.
-        self.max_hops = max(MAX_KEY_HOPS, identity.try_number) if walk else MAX_KEY_HOPS
+        # A try may need one hop per earlier try (each may have spent a generation).
+        self.max_hops = max(MAX_KEY_HOPS, identity.try_number)
         self.started = int(time.time()) - 1
         """Unix time this try began: a replayed success created before it is an earlier try's."""
 
@@ -636,19 +673,31 @@ class IdempotentRequests(Generic[T]):
         if state is None:
             return Attempt(reference, 0)
         if state.code == "refused":
-            return self._fresh(reference, state.generation, hops=0)
+            return self.advance(reference, state.generation, hops=0)
         return Attempt(reference, state.generation, sent_before=True)
 
-    def send(self, attempt: Attempt, call: Callable[[str], T], operation: str, *, contain: bool = False) -> Answer[T]:
+    def send(
+        self,
+        attempt: Attempt,
+        call: Callable[[str], T],
+        operation: str,
+        *,
+        key: str | None = None,
+        contain: bool = False,
+    ) -> Answer[T]:
         """Make one request (any thread): ``call(key)`` sends it under the attempt's key.
 
-        A Stripe error is returned in the answer, not raised. ``contain`` also turns any
-        other exception (e.g. a rate-limit wait beyond its bound) into an answer with an
-        unknown outcome, for worker threads that must not raise.
+        ``key``: the key to use instead of :meth:`key` (a caller choosing keys per item).
+        An attempt that waits for a request in flight first sleeps. A Stripe error is
+        returned in the answer, not raised. ``contain`` also turns any other exception
+        (e.g. a rate-limit wait beyond its bound) into an answer with an unknown outcome,
+        for worker threads that must not raise.
         """
         import stripe
 
-        key = self.key(attempt.reference, attempt.generation)
+        key = key or self.key(attempt.reference, attempt.generation)
+        if attempt.waits:
+            time.sleep(IN_FLIGHT_WAITS[attempt.waits - 1])
         try:
             result = call(key)
         except stripe.StripeError as exc:
@@ -668,8 +717,10 @@ class IdempotentRequests(Generic[T]):
 
         A definitive refusal that Stripe *replayed* is an earlier try's (nothing was done
         under that key): the request goes on at once under a fresh key, the returned
-        :class:`Attempt`, within :attr:`max_hops`. Anything else is final: the answer with
-        its :data:`Outcome`.
+        :class:`Attempt`, within :attr:`max_hops`. While another request with the key is in
+        flight, the same attempt is returned to be sent again after a wait
+        (:data:`IN_FLIGHT_WAITS`): never under another key, since that request may pay.
+        Anything else is final: the answer with its :data:`Outcome`.
         """
         attempt = answer.attempt
         reference = attempt.reference
@@ -684,9 +735,17 @@ class IdempotentRequests(Generic[T]):
             self.ledger.record(reference, attempt.generation, "ok", read_field(answer.result, "id"), made_by)
             return replace(answer, outcome="existing" if earlier else "created")
         error = answer.error
+        if in_flight(error) and attempt.waits < len(IN_FLIGHT_WAITS):
+            log.info(
+                "%s: another request with this idempotency key is in flight at Stripe; waiting %.1f s, then "
+                "asking again under the same key",
+                answer.operation,
+                IN_FLIGHT_WAITS[attempt.waits],
+            )
+            return replace(attempt, waits=attempt.waits + 1)
         if not allows_fresh_key(error):
             self.ledger.record(reference, attempt.generation, "unknown")
-            return replace(answer, outcome="unknown")
+            return replace(answer, outcome="used_elsewhere" if used_elsewhere(error) else "unknown")
         if answer.replayed and attempt.hops < self.max_hops:
             log.info(
                 "%s: Stripe replayed a refusal an earlier try saved under its idempotency key (%s); nothing was "
@@ -694,7 +753,7 @@ class IdempotentRequests(Generic[T]):
                 answer.operation,
                 error.code or error.error_type or error.http_status,
             )
-            return self._fresh(reference, attempt.generation, hops=attempt.hops + 1)
+            return self.advance(reference, attempt.generation, hops=attempt.hops + 1)
         self.ledger.record(reference, attempt.generation, "refused")
         return replace(answer, outcome="refused")
 
@@ -707,10 +766,7 @@ class IdempotentRequests(Generic[T]):
                 return settled
             attempt = settled
 
-    def _fresh(self, reference: str, generation: int, *, hops: int) -> Attempt:
-        """Move past a definitive refusal at ``generation``: the next generation, recorded before use."""
-        fresh = next_generation(
-            generation, try_number=self.identity.try_number, remembered=self.ledger.remembered, walk=self.walk
-        )
-        self.ledger.record(reference, fresh, "sent")
-        return Attempt(reference, fresh, hops=hops)
+    def advance(self, reference: str, generation: int, *, hops: int) -> Attempt:
+        """Move past ``generation``, proven to hold nothing paid: the next one, recorded before use."""
+        self.ledger.record(reference, generation + 1, "sent")
+        return Attempt(reference, generation + 1, hops=hops)

@@ -190,7 +190,6 @@ class StripeMoneyOperator(StripeBaseOperator):
             scope=operation,
             ledger=SingleRequestLedger(context.get("task_state_store"), operation),
             key_for=explicit_key_function(str(self.idempotency_key)) if self.idempotency_key else None,
-            walk=True,
         )
 
     def resolve_idempotency_key(self, context: Context, operation: str, *parts: object) -> str:

@@ -6,16 +6,18 @@
 * :class:`StripeCancelPayoutOperator` -- cancel a pending payout.
 
 Creating operators are thin: the work is in :mod:`airflow_provider_stripe.payout_batch`.
-Every item is validated before the first request; each payout is sent with an
-idempotency key derived from the run (stable across retries, new for the next run) and
-carries its reference and run tag in metadata, so retries after a crash, a lost answer
-or Stripe forgetting the key (24 h) find it again instead of paying twice. On Airflow
-3.3+ progress is kept in the task state store, so a retry resumes where the last try
-stopped. See :mod:`airflow_provider_stripe.idempotency` for the key rules.
+Every item is validated before the first request. A payout with an explicit reference is
+sent under a key derived from the Stripe account and the reference (not the run), so
+any other run or DAG paying it, even at the same moment, is refused by Stripe itself;
+every payout carries its reference and run in metadata, so retries after a crash, a
+lost answer or Stripe forgetting the key (24 h) find it again instead of paying twice.
+On Airflow 3.3+ progress is kept in the task state store, so a retry resumes where the
+last try stopped. See :mod:`airflow_provider_stripe.idempotency` for the key rules.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,11 +26,14 @@ from airflow_provider_stripe.compat import task_state_store
 from airflow_provider_stripe.operators._base import StripeMoneyOperator, summarize
 from airflow_provider_stripe.validation import StripeInputError, format_amount, validate_object_id
 
+REFERENCE_SCOPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+"""What a ``reference_scope`` may hold (it is stored in payout metadata)."""
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_stripe.idempotency import PayoutIdentity
-    from airflow_provider_stripe.payout_batch.batch import PayoutEngine
+    from airflow_provider_stripe.payout_batch.batch import PayoutEngine, PayoutKeys
     from airflow_provider_stripe.payout_batch.recovery import CrossRun
     from airflow_provider_stripe.payout_batch.results import ResultSink
 
@@ -49,27 +54,44 @@ PAYOUT_FIELDS: tuple[str, ...] = (
 class _PayoutOperatorBase(StripeMoneyOperator):
     """Shared wiring of the payout engine: identity, progress store, client, results, cross-run protection.
 
-    :param cross_run_protection: refuse to pay a reference that *another run of this DAG*
-        already paid within ``cross_run_lookback`` (outcome ``already_paid_by_run``, naming
-        that run; nothing sent; the task does not fail for it). ``None`` (default): on for
-        items with an explicit ``reference``, off for content-hash references (equal
-        contents may be a new, intended payment); ``True``: every item; ``False``: off
-        (only the run's own keys and tag prevent paying twice). Payouts of another run that
-        ``failed`` or were ``canceled`` moved no money and do not block. Clearing or
-        retrying a task of the same run is not "another run": its payouts are ``existing``.
-        Two runs *at the same time* cannot see each other's payouts before they exist: keep
-        ``max_active_runs=1`` for payout DAGs.
-    :param cross_run_lookback: how far before the run's first try another run's payouts
-        count: a ``timedelta``, default 7 days, at most 31. Cost: the task's one listing of
-        payouts then covers this window, ``ceil(payouts of the account in the window / 100)``
-        ``GET /v1/payouts`` requests per try instead of the pages of the run's own window.
+    **The rule** (stated here once): a reference names one payment. A *protected* reference
+    is paid at most once in its scope -- by default the Stripe account (the connected
+    account with ``account_id``), whichever run or DAG pays it, however many run at the
+    same time. Its key is derived from the scope and the reference, not the run, so
+    Stripe itself refuses a second payment at the moment of creation; a listing covers
+    what is older than Stripe's 24 h key memory, back to ``cross_run_lookback``. The
+    losing run's item ends ``already_paid_by_run`` (naming the run and DAG that paid;
+    nothing sent; the task does not fail for it). Payouts that ``failed`` or were
+    ``canceled`` moved no money and do not block. A reference found with two payouts that
+    moved money fails the task loudly.
+
+    :param cross_run_protection: which references are protected. ``None`` (default):
+        items with an explicit ``reference``; content-hash references (no ``reference``:
+        equal contents may be a new, intended payment) are paid once per run. ``True``:
+        every item, content-hash references within this DAG. ``False``: none (only the
+        run's own keys and tag prevent paying twice, on retries of the same run).
+    :param reference_scope: the scope of explicit references, e.g. ``"payroll"``: runs
+        and DAGs with the same ``reference_scope`` protect each other, and none of them
+        meets the account-wide scope (default ``None``: the whole Stripe account). Letters,
+        digits, ``_.:-``, at most 100 characters.
+    :param cross_run_lookback: how far before the run's first try other runs' payouts
+        count: a ``timedelta``, default 7 days, at most 31 (the keys cover the last 24 h
+        in any case). Cost: the task's one listing of payouts covers this window,
+        ``ceil(payouts of the account in the window / 100)`` ``GET /v1/payouts`` requests
+        per try.
     """
 
     def __init__(
-        self, *, cross_run_protection: bool | None = None, cross_run_lookback: timedelta | None = None, **kwargs: Any
+        self,
+        *,
+        cross_run_protection: bool | None = None,
+        reference_scope: str | None = None,
+        cross_run_lookback: timedelta | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.cross_run_protection = cross_run_protection
+        self.reference_scope = reference_scope
         self.cross_run_lookback = cross_run_lookback
 
     def _check_cross_run(self) -> None:
@@ -80,6 +102,18 @@ class _PayoutOperatorBase(StripeMoneyOperator):
                 f"{self.cross_run_protection!r}: use None (on for explicit references), True or False",
                 field="cross_run_protection",
             )
+        scope = self.reference_scope
+        if scope is not None:
+            if not isinstance(scope, str) or not REFERENCE_SCOPE_PATTERN.fullmatch(scope):
+                raise StripeInputError(
+                    f"{scope!r}: use 1-100 letters, digits or _.:- (or None: the whole Stripe account)",
+                    field="reference_scope",
+                )
+            if self.cross_run_protection is False:
+                raise StripeInputError(
+                    "is set but cross_run_protection=False protects nothing: drop one of them",
+                    field="reference_scope",
+                )
         lookback = self.cross_run_lookback
         if lookback is not None and (
             not isinstance(lookback, timedelta) or not timedelta(0) < lookback <= MAX_CROSS_RUN_LOOKBACK
@@ -90,16 +124,26 @@ class _PayoutOperatorBase(StripeMoneyOperator):
                 field="cross_run_lookback",
             )
 
-    def _cross_run(self, explicit_references: int) -> CrossRun | None:
-        """The task's cross-run protection, or ``None`` when it covers no item."""
+    def _keys(self, identity: PayoutIdentity, explicit_references: int, key_for: Any = None) -> PayoutKeys:
+        """Each item's key and metadata: the task's cross-run protection, or none when it covers no item."""
+        from airflow_provider_stripe.payout_batch.batch import PayoutKeys
         from airflow_provider_stripe.payout_batch.recovery import CROSS_RUN_LOOKBACK, CrossRun
 
-        lookback = self.cross_run_lookback or CROSS_RUN_LOOKBACK
+        protect: Any = None
         if self.cross_run_protection is True:
-            return CrossRun(protect="all", lookback=lookback)
-        if self.cross_run_protection is None and explicit_references:
-            return CrossRun(protect="explicit", lookback=lookback)
-        return None
+            protect = "all"
+        elif self.cross_run_protection is None and explicit_references:
+            protect = "explicit"
+        cross_run = None
+        if protect is not None:
+            cross_run = CrossRun(
+                protect=protect,
+                lookback=self.cross_run_lookback or CROSS_RUN_LOOKBACK,
+                reference_scope=self.reference_scope,
+                account=self.hook.account_id,
+                dag_id=identity.dag_id,
+            )
+        return PayoutKeys(identity, cross_run, key_for)
 
     @staticmethod
     def _describe_cross_run(cross_run: CrossRun | None) -> dict[str, Any]:
@@ -108,6 +152,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         return {
             "enabled": True,
             "covers": cross_run.protect,
+            "scope": sorted(cross_run.scope_names),
             "lookback_seconds": int(cross_run.lookback.total_seconds()),
         }
 
@@ -123,8 +168,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         *,
         max_workers: int,
         on_failure: Any,
-        key_for: Any = None,
-        cross_run: CrossRun | None = None,
+        keys: PayoutKeys,
     ) -> PayoutEngine:
         from airflow_provider_stripe.idempotency import BatchLedger
         from airflow_provider_stripe.payout_batch.batch import PayoutEngine
@@ -138,22 +182,29 @@ class _PayoutOperatorBase(StripeMoneyOperator):
             log=self.log,
             max_workers=max_workers,
             on_failure=on_failure,
-            key_for=key_for,
-            cross_run=cross_run,
+            keys=keys,
         )
 
-    def _raise_if_failed(self, sink: ResultSink, value: dict[str, Any], publish_to: Context | None = None) -> None:
+    def _raise_if_failed(
+        self,
+        sink: ResultSink,
+        value: dict[str, Any],
+        publish_to: Context | None = None,
+        paid_twice: dict[str, list[str]] | None = None,
+    ) -> None:
         """Fail the task if any item failed, after publishing ``value`` as the XCom of ``publish_to``'s task
         (the batch's results: what was paid stays visible).
 
         All failures definitive refusals -> :class:`~airflow_provider_stripe.errors.StripePayoutRefusedError`
         (no Airflow retry: it would re-send refused items); otherwise a retryable error.
         """
-        from airflow_provider_stripe.errors import StripePayoutError
+        from airflow_provider_stripe.errors import StripeDuplicatePayoutError, StripePayoutError
 
+        if (sink.failed_total or paid_twice) and publish_to is not None:
+            publish_to["ti"].xcom_push(key="return_value", value=value)
+        if paid_twice:
+            raise StripeDuplicatePayoutError(paid_twice)
         if sink.failed_total:
-            if publish_to is not None:
-                publish_to["ti"].xcom_push(key="return_value", value=value)
             raise StripePayoutError.for_batch(value["summary"], sink.failures, sink.failed_total)
 
 
@@ -174,18 +225,20 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
     :param reference: your stable name for this payout (e.g. a settlement id); default: a
         hash of its contents. Used to find the payout again on a retry.
     :param account_id: pay out from this connected account (``Stripe-Account``).
-    :param idempotency_key: default derived from dag_id, logical date (or run id),
-        task_id, map_index and reference; an explicit key is used as is.
+    :param idempotency_key: default derived from the scope and ``reference`` (protected),
+        else from dag_id, logical date (or run id), task_id, map_index and the content
+        hash; an explicit key is used as is (and replaces the protection's key).
     :param cross_run_protection: see :class:`_PayoutOperatorBase` (default on when
         ``reference`` is given).
+    :param reference_scope: see :class:`_PayoutOperatorBase` (default: the Stripe account).
     :param cross_run_lookback: see :class:`_PayoutOperatorBase` (default 7 days).
     :param dry_run: validate and log the request, send nothing.
     :param stripe_conn_id: the ``stripe`` connection.
 
     Returns ``{"id", "amount", "currency", "status", "reference", "outcome", "account_id",
     "livemode"}``; ``outcome`` is ``created``, ``existing`` (an earlier try created it) or
-    ``already_paid_by_run`` (another run of the DAG paid this reference: ``id`` is its
-    payout, ``paid_by_run`` its run id; nothing was sent).
+    ``already_paid_by_run`` (another run paid this reference: ``id`` is its payout,
+    ``paid_by_run`` and ``paid_by_dag`` name it; nothing was sent).
     """
 
     template_fields: Sequence[str] = (
@@ -247,17 +300,16 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
         )
         identity = self._identity(context)
         key_for = explicit_key_function(str(self.idempotency_key)) if self.idempotency_key else None
+        keys = self._keys(identity, int(instruction.has_explicit_reference), key_for)
         if self.is_dry_run:
-            key = (key_for or identity.payout_key)(instruction.reference, 0)
-            params = instruction.create_params(identity.stamp(instruction.reference))
-            return self.dry_run_result("payouts.create", params, idempotency_key=key)
+            params = keys.params(instruction)
+            return self.dry_run_result("payouts.create", params, idempotency_key=keys.key(instruction, 0))
         self.guard_live_mode("create a payout")
         sink = ResultSink(total=1, try_number=identity.try_number)
-        cross_run = self._cross_run(int(instruction.has_explicit_reference))
-        engine = self._engine(context, identity, max_workers=1, on_failure="stop", key_for=key_for, cross_run=cross_run)
+        engine = self._engine(context, identity, max_workers=1, on_failure="stop", keys=keys)
         engine.run([instruction], 1, sink)
         value = sink.value()
-        self._raise_if_failed(sink, value)
+        self._raise_if_failed(sink, value, paid_twice=engine.paid_twice)
         row = value["results"][0]
         result = {
             "id": row.get("payout_id"),
@@ -269,8 +321,9 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
             "account_id": self.hook.account_id,
             "livemode": self.hook.config.livemode,
         }
-        if "paid_by_run" in row:
-            result["paid_by_run"] = row["paid_by_run"]
+        for name in ("paid_by_run", "paid_by_dag"):
+            if name in row:
+                result[name] = row[name]
         return result
 
 
@@ -279,10 +332,11 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
 
     Every item is validated before the first payout is created: if any is invalid the
     task fails listing every problem (index, reference, field) and sends nothing. Then
-    each item is created once -- across task retries, worker crashes and lost answers
-    -- by deriving its idempotency key from the run and its reference, stamping the
-    reference and run into the payout's metadata, listing this run's payouts before
-    creating, and (Airflow 3.3+) resuming from the task state store.
+    each item is created once -- across task retries, worker crashes, lost answers and
+    runs at the same time -- by deriving its idempotency key from its scope and
+    reference (the rule: :class:`_PayoutOperatorBase`), stamping the reference and run
+    into the payout's metadata, listing payouts before creating, and (Airflow 3.3+)
+    resuming from the task state store.
 
     :param payouts: the instructions. A list of dicts (templated, or an XCom such as
         ``payouts=prepare.output``); a path to a JSON array or JSON Lines file, local or
@@ -305,6 +359,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         still has one line per payout).
     :param cross_run_protection: see :class:`_PayoutOperatorBase` (default on for items
         with an explicit reference).
+    :param reference_scope: see :class:`_PayoutOperatorBase` (default: the Stripe account).
     :param cross_run_lookback: see :class:`_PayoutOperatorBase` (default 7 days).
     :param account_id: pay out from this connected account (``Stripe-Account``); the
         listing, hence the protection, covers that account's payouts only.
@@ -349,6 +404,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         batch = validate_batch(
             self.payouts, context, on_error=lambda e: self.log.error("Invalid payout instruction: %s", e)
         )
+        paid_twice: dict[str, list[str]] = {}
         with batch:
             identity = self._identity(context)
             self.log.info(
@@ -369,23 +425,23 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
                     extra = self._dry_run(batch, sink)
                 else:
                     self.guard_live_mode("create payouts")
-                    cross_run = self._cross_run(batch.explicit_references)
+                    keys = self._keys(identity, batch.explicit_references)
                     engine = self._engine(
-                        context, identity, max_workers=self.max_workers, on_failure=self.on_failure, cross_run=cross_run
+                        context, identity, max_workers=self.max_workers, on_failure=self.on_failure, keys=keys
                     )
                     engine.run(batch, batch.count, sink)
-                    extra = {"dry_run": False, "cross_run_protection": self._describe_cross_run(cross_run)}
-                    found = engine.reconciliation
-                    if found is not None and found.duplicates:
-                        # Paid twice before this task ran (not by it): surface it, never hide it.
-                        extra["duplicate_payouts"] = found.duplicates
+                    extra = {"dry_run": False, "cross_run_protection": self._describe_cross_run(keys.cross_run)}
+                    paid_twice = engine.paid_twice
+                    if paid_twice:
+                        # Never hidden: the results name them and the task fails after publishing them.
+                        extra["duplicate_payouts"] = paid_twice
             finally:
                 sink.close()
         value = sink.value(run=identity.describe(), **extra)
         self.log.info("Payout batch done: %s", value["summary"])
         if not self.is_dry_run:
             self.log.info("Payout batch, the whole run: %s", sink.describe_run())
-        self._raise_if_failed(sink, value, publish_to=context)
+        self._raise_if_failed(sink, value, publish_to=context, paid_twice=paid_twice)
         return value
 
     def _check_arguments(self) -> None:

@@ -3,25 +3,35 @@
 For each item, in order:
 
 1. remembered as created in the task state store -> reported, nothing sent;
-2. found by listing this run's payouts (metadata reference + run tag) -> reported,
-   nothing sent (a found payout whose amount or currency differs is a *conflict*:
-   the item fails and nothing is sent);
-3. with cross-run protection (:class:`~airflow_provider_stripe.payout_batch.recovery.CrossRun`),
-   found in the same listing as paid by *another* run of this DAG within the look-back ->
-   ``already_paid_by_run`` (that run's id), nothing sent;
+2. found by listing this task instance's payouts (metadata reference + run tag) ->
+   reported, nothing sent (a found payout whose amount or currency differs is a
+   *conflict*: the item fails and nothing is sent);
+3. a protected reference (:class:`~airflow_provider_stripe.payout_batch.recovery.CrossRun`)
+   found in the same listing as paid by *another* run or DAG in its scope within the
+   look-back -> ``already_paid_by_run`` (that run's id), nothing sent;
 4. otherwise ``POST /v1/payouts`` through the provider's idempotent-request engine
    (:class:`~airflow_provider_stripe.idempotency.IdempotentRequests`, one request per
    item, per-item progress in a
-   :class:`~airflow_provider_stripe.idempotency.BatchLedger`): the item's key at its
-   generation; a previously refused item moves to a fresh generation, written to the
-   state store before the request.
+   :class:`~airflow_provider_stripe.idempotency.BatchLedger`): a protected reference
+   under its reference key (the same for every run: Stripe refuses a second payment),
+   any other item under its task key, at the item's generation.
 
-Answers (the engine's outcomes): a payout -> ``created`` (or ``existing`` if Stripe
-replayed an earlier try's). A definitive refusal that Stripe *replayed* is sent again at
-once under a fresh key; a refusal from a fresh execution fails the item (nothing paid;
-the next try uses a fresh key). Anything else -- connection error, timeout, 5xx, 409,
-429 after the SDK's own retries -- fails the item as *unknown*: the payout may exist, so
-the next try reuses the same key and the listing finds it.
+Answers: a payout -> ``created`` (or ``existing`` if Stripe replayed an earlier try's).
+A definitive refusal that Stripe *replayed* is sent again at once under the next
+generation; a refusal from a fresh execution fails the item (nothing paid). ``409`` while
+another request with the key is in flight: wait and ask again under the same key. A
+reference key that another task instance used (``400 idempotency_error``): the item is
+*contended*; once the pool is drained one listing settles every contended item -- paid
+by another run (``already_paid_by_run``), paid by this one (``existing``), or nothing that
+moved money under it, then the next generation is sent (at most
+:data:`CONTENTION_ROUNDS` rounds). Anything else -- connection error, timeout, 5xx, 429
+after the SDK's own retries -- fails the item as *unknown*: the payout may exist, so the
+next try reuses the same key and the listing finds it.
+
+After a try that met contention and created protected payouts, one more listing (of the
+payouts created since the try began) checks that no protected reference of the batch has
+two payouts that moved money: any such reference is reported in ``paid_twice`` and fails
+the task loudly (:class:`~airflow_provider_stripe.errors.StripeDuplicatePayoutError`).
 
 Run-level results: every payout of this run is attributed to the try that created it --
 this try for ``created``; for one found, the ledger's record or, by its creation time,
@@ -29,31 +39,33 @@ the try timeline the ledger keeps (:meth:`~airflow_provider_stripe.idempotency.B
 
 Concurrency: a bounded thread pool of ``max_workers`` fed lazily from the spool (at most
 ``2 * max_workers`` items in flight, ``max_workers`` with ``on_failure="stop"``), so
-memory does not grow with the batch; every
-request first takes a slot from the connection's rate limiter (in the hook's client).
-All bookkeeping -- state store writes, results, log lines -- happens in the calling
-thread.
+memory does not grow with the batch; every request first takes a slot from the
+connection's rate limiter (in the hook's client). All bookkeeping -- state store writes,
+results, log lines -- happens in the calling thread.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_stripe.errors import StripePayoutError as StripePayoutError  # re-exported
 from airflow_provider_stripe.idempotency import (
+    KEY_LIFETIME,
     PAYOUT_SCOPE,
     REFERENCE_METADATA_KEY,
+    WINDOW_SLACK,
     Answer,
     Attempt,
     BatchLedger,
     IdempotentRequests,
     KeyFunction,
     PayoutIdentity,
+    ReferenceScope,
 )
 from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction
 from airflow_provider_stripe.payout_batch.recovery import (
@@ -72,19 +84,55 @@ if TYPE_CHECKING:
 OnFailure = Literal["continue", "stop"]
 ON_FAILURE_CHOICES: tuple[OnFailure, ...] = ("continue", "stop")
 
+CONTENTION_ROUNDS = 3
+"""Listings (each followed by a send of the next generation) that settle contended items in one try."""
+
+
+@dataclass(frozen=True)
+class PayoutKeys:
+    """Which key and metadata each item is sent with (see the module docstring).
+
+    :param identity: the run identity (task keys, metadata).
+    :param cross_run: protection across runs and DAGs (``None``: off).
+    :param key_for: a user-given ``(reference, generation) -> key`` (a single payout's
+        ``idempotency_key``); it replaces every derived key.
+    """
+
+    identity: PayoutIdentity
+    cross_run: CrossRun | None = None
+    key_for: KeyFunction | None = None
+
+    def scope_of(self, instruction: PayoutInstruction) -> ReferenceScope | None:
+        """The scope protecting an item across runs (``None``: unprotected, or a user-given key)."""
+        if self.cross_run is None or self.key_for is not None:
+            return None
+        return self.cross_run.scope_for(instruction.has_explicit_reference)
+
+    def key(self, instruction: PayoutInstruction, generation: int) -> str:
+        """The idempotency key of an item at ``generation``. Never log it."""
+        if self.key_for is not None:
+            return self.key_for(instruction.reference, generation)
+        scope = self.scope_of(instruction)
+        if scope is not None:
+            return scope.key(instruction.reference, generation)
+        return self.identity.payout_key(instruction.reference, generation)
+
+    def params(self, instruction: PayoutInstruction) -> dict[str, Any]:
+        """The ``POST /v1/payouts`` parameters of an item, metadata stamped."""
+        return instruction.create_params(self.identity.stamp(instruction.reference, self.scope_of(instruction)))
+
 
 class PayoutEngine:
     """Runs one batch (or a single payout) for one run identity. See the module docstring.
 
     :param client: the hook's rate-limited ``StripeClient`` (for the target account).
-    :param identity: the run identity (keys, metadata tag, listing window).
+    :param identity: the run identity (task keys, metadata tag, listing window).
     :param progress: per-item progress, backed by the task state store when available.
     :param log: where the one-line-per-movement log goes.
     :param max_workers: concurrent requests (threads).
     :param on_failure: ``continue`` attempts every item; ``stop`` stops feeding new items
         at the first failure (in-flight ones finish) and reports the rest not attempted.
-    :param key_for: ``(reference, generation) -> key``; default :meth:`PayoutIdentity.payout_key`.
-    :param cross_run: refuse references paid by other runs of the DAG (``None``: off).
+    :param keys: each item's key and metadata.
     """
 
     def __init__(
@@ -96,8 +144,7 @@ class PayoutEngine:
         log: logging.Logger | Any,
         max_workers: int = 4,
         on_failure: OnFailure = "continue",
-        key_for: KeyFunction | None = None,
-        cross_run: CrossRun | None = None,
+        keys: PayoutKeys,
     ) -> None:
         if on_failure not in ON_FAILURE_CHOICES:
             raise ValueError(f"on_failure={on_failure!r}: use 'continue' or 'stop'")
@@ -109,11 +156,16 @@ class PayoutEngine:
         self.log = log
         self.max_workers = max_workers
         self.on_failure = on_failure
-        self.cross_run = cross_run
+        self.keys = keys
+        self.cross_run = keys.cross_run
         self.reconciliation: Reconciliation | None = None
-        # Payouts are found by listing, so without a store a refused item jumps (walk=False).
+        self.paid_twice: dict[str, list[str]] = {}
+        """Protected references of this batch with more than one payout that moved money: payout ids."""
+        self._contended: list[tuple[PayoutInstruction, Attempt]] = []
+        self._contention = False
+        self._created_protected: set[str] = set()
         self.requests: IdempotentRequests[Any] = IdempotentRequests(
-            identity=identity, scope=PAYOUT_SCOPE, ledger=progress, key_for=key_for
+            identity=identity, scope=PAYOUT_SCOPE, ledger=progress, key_for=keys.key_for
         )
 
     # -- public ------------------------------------------------------------------------------
@@ -126,25 +178,44 @@ class PayoutEngine:
         self.requests.started = int(time.time()) - 1
         self.progress.load(count, self.identity.try_number)
         try:
-            existing = self._reconcile(count)
-            self._run(iter(instructions), existing, sink)
+            self.reconciliation = self._reconcile(count)
+            self._run(iter(instructions), lambda i: self._plan(i, self.reconciliation, sink), sink)
+            for _round in range(CONTENTION_ROUNDS):
+                if not self._contended:
+                    break
+                self._settle_contended(sink)
+            for instruction, _attempt in self._contended:
+                self._fail_contended(instruction, sink)
+            self._contended = []
+            self._check_paid_twice()
         finally:
             self.progress.flush(force=True)
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _reconcile(self, count: int) -> Mapping[str, PayoutFacts]:
+    def _reconcile(self, count: int) -> Reconciliation | None:
         if self.progress.remembered and self.progress.resumed and self.progress.created_count() >= count:
             self.log.info(
                 "Task state store: all %d payout(s) of this run were already created; no listing needed", count
             )
-            return {}
+            return None
         since = self.identity.window_start(self.progress.first_attempt)
         other_runs_since = None
         if self.cross_run is not None and self.progress.first_attempt is not None:
             other_runs_since = int((self.progress.first_attempt - self.cross_run.lookback).timestamp())
-        result = find_existing(self.client, self.identity, since, other_runs_since=other_runs_since)
-        self.reconciliation = result
+        result = self._list(since, other_runs_since)
+        if other_runs_since is not None:
+            self.log.info(
+                "Cross-run protection: %d protected reference(s) paid by other runs since %s",
+                len(result.other_runs),
+                datetime.fromtimestamp(other_runs_since, timezone.utc).isoformat(),
+            )
+        return result
+
+    def _list(self, since: int, other_runs_since: int | None) -> Reconciliation:
+        result = find_existing(
+            self.client, self.identity, since, cross_run=self.cross_run, other_runs_since=other_runs_since
+        )
         self.log.info(
             "Looked for payouts of %s created since %s: %d listed (%d page(s)), %d of this run found",
             self.identity.describe(),
@@ -153,24 +224,11 @@ class PayoutEngine:
             result.pages,
             len(result.found),
         )
-        if other_runs_since is not None:
-            self.log.info(
-                "Cross-run protection: %d reference(s) paid by other runs of DAG %r since %s",
-                len(result.other_runs),
-                self.identity.dag_id,
-                datetime.fromtimestamp(other_runs_since, timezone.utc).isoformat(),
-            )
-        for reference, ids in result.duplicates.items():
-            self.log.error(
-                "Reference %r already has %d payouts in this run (%s): check them in the Stripe Dashboard; no "
-                "further payout is created for it",
-                reference,
-                len(ids),
-                ", ".join(ids),
-            )
-        return result.found
+        return result
 
-    def _run(self, items: Iterator[PayoutInstruction], existing: Mapping[str, PayoutFacts], sink: ResultSink) -> None:
+    def _run(
+        self, items: Iterator[PayoutInstruction], plan: Callable[[PayoutInstruction], Attempt | None], sink: ResultSink
+    ) -> None:
         # A little queue keeps every worker busy; with on_failure="stop" nothing may wait
         # behind a failure, so only as many items as workers are in flight.
         window = self.max_workers if self.on_failure == "stop" else 2 * self.max_workers
@@ -183,7 +241,7 @@ class PayoutEngine:
                     instruction = next(items, None)
                     if instruction is None:
                         break
-                    attempt = self._plan(instruction, existing, sink)
+                    attempt = plan(instruction)
                     if attempt is not None:
                         in_flight[pool.submit(self._create, instruction, attempt)] = instruction
                     elif self.on_failure == "stop" and sink.counts["failed"]:
@@ -205,23 +263,29 @@ class PayoutEngine:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _plan(
-        self, instruction: PayoutInstruction, existing: Mapping[str, PayoutFacts], sink: ResultSink
-    ) -> Attempt | None:
+    def _plan(self, instruction: PayoutInstruction, listing: Reconciliation | None, sink: ResultSink) -> Attempt | None:
         """Decide an item without a request if possible; else return the engine's attempt to send."""
+        if self._decide(instruction, listing, sink):
+            return None
+        return self.requests.plan(instruction.reference)
+
+    def _decide(self, instruction: PayoutInstruction, listing: Reconciliation | None, sink: ResultSink) -> bool:
+        """Report an item the ledger or a listing already accounts for; ``False`` when it must be sent."""
         reference = instruction.reference
         state = self.progress.get(reference)
+        if listing is not None and reference in listing.duplicates:
+            self.paid_twice[reference] = listing.duplicates[reference]
         if state is not None and state.code == "ok":
             sink.add(item_result(instruction, "existing", payout_id=state.object_id, created_by_try=state.made_by))
             self._log_movement("Payout already created (task state store)", instruction, state.object_id, None)
-            return None
-        found = existing.get(reference)
+            return True
+        found = listing.found.get(reference) if listing is not None else None
         if found is None:
-            other = self._paid_by_other_run(instruction)
-            if other is not None:
-                self._refuse_paid_by_other_run(instruction, other, sink)
-                return None
-            return self.requests.plan(reference)
+            other = self._paid_by_other_run(instruction, listing)
+            if other is None:
+                return False
+            self._refuse_paid_by_other_run(instruction, other, sink)
+            return True
         if (found.amount, found.currency) != (instruction.amount, instruction.currency):
             message = (
                 f"payout {found.id} already exists for this reference in this run with "
@@ -236,23 +300,23 @@ class PayoutEngine:
             }
             sink.add(item_result(instruction, "failed", payout_id=found.id, status=found.status, error=error))
             self.log.error("%s: %s", instruction.where(), message)
-            return None
+            return True
         made_by = self.progress.try_that_created(found.created, self.identity.try_number)
         self.progress.record(reference, state.generation if state else 0, "ok", found.id, made_by)
         sink.add(item_result(instruction, "existing", payout_id=found.id, status=found.status, created_by_try=made_by))
         self._log_movement("Payout already created (found in Stripe)", instruction, found.id, found.status)
-        return None
+        return True
 
-    def _paid_by_other_run(self, instruction: PayoutInstruction) -> PaidByRun | None:
-        """The payout another run of this DAG made for this item's reference, if protection covers the item."""
-        if self.cross_run is None or self.reconciliation is None:
+    def _paid_by_other_run(self, instruction: PayoutInstruction, listing: Reconciliation | None) -> PaidByRun | None:
+        """The payout another task instance made in this item's scope, if the item is protected."""
+        scope = self.keys.scope_of(instruction)
+        if scope is None or listing is None:
             return None
-        if not self.cross_run.covers(instruction.has_explicit_reference):
-            return None
-        return self.reconciliation.other_runs.get(instruction.reference)
+        return listing.other_runs.get((scope.name, instruction.reference))
 
     def _refuse_paid_by_other_run(self, instruction: PayoutInstruction, other: PaidByRun, sink: ResultSink) -> None:
         payout = other.payout
+        self._contention = True
         sink.add(
             item_result(
                 instruction,
@@ -260,14 +324,15 @@ class PayoutEngine:
                 payout_id=payout.id,
                 status=payout.status,
                 paid_by_run=other.run_id,
+                paid_by_dag=other.dag_id,
             )
         )
         self.log.warning(
             "NOT paid, %s: run %r of DAG %r already paid this reference (payout %s, %s, status %s); nothing was "
-            "sent. To pay it anyway, give the item a new reference or set cross_run_protection=False",
+            "sent. To pay it anyway, give the item a new reference",
             instruction.where(),
             other.run_id,
-            self.identity.dag_id,
+            other.dag_id,
             payout.id,
             format_amount(payout.amount, payout.currency),
             payout.status,
@@ -275,18 +340,20 @@ class PayoutEngine:
 
     def _create(self, instruction: PayoutInstruction, attempt: Attempt) -> Answer[Any]:
         """One ``POST /v1/payouts`` (worker thread): never raises, returns the answer."""
-        params = instruction.create_params(self.identity.stamp(instruction.reference))
+        params = self.keys.params(instruction)
         return self.requests.send(
             attempt,
             lambda key: self.client.v1.payouts.create(params, {"idempotency_key": key}),  # type: ignore[arg-type]
             f"payout creation ({instruction.where()})",
+            key=self.keys.key(instruction, attempt.generation),
             contain=True,  # e.g. a rate-limit wait beyond its bound: outcome unknown
         )
 
     def _settle(self, instruction: PayoutInstruction, answer: Answer[Any], sink: ResultSink) -> Attempt | None:
-        """Record an answer (calling thread); return a follow-up attempt under a fresh key, if any."""
+        """Record an answer (calling thread); return a follow-up attempt (next generation, or after a wait)."""
         settled = self.requests.settle(answer, self.log)
         if isinstance(settled, Attempt):
+            self._contention = self._contention or settled.waits > 0
             return settled
         if settled.error is None:
             payout = PayoutFacts.of(settled.result)
@@ -295,6 +362,8 @@ class PayoutEngine:
             if earlier:
                 made_by = self.progress.try_that_created(payout.created, self.identity.try_number)
                 self.progress.record(instruction.reference, settled.attempt.generation, "ok", payout.id, made_by)
+            elif self.keys.scope_of(instruction) is not None:
+                self._created_protected.add(instruction.reference)
             sink.add(
                 item_result(
                     instruction, settled.outcome, payout_id=payout.id, status=payout.status, created_by_try=made_by
@@ -303,17 +372,20 @@ class PayoutEngine:
             verb = "Payout already created (Stripe replayed an earlier request)" if earlier else "Created payout"
             self._log_movement(verb, instruction, payout.id, payout.status)
             return None
+        if settled.outcome == "used_elsewhere" and self.keys.scope_of(instruction) is not None:
+            # Another task instance sent this reference key: one listing after the pool settles it.
+            self._contention = True
+            self._contended.append((instruction, settled.attempt))
+            return None
         error = settled.error
         details = error.as_dict()
         # Definitive: a retry under any key cannot change the answer, so Airflow must not retry it.
-        details["definitive"] = settled.outcome == "refused" or (
-            error.error_type == "idempotency_error" and error.http_status == 400
-        )
+        details["definitive"] = settled.outcome in ("refused", "used_elsewhere")
         if settled.outcome == "refused":
             details["next"] = "Stripe refused it and nothing was paid; fix the cause, then re-run: a fresh key is used"
-        elif error.error_type == "idempotency_error" and error.http_status == 400:
+        elif settled.outcome == "used_elsewhere":
             details["next"] = (
-                "this reference's key was used earlier in this run with other parameters (the instruction "
+                "this item's key was used earlier in this run with other parameters (the instruction "
                 "changed?); a payout may exist: check payouts with metadata "
                 f"{REFERENCE_METADATA_KEY}={instruction.reference!r}, and use a new reference to pay anyway"
             )
@@ -325,6 +397,59 @@ class PayoutEngine:
         sink.add(item_result(instruction, "failed", error=details))
         self.log.error("%s: %s -> %s", instruction.where(), error, details["next"])
         return None
+
+    def _settle_contended(self, sink: ResultSink) -> None:
+        """One listing for every contended item: report what it finds, send the next generation for the rest.
+
+        A key used with other parameters was sent by another task instance whose request
+        is done (else Stripe answers 409): what it created, if anything, was created
+        within the keys' lifetime, so the listing covers at least that.
+        """
+        contended, self._contended = self._contended, []
+        since = int((datetime.now(timezone.utc) - KEY_LIFETIME - WINDOW_SLACK).timestamp())
+        window = self.identity.window_start(self.progress.first_attempt)
+        others = since
+        if self.cross_run is not None and self.progress.first_attempt is not None:
+            others = min(since, int((self.progress.first_attempt - self.cross_run.lookback).timestamp()))
+        self.log.info(
+            "%d protected reference(s) were sent by another run at the same time: listing payouts to settle them",
+            len(contended),
+        )
+        listing = self._list(min(since, window), others)
+        attempts = {id(instruction): attempt for instruction, attempt in contended}
+
+        def plan(instruction: PayoutInstruction) -> Attempt | None:
+            if self._decide(instruction, listing, sink):
+                return None
+            # Nothing that moved money exists under that generation: the next one is this item's.
+            return self.requests.advance(instruction.reference, attempts[id(instruction)].generation, hops=0)
+
+        self._run(iter(instruction for instruction, _attempt in contended), plan, sink)
+
+    def _fail_contended(self, instruction: PayoutInstruction, sink: ResultSink) -> None:
+        error = {
+            "type": "contended",
+            "message": f"other runs kept sending this reference's key ({CONTENTION_ROUNDS} rounds)",
+            "next": "outcome unknown (a payout may exist); a retry lists payouts again and never pays it twice",
+        }
+        sink.add(item_result(instruction, "failed", error=error))
+        self.log.error("%s: %s -> %s", instruction.where(), error["message"], error["next"])
+
+    def _check_paid_twice(self) -> None:
+        """After contention, list the payouts created since the try began: no protected reference paid twice."""
+        if self._contention and self._created_protected:
+            start = self.requests.started - int(WINDOW_SLACK.total_seconds())
+            listing = self._list(start, start)
+            for reference in self._created_protected & listing.duplicates.keys():
+                self.paid_twice[reference] = listing.duplicates[reference]
+        for reference, ids in self.paid_twice.items():
+            self.log.error(
+                "PAID TWICE: reference %r has %d payouts that moved money (%s): cancel the extra one(s) in the "
+                "Stripe Dashboard while pending",
+                reference,
+                len(ids),
+                ", ".join(ids),
+            )
 
     def _log_movement(
         self, verb: str, instruction: PayoutInstruction, payout_id: str | None, status: str | None

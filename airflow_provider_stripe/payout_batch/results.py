@@ -12,11 +12,11 @@ can be large, and XComs live in the metadata database, so:
 
 Each result: ``index``, ``reference``, ``outcome`` (``created``, ``existing``,
 ``already_paid_by_run``, ``failed``, ``not_attempted``, ``dry_run``), and ``payout_id``,
-``status``, ``amount``, ``currency``, ``created_by_try``, ``paid_by_run``, ``error`` when
-known. ``created``/``existing`` are what *this try* did (it created the payout / found it,
-created earlier); ``already_paid_by_run`` means another run of the DAG (``paid_by_run``,
-its run id; ``payout_id``, its payout) paid the reference within the look-back, so nothing
-was sent.
+``status``, ``amount``, ``currency``, ``created_by_try``, ``paid_by_run``, ``paid_by_dag``,
+``error`` when known. ``created``/``existing`` are what *this try* did (it created the
+payout / found it, created earlier); ``already_paid_by_run`` means another run
+(``paid_by_run``, its run id, of DAG ``paid_by_dag``; ``payout_id``, its payout) paid the
+protected reference -- at the same time or within the look-back --, so nothing was sent.
 
 The summary's counts per outcome describe this try; ``summary["this_run"]`` describes the
 run across its tries (:meth:`ResultSink.run_totals`): ``paid`` (payouts of this run),
@@ -51,6 +51,7 @@ class ItemResult:
     status: str | None = None
     created_by_try: int | None = None
     paid_by_run: str | None = None
+    paid_by_dag: str | None = None
     error: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -78,6 +78,7 @@ def test_a_second_run_pays_nobody_the_first_paid_in_one_listing(localstripe: str
     assert summary["cross_run_protection"] == {
         "enabled": True,
         "covers": "explicit",
+        "scope": ["account"],
         "lookback_seconds": int(CROSS_RUN_LOOKBACK.total_seconds()),
     }
     refused = [r for r in second["results"] if r["outcome"] == "already_paid_by_run"]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import stripe
 
+from airflow_provider_stripe import idempotency
 from airflow_provider_stripe.errors import StripeRequestError
 from airflow_provider_stripe.idempotency import (
     GENERATION_STATE_PREFIX,
@@ -51,12 +52,11 @@ def _keys(store: Any = None, try_number: int = 1, explicit: str | None = None) -
         scope="charges.create",
         ledger=SingleRequestLedger(store, "charges.create"),
         key_for=explicit_key_function(explicit) if explicit else None,
-        walk=True,
     )
 
 
 def _advance(keys: IdempotentRequests[Any], generation: int) -> int:
-    return keys._fresh("", generation, hops=0).generation
+    return keys.advance("", generation, hops=0).generation
 
 
 def _current(keys: IdempotentRequests[Any]) -> int:
@@ -124,13 +124,13 @@ class _StripeKeys:
         return SimpleNamespace(id=self.saved[key], created=created, last_response=SimpleNamespace(headers=headers))
 
 
-def _engine(store: Any, try_number: int, *, walk: bool) -> IdempotentRequests[Any]:
+def _engine(store: Any, try_number: int) -> IdempotentRequests[Any]:
     identity = RunIdentity.from_context(payout_context(try_number=try_number))
-    return IdempotentRequests(identity=identity, scope="s", ledger=SingleRequestLedger(store, "s"), walk=walk)
+    return IdempotentRequests(identity=identity, scope="s", ledger=SingleRequestLedger(store, "s"))
 
 
-def _send(stripe_keys: _StripeKeys, store: Any, try_number: int, *, walk: bool = True) -> Any:
-    return _engine(store, try_number, walk=walk).request("", stripe_keys, "op", logging.getLogger(__name__))
+def _send(stripe_keys: _StripeKeys, store: Any, try_number: int) -> Any:
+    return _engine(store, try_number).request("", stripe_keys, "op", logging.getLogger(__name__))
 
 
 def test_engine_walks_past_replayed_refusals_and_never_repeats_an_earlier_success() -> None:
@@ -144,11 +144,38 @@ def test_engine_walks_past_replayed_refusals_and_never_repeats_an_earlier_succes
     assert len(stripe_keys.executed) == 2, "an earlier success is returned, never repeated"
 
 
-def test_engine_jumps_without_a_store_when_listing_finds_earlier_successes() -> None:
-    stripe_keys = _StripeKeys(refusals=1)
-    _send(stripe_keys, None, 1, walk=False)
-    answer = _send(stripe_keys, None, 4, walk=False)
-    assert (answer.outcome, answer.attempt.generation) == ("created", 4)
+def _idempotency_error(status: int) -> stripe.IdempotencyError:
+    code = "idempotency_key_in_use" if status == 409 else None
+    body = {"error": {"type": "idempotency_error", "code": code, "message": "key"}}
+    return stripe.IdempotencyError("key", None, http_status=status, json_body=body, code=code)
+
+
+def test_engine_waits_for_a_request_in_flight_under_the_same_key_and_never_takes_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(idempotency, "IN_FLIGHT_WAITS", (0.01, 0.01, 0.01))
+    keys_sent: list[str] = []
+
+    def busy_twice(key: str) -> Any:
+        keys_sent.append(key)
+        if len(keys_sent) <= 2:
+            raise _idempotency_error(409)
+        return SimpleNamespace(id="po_1", created=int(time.time()) + 5, last_response=None)
+
+    answer = _engine(None, 1).request("", busy_twice, "op", logging.getLogger(__name__))
+    assert (answer.outcome, answer.attempt.waits, len(set(keys_sent))) == ("created", 2, 1)
+
+    def always_busy(key: str) -> Any:
+        raise _idempotency_error(409)
+
+    answer = _engine(None, 1).request("", always_busy, "op", logging.getLogger(__name__))
+    assert (answer.outcome, answer.attempt.waits) == ("unknown", 3), "bounded: then unknown, the key kept"
+
+    def other_params(key: str) -> Any:
+        raise _idempotency_error(400)
+
+    answer = _engine(None, 1).request("", other_params, "op", logging.getLogger(__name__))
+    assert (answer.outcome, answer.attempt.generation) == ("used_elsewhere", 0)
 
 
 def test_engine_with_a_store_starts_at_the_fresh_key_and_keeps_a_lost_answers_key() -> None:
@@ -162,6 +189,6 @@ def test_engine_with_a_store_starts_at_the_fresh_key_and_keeps_a_lost_answers_ke
     def lost(key: str) -> Any:
         raise stripe.APIConnectionError("connection reset")
 
-    engine = _engine(MemoryStateStore(), 1, walk=True)
+    engine = _engine(MemoryStateStore(), 1)
     unknown = engine.request("", lost, "op", logging.getLogger(__name__))
     assert unknown.outcome == "unknown" and engine.current_generation("") == 0, "a lost answer keeps its key"

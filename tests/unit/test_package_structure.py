@@ -68,7 +68,6 @@ def test_every_public_exception_is_defined_in_errors_under_one_root() -> None:
         ("validation", "StripeInputError", ValueError),
         ("payout_batch.sources", "StripeBatchInputError", ValueError),
         ("payout_batch.sources", "SourceError", ValueError),
-        ("payout_batch.batch", "StripePayoutError", RuntimeError),
         ("payout_status.watch", "PayoutIdsError", ValueError),
         ("webhooks.signature", "WebhookSignatureError", ValueError),
         ("webhooks.signature", "WebhookPayloadError", ValueError),

@@ -15,8 +15,10 @@ from airflow_provider_stripe.idempotency import (
     BatchLedger,
     ItemState,
     PayoutIdentity,
+    ReferenceScope,
     allows_fresh_key,
-    next_generation,
+    in_flight,
+    used_elsewhere,
     was_replayed,
 )
 from airflow_provider_stripe.payout_batch import sources
@@ -55,6 +57,24 @@ def test_keys_are_stable_across_tries_and_differ_per_run_task_map_index_referenc
     assert base.tag == "60fabc6ba2304612360a7fd10ce8e5bf"
 
 
+def test_reference_keys_are_the_same_for_every_run_and_dag_and_differ_per_account_scope_reference() -> None:
+    key = ReferenceScope("account").key("inv-1", 0)
+    assert ReferenceScope("account", None).key("inv-1", 0) == key, "no run, DAG or task in a reference key"
+    others = {
+        ReferenceScope("account", "acct_1").key("inv-1", 0),
+        ReferenceScope("payroll").key("inv-1", 0),
+        ReferenceScope("account").key("inv-2", 0),
+        ReferenceScope("account").key("inv-1", 1),
+        PayoutIdentity.from_context(_context()).payout_key("inv-1", 0),
+    }
+    assert key not in others and len(others) == 5
+    assert key == "airflow-payout-" + key.removeprefix("airflow-payout-") and len(key) == len("airflow-payout-") + 64
+    stamp = PayoutIdentity.from_context(_context()).stamp("inv-1", ReferenceScope("payroll"))
+    assert stamp["airflow_payout_scope"] == "payroll" and "airflow_payout_scope" not in (
+        PayoutIdentity.from_context(_context()).stamp("inv-1")
+    )
+
+
 def test_fresh_keys_only_after_a_definitive_refusal() -> None:
     def error(status: int | None, kind: str = "invalid_request_error") -> StripeRequestError:
         return StripeRequestError(
@@ -65,9 +85,9 @@ def test_fresh_keys_only_after_a_definitive_refusal() -> None:
     for not_fresh in (error(None, "api_connection_error"), error(500), error(409), error(429)):
         assert not allows_fresh_key(not_fresh)
     assert not allows_fresh_key(error(400, "idempotency_error")), "the key may have paid with other params"
-    assert next_generation(0, try_number=3, remembered=True) == 1
-    assert next_generation(0, try_number=3, remembered=False) == 3
-    assert next_generation(3, try_number=3, remembered=False) == 4
+    assert used_elsewhere(error(400, "idempotency_error")) and not used_elsewhere(error(409, "idempotency_error"))
+    assert in_flight(error(409, "idempotency_error")) and not in_flight(error(409, "api_error"))
+    assert not in_flight(error(400, "idempotency_error"))
     assert was_replayed(SimpleNamespace(headers={"Idempotent-Replayed": "true"}))
     assert not was_replayed(SimpleNamespace(headers={})) and not was_replayed(None)
 
