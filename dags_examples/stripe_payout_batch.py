@@ -97,7 +97,7 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2025, 1, 1),
     catchup=False,
-    max_active_runs=1,  # one batch at a time: a day's payouts never race the next day's
+    max_active_runs=1,  # tidy logs; not needed for money safety: concurrent runs never pay a reference twice
     tags=["stripe", "payouts", "example"],
     params={
         "instructions_file": Param(

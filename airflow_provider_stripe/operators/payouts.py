@@ -220,7 +220,7 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
     :param description: free text.
     :param statement_descriptor: up to 22 characters shown on the bank statement.
     :param source_type: balance to draw from: ``bank_account``, ``card`` or ``fpx``.
-    :param metadata: up to 46 string pairs (the provider adds the keys of
+    :param metadata: up to 45 string pairs (the provider adds the keys of
         :data:`~airflow_provider_stripe.idempotency.RESERVED_METADATA_KEYS`).
     :param reference: your stable name for this payout (e.g. a settlement id); default: a
         hash of its contents. Used to find the payout again on a retry.

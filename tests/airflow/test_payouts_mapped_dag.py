@@ -8,9 +8,11 @@ runner, XCom, mapping and task state store (AIP-103).
   pays nothing either (cross-run protection). Three
   ``dag.test`` runs, about 10 s each.
 * Against the recording stub behind the fault proxy (Stripe's idempotency semantics):
-  a payout refused for insufficient funds in the first try is paid by Airflow's retry
-  under a fresh key, which the task state store remembered -- the saved refusal is never
-  replayed. One ``dag.test`` run, two tries.
+  when the first try fails partly for an unknown outcome (a 500), Airflow's retry pays
+  the item refused for insufficient funds under a fresh key, which the task state store
+  remembered (the saved refusal is never replayed), and the unknown one under its own key;
+  when every failure is a definitive refusal, Airflow does not retry and the results are
+  published anyway. One ``dag.test`` run each.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from tests.integration.payout_helpers import (
     write_jsonl,
 )
 from tests.servers.fault_proxy import FaultProxy
-from tests.servers.stub_stripe import StubServer
+from tests.servers.stub_stripe import StubServer, stripe_error
 
 DAG_ID = "stripe_payouts_mapped"
 DAY_1 = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -58,8 +60,8 @@ def mapped_dag(migrated: None) -> Any:
     return bag.get_dag(DAG_ID)
 
 
-def _use_stripe(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:
-    for name, value in connection_env("stripe_default", base_url=base_url).items():
+def _use_stripe(monkeypatch: pytest.MonkeyPatch, base_url: str, **fields: Any) -> None:
+    for name, value in connection_env("stripe_default", base_url=base_url, **fields).items():
         monkeypatch.setenv(name, value)
 
 
@@ -119,6 +121,24 @@ def test_each_logical_date_pays_every_mapped_item_once(
     assert _by_run_and_reference(localstripe) == after_first, "the next logical date pays nobody again"
 
 
+def _refuse_first_try(refusals: Mapping[str, Callable[[], Any]]) -> Callable[[Mapping[str, str]], Any]:
+    """A stub ``refuse`` hook: each listed reference's first create gets its answer, later ones pass."""
+    answered: set[str] = set()
+
+    def refuse(form: Mapping[str, str]) -> Any:
+        reference = form.get(f"metadata[{REFERENCE_METADATA_KEY}]", "")
+        if reference in refusals and reference not in answered:
+            answered.add(reference)
+            return refusals[reference]()
+        return None
+
+    return refuse
+
+
+def _creates(api: FakePayoutsApi, reference: str) -> list[Any]:
+    return [r for r in api.creates if r.form.get(f"metadata[{REFERENCE_METADATA_KEY}]") == reference]
+
+
 @pytest.mark.airflow_min("3.3", reason="the fresh key of a retried item comes from the task state store")
 def test_airflow_retry_pays_a_refused_item_under_a_fresh_key_from_the_state_store(
     mapped_dag: Any,
@@ -127,18 +147,14 @@ def test_airflow_retry_pays_a_refused_item_under_a_fresh_key_from_the_state_stor
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    refused = {"once": False}
-
-    def refuse(form: Mapping[str, str]) -> Any:
-        if form.get(f"metadata[{REFERENCE_METADATA_KEY}]") == "north-2" and not refused["once"]:
-            refused["once"] = True
-            return insufficient_funds()
-        return None
-
-    api = FakePayoutsApi(refuse)
+    # north-2 is refused (definitive) and north-3's answer is a 500 (unknown outcome) in the
+    # first try: not every failure is definitive, so Airflow retries the task.
+    api = FakePayoutsApi(
+        _refuse_first_try({"north-2": insufficient_funds, "north-3": lambda: stripe_error(500, "api_error")})
+    )
     stub_stripe.responder = api
     proxy = fault_proxy(upstream_url=stub_stripe.url)
-    _use_stripe(monkeypatch, proxy.url)
+    _use_stripe(monkeypatch, proxy.url, max_network_retries=0)
     pay_regions = mapped_dag.task_dict["pay_regions"]
     pay_regions.retries = 1
     pay_regions.retry_delay = timedelta(0)
@@ -148,8 +164,35 @@ def test_airflow_retry_pays_a_refused_item_under_a_fresh_key_from_the_state_stor
 
     assert str(dag_run.state) == "success", task_states(dag_run)
     (summary,) = [r["summary"] for r in xcoms(dag_run, "pay_regions")]
-    assert summary["created"] == 1 and summary["existing"] == 4  # the second try
-    north_2 = [r for r in api.creates if r.form.get(f"metadata[{REFERENCE_METADATA_KEY}]") == "north-2"]
+    assert summary["created"] == 2 and summary["existing"] == 3  # the second try
+    north_2, north_3 = _creates(api, "north-2"), _creates(api, "north-3")
     assert len(north_2) == 2 and north_2[0].headers["Idempotency-Key"] != north_2[1].headers["Idempotency-Key"]
+    assert len(north_3) == 2 and north_3[0].headers["Idempotency-Key"] == north_3[1].headers["Idempotency-Key"]
     assert proxy.stats["replayed"] == 0, "the state store knew the refusal: its key was never reused"
     assert sorted(p["metadata"][REFERENCE_METADATA_KEY] for p in api.payouts) == [f"north-{n}" for n in range(5)]
+
+
+def test_a_batch_whose_failures_are_all_refusals_is_not_retried_and_publishes_its_results(
+    mapped_dag: Any,
+    stub_stripe: StubServer,
+    fault_proxy: Callable[..., FaultProxy],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    api = FakePayoutsApi(_refuse_first_try({"north-2": insufficient_funds}))
+    stub_stripe.responder = api
+    _use_stripe(monkeypatch, fault_proxy(upstream_url=stub_stripe.url).url)
+    pay_regions = mapped_dag.task_dict["pay_regions"]
+    pay_regions.retries = 2
+    pay_regions.retry_delay = timedelta(0)
+
+    conf = {"region_files": [write_jsonl(tmp_path / "north.jsonl", eur_items(5, "north"))], "bonuses": []}
+    dag_run = mapped_dag.test(logical_date=DAY_1, run_conf=conf)
+
+    assert task_states(dag_run)[("pay_regions", 0)] == "failed"
+    assert len(_creates(api, "north-2")) == 1, "a definitive refusal is not re-sent by an automatic retry"
+    (published,) = xcoms(dag_run, "pay_regions")
+    assert published["summary"]["created"] == 4 and published["summary"]["failed"] == 1
+    refused = [r for r in published["results"] if r["outcome"] == "failed"]
+    assert [r["reference"] for r in refused] == ["north-2"]
+    assert len(api.payouts) == 4
