@@ -1,8 +1,8 @@
 """A real Airflow deployment on 127.0.0.1, driven through the REST API v2 only.
 
 :func:`run_deployment` starts, in this order: PostgreSQL and Redis (:mod:`.services`),
-localstripe with counting proxies in front of it, ``airflow db migrate``, then
-``api-server``, ``scheduler`` (LocalExecutor, parallelism > 1), ``dag-processor`` and
+localstripe with counting proxies and a Stripe-faithful one (idempotency) in front of it,
+``airflow db migrate``, then ``api-server``, ``scheduler`` (LocalExecutor, parallelism > 1), ``dag-processor`` and
 ``triggerer`` as separate processes sharing one environment (:meth:`DeploymentConfig.env`,
 the one place every Airflow process gets its settings from: add ``AIRFLOW__...`` there).
 
@@ -16,7 +16,7 @@ and result files; the DAG bundles).
 
 DAGs come from two bundles: ``dags_examples/`` (what users copy) and
 ``tests/deployment/dags/`` (DAGs only this tier needs: a slow batch to kill and clear, two
-tasks sharing a rate limit). :class:`Deployment` wraps the REST calls the tests make.
+tasks sharing a rate limit, batches whose runs overlap). :class:`Deployment` wraps the REST calls the tests make.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from tests import airflow_env
 from tests.airflow.api_server import free_port
 from tests.airflow.subprocess_env import installed_env
 from tests.deployment.services import run_airflow, run_postgres, run_redis, tail
+from tests.servers.fault_proxy import FaultKind, FaultPlan, FaultProxy, run_fault_proxy
 from tests.servers.localstripe_server import TEST_API_KEY, run_localstripe
 
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
@@ -48,6 +49,9 @@ SLOW_LATENCY_MS = 100
 """Added by default to every request of the ``stripe_proxied`` connection (its proxy's plan can be
 changed at run time: ``deployment.proxy.set_plan``): a batch long enough to interrupt."""
 LIMIT_PER_MINUTE = 60
+HOLD_POSTS = FaultPlan(rates={FaultKind.SLOW: 1.0}, slow_ms=100, methods=frozenset({"POST"}))
+"""The ``stripe_faithful`` connection's proxy (Stripe's idempotency semantics) holds every POST 100 ms
+while its key is in flight, so batches of concurrent runs meet each other's keys."""
 """The ``stripe_limited`` connection's client-side limit, shared by its tasks through Redis."""
 READY_TIMEOUT_S = 180.0
 TERMINAL = {"success", "failed"}
@@ -84,6 +88,7 @@ class DeploymentConfig:
     stripe_url: str
     proxied_url: str
     limited_proxy_url: str
+    faithful_url: str
     api_port: int = field(default_factory=free_port)
     username: str = "admin"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
@@ -96,13 +101,15 @@ class DeploymentConfig:
         return f"http://127.0.0.1:{self.api_port}"
 
     def connections(self) -> dict[str, str]:
-        """``AIRFLOW_CONN_*``: Stripe direct, through a counting/fault proxy, and through one with a shared limit."""
+        """``AIRFLOW_CONN_*``: Stripe direct, through a counting/fault proxy, through one with a shared limit,
+        and through one with Stripe's idempotency semantics."""
         from airflow_provider_stripe.testing.connection import connection_env
 
         common = {"api_key": TEST_API_KEY, "webhook_secret": WEBHOOK_SECRET}
         return {
             **connection_env("stripe_default", base_url=self.stripe_url, **common),
             **connection_env("stripe_proxied", base_url=self.proxied_url, **common),
+            **connection_env("stripe_faithful", base_url=self.faithful_url, **common),
             **connection_env(
                 "stripe_limited",
                 base_url=self.limited_proxy_url,
@@ -179,6 +186,9 @@ class Deployment:
     """In front of the ``stripe_proxied`` connection: counts requests, adds latency or faults (its plan)."""
     limited_proxy: CountingProxy
     """In front of the ``stripe_limited`` connection (60 requests a minute, shared through Redis)."""
+    faithful: FaultProxy
+    """In front of the ``stripe_faithful`` connection: Stripe's idempotency semantics (localstripe has
+    none), every POST held a while (:data:`HOLD_POSTS`)."""
     logs: Path
     env: dict[str, str]
     """The environment of every Airflow process (to start one more, e.g. a second api-server)."""
@@ -315,7 +325,8 @@ def run_deployment(workdir: Path, *, celery_workers: int = 0) -> Iterator[Deploy
         stack.enter_context(bank)
         slow = stack.enter_context(run_counting_proxy(stripe_url, latency_ms=SLOW_LATENCY_MS))
         limited = stack.enter_context(run_counting_proxy(stripe_url))
-        config = DeploymentConfig(workdir, db_url, redis_url, stripe_url, slow.url, limited.url)
+        faithful = stack.enter_context(run_fault_proxy(stripe_url, faults=HOLD_POSTS))
+        config = DeploymentConfig(workdir, db_url, redis_url, stripe_url, slow.url, limited.url, faithful.url)
         if celery:
             config.executor = "CeleryExecutor"
         env = config.env()
@@ -324,7 +335,7 @@ def run_deployment(workdir: Path, *, celery_workers: int = 0) -> Iterator[Deploy
         migrate.wait(timeout=300)
         assert migrate.returncode == 0, f"airflow db migrate failed:\n{tail(logs / 'migrate.log')}"
         workers = tuple(f"celery-worker-{n}" for n in range(1, celery_workers + 1))
-        deployment = Deployment(config, slow, limited, logs, env, workers)
+        deployment = Deployment(config, slow, limited, faithful, logs, env, workers)
         procs = []
         for args in (
             ["api-server", "--host", "127.0.0.1", "--port", str(config.api_port), "--workers", "1"],
