@@ -22,8 +22,9 @@ from tests import airflow_env
 
 NEVER_AT_PARSE_TIME = ("stripe", "limits", "requests", "redis")
 """The Stripe SDK, the rate limiter's library and HTTP/Redis clients: only when a task runs."""
-NOT_ADDED_BY_US = ("jsonschema",)
-"""Imported by Airflow itself (``airflow.sdk`` from 3.2; on 3.1 validating a DAG's ``Param``), never by the provider."""
+NOT_ADDED_BY_US = ("jsonschema", "croniter")
+"""Imported by Airflow itself when a DAG needs them (jsonschema: ``airflow.sdk`` from 3.2, on 3.1 validating
+a DAG's ``Param``; croniter: a cron schedule), never by the provider's modules."""
 
 
 def _imported(name: str, modules: list[str]) -> list[str]:
