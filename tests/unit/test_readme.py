@@ -28,3 +28,9 @@ def test_readme_names_exactly_two_setup_commands() -> None:
     block = text.split("## Two commands", 1)[1].split("\n## ", 1)[0]
     commands = [line for line in block.splitlines() if line.startswith("bash ")]
     assert commands == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+
+
+def test_readme_benchmark_figures_are_generated_from_the_results_files() -> None:
+    from benchmarks import summary
+
+    assert summary.section() in (REPO / "README.md").read_text(), "run: .venv/bin/python -m benchmarks.summary --write"
