@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -400,8 +401,11 @@ class SingleRequestLedger:
 
 
 BATCH_STATE_KEY = "stripe_payout_batch"
-BATCH_CHUNK_ITEMS = 200
-BATCH_FORMAT_VERSION = 1
+BATCH_LOG_VALUE_ITEMS = 200
+"""Entries per log value: keeps each value far below the task state store's 64 KB per-value policy."""
+BATCH_FORMAT_VERSION = 2
+MAX_LOG_VALUES = 1_000_000
+"""A bound on the log values a load reads (a batch writes a few per minute)."""
 
 _CODES: dict[str, Code] = {"s": "sent", "ok": "ok", "r": "refused", "u": "unknown"}
 _SHORT: dict[Code, str] = {v: k for k, v in _CODES.items()}
@@ -438,16 +442,17 @@ class BatchLedger:
     sent, so after a crash a retry never forgets which key may have paid.
 
     Layout (compact JSON, a few bytes per item): ``stripe_payout_batch`` holds
-    ``{"v": 1, "chunks": n, "first_attempt": iso, "tries": {"<try>": iso}}`` (``tries``:
-    when each try of the run started, written before the try sends anything; it tells
-    which try created a payout found by listing); ``stripe_payout_batch/<i>`` holds
-    ``{reference: entry}`` for the references hashed to chunk ``i``, where an entry is just
-    the object id for the common case (created by try 1 with the first key), else
-    ``[generation, code, object_id?]`` or, for a created object, ``[generation, "ok",
-    object_id, made_by_try]``. Chunks keep each value far below the store's 64 KB
-    per-value policy (about :data:`BATCH_CHUNK_ITEMS` items each), and only changed chunks
-    are rewritten, at most every ``flush_interval`` seconds (outcomes lost in a crash are
-    re-learnt from Stripe: the key is the same, or the payout is found by listing).
+    ``{"v": 2, "first_attempt": iso, "tries": {"<try>": iso}}`` (``tries``: when each try
+    of the run started, written before the try sends anything; it tells which try created a
+    payout found by listing). The entries are an append-only log: each flush writes the
+    entries changed since the last one as ``stripe_payout_batch/<n>`` (n = 0, 1, ...; at
+    most :data:`BATCH_LOG_VALUE_ITEMS` each, far below the store's 64 KB per-value policy),
+    and a load replays them in order, later entries replacing earlier ones. So a flush costs
+    what changed, not the batch's size. An entry ``{reference: entry}`` is just the object
+    id for the common case (created by try 1 with the first key), else ``[generation, code,
+    object_id?]`` or, for a created object, ``[generation, "ok", object_id, made_by_try]``.
+    Outcomes are flushed at most every ``flush_interval`` seconds (outcomes lost in a crash
+    are re-learnt from Stripe: the key is the same, or the payout is found by listing).
 
     Without a store (Airflow < 3.3, or an operator run outside a task), it remembers
     nothing (each item is planned once per try, so memory would not help) and ``tries``
@@ -457,8 +462,10 @@ class BatchLedger:
     def __init__(self, store: Any | None, *, flush_interval: float = 2.0) -> None:
         self.store = store
         self.flush_interval = flush_interval
-        self._chunks: list[dict[str, Any]] = [{}]
-        self._dirty: set[int] = set()
+        self._entries: dict[str, Any] = {}
+        self._dirty: dict[str, Any] = {}
+        self._next_value = 0
+        self._lock = threading.Lock()
         self._last_flush = time.monotonic()
         self.first_attempt: datetime | None = None
         self.resumed = False
@@ -473,7 +480,7 @@ class BatchLedger:
         """Read what earlier tries stored, or write the header of a first try; note this try's start.
 
         Called before any request of the try, so a payout created by this try is never
-        older than its recorded start.
+        older than its recorded start. ``item_count`` is the batch's size (for the log).
         """
         now = datetime.now(timezone.utc)
         if self.store is None:
@@ -482,27 +489,22 @@ class BatchLedger:
             return
         meta = self.store.get(BATCH_STATE_KEY, None)
         if isinstance(meta, dict) and meta.get("v") == BATCH_FORMAT_VERSION:
-            chunks = int(meta["chunks"])
             self.first_attempt = datetime.fromisoformat(str(meta["first_attempt"]))
-            self._chunks = [dict(self.store.get(f"{BATCH_STATE_KEY}/{i}", None) or {}) for i in range(chunks)]
+            for n in range(MAX_LOG_VALUES):
+                value = self.store.get(f"{BATCH_STATE_KEY}/{n}", None)
+                if not isinstance(value, dict):
+                    break
+                self._entries.update(value)
+                self._next_value = n + 1
             self.resumed = True
-            tries = meta.get("tries")
-            if isinstance(tries, dict):  # absent in a header an older provider version wrote
-                self.tries = {int(n): datetime.fromisoformat(str(t)) for n, t in tries.items()}
+            self.tries = {int(n): datetime.fromisoformat(str(t)) for n, t in meta["tries"].items()}
             # A try number seen again (a try that died before Airflow counted it) keeps its first start.
             self.tries.setdefault(try_number, now)
             self.store.set(BATCH_STATE_KEY, {**meta, "tries": self._tries_json()})
             return
-        chunks = max(1, -(-item_count // BATCH_CHUNK_ITEMS))
         self.first_attempt = now
         self.tries = {try_number: now}
-        self._chunks = [{} for _ in range(chunks)]
-        header = {
-            "v": BATCH_FORMAT_VERSION,
-            "chunks": chunks,
-            "first_attempt": self.first_attempt.isoformat(),
-            "tries": self._tries_json(),
-        }
+        header = {"v": BATCH_FORMAT_VERSION, "first_attempt": now.isoformat(), "tries": self._tries_json()}
         self.store.set(BATCH_STATE_KEY, header)
 
     def _tries_json(self) -> dict[str, str]:
@@ -521,44 +523,43 @@ class BatchLedger:
         started = [n for n, t in self.tries.items() if n < current_try and t.timestamp() <= created + 1]
         return max(started) if started else None
 
-    def _chunk(self, reference: str) -> int:
-        digest = hashlib.blake2b(reference.encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") % len(self._chunks)
-
     def get(self, reference: str) -> ItemState | None:
-        return _decode(self._chunks[self._chunk(reference)].get(reference))
+        return _decode(self._entries.get(reference))
 
     def created_count(self) -> int:
         """How many items are remembered as created."""
-        return sum(1 for chunk in self._chunks for entry in chunk.values() if _is_created(entry))
+        return sum(1 for entry in list(self._entries.values()) if _is_created(entry))
 
     def record(
         self, reference: str, generation: int, code: Code, object_id: str | None = None, made_by: int | None = None
     ) -> None:
         if self.store is None:
             return
-        index = self._chunk(reference)
-        chunk = self._chunks[index]
-        previous = _decode(chunk.get(reference))
         entry = _encode(generation, code, object_id, made_by)
-        if chunk.get(reference) == entry:
-            return
-        chunk[reference] = entry
-        self._dirty.add(index)
-        if code == "sent" and generation > 0 and (previous is None or previous.generation != generation):
-            # Write-ahead: the store must know this generation before Stripe can see it.
-            self._flush({index})
+        with self._lock:
+            previous = _decode(self._entries.get(reference))
+            if self._entries.get(reference) == entry:
+                return
+            self._entries[reference] = entry
+            self._dirty[reference] = entry
+            if code == "sent" and generation > 0 and (previous is None or previous.generation != generation):
+                # Write-ahead: the store must know this generation before Stripe can see it.
+                self._flush()
 
     def flush(self, *, force: bool = False) -> None:
-        """Write changed chunks, at most every ``flush_interval`` seconds unless ``force``."""
-        if self._dirty and (force or time.monotonic() - self._last_flush >= self.flush_interval):
-            self._flush(set(self._dirty))
+        """Append the changed entries, at most every ``flush_interval`` seconds unless ``force``."""
+        with self._lock:
+            if self._dirty and (force or time.monotonic() - self._last_flush >= self.flush_interval):
+                self._flush()
 
-    def _flush(self, indexes: set[int]) -> None:
+    def _flush(self) -> None:
+        """Write the changed entries as the next log value(s); the caller holds the lock."""
         if self.store is not None:
-            for index in sorted(indexes):
-                self.store.set(f"{BATCH_STATE_KEY}/{index}", self._chunks[index])
-        self._dirty -= indexes
+            pending = list(self._dirty.items())
+            for at in range(0, len(pending), BATCH_LOG_VALUE_ITEMS):
+                self.store.set(f"{BATCH_STATE_KEY}/{self._next_value}", dict(pending[at : at + BATCH_LOG_VALUE_ITEMS]))
+                self._next_value += 1
+        self._dirty = {}
         self._last_flush = time.monotonic()
 
 

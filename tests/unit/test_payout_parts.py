@@ -184,7 +184,7 @@ def test_progress_writes_a_new_generation_before_it_is_used_and_resumes() -> Non
     store = _Store()
     progress = BatchLedger(store, flush_interval=3600)
     progress.load(450)
-    assert store.writes == ["stripe_payout_batch"] and store.data["stripe_payout_batch"]["chunks"] == 3
+    assert store.writes == ["stripe_payout_batch"]
     progress.record("a", 0, "ok", "po_1")
     progress.record("b", 0, "refused")
     assert len(store.writes) == 1, "outcomes are batched"
@@ -205,6 +205,27 @@ def test_progress_writes_a_new_generation_before_it_is_used_and_resumes() -> Non
     assert not forgetful.remembered and forgetful.get("a") is None
 
 
+def test_a_flush_writes_what_changed_whatever_the_batch_size() -> None:
+    for size in (100, 10_000):
+        store = _Store()
+        ledger = BatchLedger(store, flush_interval=3600)
+        ledger.load(size)
+        for n in range(size):
+            ledger.record(f"ref-{n}", 0, "ok", f"po_{n}", made_by=1)
+        ledger.flush(force=True)
+        store.writes.clear()
+        for n in range(0, size, size // 10):  # ten outcomes change, spread over the whole batch
+            ledger.record(f"ref-{n}", 0, "ok", f"po_again_{n}", made_by=1)
+        ledger.flush(force=True)
+        written = [store.data[key] for key in store.writes]
+        assert len(written) == 1 and len(written[0]) == 10, f"{size} items: {len(written)} values written"
+        resumed = BatchLedger(store)
+        resumed.load(size)
+        assert (
+            resumed.created_count() == size and resumed.get(f"ref-{size // 10}").object_id == f"po_again_{size // 10}"
+        )  # type: ignore[union-attr]
+
+
 def test_ledger_keeps_when_each_try_started_and_which_try_created_each_payout() -> None:
     store = _Store()
     first = BatchLedger(store, flush_interval=3600)
@@ -221,7 +242,7 @@ def test_ledger_keeps_when_each_try_started_and_which_try_created_each_payout() 
     assert second.tries[1] == first.tries[1], "an earlier try's start is kept as written"
     second.record("c", 1, "ok", "po_3", made_by=2)
     second.flush(force=True)
-    assert store.data["stripe_payout_batch/0"]["c"] == [1, "ok", "po_3", 2]
+    assert store.data["stripe_payout_batch/1"] == {"c": [1, "ok", "po_3", 2]}, "a flush appends what changed"
     third = BatchLedger(store)
     third.load(10, 3)
     assert [(third.get(r) or ItemState(0, "sent")).made_by for r in "abc"] == [1, None, 2]
