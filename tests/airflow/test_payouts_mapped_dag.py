@@ -135,6 +135,15 @@ def _refuse_first_try(refusals: Mapping[str, Callable[[], Any]]) -> Callable[[Ma
     return refuse
 
 
+def _pay_north(mapped_dag: Any, tmp_path: Path, retries: int) -> Any:
+    """One ``dag.test()`` run paying five ``north-<n>`` items, ``pay_regions`` retried at once up to ``retries``."""
+    pay_regions = mapped_dag.task_dict["pay_regions"]
+    pay_regions.retries = retries
+    pay_regions.retry_delay = timedelta(0)
+    conf = {"region_files": [write_jsonl(tmp_path / "north.jsonl", eur_items(5, "north"))], "bonuses": []}
+    return mapped_dag.test(logical_date=DAY_1, run_conf=conf)
+
+
 def _creates(api: FakePayoutsApi, reference: str) -> list[Any]:
     return [r for r in api.creates if r.form.get(f"metadata[{REFERENCE_METADATA_KEY}]") == reference]
 
@@ -155,12 +164,8 @@ def test_airflow_retry_pays_a_refused_item_under_a_fresh_key_from_the_state_stor
     stub_stripe.responder = api
     proxy = fault_proxy(upstream_url=stub_stripe.url)
     _use_stripe(monkeypatch, proxy.url, max_network_retries=0)
-    pay_regions = mapped_dag.task_dict["pay_regions"]
-    pay_regions.retries = 1
-    pay_regions.retry_delay = timedelta(0)
 
-    conf = {"region_files": [write_jsonl(tmp_path / "north.jsonl", eur_items(5, "north"))], "bonuses": []}
-    dag_run = mapped_dag.test(logical_date=DAY_1, run_conf=conf)
+    dag_run = _pay_north(mapped_dag, tmp_path, retries=1)
 
     assert str(dag_run.state) == "success", task_states(dag_run)
     (summary,) = [r["summary"] for r in xcoms(dag_run, "pay_regions")]
@@ -182,12 +187,8 @@ def test_a_batch_whose_failures_are_all_refusals_is_not_retried_and_publishes_it
     api = FakePayoutsApi(_refuse_first_try({"north-2": insufficient_funds}))
     stub_stripe.responder = api
     _use_stripe(monkeypatch, fault_proxy(upstream_url=stub_stripe.url).url)
-    pay_regions = mapped_dag.task_dict["pay_regions"]
-    pay_regions.retries = 2
-    pay_regions.retry_delay = timedelta(0)
 
-    conf = {"region_files": [write_jsonl(tmp_path / "north.jsonl", eur_items(5, "north"))], "bonuses": []}
-    dag_run = mapped_dag.test(logical_date=DAY_1, run_conf=conf)
+    dag_run = _pay_north(mapped_dag, tmp_path, retries=2)
 
     assert task_states(dag_run)[("pay_regions", 0)] == "failed"
     assert len(_creates(api, "north-2")) == 1, "a definitive refusal is not re-sent by an automatic retry"
