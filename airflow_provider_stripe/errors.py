@@ -76,6 +76,10 @@ class RateLimitWaitExceeded(StripeProviderError, TimeoutError):
     """Waiting for a free slot of the client-side rate limit would exceed the caller's deadline."""
 
 
+class RateLimitStorageError(StripeProviderError, RuntimeError):
+    """The shared rate-limit storage (Redis) failed: no request is sent (fail closed); Airflow retries."""
+
+
 # -- task inputs -----------------------------------------------------------------------------
 
 

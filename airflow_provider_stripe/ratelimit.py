@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from airflow_provider_stripe.constants import MEMORY_STORAGE as MEMORY_STORAGE  # re-exported
+from airflow_provider_stripe.errors import RateLimitStorageError
 from airflow_provider_stripe.errors import RateLimitWaitExceeded as RateLimitWaitExceeded  # re-exported
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 
 #: Seconds added to each window (see the module docstring).
 WINDOW_MARGIN_S = 1
+STORAGE_TIMEOUT_S = 5.0
+"""How long a shared storage (Redis) may take to connect or answer before the request fails
+(closed: nothing is sent); without it a black-holed Redis would hold a task forever."""
 
 
 def hide_userinfo(uri: str) -> str:
@@ -64,6 +68,14 @@ def userinfo_secrets(uri: str) -> tuple[str, ...]:
     parts = {userinfo, *userinfo.split(":", 1)[1:]}
     parts |= {unquote(p) for p in parts}
     return tuple(sorted(p for p in parts if p))
+
+
+def masked(text: str, uri: str) -> str:
+    """``text`` (e.g. an error the storage library raised) with ``uri``'s password hidden."""
+    text = text.replace(uri, hide_userinfo(uri))
+    for secret in userinfo_secrets(uri):
+        text = text.replace(secret, "***")
+    return text
 
 
 @dataclass(frozen=True)
@@ -124,12 +136,15 @@ class StripeRateLimiter:
             from limits.strategies import MovingWindowRateLimiter
 
             try:
-                storage = storage_from_string(spec.storage_uri)
+                storage = storage_from_string(
+                    spec.storage_uri,
+                    wrap_exceptions=True,
+                    socket_timeout=STORAGE_TIMEOUT_S,
+                    socket_connect_timeout=STORAGE_TIMEOUT_S,
+                )
             except ConfigurationError as exc:
                 # limits quotes the whole URI, password included: say it again without it.
-                reason = str(exc).replace(spec.storage_uri, hide_userinfo(spec.storage_uri))
-                for secret in userinfo_secrets(spec.storage_uri):
-                    reason = reason.replace(secret, "***")
+                reason = masked(str(exc), spec.storage_uri)
                 raise ConfigurationError(
                     f"rate limit storage {hide_userinfo(spec.storage_uri)!r} cannot be used ({reason}); use "
                     "memory:// or redis://host:6379/0 (pip install 'airflow-provider-stripe[redis]')"
@@ -139,21 +154,37 @@ class StripeRateLimiter:
         self._lock = threading.Lock()
 
     def try_acquire(self) -> float:
-        """Take a slot in every window and return 0, or return the seconds until one frees up."""
+        """Take a slot in every window and return 0, or return the seconds until one frees up.
+
+        :raises RateLimitStorageError: the shared storage failed (nothing may be sent).
+        """
         with self._lock:
             if self._memory is not None:
                 return self._memory.try_acquire(time.monotonic())
-            assert self._shared is not None
-            for item in self._items:
-                if not self._shared.test(item, self.key):
-                    reset = self._shared.get_window_stats(item, self.key).reset_time
-                    return max(reset - time.time(), 0.005)
-            for item in self._items:
-                if not self._shared.hit(item, self.key):
-                    # Another process took the last slot between test and hit (shared storage):
-                    # the slots already taken make this limiter stricter, never looser.
-                    return 0.05
-            return 0.0
+            from limits.errors import StorageError
+
+            try:
+                return self._try_shared()
+            except StorageError as exc:
+                cause = masked(f"{type(exc.storage_error).__name__}: {exc.storage_error}", self.spec.storage_uri)
+                raise RateLimitStorageError(
+                    f"the rate limit storage {hide_userinfo(self.spec.storage_uri)!r} of {self.key} failed ({cause}): "
+                    "no request was sent. Check that it is up and reachable from this worker, or fix the "
+                    "connection's rate_limit_storage_uri"
+                ) from None
+
+    def _try_shared(self) -> float:
+        assert self._shared is not None
+        for item in self._items:
+            if not self._shared.test(item, self.key):
+                reset = self._shared.get_window_stats(item, self.key).reset_time
+                return max(reset - time.time(), 0.005)
+        for item in self._items:
+            if not self._shared.hit(item, self.key):
+                # Another process took the last slot between test and hit (shared storage):
+                # the slots already taken make this limiter stricter, never looser.
+                return 0.05
+        return 0.0
 
     def reset(self) -> None:
         """Forget every request counted so far (tests; a new deployment of limits)."""

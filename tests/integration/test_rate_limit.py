@@ -13,8 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from airflow_provider_stripe.errors import RateLimitStorageError, StripeProviderError
 from airflow_provider_stripe.hooks.stripe import StripeHook
 from airflow_provider_stripe.ratelimit import (
+    STORAGE_TIMEOUT_S,
     RateLimitSpec,
     RateLimitWaitExceeded,
     StripeRateLimiter,
@@ -156,3 +158,48 @@ def test_memory_limiter_is_cheap_and_starts_no_threads() -> None:
     assert limiter.try_acquire() > 59  # the window (plus its margin) is full
     assert threading.active_count() == threads_before
     assert per_call < 50e-6, f"{per_call * 1e6:.1f} us per acquire"
+
+
+@pytest.mark.slow
+def test_a_down_or_black_holed_redis_fails_closed_with_a_provider_error_naming_it() -> None:
+    with redis_server(password="s3cret-pw") as uri:
+        limiter = StripeRateLimiter("stripe:payouts_conn", RateLimitSpec(5, 100, uri))
+        assert limiter.try_acquire() == 0
+    # The server is gone: a refused connection.
+    with pytest.raises(RateLimitStorageError) as down:
+        limiter.try_acquire()
+    assert isinstance(down.value, StripeProviderError)
+    message = str(down.value)
+    assert "stripe:payouts_conn" in message and "rate_limit_storage_uri" in message and "ConnectionError" in message
+    assert "s3cret-pw" not in message and "***@127.0.0.1" in message
+
+    # A black hole: the port accepts connections (the kernel's backlog) and never answers.
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(8)
+        uri = f"redis://:s3cret-pw@127.0.0.1:{hole.getsockname()[1]}/0"
+        silent = StripeRateLimiter("stripe:payouts_conn", RateLimitSpec(5, 100, uri))
+        started = time.monotonic()
+        with pytest.raises(RateLimitStorageError) as held:
+            silent.try_acquire()
+        waited = time.monotonic() - started
+    assert STORAGE_TIMEOUT_S * 0.8 <= waited < STORAGE_TIMEOUT_S * 4, f"waited {waited:.1f}s"
+    assert "Timeout" in str(held.value) and "s3cret-pw" not in str(held.value)
+
+
+@pytest.mark.slow
+def test_a_payout_batch_on_a_down_redis_sends_nothing_and_names_the_storage(
+    monkeypatch: pytest.MonkeyPatch, localstripe: str
+) -> None:
+    from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
+    from tests.integration.payout_helpers import eur_items, list_all_payouts, payout_context
+    from tests.integration.stripe_task_context import TEST_KEY
+
+    with redis_server(password="s3cret-pw") as uri:
+        pass  # a port where Redis was: nothing listens there now
+    conn_id = stripe_connection(monkeypatch, localstripe, rate_limit_storage_uri=uri)
+    batch = StripePayoutBatchOperator(task_id="pay_out", stripe_conn_id=conn_id, payouts=eur_items(3))
+    with pytest.raises(RateLimitStorageError) as caught:
+        batch.execute(payout_context())
+    assert "rate_limit_storage_uri" in str(caught.value) and "s3cret-pw" not in str(caught.value)
+    assert list_all_payouts(localstripe, TEST_KEY) == [], "nothing may be sent while the limit cannot be counted"
