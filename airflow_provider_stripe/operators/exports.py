@@ -101,6 +101,11 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         ``/data/stripe/charges/{{ ds }}.parquet``). Replaced if it exists.
     :param file_format: ``jsonl`` (whole objects), ``csv`` or ``parquet`` (the resource's
         declared columns; Parquet needs the ``[parquet]`` extra).
+    :param escape_csv_formulas: in a CSV file, prefix with ``'`` every text cell starting with
+        ``=``, ``+``, ``-``, ``@``, TAB or CR (default ``True``), so a spreadsheet shows a customer
+        named ``=HYPERLINK(...)`` as text instead of running it (OWASP's CSV injection rule;
+        numbers, such as negative amounts, are never touched). Set ``False`` only for files that
+        programs read, never people. JSON Lines and Parquet always keep the raw values.
     :param mode: ``created`` (default): the objects created in the window. ``changes``: the
         objects *changed* in the window (a charge refunded, a dispute won), found through
         the window's ``/v1/events`` and written once each, in their latest state in the
@@ -142,6 +147,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         list_params: Mapping[str, Any] | None = None,
         page_size: int = 100,
         storage_conn_id: str | None = None,
+        escape_csv_formulas: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -161,6 +167,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         self.list_params = list_params
         self.page_size = page_size
         self.storage_conn_id = storage_conn_id
+        self.escape_csv_formulas = escape_csv_formulas
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -241,7 +248,8 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
 
     def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
         """Write ``rows`` in this task's format, atomically (:func:`~airflow_provider_stripe.formats.write_rows`)."""
-        return write_rows(target, rows, check_format(self.file_format), columns)
+        fmt = check_format(self.file_format)
+        return write_rows(target, rows, fmt, columns, escape_formulas=self.escape_csv_formulas)
 
     def execute(self, context: Context) -> dict[str, Any]:
         gte, lt = self.window(context)
