@@ -9,6 +9,7 @@ secret schemas plus the connection form's field schemas, so the rules live in on
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -443,9 +444,19 @@ def _check_api_version(api_version: str, conn_id: str) -> None:
 
 
 def _check_fields(raw: dict[str, Any], conn_id: str) -> None:
-    """Field-level rules (enum, minimum, type) from the connection form's schemas; list fields become tuples."""
+    """Field-level rules (enum, minimum, type) from the connection form's schemas; list fields become tuples.
+
+    A number must be finite: JSON schema's bounds let ``nan`` through (it compares false).
+    """
     for field in CONNECTION_FIELDS:
         value = raw[field.name]
+        if isinstance(value, float) and not math.isfinite(value):
+            limit = field.schema.get("maximum")
+            raise StripeConfigurationError(
+                f"{value!r} is not a finite number: pass a number" + (f" of at most {limit}" if limit else ""),
+                field=field.name,
+                conn_id=conn_id,
+            )
         if value is not None and field.parse_items is None:
             schema = {k: v for k, v in field.schema.items() if k not in ("format", "default")}
             _check_schema(field.name, value, schema, conn_id=conn_id)

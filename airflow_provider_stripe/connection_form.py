@@ -32,6 +32,10 @@ AUTH_OAUTH2 = "oauth2"
 _DOCS = STRIPE_CONTRACT.docs_url
 _RL = STRIPE_CONTRACT.rate_limit
 
+MAX_TIMEOUT_S = 600
+"""The longest per-request timeout a connection may set: a longer wait is a hung worker, not a
+slow answer (and ``inf`` or ``1e308`` overflow the HTTP library on every request)."""
+
 
 @dataclass(frozen=True)
 class ConnField:
@@ -243,8 +247,8 @@ CONNECTION_FIELDS: tuple[ConnField, ...] = (
     ConnField(
         name="timeout",
         label="Request timeout (s)",
-        description="Timeout of each HTTP request.",
-        schema={"type": "number", "exclusiveMinimum": 0, "default": 30},
+        description=f"Timeout of each HTTP request, in seconds (at most {MAX_TIMEOUT_S}).",
+        schema={"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S, "default": 30},
     ),
     ConnField(
         name="base_url",

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_stripe.config import config_from_connection, describe_key, validate_base_url
+from airflow_provider_stripe.connection_form import MAX_TIMEOUT_S
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode
 from airflow_provider_stripe.errors import StripeConfigurationError
 
@@ -78,6 +79,16 @@ def test_invalid_connections_name_the_field(extra: dict[str, Any], field: str, w
     assert info.value.field == field
     assert words in str(info.value)
     assert "stripe_test" in str(info.value)
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "-inf", "1e308", 1e308, float("inf"), float("nan"), 601, "600.5"])
+def test_timeout_is_finite_and_bounded(timeout: Any) -> None:
+    """``inf``, ``nan`` and ``1e308`` used to pass and overflow every request (retried as network errors)."""
+    with pytest.raises(StripeConfigurationError) as info:
+        conf(timeout=timeout)
+    assert info.value.field == "timeout"
+    assert f"{MAX_TIMEOUT_S}" in str(info.value)
+    assert conf(timeout=MAX_TIMEOUT_S).timeout == MAX_TIMEOUT_S
 
 
 def test_errors_never_echo_a_key() -> None:
