@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_stripe.constants import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, MEMORY_STORAGE
+from airflow_provider_stripe.constants import (
+    ALLOWED_BASE_URLS_SECTION,
+    CONN_TYPE,
+    DEFAULT_CONN_ID,
+    HOOK_NAME,
+    MAX_RATE_LIMIT_PER_HOUR_KEY,
+    MAX_RATE_LIMIT_PER_MINUTE_KEY,
+    MEMORY_STORAGE,
+)
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 from airflow_provider_stripe.webhooks.secrets import parse_webhook_secrets
 
@@ -220,13 +228,19 @@ CONNECTION_FIELDS: tuple[ConnField, ...] = (
     ConnField(
         name="rate_limit_per_minute",
         label="Rate limit per minute",
-        description="Client-side limit on requests per minute, shared by every task of this connection.",
+        description=(
+            f"Client-side limit on requests per minute, shared by every task of this connection; at most {_RL.rpm} "
+            f"unless the Airflow admin's [{ALLOWED_BASE_URLS_SECTION}] {MAX_RATE_LIMIT_PER_MINUTE_KEY} allows more."
+        ),
         schema={"type": "integer", "minimum": 1, "default": _RL.rpm},
     ),
     ConnField(
         name="rate_limit_per_hour",
         label="Rate limit per hour",
-        description="Client-side limit on requests per hour.",
+        description=(
+            f"Client-side limit on requests per hour; at most {_RL.rph} unless the Airflow admin's "
+            f"[{ALLOWED_BASE_URLS_SECTION}] {MAX_RATE_LIMIT_PER_HOUR_KEY} allows more."
+        ),
         schema={"type": "integer", "minimum": 1, "default": _RL.rph},
     ),
     ConnField(

@@ -11,6 +11,7 @@ from airflow_provider_stripe.config import config_from_connection, describe_key,
 from airflow_provider_stripe.connection_form import MAX_TIMEOUT_S
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode
 from airflow_provider_stripe.errors import StripeConfigurationError
+from tests.airflow_env import rate_limit_caps_env
 
 KEY = "sk_test_51ValidKey000"
 WHSEC = "whsec_abc123"
@@ -89,6 +90,37 @@ def test_timeout_is_finite_and_bounded(timeout: Any) -> None:
     assert info.value.field == "timeout"
     assert f"{MAX_TIMEOUT_S}" in str(info.value)
     assert conf(timeout=MAX_TIMEOUT_S).timeout == MAX_TIMEOUT_S
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("rate_limit_per_minute", 1001), ("rate_limit_per_minute", 10**12), ("rate_limit_per_hour", 20_001)],
+)
+def test_rate_limits_are_capped_at_the_contract(field: str, value: int) -> None:
+    """10**12 requests per minute used to be accepted: the contract's limit switched off by a connection."""
+    with pytest.raises(StripeConfigurationError) as info:
+        conf(**{field: value})
+    assert info.value.field == field
+    assert f"[stripe] max_{field}" in str(info.value) and f"AIRFLOW__STRIPE__MAX_{field.upper()}" in str(info.value)
+    contract = STRIPE_CONTRACT.rate_limit
+    cfg = conf(rate_limit_per_minute=contract.rpm, rate_limit_per_hour=contract.rph)
+    assert (cfg.rate_limit_per_minute, cfg.rate_limit_per_hour) == (contract.rpm, contract.rph)
+
+
+def test_the_admin_may_allow_higher_rate_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in rate_limit_caps_env(5000, 100_000).items():
+        monkeypatch.setenv(name, value)
+    cfg = conf(rate_limit_per_minute=5000, rate_limit_per_hour=100_000)
+    assert (cfg.rate_limit_per_minute, cfg.rate_limit_per_hour) == (5000, 100_000)
+    with pytest.raises(StripeConfigurationError, match="above the maximum of 5000") as info:
+        conf(rate_limit_per_minute=5001)
+    assert info.value.field == "rate_limit_per_minute"
+    # An admin value below the contract's never lowers the cap; a malformed one names the option.
+    monkeypatch.setenv("AIRFLOW__STRIPE__MAX_RATE_LIMIT_PER_MINUTE", "10")
+    assert conf().rate_limit_per_minute == STRIPE_CONTRACT.rate_limit.rpm
+    monkeypatch.setenv("AIRFLOW__STRIPE__MAX_RATE_LIMIT_PER_MINUTE", "lots")
+    with pytest.raises(StripeConfigurationError, match=r"\[stripe\] max_rate_limit_per_minute .* 'lots'"):
+        conf()
 
 
 def test_errors_never_echo_a_key() -> None:
