@@ -33,7 +33,7 @@ from airflow_provider_stripe.constants import (
 )
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 from airflow_provider_stripe.errors import StripeConfigurationError
-from airflow_provider_stripe.validation import ACCOUNT_ID_RE
+from airflow_provider_stripe.validation import validate_account_id
 
 STRIPE_FILES_BASE_URL = "https://files.stripe.com"
 """Where Stripe serves file uploads and downloads (report results); the contract names no files host."""
@@ -466,11 +466,8 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
     _check_rate_limits(raw, conn_id)
     _check_contract(raw, conn_id)
     validate_api_key(raw["api_key"], conn_id=conn_id)
-    account_id = raw["account_id"]
-    if account_id is not None and not ACCOUNT_ID_RE.fullmatch(account_id):
-        raise StripeConfigurationError(
-            f"{account_id!r} is not a Stripe account ID (acct_...)", field="account_id", conn_id=conn_id
-        )
+    if raw["account_id"] is not None:
+        validate_account_id(raw["account_id"], conn_id=conn_id)
     _check_auth(raw, Mode(raw["mode"]), conn_id)
     raw["base_url"] = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
     return StripeConnectionConfig(conn_id=conn_id, values=raw)

@@ -37,18 +37,32 @@ from airflow_provider_stripe.errors import StripeInputError
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+_SEGMENTS = re.compile(r"[/\\]")
+"""What separates a path's segments, locally or in a URL (a backslash too: Windows-style paths)."""
 
-def resolve(path: Any, conn_id: str | None = None, *, field: str = "path") -> Path | ObjectStoragePath:
+
+def resolve(
+    path: Any, conn_id: str | None = None, *, field: str = "path", template: Any = None
+) -> Path | ObjectStoragePath:
     """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local).
 
     :param conn_id: the connection of an object storage URL (``storage_conn_id``).
     :param field: the parameter named in the error when ``path`` is neither.
+    :param template: the path as the DAG wrote it, before rendering. A rendered path with a
+        ``..`` segment its template lacks is refused: a templated value (run conf, a mapped
+        account) must not climb out of the folder the DAG chose.
     """
     from airflow.sdk import ObjectStoragePath
 
     raw = path
     if not raw or (not isinstance(raw, (str, os.PathLike)) and not is_object_storage_path(raw)):
         raise StripeInputError(f"{raw!r}: pass a file path or an object storage URL", field=field)
+    if isinstance(template, str) and ".." in _SEGMENTS.split(str(raw)) and ".." not in _SEGMENTS.split(template):
+        raise StripeInputError(
+            f"{str(raw)!r} climbs out of its folder with '..', which its template {template!r} does not: "
+            "check the values rendered into it (run conf, params, mapped values)",
+            field=field,
+        )
     if isinstance(raw, str) and "://" in raw:
         raw = ObjectStoragePath(raw, conn_id=conn_id)
     if is_object_storage_path(raw):

@@ -21,6 +21,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_stripe.config import StripeConnectionConfig, config_from_connection
 from airflow_provider_stripe.connection_form import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
 from airflow_provider_stripe.errors import LiveModeNotAllowedError
+from airflow_provider_stripe.validation import validate_account_id
 from airflow_provider_stripe.webhooks.signature import DEFAULT_TOLERANCE_SECONDS
 
 if TYPE_CHECKING:
@@ -57,7 +58,9 @@ class StripeHook(BaseHook):
 
     :param stripe_conn_id: the Airflow connection holding the key and settings.
     :param account_id: a connected account (``acct_...``) to act on, overriding the
-        connection's ``account_id``; sent as ``Stripe-Account``.
+        connection's ``account_id``; sent as ``Stripe-Account``. Checked here
+        (:func:`~airflow_provider_stripe.validation.validate_account_id`): a bad one raises
+        :class:`~airflow_provider_stripe.errors.StripeInputError` before any request.
     """
 
     conn_name_attr = "stripe_conn_id"
@@ -68,7 +71,7 @@ class StripeHook(BaseHook):
     def __init__(self, stripe_conn_id: str = DEFAULT_CONN_ID, *, account_id: str | None = None) -> None:
         super().__init__()
         self.stripe_conn_id = stripe_conn_id
-        self._account_override = account_id
+        self._account_override = None if not account_id else validate_account_id(account_id)
         self._clients: dict[tuple[Any, ...], StripeClient] = {}
 
     # -- configuration ------------------------------------------------------------------
@@ -124,7 +127,10 @@ class StripeHook(BaseHook):
         :param rate_limited: wait on the connection's shared rate limiter before each attempt.
         """
         cfg = self.config
-        account = self.account_id if account_id is _UNSET else account_id
+        if account_id is _UNSET:
+            account = self.account_id
+        else:
+            account = None if account_id is None else validate_account_id(account_id)
         retries = cfg.max_network_retries if max_network_retries is None else max_network_retries
         seconds = cfg.timeout if timeout is None else timeout
         key = (account, retries, seconds, rate_limited)

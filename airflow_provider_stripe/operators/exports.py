@@ -151,6 +151,8 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.path_template = path
+        """``path`` as the DAG wrote it: a rendered ``path`` may not climb out of its folders."""
         self.export_resource = get_resource(resource)
         self.resource = self.export_resource.name
         if file_format not in FORMATS:
@@ -241,10 +243,15 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
     # -- writing ------------------------------------------------------------------------
 
     def _target(self) -> Path | ObjectStoragePath:
-        """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local)."""
+        """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local).
+
+        The account is checked first, and the rendered path against its template
+        (:func:`~airflow_provider_stripe.storage.resolve`): nothing is created before both hold.
+        """
         from airflow_provider_stripe.storage import resolve
 
-        return resolve(self.path, self.storage_conn_id)
+        self.checked_account()
+        return resolve(self.path, self.storage_conn_id, template=self.path_template)
 
     def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
         """Write ``rows`` in this task's format, atomically (:func:`~airflow_provider_stripe.formats.write_rows`)."""

@@ -65,6 +65,8 @@ def test_prefixed_extras_are_read() -> None:
         ({"base_url": "ftp://127.0.0.1"}, "base_url", "has scheme 'ftp'"),
         ({"base_url": "https://api.example.com/v1"}, "base_url", "no path, query or fragment"),
         ({"account_id": "123"}, "account_id", "acct_"),
+        ({"account_id": "../../x"}, "account_id", "not a Stripe account id"),
+        ({"account_id": "acct_1A\r\nX-Injected: 1"}, "account_id", "not a Stripe account id"),
         ({"mode": "hosted"}, "mode", "allowed: managed, byok"),
         ({"mode": "managed"}, "auth_type", "oauth2"),
         ({"auth_type": "oauth2"}, "oauth_client_id", "airflow-stripe-oauth"),
