@@ -229,7 +229,8 @@ CONNECTION_FIELDS: tuple[ConnField, ...] = (
         name="rate_limit_per_minute",
         label="Rate limit per minute",
         description=(
-            f"Client-side limit on requests per minute, shared by every task of this connection; at most {_RL.rpm} "
+            "Client-side limit on requests per minute, shared by every task sending with this key to the same account; "
+            f"at most {_RL.rpm} "
             f"unless the Airflow admin's [{ALLOWED_BASE_URLS_SECTION}] {MAX_RATE_LIMIT_PER_MINUTE_KEY} allows more."
         ),
         schema={"type": "integer", "minimum": 1, "default": _RL.rpm},

@@ -90,13 +90,19 @@ class StripeHook(BaseHook):
     def account_id(self) -> str | None:
         return self._account_override or self.config.account_id
 
-    @cached_property
+    @property
     def rate_limiter(self) -> StripeRateLimiter:
-        from airflow_provider_stripe.ratelimit import RateLimitSpec, get_rate_limiter
+        """The limiter of this hook's account (:meth:`rate_limiter_for`)."""
+        return self.rate_limiter_for(self.account_id)
+
+    def rate_limiter_for(self, account: str | None) -> StripeRateLimiter:
+        """The process-wide limiter of requests with this connection's key to ``account`` (``None``:
+        the platform), with this connection's limits: shared with every connection holding the same key."""
+        from airflow_provider_stripe.ratelimit import RateLimitSpec, get_rate_limiter, limit_key
 
         cfg = self.config
         spec = RateLimitSpec(cfg.rate_limit_per_minute, cfg.rate_limit_per_hour, cfg.rate_limit_storage_uri)
-        return get_rate_limiter(f"stripe:{cfg.conn_id}", spec)
+        return get_rate_limiter(limit_key(cfg.api_key, account), spec)
 
     def ensure_live_mode_allowed(self, action: str = "move money") -> None:
         """Refuse live keys for money-moving work unless the connection opts in."""
@@ -146,7 +152,8 @@ class StripeHook(BaseHook):
 
         _quiet_sdk_logger()
         cfg = self.config
-        http_client = GovernedRequestsClient(timeout=timeout, limiter=self.rate_limiter if rate_limited else None)
+        limiter = self.rate_limiter_for(account) if rate_limited else None
+        http_client = GovernedRequestsClient(timeout=timeout, limiter=limiter)
         return StripeClient(
             cfg.api_key,
             stripe_account=account,
