@@ -9,6 +9,7 @@ secret schemas plus the connection form's field schemas, so the rules live in on
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,10 +25,15 @@ from airflow_provider_stripe.connection_form import (
     SECRET_FIELD_NAMES,
     ConnField,
 )
-from airflow_provider_stripe.constants import ALLOWED_BASE_URLS_KEY, ALLOWED_BASE_URLS_SECTION
+from airflow_provider_stripe.constants import (
+    ALLOWED_BASE_URLS_KEY,
+    ALLOWED_BASE_URLS_SECTION,
+    MAX_RATE_LIMIT_PER_HOUR_KEY,
+    MAX_RATE_LIMIT_PER_MINUTE_KEY,
+)
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 from airflow_provider_stripe.errors import StripeConfigurationError
-from airflow_provider_stripe.validation import ACCOUNT_ID_RE
+from airflow_provider_stripe.validation import validate_account_id
 
 STRIPE_FILES_BASE_URL = "https://files.stripe.com"
 """Where Stripe serves file uploads and downloads (report results); the contract names no files host."""
@@ -342,6 +348,56 @@ def validate_base_url(base_url: str, *, conn_id: str | None = None) -> str:
     return str(parsed)
 
 
+RATE_LIMIT_CAPS: Mapping[str, tuple[str, int]] = MappingProxyType(
+    {
+        "rate_limit_per_minute": (MAX_RATE_LIMIT_PER_MINUTE_KEY, STRIPE_CONTRACT.rate_limit.rpm),
+        "rate_limit_per_hour": (MAX_RATE_LIMIT_PER_HOUR_KEY, STRIPE_CONTRACT.rate_limit.rph),
+    }
+)
+"""Per rate-limit field: the admin option that may raise its maximum, and the contract's value (the default cap)."""
+
+
+def admin_option(key: str) -> str:
+    """``[stripe] <key> (env AIRFLOW__STRIPE__<KEY>)``: how messages name an admin option."""
+    env = f"AIRFLOW__{ALLOWED_BASE_URLS_SECTION.upper()}__{key.upper()}"
+    return f"[{ALLOWED_BASE_URLS_SECTION}] {key} (env {env})"
+
+
+def rate_limit_cap(field: str) -> int:
+    """The highest value a connection may give the rate-limit ``field``, read now (never cached).
+
+    The contract's value (1000 per minute, 20000 per hour), so a connection cannot switch the
+    client-side limit off; the admin's option (:data:`RATE_LIMIT_CAPS`) may allow more, never less.
+    """
+    from airflow.configuration import conf
+
+    key, contract_value = RATE_LIMIT_CAPS[field]
+    raw = (conf.get(ALLOWED_BASE_URLS_SECTION, key, fallback="") or "").strip()
+    if not raw:
+        return contract_value
+    if not raw.isdigit() or int(raw) < 1:
+        raise StripeConfigurationError(
+            f"the Airflow config option {admin_option(key)} is {raw!r}, not a whole number of requests; "
+            "ask the Airflow admin to fix it",
+            field=field,
+        )
+    return max(int(raw), contract_value)
+
+
+def _check_rate_limits(raw: Mapping[str, Any], conn_id: str) -> None:
+    """Each rate limit at most its cap (:func:`rate_limit_cap`)."""
+    for field, (key, contract_value) in RATE_LIMIT_CAPS.items():
+        cap = rate_limit_cap(field)
+        if raw[field] > cap:
+            raise StripeConfigurationError(
+                f"{raw[field]} is above the maximum of {cap} (the {STRIPE_CONTRACT.meta.key} contract's limit is "
+                f"{contract_value}): lower it, or ask the Airflow admin to allow more with the config option "
+                f"{admin_option(key)}",
+                field=field,
+                conn_id=conn_id,
+            )
+
+
 def _get_extra(extra: Mapping[str, Any], field: ConnField) -> Any:
     """Read an extra by its plain name, or by the ``extra__stripe__`` prefix older forms used."""
     for key in field.extra_keys:
@@ -407,13 +463,11 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
     raw = _read_fields(conn, conn_id)
     _check_api_version(raw["api_version"], conn_id)
     _check_fields(raw, conn_id)
+    _check_rate_limits(raw, conn_id)
     _check_contract(raw, conn_id)
     validate_api_key(raw["api_key"], conn_id=conn_id)
-    account_id = raw["account_id"]
-    if account_id is not None and not ACCOUNT_ID_RE.fullmatch(account_id):
-        raise StripeConfigurationError(
-            f"{account_id!r} is not a Stripe account ID (acct_...)", field="account_id", conn_id=conn_id
-        )
+    if raw["account_id"] is not None:
+        validate_account_id(raw["account_id"], conn_id=conn_id)
     _check_auth(raw, Mode(raw["mode"]), conn_id)
     raw["base_url"] = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
     return StripeConnectionConfig(conn_id=conn_id, values=raw)
@@ -443,9 +497,19 @@ def _check_api_version(api_version: str, conn_id: str) -> None:
 
 
 def _check_fields(raw: dict[str, Any], conn_id: str) -> None:
-    """Field-level rules (enum, minimum, type) from the connection form's schemas; list fields become tuples."""
+    """Field-level rules (enum, minimum, type) from the connection form's schemas; list fields become tuples.
+
+    A number must be finite: JSON schema's bounds let ``nan`` through (it compares false).
+    """
     for field in CONNECTION_FIELDS:
         value = raw[field.name]
+        if isinstance(value, float) and not math.isfinite(value):
+            limit = field.schema.get("maximum")
+            raise StripeConfigurationError(
+                f"{value!r} is not a finite number: pass a number" + (f" of at most {limit}" if limit else ""),
+                field=field.name,
+                conn_id=conn_id,
+            )
         if value is not None and field.parse_items is None:
             schema = {k: v for k, v in field.schema.items() if k not in ("format", "default")}
             _check_schema(field.name, value, schema, conn_id=conn_id)

@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_stripe.constants import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, MEMORY_STORAGE
+from airflow_provider_stripe.constants import (
+    ALLOWED_BASE_URLS_SECTION,
+    CONN_TYPE,
+    DEFAULT_CONN_ID,
+    HOOK_NAME,
+    MAX_RATE_LIMIT_PER_HOUR_KEY,
+    MAX_RATE_LIMIT_PER_MINUTE_KEY,
+    MEMORY_STORAGE,
+)
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 from airflow_provider_stripe.webhooks.secrets import parse_webhook_secrets
 
@@ -31,6 +39,10 @@ AUTH_OAUTH2 = "oauth2"
 
 _DOCS = STRIPE_CONTRACT.docs_url
 _RL = STRIPE_CONTRACT.rate_limit
+
+MAX_TIMEOUT_S = 600
+"""The longest per-request timeout a connection may set: a longer wait is a hung worker, not a
+slow answer (and ``inf`` or ``1e308`` overflow the HTTP library on every request)."""
 
 
 @dataclass(frozen=True)
@@ -216,13 +228,20 @@ CONNECTION_FIELDS: tuple[ConnField, ...] = (
     ConnField(
         name="rate_limit_per_minute",
         label="Rate limit per minute",
-        description="Client-side limit on requests per minute, shared by every task of this connection.",
+        description=(
+            "Client-side limit on requests per minute, shared by every task sending with this key to the same account; "
+            f"at most {_RL.rpm} "
+            f"unless the Airflow admin's [{ALLOWED_BASE_URLS_SECTION}] {MAX_RATE_LIMIT_PER_MINUTE_KEY} allows more."
+        ),
         schema={"type": "integer", "minimum": 1, "default": _RL.rpm},
     ),
     ConnField(
         name="rate_limit_per_hour",
         label="Rate limit per hour",
-        description="Client-side limit on requests per hour.",
+        description=(
+            f"Client-side limit on requests per hour; at most {_RL.rph} unless the Airflow admin's "
+            f"[{ALLOWED_BASE_URLS_SECTION}] {MAX_RATE_LIMIT_PER_HOUR_KEY} allows more."
+        ),
         schema={"type": "integer", "minimum": 1, "default": _RL.rph},
     ),
     ConnField(
@@ -243,8 +262,8 @@ CONNECTION_FIELDS: tuple[ConnField, ...] = (
     ConnField(
         name="timeout",
         label="Request timeout (s)",
-        description="Timeout of each HTTP request.",
-        schema={"type": "number", "exclusiveMinimum": 0, "default": 30},
+        description=f"Timeout of each HTTP request, in seconds (at most {MAX_TIMEOUT_S}).",
+        schema={"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_S, "default": 30},
     ),
     ConnField(
         name="base_url",

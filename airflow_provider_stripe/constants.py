@@ -12,5 +12,10 @@ WEBHOOK_URL_PREFIX = "/stripe"
 ALLOWED_BASE_URLS_SECTION = "stripe"
 ALLOWED_BASE_URLS_KEY = "allowed_base_urls"
 
+#: The admin options (same ``[stripe]`` section) that let connections set rate limits above
+#: the contract's; see :func:`airflow_provider_stripe.config.rate_limit_cap`.
+MAX_RATE_LIMIT_PER_MINUTE_KEY = "max_rate_limit_per_minute"
+MAX_RATE_LIMIT_PER_HOUR_KEY = "max_rate_limit_per_hour"
+
 #: The rate limiter's default storage: each process keeps its own limit.
 MEMORY_STORAGE = "memory://"

@@ -6,6 +6,10 @@ Parquet write the declared columns of the resource (:mod:`airflow_provider_strip
 a nested value JSON-encoded into its cell. Parquet needs the ``[parquet]`` extra (pyarrow)
 and buffers at most :data:`PARQUET_ROW_GROUP` rows (one row group) at a time.
 
+CSV files are opened by people, in spreadsheets: a text cell that a spreadsheet would read as
+a formula (a customer named ``=HYPERLINK(...)``) is neutralised by default, OWASP's way
+(:func:`neutralise_formula`). JSON Lines and Parquet are read by programs and keep raw values.
+
 Every file is written under a temporary name beside the target and moved into place only
 once complete: a failed export leaves no half-written file, locally or in object storage
 (where closing a file commits it, even after an error).
@@ -16,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -78,6 +82,21 @@ def cell(value: Any, kind: ColumnType, column: str) -> Any:
     return float(value) if kind == "float64" else value
 
 
+FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection list)."""
+
+
+def neutralise_formula(text: str) -> str:
+    """``text`` prefixed with a single quote if a spreadsheet would run it as a formula.
+
+    OWASP's rule for CSV injection: a cell starting with ``=``, ``+``, ``-``, ``@``, TAB or CR
+    is shown as text (the quote is not displayed by Excel, LibreOffice or Google Sheets)
+    instead of being evaluated (``=HYPERLINK(...)``, ``+cmd|...``). Only for text cells:
+    numbers (a negative amount) are never passed here.
+    """
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
 def _write_jsonl(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: Columns) -> int:
     text = io.TextIOWrapper(handle, encoding="utf-8", newline="\n", write_through=False)
     count = 0
@@ -90,13 +109,22 @@ def _write_jsonl(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: 
     return count
 
 
-def _write_csv(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: Columns) -> int:
+def _csv_cell(value: Any, kind: ColumnType, column: str) -> Any:
+    """A CSV cell: :func:`cell`, with text from Stripe (a ``string`` column's ``str``) neutralised."""
+    out = cell(value, kind, column)
+    return neutralise_formula(out) if kind == "string" and isinstance(value, str) else out
+
+
+def _write_csv(
+    rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: Columns, *, escape_formulas: bool = True
+) -> int:
     text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
     writer = csv.writer(text)
     writer.writerow([name for name, _ in columns])
+    to_cell = _csv_cell if escape_formulas else cell
     count = 0
     for row in rows:
-        writer.writerow([cell(row.get(name), kind, name) for name, kind in columns])
+        writer.writerow([to_cell(row.get(name), kind, name) for name, kind in columns])
         count += 1
     text.flush()
     text.detach()
@@ -134,19 +162,23 @@ def _write_parquet(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns
     return count
 
 
-WRITERS: Mapping[Format, Callable[[Iterable[Mapping[str, Any]], IO[bytes], Columns], int]] = {
-    "jsonl": _write_jsonl,
-    "csv": _write_csv,
-    "parquet": _write_parquet,
-}
-
-
 def write_rows(
-    target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], fmt: Format, columns: Columns
+    target: Path | ObjectStoragePath,
+    rows: Iterator[Mapping[str, Any]],
+    fmt: Format,
+    columns: Columns,
+    *,
+    escape_formulas: bool = True,
 ) -> int:
-    """Write ``rows`` to ``target`` in ``fmt``, atomically; return how many were written."""
+    """Write ``rows`` to ``target`` in ``fmt``, atomically; return how many were written.
+
+    ``escape_formulas`` (CSV only) neutralises formula-leading text cells
+    (:func:`neutralise_formula`); turn it off only for files no spreadsheet opens.
+    """
     with atomic_open(target) as handle:
-        return WRITERS[fmt](rows, handle, columns)
+        if fmt == "csv":
+            return _write_csv(rows, handle, columns, escape_formulas=escape_formulas)
+        return (_write_parquet if fmt == "parquet" else _write_jsonl)(rows, handle, columns)
 
 
 def write_chunks(target: Path | ObjectStoragePath, chunks: Iterable[bytes]) -> int:

@@ -9,7 +9,12 @@ from typing import Any
 
 from airflow_provider_stripe import __version__
 from airflow_provider_stripe.connection_form import CONN_TYPE, HOOK_NAME, conn_fields, ui_field_behaviour
-from airflow_provider_stripe.constants import ALLOWED_BASE_URLS_KEY, ALLOWED_BASE_URLS_SECTION
+from airflow_provider_stripe.constants import (
+    ALLOWED_BASE_URLS_KEY,
+    ALLOWED_BASE_URLS_SECTION,
+    MAX_RATE_LIMIT_PER_HOUR_KEY,
+    MAX_RATE_LIMIT_PER_MINUTE_KEY,
+)
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
 
 PACKAGE_NAME = "airflow-provider-stripe"
@@ -72,7 +77,26 @@ def get_provider_info() -> dict[str, Any]:
 
 
 def _config_options() -> dict[str, Any]:
-    """The ``config`` entry: the admin-only ``[stripe] allowed_base_urls`` option."""
+    """The ``config`` entry: the admin-only ``[stripe]`` options (allowed base URLs, rate-limit caps)."""
+    limits = STRIPE_CONTRACT.rate_limit
+    caps = {
+        key: {
+            "description": (
+                f"The highest rate_limit_per_{unit} a stripe connection may set. Empty: the "
+                f"{STRIPE_CONTRACT.meta.key} contract's {value} per {unit}; a smaller value is ignored. A connection "
+                "asking for more fails before any request, so a user who may edit connections cannot switch the "
+                "client-side limit off. Read each time a connection is used."
+            ),
+            "version_added": "1.1.0",
+            "type": "integer",
+            "example": str(value * 10),
+            "default": "",
+        }
+        for key, unit, value in (
+            (MAX_RATE_LIMIT_PER_MINUTE_KEY, "minute", limits.rpm),
+            (MAX_RATE_LIMIT_PER_HOUR_KEY, "hour", limits.rph),
+        )
+    }
     return {
         ALLOWED_BASE_URLS_SECTION: {
             "description": "Settings of the Stripe provider that only the Airflow admin may change.",
@@ -90,7 +114,8 @@ def _config_options() -> dict[str, Any]:
                     "type": "string",
                     "example": "http://127.0.0.1,https://stripe-mock.internal:12111",
                     "default": "",
-                }
+                },
+                **caps,
             },
         }
     }

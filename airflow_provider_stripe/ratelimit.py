@@ -15,13 +15,17 @@ request leaves, and a request can reach Stripe a few milliseconds later than its
 a window of exactly 60 s would occasionally let N+1 requests land in one 60 s span at
 Stripe. The margin costs under 2% of throughput.
 
-One limiter exists per (connection, limits, storage) in a process; every hook, thread and
-coroutine using that connection waits on it.
+Stripe counts requests per account, whichever connection sends them, so a limiter is keyed by
+the Stripe account the requests go to (:func:`limit_key`: the API key's fingerprint and the
+``Stripe-Account``), not by connection: two connections holding one key share one limit. One
+limiter exists per (key, limits, storage) in a process; every hook, thread and coroutine sending
+to that account with those limits waits on it (across processes too, with shared storage).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 from collections import deque
@@ -76,6 +80,24 @@ def masked(text: str, uri: str) -> str:
     for secret in userinfo_secrets(uri):
         text = text.replace(secret, "***")
     return text
+
+
+def limit_key(api_key: str, account: str | None) -> str:
+    """``stripe:<key fingerprint>:<account>``: the limiter key of requests sent with ``api_key`` to
+    ``account`` (``platform`` without ``Stripe-Account``).
+
+    The fingerprint is the first 16 hex digits of the key's SHA-256: it tells keys apart, in
+    process and in a shared Redis, without holding the key.
+    """
+    fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return f"stripe:{fingerprint}:{account or 'platform'}"
+
+
+def clear_rate_limiters() -> None:
+    """Forget this process's limiters (not the counts in shared storage): the next request of any
+    account starts a fresh in-memory window. For a process reused for unrelated work (tests)."""
+    with _registry_lock:
+        _registry.clear()
 
 
 @dataclass(frozen=True)
@@ -228,7 +250,7 @@ _registry_lock = threading.Lock()
 
 
 def get_rate_limiter(key: str, spec: RateLimitSpec) -> StripeRateLimiter:
-    """The process-wide limiter for this key (usually ``stripe:<conn_id>``) and spec."""
+    """The process-wide limiter for this key (usually :func:`limit_key`) and spec."""
     with _registry_lock:
         limiter = _registry.get((key, spec))
         if limiter is None:

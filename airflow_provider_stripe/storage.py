@@ -9,7 +9,9 @@ reconciliation rows and report files (:mod:`.formats`).
 * :func:`atomic_open` writes so that the target is replaced only once the content is
   complete: a temporary file renamed over it locally; in object storage a sibling
   ``.<name>.part`` object moved into place (closing an object commits it, even after an
-  error, so the target itself is never half-written).
+  error, so the target itself is never half-written). Locally the new file keeps the mode of
+  the file it replaces (a new file gets the umask's default), and the part files a crashed
+  write of the same target left behind are removed (:func:`remove_stale_parts`).
 * :func:`open_text` reads text from either kind.
 
 On Airflow 3.1 an ``ObjectStoragePath`` is also a ``pathlib.Path``, so the two are told apart
@@ -19,8 +21,12 @@ by :func:`airflow_provider_stripe.compat.is_object_storage_path`, never by ``isi
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
-import tempfile
+import re
+import secrets
+import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -31,23 +37,103 @@ from airflow_provider_stripe.errors import StripeInputError
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+_SEGMENTS = re.compile(r"[/\\]")
+"""What separates a path's segments, locally or in a URL (a backslash too: Windows-style paths)."""
 
-def resolve(path: Any, conn_id: str | None = None, *, field: str = "path") -> Path | ObjectStoragePath:
+
+def resolve(
+    path: Any, conn_id: str | None = None, *, field: str = "path", template: Any = None
+) -> Path | ObjectStoragePath:
     """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local).
 
     :param conn_id: the connection of an object storage URL (``storage_conn_id``).
     :param field: the parameter named in the error when ``path`` is neither.
+    :param template: the path as the DAG wrote it, before rendering. A rendered path with a
+        ``..`` segment its template lacks is refused: a templated value (run conf, a mapped
+        account) must not climb out of the folder the DAG chose.
     """
     from airflow.sdk import ObjectStoragePath
 
     raw = path
     if not raw or (not isinstance(raw, (str, os.PathLike)) and not is_object_storage_path(raw)):
         raise StripeInputError(f"{raw!r}: pass a file path or an object storage URL", field=field)
+    if isinstance(template, str) and ".." in _SEGMENTS.split(str(raw)) and ".." not in _SEGMENTS.split(template):
+        raise StripeInputError(
+            f"{str(raw)!r} climbs out of its folder with '..', which its template {template!r} does not: "
+            "check the values rendered into it (run conf, params, mapped values)",
+            field=field,
+        )
     if isinstance(raw, str) and "://" in raw:
         raw = ObjectStoragePath(raw, conn_id=conn_id)
     if is_object_storage_path(raw):
         return Path(raw.path) if raw.protocol in ("file", "local") else raw
     return Path(raw)
+
+
+STALE_PART_AGE_S = 60
+"""A target's part file older than this (by its last write) that no writer holds is a crashed
+write's leftover. The age only covers the instant between a part's creation and its lock."""
+
+
+def _part_name_re(target: Path) -> re.Pattern[str]:
+    """The names of ``target``'s part files, ``.<name>.<token>.part``, and no other target's."""
+    return re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]+\.part")
+
+
+def _create_part(target: Path) -> tuple[int, Path]:
+    """A new part file beside ``target``, locked for as long as its descriptor is open.
+
+    Its mode is the replaced target's (exactly, whatever the umask), or for a new target the
+    umask's default (``0o666`` less the umask, as ``open()`` creates files): a reader of the
+    old file keeps access, and no file is more open than the process's umask allows.
+    """
+    existing = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
+    while True:
+        part = target.parent / f".{target.name}.{secrets.token_hex(8)}.part"
+        try:
+            fd = os.open(
+                part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666 if existing is None else existing
+            )
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if existing is not None:
+                os.fchmod(fd, existing)
+        except BaseException:
+            os.close(fd)
+            part.unlink(missing_ok=True)
+            raise
+        return fd, part
+
+
+def remove_stale_parts(target: Path, *, keep: Path | None = None) -> list[Path]:
+    """Remove the part files of ``target`` left by crashed writes; return them.
+
+    A part is stale when no process holds its lock (a writer locks its part until it is
+    renamed or removed; the kernel drops the lock when a writer dies) and it was last written
+    more than :data:`STALE_PART_AGE_S` ago. Another writer's live part is never touched, nor
+    the parts of other targets in the folder.
+    """
+    pattern, now, removed = _part_name_re(target), time.time(), []
+    with os.scandir(target.parent) as entries:
+        candidates = [e for e in entries if pattern.fullmatch(e.name) and (keep is None or e.name != keep.name)]
+    for entry in candidates:
+        try:
+            if not entry.is_file(follow_symlinks=False) or now - entry.stat().st_mtime < STALE_PART_AGE_S:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:  # gone meanwhile (renamed into place, or removed by another writer)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:  # held by a live writer, or already gone
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 @contextlib.contextmanager
@@ -57,13 +143,15 @@ def atomic_open(target: Path | ObjectStoragePath, mode: Literal["wb", "w"] = "wb
     encoding = None if "b" in mode else "utf-8"
     target.parent.mkdir(parents=True, exist_ok=True)
     if not is_object_storage_path(target):
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        fd, tmp = _create_part(target)
         try:
             with os.fdopen(fd, mode, encoding=encoding) as handle:
+                remove_stale_parts(target, keep=tmp)
                 yield handle
-            os.replace(tmp, target)
+                handle.flush()
+                os.replace(tmp, target)  # under the lock: a cleaner never sees this part unlocked
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         return
     part = target.parent / f".{target.name}.part"

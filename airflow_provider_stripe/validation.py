@@ -18,10 +18,11 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from airflow_provider_stripe.errors import StripeConfigurationError
 from airflow_provider_stripe.errors import StripeInputError as StripeInputError  # re-exported: users import it here
 
-ACCOUNT_ID_RE = re.compile(r"acct_[A-Za-z0-9]+")
-"""A Stripe (connected) account id, ``acct_`` and letters and digits."""
+ACCOUNT_ID_RE = re.compile(r"acct_[A-Za-z0-9]{1,250}")
+"""A Stripe (connected) account id, ``acct_`` and letters and digits (Stripe's ids are at most 255 characters)."""
 
 ISO_4217_CURRENCIES: frozenset[str] = frozenset(
     """
@@ -102,6 +103,23 @@ def _describe(value: Any) -> str:
     """A short, safe rendering of a bad value for an error message."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate_account_id(value: Any, *, field: str = "account_id", conn_id: str | None = None) -> str:
+    """Return ``value`` if it is a Stripe account id (:data:`ACCOUNT_ID_RE`), else raise naming ``field``.
+
+    Every account id is checked here wherever it enters (the connection, a hook or operator
+    argument, a mapped value, run conf), before it is put in a path or sent as
+    ``Stripe-Account``: ``../../x`` would climb out of an export folder, a CR/LF would forge a
+    header. A connection's value (``conn_id`` given) raises :class:`StripeConfigurationError`,
+    a task's :class:`StripeInputError`.
+    """
+    if isinstance(value, str) and ACCOUNT_ID_RE.fullmatch(value):
+        return value
+    message = f"{_describe(value)} is not a Stripe account id: pass acct_ followed by letters and digits"
+    if conn_id is not None:
+        raise StripeConfigurationError(message, field=field, conn_id=conn_id)
+    raise StripeInputError(message, field=field)
 
 
 def validate_currency(

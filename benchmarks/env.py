@@ -69,5 +69,11 @@ def stripe_connection(conn_id: str, base_url: str, **extras: Any) -> dict[str, s
 
 
 def unlimited_connection(conn_id: str, base_url: str) -> dict[str, str]:
-    """A connection whose rate limits never bind (to measure everything but the limiter's waits)."""
-    return stripe_connection(conn_id, base_url, rate_limit_per_minute=UNLIMITED, rate_limit_per_hour=UNLIMITED)
+    """A connection whose rate limits never bind (to measure everything but the limiter's waits),
+    with the admin options that allow such limits."""
+    from tests import airflow_env
+
+    return {
+        **stripe_connection(conn_id, base_url, rate_limit_per_minute=UNLIMITED, rate_limit_per_hour=UNLIMITED),
+        **airflow_env.rate_limit_caps_env(UNLIMITED, UNLIMITED),
+    }

@@ -7,6 +7,10 @@ account as ``Stripe-Account`` and writes ``<warehouse>/<ds>/<account>/customers.
 (the path is templated on ``{{ task.account_id }}``). A run without a data interval covers
 the last complete UTC day, or ``since`` and ``until`` (ISO times) from its conf. Files go
 under the run's ``warehouse`` param (default ``/tmp/stripe-warehouse``).
+
+Account ids are checked twice before any folder is made: the ``accounts`` param only takes
+Stripe account ids (a run with ``accounts=["../../x"]`` is refused when triggered), and each
+mapped task checks its own (ids from any other source).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from airflow.sdk import DAG, Param, task
 
 from airflow_provider_stripe.operators.exports import StripeExportOperator
 from airflow_provider_stripe.run_window import MACROS
+from airflow_provider_stripe.validation import ACCOUNT_ID_RE
 
 
 @task
@@ -35,7 +40,12 @@ with DAG(
     tags=["stripe", "connect", "warehouse", "example"],
     params={
         "warehouse": Param("/tmp/stripe-warehouse", type="string", description="local directory or object URL"),
-        "accounts": Param([], type="array", items={"type": "string"}, description="connected account ids"),
+        "accounts": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": f"^{ACCOUNT_ID_RE.pattern}$"},
+            description="connected account ids (acct_...)",
+        ),
         "since": Param(None, type=["null", "string"], description="ISO start of the window (manual runs)"),
         "until": Param(None, type=["null", "string"], description="ISO end of the window (manual runs)"),
     },

@@ -23,6 +23,25 @@ LOCAL_ALLOWED_BASE_URLS = "http://127.0.0.1,http://localhost"
 """The admin allowlist (``[stripe] allowed_base_urls``) for the tests' and benchmarks' local servers:
 every port on loopback, where localstripe, the stub and the fault proxy listen."""
 
+
+def rate_limit_caps_env(per_minute: int, per_hour: int) -> dict[str, str]:
+    """The admin options (``[stripe] max_rate_limit_per_minute`` / ``_per_hour``) letting connections
+    set rate limits up to these, as environment variables: for the tests and benchmarks whose
+    connections go above the contract's 1000/min and 20000/h (in-process with ``monkeypatch.setenv``,
+    or merged into a subprocess's environment)."""
+    from airflow_provider_stripe.constants import (
+        ALLOWED_BASE_URLS_SECTION,
+        MAX_RATE_LIMIT_PER_HOUR_KEY,
+        MAX_RATE_LIMIT_PER_MINUTE_KEY,
+    )
+
+    section = ALLOWED_BASE_URLS_SECTION.upper()
+    return {
+        f"AIRFLOW__{section}__{MAX_RATE_LIMIT_PER_MINUTE_KEY.upper()}": str(per_minute),
+        f"AIRFLOW__{section}__{MAX_RATE_LIMIT_PER_HOUR_KEY.upper()}": str(per_hour),
+    }
+
+
 _home: Path | None = None
 _migrated = False
 _lock = threading.Lock()

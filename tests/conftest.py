@@ -21,6 +21,16 @@ from tests.servers.localstripe_server import LocalStripe, flush_localstripe, run
 from tests.servers.stripe_reporting import LedgerFront, run_ledger_front  # noqa: E402
 from tests.servers.stub_stripe import StubServer, run_stub  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limiters() -> None:
+    """Each test starts with the in-memory rate limiters of a fresh process: the tests' connections
+    share one test key, so their requests would otherwise count against one limit all session."""
+    from airflow_provider_stripe.ratelimit import clear_rate_limiters
+
+    clear_rate_limiters()
+
+
 # -- test servers (logic in tests/servers/) --------------------------------------
 
 

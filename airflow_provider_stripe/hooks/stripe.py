@@ -21,6 +21,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_stripe.config import StripeConnectionConfig, config_from_connection
 from airflow_provider_stripe.connection_form import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
 from airflow_provider_stripe.errors import LiveModeNotAllowedError
+from airflow_provider_stripe.validation import validate_account_id
 from airflow_provider_stripe.webhooks.signature import DEFAULT_TOLERANCE_SECONDS
 
 if TYPE_CHECKING:
@@ -57,7 +58,9 @@ class StripeHook(BaseHook):
 
     :param stripe_conn_id: the Airflow connection holding the key and settings.
     :param account_id: a connected account (``acct_...``) to act on, overriding the
-        connection's ``account_id``; sent as ``Stripe-Account``.
+        connection's ``account_id``; sent as ``Stripe-Account``. Checked here
+        (:func:`~airflow_provider_stripe.validation.validate_account_id`): a bad one raises
+        :class:`~airflow_provider_stripe.errors.StripeInputError` before any request.
     """
 
     conn_name_attr = "stripe_conn_id"
@@ -68,7 +71,7 @@ class StripeHook(BaseHook):
     def __init__(self, stripe_conn_id: str = DEFAULT_CONN_ID, *, account_id: str | None = None) -> None:
         super().__init__()
         self.stripe_conn_id = stripe_conn_id
-        self._account_override = account_id
+        self._account_override = None if not account_id else validate_account_id(account_id)
         self._clients: dict[tuple[Any, ...], StripeClient] = {}
 
     # -- configuration ------------------------------------------------------------------
@@ -87,13 +90,19 @@ class StripeHook(BaseHook):
     def account_id(self) -> str | None:
         return self._account_override or self.config.account_id
 
-    @cached_property
+    @property
     def rate_limiter(self) -> StripeRateLimiter:
-        from airflow_provider_stripe.ratelimit import RateLimitSpec, get_rate_limiter
+        """The limiter of this hook's account (:meth:`rate_limiter_for`)."""
+        return self.rate_limiter_for(self.account_id)
+
+    def rate_limiter_for(self, account: str | None) -> StripeRateLimiter:
+        """The process-wide limiter of requests with this connection's key to ``account`` (``None``:
+        the platform), with this connection's limits: shared with every connection holding the same key."""
+        from airflow_provider_stripe.ratelimit import RateLimitSpec, get_rate_limiter, limit_key
 
         cfg = self.config
         spec = RateLimitSpec(cfg.rate_limit_per_minute, cfg.rate_limit_per_hour, cfg.rate_limit_storage_uri)
-        return get_rate_limiter(f"stripe:{cfg.conn_id}", spec)
+        return get_rate_limiter(limit_key(cfg.api_key, account), spec)
 
     def ensure_live_mode_allowed(self, action: str = "move money") -> None:
         """Refuse live keys for money-moving work unless the connection opts in."""
@@ -124,7 +133,10 @@ class StripeHook(BaseHook):
         :param rate_limited: wait on the connection's shared rate limiter before each attempt.
         """
         cfg = self.config
-        account = self.account_id if account_id is _UNSET else account_id
+        if account_id is _UNSET:
+            account = self.account_id
+        else:
+            account = None if account_id is None else validate_account_id(account_id)
         retries = cfg.max_network_retries if max_network_retries is None else max_network_retries
         seconds = cfg.timeout if timeout is None else timeout
         key = (account, retries, seconds, rate_limited)
@@ -140,7 +152,8 @@ class StripeHook(BaseHook):
 
         _quiet_sdk_logger()
         cfg = self.config
-        http_client = GovernedRequestsClient(timeout=timeout, limiter=self.rate_limiter if rate_limited else None)
+        limiter = self.rate_limiter_for(account) if rate_limited else None
+        http_client = GovernedRequestsClient(timeout=timeout, limiter=limiter)
         return StripeClient(
             cfg.api_key,
             stripe_account=account,

@@ -102,6 +102,16 @@ class StripeBaseOperator(BaseOperator):
 
         return StripeHook(self.stripe_conn_id, account_id=self.account_id or None)
 
+    def checked_account(self) -> str | None:
+        """The account this task acts on (``None``: the platform), validated now.
+
+        Call it before a path or a request uses anything: building the hook checks the task's
+        ``account_id`` (rendered, mapped), reading the connection checks the connection's.
+        """
+        hook = self.hook  # building it checks the task's account_id
+        _ = hook.config  # reading it checks the connection's
+        return hook.account_id
+
     def get_client(self) -> StripeClient:
         """The connection's rate-limited, retrying ``StripeClient`` for this task's account."""
         return self.hook.get_client()

@@ -101,6 +101,11 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         ``/data/stripe/charges/{{ ds }}.parquet``). Replaced if it exists.
     :param file_format: ``jsonl`` (whole objects), ``csv`` or ``parquet`` (the resource's
         declared columns; Parquet needs the ``[parquet]`` extra).
+    :param escape_csv_formulas: in a CSV file, prefix with ``'`` every text cell starting with
+        ``=``, ``+``, ``-``, ``@``, TAB or CR (default ``True``), so a spreadsheet shows a customer
+        named ``=HYPERLINK(...)`` as text instead of running it (OWASP's CSV injection rule;
+        numbers, such as negative amounts, are never touched). Set ``False`` only for files that
+        programs read, never people. JSON Lines and Parquet always keep the raw values.
     :param mode: ``created`` (default): the objects created in the window. ``changes``: the
         objects *changed* in the window (a charge refunded, a dispute won), found through
         the window's ``/v1/events`` and written once each, in their latest state in the
@@ -142,9 +147,12 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         list_params: Mapping[str, Any] | None = None,
         page_size: int = 100,
         storage_conn_id: str | None = None,
+        escape_csv_formulas: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.path_template = path
+        """``path`` as the DAG wrote it: a rendered ``path`` may not climb out of its folders."""
         self.export_resource = get_resource(resource)
         self.resource = self.export_resource.name
         if file_format not in FORMATS:
@@ -161,6 +169,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         self.list_params = list_params
         self.page_size = page_size
         self.storage_conn_id = storage_conn_id
+        self.escape_csv_formulas = escape_csv_formulas
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -234,14 +243,20 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
     # -- writing ------------------------------------------------------------------------
 
     def _target(self) -> Path | ObjectStoragePath:
-        """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local)."""
+        """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local).
+
+        The account is checked first, and the rendered path against its template
+        (:func:`~airflow_provider_stripe.storage.resolve`): nothing is created before both hold.
+        """
         from airflow_provider_stripe.storage import resolve
 
-        return resolve(self.path, self.storage_conn_id)
+        self.checked_account()
+        return resolve(self.path, self.storage_conn_id, template=self.path_template)
 
     def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
         """Write ``rows`` in this task's format, atomically (:func:`~airflow_provider_stripe.formats.write_rows`)."""
-        return write_rows(target, rows, check_format(self.file_format), columns)
+        fmt = check_format(self.file_format)
+        return write_rows(target, rows, fmt, columns, escape_formulas=self.escape_csv_formulas)
 
     def execute(self, context: Context) -> dict[str, Any]:
         gte, lt = self.window(context)

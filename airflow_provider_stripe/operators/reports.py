@@ -85,6 +85,8 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         super().__init__(**kwargs)
         self.report_type = report_type
         self.path = path
+        self.path_template = path
+        """``path`` as the DAG wrote it: a rendered ``path`` may not climb out of its folders."""
         self.interval_start = interval_start
         self.interval_end = interval_end
         self.payout = payout
@@ -135,7 +137,8 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         if not isinstance(self.report_type, str) or not self.report_type.strip():
             raise StripeInputError(f"{self.report_type!r}: pass a Stripe report type", field="report_type")
         start, end = resolve_window(context, self.interval_start, self.interval_end, ("interval_start", "interval_end"))
-        resolve(self.path, self.storage_conn_id)  # validate before touching the network
+        self.checked_account()
+        resolve(self.path, self.storage_conn_id, template=self.path_template)  # validate before touching the network
         params = self._run_parameters(start, end)
         client = self.get_client()
         report_type = self.call(
@@ -198,7 +201,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
             ) from StripeReportRunFailedError(str(event.get("message")))
         if status != "success":
             raise AirflowException(f"waiting for Stripe report run {run_id} failed ({status}): {event.get('message')}")
-        target = resolve(self.path, self.storage_conn_id)
+        target = resolve(self.path, self.storage_conn_id, template=self.path_template)
         file_id = str(event["file_id"])
         size = write_chunks(target, self.hook.stream_file(file_id))
         self.log.info("Report run %s: file %s, %d bytes, written to %s", run_id, file_id, size, target)

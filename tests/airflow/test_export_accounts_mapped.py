@@ -71,3 +71,14 @@ def test_one_mapped_export_per_account(
         # localstripe ignores Stripe-Account: every account "has" the same customer.
         assert pq.read_table(result["path"]).column("email").to_pylist() == ["mapped@example.com"]
     assert sorted(a for a in seen if a) == sorted(ACCOUNTS)  # one list request per account, each with its header
+
+
+def test_run_conf_accounts_cannot_escape_the_warehouse(front: LedgerFront, tmp_path: Path) -> None:
+    """``accounts=["../../x"]`` used to write ``<warehouse>/<day>/../../x/customers.parquet``."""
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    dag = example_dag("stripe_export_accounts")
+    conf = {"accounts": ["acct_1WarehouseA", "../../escaped"], "warehouse": str(tmp_path / "out" / "wh")}
+    with pytest.raises(ParamValidationError, match="accounts"):
+        dag.test(logical_date=datetime.now(timezone.utc), run_conf=conf)
+    assert list(tmp_path.iterdir()) == []

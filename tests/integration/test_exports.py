@@ -194,3 +194,68 @@ def test_object_storage_path(localstripe: str, monkeypatch: pytest.MonkeyPatch) 
     lines = memory.cat_file("/exports/charges.jsonl").decode().splitlines()
     assert {json.loads(line)["id"] for line in lines} == ids
     assert not memory.exists("/exports/.charges.jsonl.part")
+
+
+BAD_ACCOUNTS = ["../../x", "acct_1A/../../x", "acct_1A\r\nX-Injected: 1", "acct_", "cus_123", "acct_1A ", ""]
+"""Account ids from run conf or a mapped list that must never reach a path or a header."""
+
+
+def _rendered_export(conn: str, template: str, **fields: Any) -> StripeListChargesOperator:
+    """An export whose templates are rendered the way Airflow renders them (``task`` in the context)."""
+    op = StripeListChargesOperator(
+        task_id="e", stripe_conn_id=conn, path=template, created_gte=1, created_lt=2, **fields
+    )
+    op.render_template_fields({**task_context(), "task": op, "params": fields.pop("params", {})})
+    return op
+
+
+@pytest.mark.parametrize("account", [a for a in BAD_ACCOUNTS if a])
+def test_a_bad_account_id_creates_nothing_and_sends_nothing(
+    account: str, fault_proxy: Callable[..., FaultProxy], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``accounts=["../../x"]`` in run conf used to write outside the warehouse (folders made before any call)."""
+    proxy = fault_proxy()
+    conn = stripe_connection(monkeypatch, proxy.url)
+    warehouse = tmp_path / "warehouse"
+    op = _rendered_export(conn, f"{warehouse}/{{{{ task.account_id }}}}/charges.jsonl", account_id=account)
+    with pytest.raises(StripeInputError) as info:
+        op.execute(task_context())
+    assert info.value.field == "account_id"
+    assert list(tmp_path.iterdir()) == []  # not even the warehouse folder
+    assert proxy.records == []
+
+
+def test_a_rendered_path_may_not_climb_out_of_its_folder(
+    fault_proxy: Callable[..., FaultProxy], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    proxy = fault_proxy()
+    conn = stripe_connection(monkeypatch, proxy.url)
+    warehouse = tmp_path / "warehouse"
+    template = f"{warehouse}/{{{{ params.day }}}}/charges.jsonl"
+    op = _rendered_export(conn, template, params={"day": "../../escaped"})
+    with pytest.raises(StripeInputError, match="climbs out of its folder") as info:
+        op.execute(task_context())
+    assert info.value.field == "path"
+    assert list(tmp_path.iterdir()) == [] and proxy.records == []
+    # A '..' the DAG itself wrote is its own choice.
+    mine = _rendered_export(conn, f"{warehouse}/sub/../{{{{ params.day }}}}.jsonl", params={"day": "d1"})
+    assert mine.execute(task_context())["count"] == 0
+
+
+@pytest.mark.parametrize("account", BAD_ACCOUNTS[:3])
+def test_the_hook_refuses_a_bad_account_before_any_request(
+    account: str, fault_proxy: Callable[..., FaultProxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hook or per-call override used to be sent as Stripe-Account as is (CRLF stopped only by requests)."""
+    from airflow_provider_stripe.hooks.stripe import StripeHook
+
+    proxy = fault_proxy()
+    conn = stripe_connection(monkeypatch, proxy.url)
+    with pytest.raises(StripeInputError) as info:
+        StripeHook(conn, account_id=account)
+    assert info.value.field == "account_id"
+    with pytest.raises(StripeInputError):
+        StripeHook(conn).get_client(account_id=account)
+    assert proxy.records == []
+    assert StripeHook(conn, account_id="acct_1Good").get_client().v1.balance.retrieve() is not None
+    assert [r.path for r in proxy.records] == ["/v1/balance"]

@@ -37,6 +37,7 @@ from airflow_provider_stripe.errors import StripePayoutError, StripePayoutRefuse
 from airflow_provider_stripe.idempotency import PayoutIdentity
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
 from airflow_provider_stripe.payout_batch.sources import SourceError, StripeBatchInputError
+from tests.airflow_env import rate_limit_caps_env
 from tests.integration.payout_helpers import (
     LOGICAL_DATE,
     FakePayoutsApi,
@@ -358,10 +359,14 @@ def test_ten_thousand_items_keep_memory_flat_per_item(
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_ten_thousand_payouts_against_localstripe(localstripe: str, conn: Callable[..., str], tmp_path: Path) -> None:
+def test_ten_thousand_payouts_against_localstripe(
+    localstripe: str, conn: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     count = 10_000
     items = eur_items(count)
     path = write_jsonl(tmp_path / "payouts.jsonl", items)
+    for name, value in rate_limit_caps_env(1_000_000, 10_000_000).items():
+        monkeypatch.setenv(name, value)
     conn_id = conn(localstripe, rate_limit_per_minute=1_000_000, rate_limit_per_hour=10_000_000)
     context = payout_context()
     results = tmp_path / "results.jsonl"

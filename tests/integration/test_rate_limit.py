@@ -203,3 +203,23 @@ def test_a_payout_batch_on_a_down_redis_sends_nothing_and_names_the_storage(
         batch.execute(payout_context())
     assert "rate_limit_storage_uri" in str(caught.value) and "s3cret-pw" not in str(caught.value)
     assert list_all_payouts(localstripe, TEST_KEY) == [], "nothing may be sent while the limit cannot be counted"
+
+
+def test_connections_holding_one_key_share_the_accounts_limit(
+    monkeypatch: pytest.MonkeyPatch, stub_stripe: StubServer
+) -> None:
+    """Two connections with one key used to get a limit each (twice the contract's rate at Stripe)."""
+    first = stripe_connection(monkeypatch, stub_stripe.url, rate_limit_per_minute=2)
+    second = stripe_connection(monkeypatch, stub_stripe.url, rate_limit_per_minute=2)
+    assert StripeHook(first).rate_limiter is StripeHook(second).rate_limiter
+    StripeHook(first).get_client().v1.balance.retrieve()
+    StripeHook(second).get_client().v1.balance.retrieve()
+    with pytest.raises(RateLimitWaitExceeded):
+        StripeHook(second).rate_limiter.acquire(max_wait=0.5)  # the platform account's 2/min are used up
+    # Another account, or another key, is another limit at Stripe: not held back.
+    StripeHook(second, account_id="acct_1Other").get_client().v1.balance.retrieve()
+    other_key = stripe_connection(
+        monkeypatch, stub_stripe.url, api_key="sk_test_51OtherKey000", rate_limit_per_minute=2
+    )
+    StripeHook(other_key).get_client().v1.balance.retrieve()
+    assert [r.headers.get("Stripe-Account") for r in stub_stripe.requests] == [None, None, "acct_1Other", None]

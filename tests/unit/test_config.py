@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from airflow_provider_stripe.config import config_from_connection, describe_key, validate_base_url
+from airflow_provider_stripe.connection_form import MAX_TIMEOUT_S
 from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode
 from airflow_provider_stripe.errors import StripeConfigurationError
+from tests.airflow_env import rate_limit_caps_env
 
 KEY = "sk_test_51ValidKey000"
 WHSEC = "whsec_abc123"
@@ -63,6 +65,8 @@ def test_prefixed_extras_are_read() -> None:
         ({"base_url": "ftp://127.0.0.1"}, "base_url", "has scheme 'ftp'"),
         ({"base_url": "https://api.example.com/v1"}, "base_url", "no path, query or fragment"),
         ({"account_id": "123"}, "account_id", "acct_"),
+        ({"account_id": "../../x"}, "account_id", "not a Stripe account id"),
+        ({"account_id": "acct_1A\r\nX-Injected: 1"}, "account_id", "not a Stripe account id"),
         ({"mode": "hosted"}, "mode", "allowed: managed, byok"),
         ({"mode": "managed"}, "auth_type", "oauth2"),
         ({"auth_type": "oauth2"}, "oauth_client_id", "airflow-stripe-oauth"),
@@ -78,6 +82,47 @@ def test_invalid_connections_name_the_field(extra: dict[str, Any], field: str, w
     assert info.value.field == field
     assert words in str(info.value)
     assert "stripe_test" in str(info.value)
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "-inf", "1e308", 1e308, float("inf"), float("nan"), 601, "600.5"])
+def test_timeout_is_finite_and_bounded(timeout: Any) -> None:
+    """``inf``, ``nan`` and ``1e308`` used to pass and overflow every request (retried as network errors)."""
+    with pytest.raises(StripeConfigurationError) as info:
+        conf(timeout=timeout)
+    assert info.value.field == "timeout"
+    assert f"{MAX_TIMEOUT_S}" in str(info.value)
+    assert conf(timeout=MAX_TIMEOUT_S).timeout == MAX_TIMEOUT_S
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("rate_limit_per_minute", 1001), ("rate_limit_per_minute", 10**12), ("rate_limit_per_hour", 20_001)],
+)
+def test_rate_limits_are_capped_at_the_contract(field: str, value: int) -> None:
+    """10**12 requests per minute used to be accepted: the contract's limit switched off by a connection."""
+    with pytest.raises(StripeConfigurationError) as info:
+        conf(**{field: value})
+    assert info.value.field == field
+    assert f"[stripe] max_{field}" in str(info.value) and f"AIRFLOW__STRIPE__MAX_{field.upper()}" in str(info.value)
+    contract = STRIPE_CONTRACT.rate_limit
+    cfg = conf(rate_limit_per_minute=contract.rpm, rate_limit_per_hour=contract.rph)
+    assert (cfg.rate_limit_per_minute, cfg.rate_limit_per_hour) == (contract.rpm, contract.rph)
+
+
+def test_the_admin_may_allow_higher_rate_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in rate_limit_caps_env(5000, 100_000).items():
+        monkeypatch.setenv(name, value)
+    cfg = conf(rate_limit_per_minute=5000, rate_limit_per_hour=100_000)
+    assert (cfg.rate_limit_per_minute, cfg.rate_limit_per_hour) == (5000, 100_000)
+    with pytest.raises(StripeConfigurationError, match="above the maximum of 5000") as info:
+        conf(rate_limit_per_minute=5001)
+    assert info.value.field == "rate_limit_per_minute"
+    # An admin value below the contract's never lowers the cap; a malformed one names the option.
+    monkeypatch.setenv("AIRFLOW__STRIPE__MAX_RATE_LIMIT_PER_MINUTE", "10")
+    assert conf().rate_limit_per_minute == STRIPE_CONTRACT.rate_limit.rpm
+    monkeypatch.setenv("AIRFLOW__STRIPE__MAX_RATE_LIMIT_PER_MINUTE", "lots")
+    with pytest.raises(StripeConfigurationError, match=r"\[stripe\] max_rate_limit_per_minute .* 'lots'"):
+        conf()
 
 
 def test_errors_never_echo_a_key() -> None:
