@@ -98,7 +98,9 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         ``balance_transactions``, ``customers``, ``invoices``, ``transfers``,
         ``application_fees``, ``events``).
     :param path: local path or object storage URL (templated, e.g.
-        ``/data/stripe/charges/{{ ds }}.parquet``). Replaced if it exists.
+        ``/data/stripe/charges/{{ day_window()[0] | ds }}.parquet`` with
+        ``user_defined_macros=run_window.MACROS``, also for manual runs without a logical
+        date). Replaced if it exists.
     :param file_format: ``jsonl`` (whole objects), ``csv`` or ``parquet`` (the resource's
         declared columns; Parquet needs the ``[parquet]`` extra).
     :param mode: ``created`` (default): the objects created in the window. ``changes``: the
