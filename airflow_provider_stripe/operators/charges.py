@@ -254,7 +254,9 @@ class StripeCaptureChargeOperator(StripeMoneyOperator):
     which then sends the request under a fresh idempotency key. A lost answer is retried
     by Airflow under the same key, so it never captures twice.
 
-    :param charge_id: ``ch_...`` (e.g. ``create_task.output["id"]``).
+    :param charge_id: ``ch_...``, templated: the create task's, e.g.
+        ``"{{ ti.xcom_pull(task_ids='create_charge')['id'] }}"``
+        (``create_task.output["id"]`` pulls an XCom *key* ``id``, which no operator pushes).
     :param amount: capture only this much (minor units); the rest is released
         (Stripe records it as refunded). Default: the full authorized amount.
     :param idempotency_key: default derived from dag_id, logical date (or run id),
