@@ -52,7 +52,8 @@ def pinned(combo: str, package: str) -> str:
 
 
 def extra_pins(combo: str) -> list[str]:
-    """Requirements the combination adds beyond Airflow and stripe (the pins a user needs too)."""
+    """Requirements the combination adds beyond Airflow and stripe: what a plain ``pip install`` of
+    that Airflow and the provider resolves otherwise and breaks (each is explained in the ``.in``)."""
     lines = (CONSTRAINTS / f"{combo}.in").read_text().splitlines()
     reqs = [line.split("#")[0].strip() for line in lines]
     return [r for r in reqs if r and not r.startswith(("apache-airflow", "stripe"))]
@@ -71,7 +72,7 @@ def _cell(results: dict, tier: str) -> str:
 
 def table(results_dir: Path = RESULTS) -> str:
     rows = [
-        "| Airflow | stripe | Python | " + " | ".join(label for _, label in TIERS) + " | extra pins |",
+        "| Airflow | stripe | Python | " + " | ".join(label for _, label in TIERS) + " | a plain install also needs |",
         "|---|---|---|" + "---|" * len(TIERS) + "---|",
     ]
     for combo in combos():

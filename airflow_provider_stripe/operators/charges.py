@@ -93,6 +93,8 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
     :param customer: ``cus_...``; with no ``source`` its default source is charged.
     :param source: a card, source or payment method id (``card_...``, ``src_...``,
         ``tok_...``, ``pm_...``). At least one of ``customer``/``source`` is required.
+        Test cards: Stripe's test mode takes ``tok_visa``; the local server
+        (:mod:`airflow_provider_stripe.testing.localstripe`) takes ``pm_card_visa`` only.
     :param capture: ``False`` only authorizes; capture later with
         :class:`StripeCaptureChargeOperator` (within 7 days).
     :param description: shown in the Dashboard and receipts.
@@ -252,7 +254,9 @@ class StripeCaptureChargeOperator(StripeMoneyOperator):
     which then sends the request under a fresh idempotency key. A lost answer is retried
     by Airflow under the same key, so it never captures twice.
 
-    :param charge_id: ``ch_...`` (e.g. ``create_task.output["id"]``).
+    :param charge_id: ``ch_...``, templated: the create task's, e.g.
+        ``"{{ ti.xcom_pull(task_ids='create_charge')['id'] }}"``
+        (``create_task.output["id"]`` pulls an XCom *key* ``id``, which no operator pushes).
     :param amount: capture only this much (minor units); the rest is released
         (Stripe records it as refunded). Default: the full authorized amount.
     :param idempotency_key: default derived from dag_id, logical date (or run id),

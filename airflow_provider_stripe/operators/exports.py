@@ -82,9 +82,12 @@ def resolve_window(
         )
     gte, lt = to_epoch_seconds(start, start_field), to_epoch_seconds(end, end_field)
     if gte >= lt:
+        start_iso, end_iso = (datetime.fromtimestamp(s, timezone.utc).isoformat() for s in (gte, lt))
         raise StripeInputError(
-            f"the window [{gte}, {lt}) is empty: {end_field} must be after {start_field}. A cron schedule "
-            "gives runs an empty data interval unless it is a CronDataIntervalTimetable; or pass the bounds",
+            f"the window [{start_iso}, {end_iso}) is empty: {end_field} must be after {start_field}. On Airflow 3 "
+            "a cron schedule such as '@daily' gives each run an empty data interval (start = end = the run's "
+            "time): schedule the DAG with schedule=CronDataIntervalTimetable('@daily', timezone='UTC') "
+            "(airflow.sdk; on Airflow 3.1 airflow.timetables.interval) or a timedelta, or pass the bounds",
             field=end_field,
         )
     return gte, lt
@@ -98,7 +101,9 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         ``balance_transactions``, ``customers``, ``invoices``, ``transfers``,
         ``application_fees``, ``events``).
     :param path: local path or object storage URL (templated, e.g.
-        ``/data/stripe/charges/{{ ds }}.parquet``). Replaced if it exists.
+        ``/data/stripe/charges/{{ day_window()[0] | ds }}.parquet`` with
+        ``user_defined_macros=run_window.MACROS``, also for manual runs without a logical
+        date). Replaced if it exists.
     :param file_format: ``jsonl`` (whole objects), ``csv`` or ``parquet`` (the resource's
         declared columns; Parquet needs the ``[parquet]`` extra).
     :param escape_csv_formulas: in a CSV file, prefix with ``'`` every text cell starting with

@@ -4,7 +4,7 @@ The task's return value (its XCom) is ``{"summary": {...}, "results": [...]}``. 
 can be large, and XComs live in the metadata database, so:
 
 * with ``results_path`` set, every item's result is streamed to that JSON Lines file
-  (local path or any ObjectStoragePath URL, e.g. ``s3://bucket/payouts/{{ ds }}.jsonl``)
+  (local path or any ObjectStoragePath URL, e.g. ``s3://bucket/payouts/{{ run_day() }}.jsonl``)
   and the return value carries its path, the summary and the failed items only;
 * without it, results are returned inline up to ``inline_limit`` items; beyond that only
   failed items are (up to the same limit), ``summary["results_truncated"]`` is true, and

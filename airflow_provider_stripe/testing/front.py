@@ -20,6 +20,9 @@ Stripe documents:
   sent to localstripe another way (another front) is therefore seen by the next listing,
   not by the pages of a listing already under way.
 * ``GET /v1/account``: the account of the key (localstripe has one global store).
+* ``POST /v1/charges`` with a Stripe test token (``source="tok_visa"``, what Stripe's docs
+  teach): a 400 naming the test PaymentMethod ids localstripe accepts (``pm_card_visa``), instead
+  of localstripe's bare "Bad request".
 * Connected accounts, for payouts: localstripe ignores ``Stripe-Account``. The front
   remembers which account each object created through it belongs to (the
   ``Stripe-Account`` of the ``POST`` that created it; none: the platform), and its payout
@@ -530,6 +533,32 @@ async def account(front: StripeFront, request: web.Request) -> web.StreamRespons
     )
 
 
+LOCAL_TEST_CARDS = ("pm_card_visa", "pm_card_chargeCustomerFail")
+"""Stripe test card ids localstripe materialises as charge sources (the second is declined)."""
+
+
+async def create_charge(front: StripeFront, request: web.Request) -> web.StreamResponse:
+    """``POST /v1/charges``: localstripe's, except a Stripe test token as ``source``, refused saying what works.
+
+    Stripe's docs teach ``source="tok_visa"``; localstripe knows no tokens and answers a bare
+    400 "Bad request". The refusal here is Stripe-shaped (the provider shows its message) and
+    names the test PaymentMethod ids localstripe does accept.
+    """
+    if request.content_type == "application/json":
+        source = (await request.json()).get("source")
+    else:
+        source = (await request.post()).get("source")
+    if isinstance(source, str) and source.startswith("tok_"):
+        cards = " or ".join(repr(card) for card in LOCAL_TEST_CARDS)
+        return stripe_error(
+            400,
+            f"the local Stripe server (localstripe) knows no test tokens such as {source!r}, which Stripe's test "
+            f"mode accepts: charge a test PaymentMethod id instead, source={cards} (declined)",
+            param="source",
+        )
+    return await front.forward(request)
+
+
 _LOCAL_FILTERS: Mapping[str, tuple[str, ...]] = {"payouts": ("status",)}
 _WILDCARD_FILTERS: Mapping[str, tuple[str, ...]] = {"events": ("type",)}
 _RANGE_FILTERS: Mapping[str, tuple[str, ...]] = {"payouts": ("created", "arrival_date")}
@@ -557,7 +586,11 @@ def _list_routes() -> tuple[Route, ...]:
     return tuple(Route("GET", f"/v1/{name}", list_endpoint(list_spec(name))) for name in RESOURCES)
 
 
-DEFAULT_ROUTES: tuple[Route, ...] = (*_list_routes(), Route("GET", "/v1/account", account))
+DEFAULT_ROUTES: tuple[Route, ...] = (
+    *_list_routes(),
+    Route("GET", "/v1/account", account),
+    Route("POST", "/v1/charges", create_charge),
+)
 """What localstripe lacks and the provider uses."""
 
 

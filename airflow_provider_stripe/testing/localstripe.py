@@ -198,6 +198,7 @@ async def _serve(port: int, settle_delay: float | None) -> None:
     from aiohttp import web
     from localstripe.server import app as localstripe_app
 
+    from airflow_provider_stripe.config import ALLOWED_BASE_URLS_ENV
     from airflow_provider_stripe.testing.front import StripeFront
 
     upstream_sock, front_sock = _listen(0), _listen(port)
@@ -213,7 +214,8 @@ async def _serve(port: int, settle_delay: float | None) -> None:
     print(f"{_URLS_PREFIX}{servers.url} {servers.upstream_url}", flush=True)
     print(
         f"Local Stripe on {servers.url} (localstripe behind a Stripe-faithful front; payouts in eur only).\n"
-        f"Connection: base_url={servers.url}, api_key=any sk_test_ key (e.g. {TEST_API_KEY}). Ctrl-C stops it.",
+        f"Connection: base_url={servers.url}, api_key=any sk_test_ key (e.g. {TEST_API_KEY}); Airflow sends the "
+        f"key there only once allowed: {ALLOWED_BASE_URLS_ENV}={servers.url}. Ctrl-C stops it.",
         file=sys.stderr,
         flush=True,
     )

@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,45 @@ def test_a_second_run_on_the_same_instructions_pays_nobody_again(payout_dag: Any
     assert batch["summary"]["this_run"]["already_paid_by_run"] == {first.run_id: len(instructions)}
     report = _xcom(second, "report")
     assert (report["created"], report["already_paid_by_run"]) == (0, len(instructions)), report
+
+
+@pytest.mark.parametrize(
+    "logical_date",
+    [datetime(2026, 1, 1, tzinfo=timezone.utc), None],
+    ids=["with-logical-date", "manual-without-logical-date"],
+)
+def test_the_run_day_file_is_found_with_and_without_a_logical_date(
+    migrated: None,
+    tmp_path: Path,
+    localstripe: str,
+    monkeypatch: pytest.MonkeyPatch,
+    logical_date: datetime | None,
+) -> None:
+    """No ``instructions_file``: the run reads ``data/payouts/<run day>.jsonl``, run day from ``run_window.run_day``.
+
+    With a logical date (as a scheduled run has) the day is the logical date's; a manual run without
+    one (the CLI's and REST API's default on Airflow 3) has no ``ds``, and its day is ``run_after``'s.
+    The DAG file is copied beside a data folder of its own holding only that day's file.
+    """
+    day = (logical_date or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
+    (tmp_path / "data" / "payouts").mkdir(parents=True)
+    shutil.copy(SAMPLE, tmp_path / "data" / "payouts" / f"{day}.jsonl")
+    shutil.copy(airflow_env.DAGS_FOLDER / f"{DAG_ID}.py", tmp_path / f"{DAG_ID}.py")
+    for name, value in connection_env("stripe_default", base_url=localstripe).items():
+        monkeypatch.setenv(name, value)
+    from airflow_provider_stripe.compat import dagbag_module
+
+    bag = dagbag_module().DagBag(dag_folder=str(tmp_path / f"{DAG_ID}.py"))
+    assert not bag.import_errors, bag.import_errors
+    with SettlementSimulator(localstripe, LOCAL_TEST_KEY, delay=0.5):
+        dag_run = bag.get_dag(DAG_ID).test(logical_date=logical_date, run_conf={"poll_seconds": 0.5})
+
+    assert str(dag_run.state) == "success"
+    assert (dag_run.logical_date is None) == (logical_date is None)
+    instructions = [json.loads(line) for line in Path(SAMPLE).read_text().splitlines() if line.strip()]
+    assert _xcom(dag_run, "find_instructions") == str(tmp_path / "data" / "payouts" / f"{day}.jsonl")
+    assert _xcom(dag_run, "report")["paid"] == len(instructions)
+    assert len(list_all_payouts(localstripe, LOCAL_TEST_KEY)) == len(instructions)
 
 
 def test_demo_script_runs_the_batch_end_to_end() -> None:

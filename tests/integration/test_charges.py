@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import stripe
 
+from airflow_provider_stripe.compat import AirflowFailException
 from airflow_provider_stripe.errors import LiveModeNotAllowedError, StripeRequestError
 from airflow_provider_stripe.idempotency import RunIdentity
 from airflow_provider_stripe.operators.charges import (
@@ -252,3 +253,18 @@ def test_retry_of_the_same_task_never_charges_twice(
     other = attempt(1, map_index=1)
     assert other["id"] != retried["id"]
     assert len(_localstripe_client(localstripe).v1.charges.list({"limit": 100}).data) == 2
+
+
+def test_a_stripe_test_token_on_the_local_server_says_what_to_use(
+    localstripe: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stripe's docs teach ``tok_visa``; localstripe answers it a bare "Bad request". The message says what works."""
+    conn = stripe_connection(monkeypatch, localstripe)
+    op = StripeCreateChargeOperator(
+        task_id="charge", stripe_conn_id=conn, amount=2000, currency="eur", source="tok_visa"
+    )
+    with pytest.raises(AirflowFailException) as caught:
+        op.execute(task_context(task_id="charge"))
+    message = str(caught.value)
+    assert "tok_visa" in message and "pm_card_visa" in message and "http_status=400" in message, message
+    assert _localstripe_client(localstripe).v1.charges.list({"limit": 100}).data == []

@@ -56,6 +56,15 @@ def test_table_cells_say_what_ran(tmp_path: Path) -> None:
     assert row[3:7] == ["pass", "pass", "FAIL", "not run"]  # skip counts are in the run summary
 
 
+def test_the_table_says_what_a_plain_install_of_airflow_3_1_also_needs() -> None:
+    """A plain install of Airflow 3.1.8 resolves cryptography 51, which breaks Airflow's Fernet."""
+    module = _compat_table()
+    header, _, *rows = module.table().splitlines()
+    assert header.endswith("| a plain install also needs |")
+    (row,) = [_rows(f"h\ns\n{r}")[0] for r in rows if r.startswith("| 3.1.")]
+    assert row[-1] == "`cryptography<51`"
+
+
 @pytest.mark.parametrize(("version", "release"), [("3.1.8", (3, 1)), ("3.3.0rc1", (3, 3)), ("3.10.2.dev0", (3, 10))])
 def test_airflow_release_is_read_from_the_version_string(version: str, release: tuple[int, int]) -> None:
     assert compat._release(version) == release
