@@ -78,11 +78,19 @@ class SliceSpool:
         """Whether this slice was read completely (by this try or an earlier one)."""
         return bool(self.path(piece).exists())
 
-    def any_finished(self) -> bool:
-        """Whether an earlier try left finished slices (of any plan)."""
+    def finished_slices(self) -> set[Slice]:
+        """The slices finished so far (by this try or an earlier one, whatever its plan)."""
         if not self.directory.exists():
-            return False
-        return any(p.name.endswith(".jsonl") and not p.name.startswith(".") for p in self.directory.iterdir())
+            return set()
+        found: set[Slice] = set()
+        for entry in self.directory.iterdir():
+            name = entry.name
+            if name.startswith(".") or not name.endswith(".jsonl"):
+                continue  # a slice being written (its temporary name)
+            low, _, high = name[: -len(".jsonl")].partition("-")
+            if low.isdigit() and high.isdigit():
+                found.add((int(low), int(high)))
+        return found
 
     def write(self, piece: Slice, rows: Iterator[Mapping[str, Any]]) -> int:
         """Stream ``rows`` into the slice's file, renamed into place only once complete; return the count."""

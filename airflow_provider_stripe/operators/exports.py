@@ -281,10 +281,13 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
 
         With ``max_workers=1``: one sequential listing. Otherwise one page of the whole
         window first: without more, that page is the whole export (one request, as a
-        sequential read). Else the window is read as :data:`~airflow_provider_stripe.slices.SLICES_PER_WORKER`
-        time slices per worker (:mod:`airflow_provider_stripe.slices`), finished slices
-        kept beside ``target`` for a retry. ``changes`` mode merges the slices newest
-        first with one set of the ids seen, so an object appears once, in its latest state.
+        sequential read). Else that page is kept as the newest slice (the seconds after
+        its oldest object, all of which it holds) and the rest of the window is read as
+        :data:`~airflow_provider_stripe.slices.SLICES_PER_WORKER` time slices per worker
+        (:mod:`airflow_provider_stripe.slices`), finished slices kept beside ``target``
+        for a retry (which finds the newest slice there and sends no first page).
+        ``changes`` mode merges the slices newest first with one set of the ids seen, so
+        an object appears once, in its latest state.
         """
         from airflow_provider_stripe.slices import (
             SLICES_PER_WORKER,
@@ -306,12 +309,23 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             return
         self.get_client()  # built once here, then shared by the workers
         spool = SliceSpool(spool_directory(target, self._spool_identity(gte, lt)))
-        if not spool.any_finished():
+        newest = min((s for s in spool.finished_slices() if s[1] == lt), default=None)
+        if newest is None:
             page, has_more = self._first_page(service, whole)
             if not has_more:
                 yield from self._changed_objects(iter(page)) if changes else page
                 return
-        slices = plan_slices(gte, lt, self.max_workers * SLICES_PER_WORKER)
+            # The page holds every object newer than its oldest one's second (that second
+            # may go on: it is left to the slices).
+            cut = int(page[-1]["created"]) + 1
+            if cut < lt:
+                newest = (cut, lt)
+                kept = (row for row in page if int(row["created"]) >= cut)
+                spool.write(newest, self._changed_objects(kept) if changes else kept)
+        rest = newest[0] if newest is not None else lt
+        slices = ([newest] if newest is not None else []) + (
+            plan_slices(gte, rest, self.max_workers * SLICES_PER_WORKER) if rest > gte else []
+        )
         self._spool, self._sliced = spool, SlicedRead()
         rows = read_slices(self._read_slice, slices, spool, self.max_workers, self._sliced)
         # Each slice is deduplicated on its own; across slices, newest first, the first copy wins.
@@ -351,7 +365,8 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             self._spool.remove()
         if self._sliced is not None:
             self.log.info(
-                "Read the window as %d time slices, %d at a time: %d read now, %d kept from an earlier try",
+                "Read the window as %d time slices, %d at a time: %d listed now, %d already spooled "
+                "(the first page's, or an earlier try's)",
                 self._sliced.planned,
                 self.max_workers,
                 self._sliced.read,

@@ -30,8 +30,11 @@ pytestmark = pytest.mark.timeout(120)
 WORKERS = 8
 T0 = (int(time.time()) // 86_400 - 1) * 86_400  # yesterday 00:00 UTC: within events' 30 days
 WINDOW = (T0, T0 + 320)
-SLICES = plan_slices(*WINDOW, WORKERS * SLICES_PER_WORKER)
-EDGES = sorted({gte for gte, _ in SLICES} - {WINDOW[0]})
+CUT = WINDOW[1] - 19
+"""The newest 20 s hold 5 charges each: the first page (100) ends in second CUT - 1, so it is
+kept as the newest slice [CUT, lt) and the slices read the seconds before (CUT - 1 again)."""
+SLICES = [(CUT, WINDOW[1]), *plan_slices(WINDOW[0], CUT, WORKERS * SLICES_PER_WORKER)]
+EDGES = sorted({gte for gte, _ in SLICES} - {WINDOW[0], CUT})
 BURST = 45
 """Charges created in each second on either side of a slice edge (5 in every other second)."""
 
@@ -40,7 +43,7 @@ def _charges() -> list[dict[str, Any]]:
     """Oldest first, as the front's held objects: 5 per second, ``BURST`` more beside each edge."""
     out: list[dict[str, Any]] = []
     for second in range(*WINDOW):
-        dense = second in EDGES or second + 1 in EDGES
+        dense = second in EDGES or second + 1 in EDGES or second + 1 == CUT
         for _ in range(5 + (BURST if dense else 0)):
             n = len(out)
             out.append(
@@ -123,7 +126,7 @@ def test_parallel_file_equals_the_sequential_one(
     proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     conn = _conn(monkeypatch, proxy)
-    assert len(CHARGES) > 4_000 and len(EDGES) == len(SLICES) - 1 == 31
+    assert len(CHARGES) > 4_000 and len(EDGES) == len(SLICES) - 2 == 31
     for fmt in ("jsonl", "csv"):
         sequential, parallel = tmp_path / f"sequential.{fmt}", tmp_path / f"parallel.{fmt}"
         _export(conn, sequential, file_format=fmt, max_workers=1)
@@ -135,7 +138,7 @@ def test_parallel_file_equals_the_sequential_one(
         first, slice_pages = queries[0], queries[1:]
         assert (first["created[gte]"], first["created[lt]"]) == tuple(map(str, WINDOW))
         asked = {(int(q["created[gte]"]), int(q["created[lt]"])) for q in slice_pages}
-        assert asked == set(SLICES)  # every slice, integer bounds, none outside the plan
+        assert asked == set(SLICES[1:])  # every slice but the first page's, integer bounds, none outside the plan
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # spool and part files gone
     # Stripe's order: newest first; within one second, the later-created first.
     newest_first = sorted(reversed(CHARGES), key=lambda c: c["created"], reverse=True)
@@ -145,7 +148,7 @@ def test_parallel_file_equals_the_sequential_one(
 
 def test_small_export_is_one_request(proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     conn = _conn(monkeypatch, proxy)
-    window = (WINDOW[0] + 11, WINDOW[0] + 19)  # 8 s of 5 charges between two edges: 40, under one page
+    window = (WINDOW[1] - 8, WINDOW[1])  # 8 s of 5 charges (no burst in the newest 20 s): 40, under one page
     result = _export(conn, tmp_path / "small.jsonl", window=window, max_workers=WORKERS)
     assert result["count"] == 40
     assert len(_lists(proxy)) == 1
@@ -195,6 +198,6 @@ def test_changes_mode_parallel_equals_sequential(
     rows = [json.loads(line) for line in parallel.read_text().splitlines()]
     assert len({r["id"] for r in rows}) == len(rows)
     assert {r["id"]: r["metadata"]["version"] for r in rows} == latest
-    assert {(q["created[gte]"], q["created[lt]"]) for q in _lists(proxy, "/v1/events")[1:]} == {
-        (str(a), str(b)) for a, b in SLICES
-    }
+    asked = {(int(q["created[gte]"]), int(q["created[lt]"])) for q in _lists(proxy, "/v1/events")[1:]}
+    cut = sorted(reversed(EVENTS), key=lambda e: e["created"], reverse=True)[99]["created"] + 1
+    assert asked == set(plan_slices(WINDOW[0], cut, WORKERS * SLICES_PER_WORKER))  # the first page: [cut, lt)
