@@ -22,6 +22,7 @@ removes the directory once the final file is written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -113,7 +114,8 @@ class SliceSpool:
             return
         for entry in self.directory.iterdir():
             entry.unlink()
-        self.directory.rmdir()
+        with contextlib.suppress(OSError):  # object storage may have no directory object to remove
+            self.directory.rmdir()
 
 
 @dataclass

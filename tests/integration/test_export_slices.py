@@ -97,7 +97,7 @@ def proxy(localstripe_upstream: str) -> Iterator[FaultProxy]:
         yield running
 
 
-def _export(conn: str, path: Path, window: tuple[int, int] = WINDOW, **kwargs: Any) -> dict[str, Any]:
+def _export(conn: str, path: Path | str, window: tuple[int, int] = WINDOW, **kwargs: Any) -> dict[str, Any]:
     op = StripeExportOperator(
         task_id="export",
         stripe_conn_id=conn,
@@ -201,3 +201,26 @@ def test_changes_mode_parallel_equals_sequential(
     asked = {(int(q["created[gte]"]), int(q["created[lt]"])) for q in _lists(proxy, "/v1/events")[1:]}
     cut = sorted(reversed(EVENTS), key=lambda e: e["created"], reverse=True)[99]["created"] + 1
     assert asked == set(plan_slices(WINDOW[0], cut, WORKERS * SLICES_PER_WORKER))  # the first page: [cut, lt)
+
+
+def test_object_storage_target_is_sliced_and_resumable_the_same_way(
+    proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow.sdk.io import fs as airflow_fs
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    memory = MemoryFileSystem()
+    monkeypatch.setitem(airflow_fs._register_filesystems(), "memory", lambda conn_id: memory)
+    conn = _conn(monkeypatch, proxy)
+    _export(conn, tmp_path / "sequential.jsonl", max_workers=1)
+    oldest = SLICES[-1]
+    proxy.set_plan(FaultPlan(rates={FaultKind.SERVER_ERROR: 1.0}, query={"created[lt]": str(oldest[1])}))
+    with pytest.raises(StripeRequestError):
+        _export(conn, "memory://exports/charges.jsonl", max_workers=WORKERS)
+    assert any(".charges.jsonl.slices-" in p for p in memory.find("/exports"))
+    proxy.clear_faults()
+    proxy.reset_stats()
+    _export(conn, "memory://exports/charges.jsonl", max_workers=WORKERS)
+    assert {(int(q["created[gte]"]), int(q["created[lt]"])) for q in _lists(proxy)} == {oldest}
+    assert memory.cat_file("/exports/charges.jsonl") == (tmp_path / "sequential.jsonl").read_bytes()
+    assert memory.find("/exports") == ["/exports/charges.jsonl"]  # the spool is gone
