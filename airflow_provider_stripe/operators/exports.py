@@ -129,12 +129,14 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         default 8; 1 reads the window as one sequential listing). Every request goes
         through the connection's shared rate limiter, so the workers together never
         exceed it. An export whose first page holds the whole window costs that one
-        request; a larger one is cut into ``4 * max_workers`` time slices (whole seconds),
-        read concurrently and written in the order a sequential read gives (newest first),
-        so the file is the same. Finished slices are kept in a hidden directory beside
-        ``path`` (``.<name>.slices-<digest>``, keyed by resource, mode, filters, account
-        and window): a retry reads only the slices not finished; the directory is removed
-        once the file is written.
+        request; for a larger one that page is kept (as the newest slice) and the rest of
+        the window is cut into ``4 * max_workers`` equal time slices (whole seconds), read
+        concurrently and written in the order a sequential read gives (newest first), so
+        the file is the same. Slices are equal spans of time: objects crowded into a small
+        part of the window are read by fewer workers. Finished slices are kept in a
+        hidden directory beside ``path`` (``.<name>.slices-<digest>``, keyed by resource,
+        mode, filters, account and window): a retry reads only the slices not finished;
+        the directory is removed once the file is written.
     :param storage_conn_id: connection for an object storage ``path``.
     :param account_id: export a connected account's objects (``Stripe-Account``). For many
         accounts, map it: ``.partial(...).expand(account_id=[...])`` with a path templated
