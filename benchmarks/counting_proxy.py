@@ -15,7 +15,7 @@ import bisect
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from tests.servers.fault_proxy import FaultKind, FaultPlan, FaultProxy, _ProxyHandler, _ProxyHTTPServer
@@ -48,10 +48,10 @@ class CountingProxy(FaultProxy):
         self._arrivals: list[Arrival] = []
         self._arrivals_lock = threading.Lock()
 
-    def _next_fault(self, method: str, path: str) -> tuple[object, int]:  # type: ignore[override]
+    def _next_fault(self, method: str, path: str, query: Mapping[str, str]) -> tuple[object, int]:  # type: ignore[override]
         with self._arrivals_lock:
             self._arrivals.append(Arrival(time.monotonic(), method, path))
-        return super()._next_fault(method, path)
+        return super()._next_fault(method, path, query)
 
     def arrivals(self, method: str | None = None, path_prefix: str = "/v1/") -> list[Arrival]:
         """Arrivals so far (in arrival order), optionally only one method and path prefix."""

@@ -84,14 +84,14 @@ def serve_list(objects: int) -> None:
             params = dict(parse_qsl(urlsplit(self.path).query))
             limit = int(params.get("limit", "10"))
             gte, lt = int(params.get("created[gte]", "0")), int(params.get("created[lt]", str(2**40)))
-            first = index[params["starting_after"]] + 1 if "starting_after" in params else 0
-            # Newest first: skip objects at or after lt (cheap here: the window covers all).
-            while first < len(data) and json.loads(data[first])["created"] >= lt:
-                first += 1
-            page = data[first : first + limit]
-            more = first + limit < len(data)
-            if page and json.loads(page[-1])["created"] < gte:
-                page, more = [p for p in page if json.loads(p)["created"] >= gte], False
+            # Newest first, object i at position objects - 1 - i, created START + i: the window
+            # [gte, lt) is the positions [objects - (lt - START), objects - (gte - START)).
+            first = max(0, objects - (lt - START))
+            end = min(len(data), max(0, objects - (gte - START)))
+            if "starting_after" in params:
+                first = max(first, index[params["starting_after"]] + 1)
+            page = data[first : min(first + limit, end)]
+            more = first + limit < end
             more_text = "true" if more else "false"
             body = f'{{"object":"list","url":"/v1/charges","has_more":{more_text},"data":[{",".join(page)}]}}'
             payload = body.encode()

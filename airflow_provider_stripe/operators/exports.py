@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,10 +30,14 @@ from airflow_provider_stripe.validation import StripeInputError
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
+    from airflow_provider_stripe.slices import SlicedRead, SliceSpool
+
 ExportMode = Literal["created", "changes"]
 EXPORT_MODES: tuple[ExportMode, ...] = ("created", "changes")
 UNCHANGING = ("balance_transactions", "events")
 """Resources without change events: Stripe never changes them after creation."""
+MAX_WORKERS = 32
+"""Bound on an export's concurrent slice reads (the rate limiter bounds their requests)."""
 EVENT_RETENTION_S = 30 * 86_400
 """Stripe keeps events for 30 days: the oldest window ``mode="changes"`` can read."""
 
@@ -93,6 +97,17 @@ def resolve_window(
     return gte, lt
 
 
+def first_each(objects: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """``objects`` without any whose ``id`` came before: memory holds the ids seen, not the objects."""
+    seen: set[Any] = set()
+    for obj in objects:
+        object_id = obj.get("id")
+        if object_id in seen:
+            continue
+        seen.add(object_id)
+        yield obj
+
+
 class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
     """Export a Stripe resource's objects created (or changed) in the run's data interval.
 
@@ -120,6 +135,18 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
     :param list_params: extra Stripe list filters, e.g. ``{"customer": "cus_..."}``
         (``created`` mode only).
     :param page_size: objects per request (1-100).
+    :param max_workers: how many time slices of the window are read at once (1-32,
+        default 8; 1 reads the window as one sequential listing). Every request goes
+        through the connection's shared rate limiter, so the workers together never
+        exceed it. An export whose first page holds the whole window costs that one
+        request; for a larger one that page is kept (as the newest slice) and the rest of
+        the window is cut into ``4 * max_workers`` equal time slices (whole seconds), read
+        concurrently and written in the order a sequential read gives (newest first), so
+        the file is the same. Slices are equal spans of time: objects crowded into a small
+        part of the window are read by fewer workers. Finished slices are kept in a
+        hidden directory beside ``path`` (``.<name>.slices-<digest>``, keyed by resource,
+        mode, filters, account and window): a retry reads only the slices not finished;
+        the directory is removed once the file is written.
     :param storage_conn_id: connection for an object storage ``path``.
     :param account_id: export a connected account's objects (``Stripe-Account``). For many
         accounts, map it: ``.partial(...).expand(account_id=[...])`` with a path templated
@@ -151,6 +178,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         created_lt: datetime | int | str | None = None,
         list_params: Mapping[str, Any] | None = None,
         page_size: int = 100,
+        max_workers: int = 8,
         storage_conn_id: str | None = None,
         escape_csv_formulas: bool = True,
         **kwargs: Any,
@@ -173,8 +201,13 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         self.created_lt = created_lt
         self.list_params = list_params
         self.page_size = page_size
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or not 1 <= max_workers <= MAX_WORKERS:
+            raise StripeInputError(f"{max_workers!r}: pass an int from 1 to {MAX_WORKERS}", field="max_workers")
+        self.max_workers = max_workers
         self.storage_conn_id = storage_conn_id
         self.escape_csv_formulas = escape_csv_formulas
+        self._spool: SliceSpool | None = None
+        self._sliced: SlicedRead | None = None
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -194,32 +227,44 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
 
     # -- reading ------------------------------------------------------------------------
 
-    def iter_objects(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """Every object created in ``[gte, lt)``, page by page, as plain dicts."""
+    def _listing(self, service: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every object of one SDK listing (``client.v1.<service>.list``), page by page, as plain dicts."""
         import stripe
 
         from airflow_provider_stripe.errors import from_stripe_error
 
-        service = getattr(self.get_client().v1, self.resource)
         try:
-            page = service.list({**self._list_params(), "created": {"gte": gte, "lt": lt}})
+            page = getattr(self.get_client().v1, service).list(dict(params))
             for obj in page.auto_paging_iter():
                 yield as_dict(obj)
         except stripe.StripeError as exc:
-            raise from_stripe_error(exc, f"{self.resource}.list") from exc
+            raise from_stripe_error(exc, f"{service}.list") from exc
 
-    def iter_changes(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """Each object changed in ``[gte, lt)``, once, in its latest state in the window.
+    def _first_page(self, service: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+        """One page of a listing: ``(objects, has_more)``."""
+        page = self.call(f"{service}.list", getattr(self.get_client().v1, service).list, dict(params))
+        return [as_dict(obj) for obj in page.data], bool(page.has_more)
 
-        Read from the window's events (``/v1/events``, filtered by the resource's event
-        type), newest first as Stripe lists them: the first event naming an object holds
-        its latest state, later (older) ones are skipped. Memory holds the ids seen, not
-        the objects.
-        """
-        import stripe
+    def iter_objects(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
+        """Every object created in ``[gte, lt)``, page by page, as plain dicts."""
+        return self._listing(self.resource, self._window_params(gte, lt))
 
-        from airflow_provider_stripe.errors import from_stripe_error
+    def _window_params(self, gte: int, lt: int) -> dict[str, Any]:
+        return {**self._list_params(), "created": {"gte": gte, "lt": lt}}
 
+    def _event_params(self, gte: int, lt: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"created": {"gte": gte, "lt": lt}, "limit": self.page_size}
+        if self.export_resource.event_type:
+            params["type"] = self.export_resource.event_type
+        return params
+
+    def _changed_objects(self, events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The resource's objects of ``events`` (newest first), each once: its first, latest, state."""
+        resource = self.export_resource
+        objects = (read_field(read_field(event, "data"), "object") for event in events)
+        return first_each(as_dict(obj) for obj in objects if read_field(obj, "object") == resource.object)
+
+    def _check_event_retention(self, gte: int) -> None:
         oldest = math.floor(time.time()) - EVENT_RETENTION_S
         if gte < oldest:
             raise StripeInputError(
@@ -229,21 +274,90 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
                 "mode='created' (a full re-export) instead",
                 field="created_gte",
             )
-        resource = self.export_resource
-        params: dict[str, Any] = {"created": {"gte": gte, "lt": lt}, "limit": self.page_size}
-        if resource.event_type:
-            params["type"] = resource.event_type
-        seen: set[str] = set()
-        try:
-            for event in self.get_client().v1.events.list(params).auto_paging_iter():  # type: ignore[arg-type]
-                obj = read_field(read_field(event, "data"), "object")
-                object_id = read_field(obj, "id")
-                if read_field(obj, "object") != resource.object or object_id in seen:
-                    continue
-                seen.add(object_id)
-                yield as_dict(obj)
-        except stripe.StripeError as exc:
-            raise from_stripe_error(exc, "events.list") from exc
+
+    def iter_changes(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
+        """Each object changed in ``[gte, lt)``, once, in its latest state in the window.
+
+        Read from the window's events (``/v1/events``, filtered by the resource's event
+        type), newest first as Stripe lists them: the first event naming an object holds
+        its latest state, later (older) ones are skipped. Memory holds the ids seen, not
+        the objects.
+        """
+        self._check_event_retention(gte)
+        return self._changed_objects(self._listing("events", self._event_params(gte, lt)))
+
+    def _read_slice(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
+        """One slice's rows: the objects created in it, or (``changes``) each object changed in it once."""
+        if self.mode == "changes":
+            return self._changed_objects(self._listing("events", self._event_params(gte, lt)))
+        return self.iter_objects(gte, lt)
+
+    def iter_rows(self, target: Path | ObjectStoragePath, gte: int, lt: int) -> Iterator[dict[str, Any]]:
+        """The export's rows in the order a sequential read gives, read in parallel time slices.
+
+        With ``max_workers=1``: one sequential listing. Otherwise one page of the whole
+        window first: without more, that page is the whole export (one request, as a
+        sequential read). Else that page is kept as the newest slice (the seconds after
+        its oldest object, all of which it holds) and the rest of the window is read as
+        :data:`~airflow_provider_stripe.slices.SLICES_PER_WORKER` time slices per worker
+        (:mod:`airflow_provider_stripe.slices`), finished slices kept beside ``target``
+        for a retry (which finds the newest slice there and sends no first page).
+        ``changes`` mode merges the slices newest first with one set of the ids seen, so
+        an object appears once, in its latest state.
+        """
+        from airflow_provider_stripe.slices import (
+            SLICES_PER_WORKER,
+            SlicedRead,
+            SliceSpool,
+            plan_slices,
+            read_slices,
+            spool_directory,
+        )
+
+        changes = self.mode == "changes"
+        if changes:
+            self._check_event_retention(gte)
+        whole = self._event_params(gte, lt) if changes else self._window_params(gte, lt)
+        service = "events" if changes else self.resource
+        if self.max_workers == 1:
+            rows = self._listing(service, whole)
+            yield from self._changed_objects(rows) if changes else rows
+            return
+        self.get_client()  # built once here, then shared by the workers
+        spool = SliceSpool(spool_directory(target, self._spool_identity(gte, lt)))
+        newest = min((s for s in spool.finished_slices() if s[1] == lt), default=None)
+        if newest is None:
+            page, has_more = self._first_page(service, whole)
+            if not has_more:
+                yield from self._changed_objects(iter(page)) if changes else page
+                return
+            # The page holds every object newer than its oldest one's second (that second
+            # may go on: it is left to the slices).
+            cut = int(page[-1]["created"]) + 1
+            if cut < lt:
+                newest = (cut, lt)
+                kept = (row for row in page if int(row["created"]) >= cut)
+                spool.write(newest, self._changed_objects(kept) if changes else kept)
+        rest = newest[0] if newest is not None else lt
+        slices = ([newest] if newest is not None else []) + (
+            plan_slices(gte, rest, self.max_workers * SLICES_PER_WORKER) if rest > gte else []
+        )
+        self._spool, self._sliced = spool, SlicedRead()
+        rows = read_slices(self._read_slice, slices, spool, self.max_workers, self._sliced)
+        # Each slice is deduplicated on its own; across slices, newest first, the first copy wins.
+        yield from first_each(rows) if changes else rows
+
+    def _spool_identity(self, gte: int, lt: int) -> dict[str, Any]:
+        """What decides an export's rows: finished slices are reused only by the same export."""
+        params = {k: v for k, v in self._list_params().items() if k != "limit"}
+        return {
+            "resource": self.resource,
+            "mode": self.mode,
+            "params": params,
+            "account": self.hook.account_id,
+            "livemode": self.hook.config.livemode,
+            "window": [gte, lt],
+        }
 
     # -- writing ------------------------------------------------------------------------
 
@@ -267,8 +381,19 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         gte, lt = self.window(context)
         target = self._target()
         self._list_params()  # validate before touching the network
-        rows = self.iter_changes(gte, lt) if self.mode == "changes" else self.iter_objects(gte, lt)
-        count = self.write(target, rows, self.export_resource.columns)
+        self._spool, self._sliced = None, None
+        count = self.write(target, self.iter_rows(target, gte, lt), self.export_resource.columns)
+        if self._spool is not None:
+            self._spool.remove()
+        if self._sliced is not None:
+            self.log.info(
+                "Read the window as %d time slices, %d at a time: %d listed now, %d already spooled "
+                "(the first page's, or an earlier try's)",
+                self._sliced.planned,
+                self.max_workers,
+                self._sliced.read,
+                self._sliced.kept,
+            )
         self.stripe_lineage = LineageRecord(
             inputs=(stripe_dataset(self.hook.account_id, self.resource),),
             output=path_dataset(target),

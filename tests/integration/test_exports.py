@@ -67,6 +67,7 @@ def test_charges_export_streams_every_page(
         created_gte=now - 3600,
         created_lt=now + 3600,
         page_size=2,
+        max_workers=1,  # one listing, paged (each time slice of a parallel export pages the same way)
     )
     result = op.execute(task_context())
     assert result["path"] == str(target)
@@ -125,6 +126,7 @@ def test_payouts_export_pages_through_the_created_window(
         created_gte=now - 60,
         created_lt=now + 60,
         page_size=2,
+        max_workers=1,  # one listing, paged (each time slice of a parallel export pages the same way)
     ).execute(task_context())
     assert result["count"] == 3
     rows = _read(tmp_path / "payouts.jsonl")

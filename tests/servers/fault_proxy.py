@@ -130,15 +130,22 @@ class FaultPlan:
     slow_ms: int = 200
     methods: frozenset[str] = PROXIED_METHODS
     path_prefix: str = "/v1/"
+    query: Mapping[str, str] = field(default_factory=dict)
+    """Only requests whose query holds these parameters (e.g. one time slice's ``created[gte]``)."""
 
     def __post_init__(self) -> None:
         total = sum(self.rates.values())
         if any(r < 0 for r in self.rates.values()) or total > 1.0 + 1e-9:
             raise ValueError(f"fault rates must be >= 0 and sum to <= 1, got {dict(self.rates)}")
 
-    def eligible(self, method: str, path: str) -> bool:
+    def eligible(self, method: str, path: str, query: Mapping[str, str] | None = None) -> bool:
         """Whether this request may receive a fault."""
-        return method in self.methods and path.startswith(self.path_prefix)
+        params = query or {}
+        return (
+            method in self.methods
+            and path.startswith(self.path_prefix)
+            and all(params.get(k) == v for k, v in self.query.items())
+        )
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,13 @@ class ProxyRecord:
     fault: FaultKind | None
     outcome: str  # forwarded | replayed | injected | reset | lost | idempotency_mismatch | ...
     status: int | None
+    query: tuple[tuple[str, str], ...] = ()
+    """The query string's parameters, in order."""
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The query as a dict (the last value of a repeated key wins)."""
+        return dict(self.query)
 
 
 @dataclass
@@ -275,12 +289,12 @@ class FaultProxy:
         with self._lock:
             self._records.append(record)
 
-    def _next_fault(self, method: str, path: str) -> tuple[Fault | None, int]:
+    def _next_fault(self, method: str, path: str, query: Mapping[str, str]) -> tuple[Fault | None, int]:
         """Pick the fault for a request (script first, then rates); count it."""
         with self._lock:
             self._stats["requests"] += 1
             plan = self._plan
-            if not plan.eligible(method, path):
+            if not plan.eligible(method, path, query):
                 return None, plan.slow_ms
             fault: Fault | None = None
             if self._script:
@@ -375,11 +389,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         idem_key = headers.get("Idempotency-Key") if method == "POST" else None
 
-        fault, slow_ms = proxy._next_fault(method, path)
+        query = tuple(parse_qsl(parts.query, keep_blank_values=True))
+        fault, slow_ms = proxy._next_fault(method, path, dict(query))
         kind = fault.kind if fault else None
 
         def record(outcome: str, status: int | None) -> None:
-            proxy._record(ProxyRecord(method, path, idem_key, kind, outcome, status))
+            proxy._record(ProxyRecord(method, path, idem_key, kind, outcome, status, query))
 
         if fault is not None and kind in ERROR_FAULTS:
             status, error = ERROR_FAULTS[fault.kind]

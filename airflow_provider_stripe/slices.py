@@ -1,0 +1,171 @@
+"""Time-sliced, parallel, resumable reads of one Stripe list window (the exports' reading side).
+
+Why: one auto-paging listing is strictly sequential (one page in flight, each waiting on
+Stripe's latency), so an export of a busy window is bound by latency, not by the
+connection's rate limit. Here the window ``[gte, lt)`` is cut into time slices (integer
+``created`` seconds, so every object is in exactly one slice: nothing lost or duplicated
+at a slice edge), read concurrently by a bounded thread pool, each slice auto-paginated
+through the hook's client (whose rate limiter every thread shares).
+
+Order: Stripe lists newest first, so the slices are planned newest to oldest and their
+rows are yielded slice after slice, each slice in the order Stripe gave it: the same
+sequence a sequential read of the whole window gives.
+
+Memory stays flat: each worker streams its slice into a JSON Lines spool file (written
+under a temporary name and renamed into place once the slice is complete), and the rows
+are read back from the spool files, in order, while later slices are still being read.
+
+Resume: the spool directory is a place a retry on the same storage finds (see
+:func:`spool_directory`); a slice whose file is there is not read again. The caller
+removes the directory once the final file is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_stripe.storage import atomic_open
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+Slice = tuple[int, int]
+"""``(gte, lt)``: integer epoch seconds, ``gte < lt``."""
+
+SLICES_PER_WORKER = 4
+"""Slices planned per worker: more slices than workers, so a slice denser than the others
+does not leave the other workers idle at the end."""
+
+
+def plan_slices(gte: int, lt: int, count: int) -> list[Slice]:
+    """``[gte, lt)`` cut into ``count`` adjacent integer slices (at most one per second), newest first."""
+    count = max(1, min(count, lt - gte))
+    bounds = [gte + (lt - gte) * i // count for i in range(count + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in reversed(range(count))]
+
+
+def _json_line(row: Mapping[str, Any]) -> bytes:
+    return json.dumps(row, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+def spool_directory(target: Path | ObjectStoragePath, identity: Mapping[str, Any]) -> Path | ObjectStoragePath:
+    """Where the finished slices of one export wait: a hidden directory beside ``target``.
+
+    Keyed by a digest of ``identity`` (what decides the rows: resource, mode, filters,
+    account, window), so a retry of the same export finds them and a different export
+    never mixes them in.
+    """
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return target.parent / f".{target.name}.slices-{digest}"
+
+
+@dataclass(frozen=True)
+class SliceSpool:
+    """The finished slices of one export, one JSON Lines file each (``<gte>-<lt>.jsonl``)."""
+
+    directory: Path | ObjectStoragePath
+
+    def path(self, piece: Slice) -> Path | ObjectStoragePath:
+        return self.directory / f"{piece[0]}-{piece[1]}.jsonl"
+
+    def finished(self, piece: Slice) -> bool:
+        """Whether this slice was read completely (by this try or an earlier one)."""
+        return bool(self.path(piece).exists())
+
+    def finished_slices(self) -> set[Slice]:
+        """The slices finished so far (by this try or an earlier one, whatever its plan)."""
+        if not self.directory.exists():
+            return set()
+        found: set[Slice] = set()
+        for entry in self.directory.iterdir():
+            name = entry.name
+            if name.startswith(".") or not name.endswith(".jsonl"):
+                continue  # a slice being written (its temporary name)
+            low, _, high = name[: -len(".jsonl")].partition("-")
+            if low.isdigit() and high.isdigit():
+                found.add((int(low), int(high)))
+        return found
+
+    def write(self, piece: Slice, rows: Iterator[Mapping[str, Any]]) -> int:
+        """Stream ``rows`` into the slice's file, renamed into place only once complete; return the count."""
+        count = 0
+        with atomic_open(self.path(piece)) as handle:
+            for row in rows:
+                handle.write(_json_line(row))
+                count += 1
+        return count
+
+    def read(self, piece: Slice) -> Iterator[dict[str, Any]]:
+        """The slice's rows, in the order they were listed."""
+        with self.path(piece).open("rb") as handle:
+            for line in handle:
+                yield json.loads(line)
+
+    def remove(self) -> None:
+        """Delete the spool (after the final file is written)."""
+        if not self.directory.exists():
+            return
+        for entry in self.directory.iterdir():
+            entry.unlink()
+        with contextlib.suppress(OSError):  # object storage may have no directory object to remove
+            self.directory.rmdir()
+
+
+@dataclass
+class SlicedRead:
+    """What a sliced read did: slices planned, read by this try, and kept from an earlier one."""
+
+    planned: int = 0
+    read: int = 0
+    kept: int = 0
+
+
+def _await(future: Future[int], running: Collection[Future[int]]) -> None:
+    """Wait for ``future``; fail as soon as any slice fails (not only when its turn comes)."""
+    while not future.done():
+        done, _ = wait([f for f in running if not f.done()], return_when=FIRST_COMPLETED)
+        for finished in done:
+            error = finished.exception()
+            if error is not None:
+                raise error
+    future.result()
+
+
+def read_slices(
+    read: Callable[[int, int], Iterator[Mapping[str, Any]]],
+    slices: Sequence[Slice],
+    spool: SliceSpool,
+    max_workers: int,
+    stats: SlicedRead | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every row of ``slices`` (read concurrently by ``read(gte, lt)``), yielded in the order of ``slices``.
+
+    Slices already in ``spool`` are not read again. On a failure, slices being read are
+    finished (and kept for the retry), those not started are cancelled, and the error of
+    the first failed slice is raised.
+    """
+    stats = stats if stats is not None else SlicedRead()
+    stats.planned = len(slices)
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="stripe-export")
+    futures: dict[Slice, Future[int]] = {}
+    try:
+        for piece in slices:
+            if spool.finished(piece):
+                stats.kept += 1
+            else:
+                futures[piece] = pool.submit(spool.write, piece, read(*piece))
+        for piece in slices:
+            future = futures.get(piece)
+            if future is not None:
+                _await(future, futures.values())
+                stats.read += 1
+            yield from spool.read(piece)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
