@@ -28,7 +28,7 @@ from airflow_provider_stripe.compat import is_object_storage_path
 from airflow_provider_stripe.errors import SourceError as SourceError  # re-exported
 from airflow_provider_stripe.errors import StripeBatchInputError as StripeBatchInputError  # re-exported
 from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction, check_instruction
-from airflow_provider_stripe.validation import StripeInputError, format_amount
+from airflow_provider_stripe.validation import StripeInputError, format_totals
 
 MAX_ERRORS_KEPT = 200
 """Problems kept (and shown) in a :class:`StripeBatchInputError`; all are counted and logged."""
@@ -239,7 +239,7 @@ class ValidatedBatch:
 
     def describe_totals(self) -> str:
         """``12.50 EUR, 3.00 USD`` (for logs)."""
-        return ", ".join(format_amount(v, c) for c, v in sorted(self.totals.items())) or "nothing"
+        return format_totals(self.totals)
 
     def close(self) -> None:
         with contextlib.suppress(FileNotFoundError):
