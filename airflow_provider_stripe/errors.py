@@ -159,6 +159,20 @@ class StripeBatchLimitError(StripeDeterministicError, ValueError):
         super().__init__("\n".join(lines))
 
 
+class StripeBatchChangedError(StripeDeterministicError, ValueError):
+    """The batch's validated instructions are not the ones approved (``approved_digest``); nothing was sent."""
+
+    def __init__(self, *, approved: str, actual: str, count: int, totals_text: str) -> None:
+        self.approved = approved
+        self.actual = actual
+        super().__init__(
+            f"Payout batch refused before any request to Stripe: its instructions ({count} item(s), {totals_text}; "
+            f"digest {actual[:16]}) are not the ones approved (digest {approved[:16]}), so the source changed after "
+            "the approval summary was made. Nothing was sent. Run the DAG again to summarise and approve the current "
+            "instructions."
+        )
+
+
 class SourceError(StripeDeterministicError, ValueError):
     """A payout batch's ``payouts`` argument cannot be read (wrong type, missing file, bad JSON array)."""
 

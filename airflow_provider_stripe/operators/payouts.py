@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from airflow_provider_stripe.payout_batch.limits import BatchLimits
     from airflow_provider_stripe.payout_batch.recovery import CrossRun
     from airflow_provider_stripe.payout_batch.results import ResultSink
+    from airflow_provider_stripe.payout_batch.sources import ValidatedBatch
 
 PAYOUT_FIELDS: tuple[str, ...] = (
     "id",
@@ -365,8 +366,13 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         and before any request to Stripe (listings included), in a dry run too: a batch
         above them fails with :class:`~airflow_provider_stripe.errors.StripeBatchLimitError`
         (no retry; the message gives the count and totals against the limits). Not templated,
-        so a run's conf cannot raise them. For a human approval step before money moves,
-        see :mod:`airflow_provider_stripe.payout_batch.summary`.
+        so a run's conf cannot raise them.
+    :param approved_digest: pay only if the validated instructions are these (templated): the
+        ``digest`` of :func:`~airflow_provider_stripe.payout_batch.summary.summarize_batch`,
+        shown to a person who approved it (e.g. Airflow's ``ApprovalOperator``,
+        ``dags_examples/stripe_payout_batch_approval.py``). Other instructions -- the file
+        changed after the approval -- are refused before any request
+        (:class:`~airflow_provider_stripe.errors.StripeBatchChangedError`, no retry).
     :param cross_run_protection: see :class:`_PayoutOperatorBase` (default on for items
         with an explicit reference).
     :param reference_scope: see :class:`_PayoutOperatorBase` (default: the Stripe account).
@@ -385,7 +391,12 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
     never keys.
     """
 
-    template_fields: Sequence[str] = (*StripeMoneyOperator.template_fields, "payouts", "results_path")
+    template_fields: Sequence[str] = (
+        *StripeMoneyOperator.template_fields,
+        "payouts",
+        "results_path",
+        "approved_digest",
+    )
     template_fields_renderers = {"payouts": "json"}
     ui_color = "#9be3c4"
 
@@ -399,6 +410,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         inline_results_limit: int = 1000,
         max_items: int | None = None,
         max_total: Mapping[str, int] | None = None,
+        approved_digest: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -409,6 +421,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         self.inline_results_limit = inline_results_limit
         self.max_items = max_items
         self.max_total = max_total
+        self.approved_digest = approved_digest
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_stripe.payout_batch.results import ResultSink
@@ -429,6 +442,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
                 " (DRY RUN: nothing is sent)" if self.is_dry_run else "",
             )
             limits.check(batch.count, batch.totals)  # before any request, listings included
+            self._check_approved(batch)
             sink = ResultSink(
                 total=batch.count,
                 results_path=self.results_path or None,
@@ -475,6 +489,24 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
             raise StripeInputError(f"{self.max_workers!r}: use an integer >= 1", field="max_workers")
         self._check_cross_run()
         return BatchLimits.from_arguments(self.max_items, self.max_total)
+
+    def _check_approved(self, batch: ValidatedBatch) -> None:
+        """Refuse a batch whose instructions are not the approved ones (``approved_digest``)."""
+        from airflow_provider_stripe.errors import StripeBatchChangedError
+
+        approved = self.approved_digest
+        if approved is None:
+            return
+        if not isinstance(approved, str) or not re.fullmatch(r"[0-9a-f]{64}", approved):
+            raise StripeInputError(
+                f"{approved!r:.80} is not a batch digest: pass summarize_batch()'s 'digest' (64 hex digits), or None",
+                field="approved_digest",
+            )
+        if batch.digest != approved:
+            raise StripeBatchChangedError(
+                approved=approved, actual=batch.digest, count=batch.count, totals_text=batch.describe_totals()
+            )
+        self.log.info("Payout batch: the instructions are the approved ones (digest %s)", approved[:16])
 
     def _dry_run(self, batch: Any, sink: ResultSink) -> dict[str, Any]:
         from airflow_provider_stripe.payout_batch.batch import item_result

@@ -73,3 +73,26 @@ def test_bad_limits_fail_before_the_batch_is_read(conn_id: str) -> None:
 
     with pytest.raises(StripeInputError, match="field 'max_total'"):
         batch(conn_id, never_read, max_total={"eur": 12.5}).execute(payout_context())
+
+
+# -- approved_digest: only the approved instructions are paid --------------------------------
+
+
+def test_only_the_approved_instructions_are_paid(localstripe: str, conn_id: str, tmp_path: Path) -> None:
+    from airflow_provider_stripe.errors import StripeBatchChangedError
+    from airflow_provider_stripe.payout_batch.summary import summarize_batch
+
+    items = eur_items(3)
+    path = write_jsonl(tmp_path / "payouts.jsonl", items)
+    approved = summarize_batch(path)["digest"]
+    items[2]["amount"] = 250_000  # the file changes after the approval
+    write_jsonl(path, items)
+    with pytest.raises(StripeBatchChangedError, match=r"its instructions \(3 item\(s\), 2520.01 EUR; digest "):
+        batch(conn_id, path, approved_digest=approved).execute(payout_context())
+    assert request_log(localstripe) == [], "refused before any request"
+
+    with pytest.raises(StripeInputError, match="field 'approved_digest'"):
+        batch(conn_id, path, approved_digest="None").execute(payout_context())  # e.g. a missing XCom, rendered
+
+    result = batch(conn_id, path, approved_digest=summarize_batch(path)["digest"]).execute(payout_context())
+    assert result["summary"]["created"] == 3
