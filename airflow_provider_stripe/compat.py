@@ -18,6 +18,9 @@ or version test is scattered through the provider. What differs:
 * ``ObjectStoragePath`` subclasses ``pathlib.Path`` on 3.1 (universal_pathlib 0.2), so
   ``isinstance(p, Path)`` does not tell a local file from an object URL:
   :func:`is_object_storage_path` does, on every version.
+* Airflow's human-in-the-loop operators (``airflow.providers.standard.operators.hitl``, for the
+  payout approval gate) need Airflow 3.1+ and a standard provider that ships them:
+  :func:`approval_operator` returns ``ApprovalOperator`` or fails with what to install.
 * A trigger's blocking call that talks to Airflow (a connection lookup, ``mask_secret``) sends a
   message to the triggerer's supervisor. Airflow 3.1 serializes those messages only among
   coroutines of the trigger runner's event loop: sent from a plain thread (``asyncio.to_thread``),
@@ -40,6 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import airflow
 
 if TYPE_CHECKING:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
     from airflow.sdk import ObjectStoragePath
     from typing_extensions import TypeIs
 
@@ -52,6 +56,7 @@ __all__ = [
     "AirflowSkipException",
     "CronDataIntervalTimetable",
     "TaskDeferred",
+    "approval_operator",
     "asset_state_store",
     "conf",
     "dagbag_module",
@@ -118,6 +123,31 @@ def dagbag_module() -> ModuleType:
     if AIRFLOW_VERSION >= (3, 2):
         return importlib.import_module("airflow.dag_processing.dagbag")
     return importlib.import_module("airflow.models.dagbag")
+
+
+def approval_operator() -> type[ApprovalOperator]:
+    """Airflow's human-in-the-loop ``ApprovalOperator``; an ``ImportError`` saying what to install without it.
+
+    Called by a DAG file at parse time, so a missing operator shows as the DAG's import error with
+    this message, instead of a bare ``ModuleNotFoundError``.
+    """
+    try:
+        from airflow.providers.standard.operators.hitl import ApprovalOperator
+    except Exception as exc:  # ImportError, or the provider's "needs Airflow 3.1+" feature exception
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            standard = version("apache-airflow-providers-standard")
+        except PackageNotFoundError:
+            standard = "not installed"
+        raise ImportError(
+            "The payout approval gate needs Airflow's human-in-the-loop operators "
+            "(airflow.providers.standard.operators.hitl: Airflow 3.1+ and an apache-airflow-providers-standard "
+            f"that ships them); here: Airflow {airflow.__version__}, apache-airflow-providers-standard {standard} "
+            f"({type(exc).__name__}: {exc}). Upgrade them, or pay without a human gate: StripePayoutBatchOperator "
+            "with max_items / max_total, and a dry_run=True task to review the batch first."
+        ) from exc
+    return ApprovalOperator
 
 
 def watcher_trigger_ids(asset: Any) -> list[int]:

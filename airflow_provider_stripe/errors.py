@@ -137,6 +137,46 @@ class StripeBatchInputError(StripeDeterministicError, ValueError):
         super().__init__("\n".join(lines))
 
 
+class StripeBatchLimitError(StripeDeterministicError, ValueError):
+    """A valid payout batch is above the task's ``max_items`` or ``max_total``; nothing was sent to Stripe.
+
+    Checked after validation and before any request (not even a listing), so a batch far
+    larger than intended stops before money moves. Not retried: the same batch would be
+    refused again.
+
+    :param problems: one line per exceeded limit, amounts already formatted.
+    :param count: the batch's items; :param totals: its total per currency (minor units).
+    :param totals_text: ``totals`` formatted for people (``12345.00 EUR, 3.00 USD``).
+    """
+
+    def __init__(self, problems: Sequence[str], *, count: int, totals: dict[str, int], totals_text: str) -> None:
+        self.problems = list(problems)
+        self.count = count
+        self.totals = dict(totals)
+        lines = ["Payout batch refused by its limits before any request to Stripe: nothing was sent."]
+        lines += [f"  - {problem}" for problem in self.problems]
+        lines.append(f"The batch: {count} item(s), {totals_text} in total.")
+        lines.append(
+            "If the instructions are wrong, fix them; if this batch is intended, split it or raise max_items / "
+            "max_total on the task, then clear the task."
+        )
+        super().__init__("\n".join(lines))
+
+
+class StripeBatchChangedError(StripeDeterministicError, ValueError):
+    """The batch's validated instructions are not the ones approved (``approved_digest``); nothing was sent."""
+
+    def __init__(self, *, approved: str, actual: str, count: int, totals_text: str) -> None:
+        self.approved = approved
+        self.actual = actual
+        super().__init__(
+            f"Payout batch refused before any request to Stripe: its instructions ({count} item(s), {totals_text}; "
+            f"digest {actual[:16]}) are not the ones approved (digest {approved[:16]}), so the source changed after "
+            "the approval summary was made. Nothing was sent. Run the DAG again to summarise and approve the current "
+            "instructions."
+        )
+
+
 class SourceError(StripeDeterministicError, ValueError):
     """A payout batch's ``payouts`` argument cannot be read (wrong type, missing file, bad JSON array)."""
 

@@ -164,6 +164,11 @@ def format_amount(amount: int, currency: str) -> str:
     return f"{value:.{exponent}f} {currency.upper()}"
 
 
+def format_totals(totals: Mapping[str, int]) -> str:
+    """Totals per currency for people, sorted by currency: ``12.50 EUR, 3.00 USD``; ``nothing`` when empty."""
+    return ", ".join(format_amount(v, c) for c, v in sorted(totals.items())) or "nothing"
+
+
 def validate_amount(
     amount: Any,
     currency: Any,

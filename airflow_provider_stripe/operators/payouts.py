@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 
     from airflow_provider_stripe.idempotency import PayoutIdentity
     from airflow_provider_stripe.payout_batch.batch import PayoutEngine, PayoutKeys
+    from airflow_provider_stripe.payout_batch.limits import BatchLimits
     from airflow_provider_stripe.payout_batch.recovery import CrossRun
     from airflow_provider_stripe.payout_batch.results import ResultSink
+    from airflow_provider_stripe.payout_batch.sources import ValidatedBatch
 
 PAYOUT_FIELDS: tuple[str, ...] = (
     "id",
@@ -357,6 +359,20 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
     :param inline_results_limit: without ``results_path``, return per-item results inline
         up to this many items; above it, only failed items are returned (the task log
         still has one line per payout).
+    :param max_items: refuse a batch of more items than this (default ``None``: no limit).
+    :param max_total: refuse a batch whose total in a currency is above its cap, per
+        currency in minor units: ``{"eur": 5_000_000}`` (50,000.00 EUR). With caps set, a
+        currency they do not name is refused too. Both limits are checked after validation
+        and before any request to Stripe (listings included), in a dry run too: a batch
+        above them fails with :class:`~airflow_provider_stripe.errors.StripeBatchLimitError`
+        (no retry; the message gives the count and totals against the limits). Not templated,
+        so a run's conf cannot raise them.
+    :param approved_digest: pay only if the validated instructions are these (templated): the
+        ``digest`` of :func:`~airflow_provider_stripe.payout_batch.summary.summarize_batch`,
+        shown to a person who approved it (e.g. Airflow's ``ApprovalOperator``,
+        ``dags_examples/stripe_payout_batch_approval.py``). Other instructions -- the file
+        changed after the approval -- are refused before any request
+        (:class:`~airflow_provider_stripe.errors.StripeBatchChangedError`, no retry).
     :param cross_run_protection: see :class:`_PayoutOperatorBase` (default on for items
         with an explicit reference).
     :param reference_scope: see :class:`_PayoutOperatorBase` (default: the Stripe account).
@@ -375,7 +391,12 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
     never keys.
     """
 
-    template_fields: Sequence[str] = (*StripeMoneyOperator.template_fields, "payouts", "results_path")
+    template_fields: Sequence[str] = (
+        *StripeMoneyOperator.template_fields,
+        "payouts",
+        "results_path",
+        "approved_digest",
+    )
     template_fields_renderers = {"payouts": "json"}
     ui_color = "#9be3c4"
 
@@ -387,6 +408,9 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         on_failure: str = "continue",
         results_path: Any = None,
         inline_results_limit: int = 1000,
+        max_items: int | None = None,
+        max_total: Mapping[str, int] | None = None,
+        approved_digest: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -395,12 +419,15 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         self.on_failure = on_failure
         self.results_path = results_path
         self.inline_results_limit = inline_results_limit
+        self.max_items = max_items
+        self.max_total = max_total
+        self.approved_digest = approved_digest
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_stripe.payout_batch.results import ResultSink
         from airflow_provider_stripe.payout_batch.sources import validate_batch
 
-        self._check_arguments()
+        limits = self._check_arguments()
         batch = validate_batch(
             self.payouts, context, on_error=lambda e: self.log.error("Invalid payout instruction: %s", e)
         )
@@ -414,6 +441,8 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
                 batch.describe_totals(),
                 " (DRY RUN: nothing is sent)" if self.is_dry_run else "",
             )
+            limits.check(batch.count, batch.totals)  # before any request, listings included
+            self._check_approved(batch)
             sink = ResultSink(
                 total=batch.count,
                 results_path=self.results_path or None,
@@ -444,8 +473,10 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         self._raise_if_failed(sink, value, publish_to=context, paid_twice=paid_twice)
         return value
 
-    def _check_arguments(self) -> None:
+    def _check_arguments(self) -> BatchLimits:
+        """Check the task's arguments (before reading the batch); return its limits."""
         from airflow_provider_stripe.payout_batch.batch import ON_FAILURE_CHOICES
+        from airflow_provider_stripe.payout_batch.limits import BatchLimits
 
         if self.idempotency_key:
             raise StripeInputError(
@@ -457,6 +488,25 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         if isinstance(self.max_workers, bool) or not isinstance(self.max_workers, int) or self.max_workers < 1:
             raise StripeInputError(f"{self.max_workers!r}: use an integer >= 1", field="max_workers")
         self._check_cross_run()
+        return BatchLimits.from_arguments(self.max_items, self.max_total)
+
+    def _check_approved(self, batch: ValidatedBatch) -> None:
+        """Refuse a batch whose instructions are not the approved ones (``approved_digest``)."""
+        from airflow_provider_stripe.errors import StripeBatchChangedError
+
+        approved = self.approved_digest
+        if approved is None:
+            return
+        if not isinstance(approved, str) or not re.fullmatch(r"[0-9a-f]{64}", approved):
+            raise StripeInputError(
+                f"{approved!r:.80} is not a batch digest: pass summarize_batch()'s 'digest' (64 hex digits), or None",
+                field="approved_digest",
+            )
+        if batch.digest != approved:
+            raise StripeBatchChangedError(
+                approved=approved, actual=batch.digest, count=batch.count, totals_text=batch.describe_totals()
+            )
+        self.log.info("Payout batch: the instructions are the approved ones (digest %s)", approved[:16])
 
     def _dry_run(self, batch: Any, sink: ResultSink) -> dict[str, Any]:
         from airflow_provider_stripe.payout_batch.batch import item_result

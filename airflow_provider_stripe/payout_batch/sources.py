@@ -28,7 +28,7 @@ from airflow_provider_stripe.compat import is_object_storage_path
 from airflow_provider_stripe.errors import SourceError as SourceError  # re-exported
 from airflow_provider_stripe.errors import StripeBatchInputError as StripeBatchInputError  # re-exported
 from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction, check_instruction
-from airflow_provider_stripe.validation import StripeInputError, format_amount
+from airflow_provider_stripe.validation import StripeInputError, format_totals
 
 MAX_ERRORS_KEPT = 200
 """Problems kept (and shown) in a :class:`StripeBatchInputError`; all are counted and logged."""
@@ -231,6 +231,9 @@ class ValidatedBatch:
     totals: dict[str, int] = field(default_factory=dict)
     explicit_references: int = 0
     """Items whose reference the user gave (cross-run protection covers them by default)."""
+    digest: str = ""
+    """SHA-256 of the validated, normalised instructions in order: names exactly what would be paid
+    (the approval gate compares the batch it pays with the one a person approved)."""
 
     def __iter__(self) -> Iterator[PayoutInstruction]:
         with self.path.open("r", encoding="utf-8") as handle:
@@ -239,7 +242,7 @@ class ValidatedBatch:
 
     def describe_totals(self) -> str:
         """``12.50 EUR, 3.00 USD`` (for logs)."""
-        return ", ".join(format_amount(v, c) for c, v in sorted(self.totals.items())) or "nothing"
+        return format_totals(self.totals)
 
     def close(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -290,6 +293,7 @@ def validate_batch(
     kept: list[StripeInputError] = []
     total_errors = invalid = count = explicit = 0
     totals: dict[str, int] = {}
+    digest = hashlib.sha256()
 
     def report(error: StripeInputError) -> None:
         nonlocal total_errors
@@ -311,11 +315,15 @@ def validate_batch(
                 elif not invalid:
                     totals[instruction.currency] = totals.get(instruction.currency, 0) + instruction.amount
                     explicit += instruction.has_explicit_reference
-                    out.write(json.dumps(instruction.to_json(), separators=(",", ":")) + "\n")
+                    line = json.dumps(instruction.to_json(), separators=(",", ":"), sort_keys=True) + "\n"
+                    digest.update(line.encode())
+                    out.write(line)
         if invalid:
             raise StripeBatchInputError(kept, invalid_items=invalid, total_items=count, total_errors=total_errors)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             spool.unlink()
         raise
-    return ValidatedBatch(path=spool, count=count, totals=totals, explicit_references=explicit)
+    return ValidatedBatch(
+        path=spool, count=count, totals=totals, explicit_references=explicit, digest=digest.hexdigest()
+    )

@@ -1,0 +1,108 @@
+"""What a person approving a payout batch needs to see: count, total per currency, largest items.
+
+:func:`summarize_batch` reads and validates the batch exactly as
+:class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator` will
+(:func:`~airflow_provider_stripe.payout_batch.sources.validate_batch`: invalid items fail here,
+before anyone is asked), checks the batch's limits, and returns a small, JSON-serialisable
+summary -- the XCom of a summary task -- with a Markdown ``text`` for Airflow's
+human-in-the-loop ``ApprovalOperator`` (its ``body``). ``digest`` names the validated
+instructions: pass it to the batch as ``approved_digest`` and the batch pays only what was
+approved; if the file changed after the summary, the batch is refused before any request.
+
+``dags_examples/stripe_payout_batch_approval.py`` shows the gate: summary -> approval -> batch.
+Nothing here talks to Stripe.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_stripe.payout_batch.limits import BatchLimits
+from airflow_provider_stripe.payout_batch.sources import validate_batch
+from airflow_provider_stripe.validation import format_amount, format_totals
+
+LARGEST_ITEMS = 5
+"""Largest items shown per currency (amounts of different currencies are not compared)."""
+
+
+def summarize_batch(
+    source: Any,
+    context: Mapping[str, Any] | None = None,
+    *,
+    limits: BatchLimits | None = None,
+    largest: int = LARGEST_ITEMS,
+) -> dict[str, Any]:
+    """Validate the batch and summarise it for an approver; raise if it is invalid or above ``limits``.
+
+    :param source: what the batch operator's ``payouts`` takes (a list, a JSON/JSONL path or
+        URL, a callable).
+    :param limits: the batch's limits (:meth:`BatchLimits.from_arguments` with the batch
+        operator's ``max_items`` / ``max_total``): a batch above them fails here, with the same
+        message, instead of asking someone to approve what would be refused.
+    :param largest: how many of the largest items to list per currency.
+
+    Returns ``{"count", "totals": {currency: minor units}, "totals_text", "largest":
+    {currency: [{"index", "reference", "amount", "amount_text", "description"?}, ...]},
+    "explicit_references", "limits", "digest", "text"}``.
+    """
+    with validate_batch(source, context) as batch:
+        if limits is not None:
+            limits.check(batch.count, batch.totals)
+        top: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}
+        for instruction in batch:
+            row: dict[str, Any] = {
+                "index": instruction.index,
+                "reference": instruction.reference,
+                "amount": instruction.amount,
+                "amount_text": format_amount(instruction.amount, instruction.currency),
+            }
+            if instruction.description:
+                row["description"] = instruction.description
+            # Ties: the earlier item first (``-index`` ranks it higher).
+            entry = (instruction.amount, -instruction.index, row)
+            heap = top.setdefault(instruction.currency, [])
+            if len(heap) < largest:
+                heapq.heappush(heap, entry)
+            elif largest:
+                heapq.heappushpop(heap, entry)
+        summary: dict[str, Any] = {
+            "count": batch.count,
+            "totals": dict(sorted(batch.totals.items())),
+            "totals_text": batch.describe_totals(),
+            "largest": {
+                currency: [row for _, _, row in sorted(heap, key=lambda e: (e[0], e[1]), reverse=True)]
+                for currency, heap in sorted(top.items())
+            },
+            "explicit_references": batch.explicit_references,
+            "limits": (limits or BatchLimits()).as_dict(),
+            "digest": batch.digest,
+        }
+    summary["text"] = approval_text(summary)
+    return summary
+
+
+def approval_text(summary: Mapping[str, Any]) -> str:
+    """The summary as Markdown for the approver (the HITL operator's ``body``)."""
+    lines = [
+        f"**{summary['count']} payout(s), {summary['totals_text']} in total.**",
+        "",
+        "| currency | total | largest items |",
+        "|---|---|---|",
+    ]
+    for currency, total in summary["totals"].items():
+        items = "; ".join(f"{row['amount_text']} `{row['reference']}`" for row in summary["largest"].get(currency, []))
+        lines.append(f"| {currency.upper()} | {format_amount(total, currency)} | {items} |")
+    limits = summary.get("limits") or {}
+    if limits.get("max_items") is not None or limits.get("max_total"):
+        caps = [f"at most {limits['max_items']} items"] if limits.get("max_items") is not None else []
+        if limits.get("max_total"):
+            caps.append(f"at most {format_totals(limits['max_total'])}")
+        lines += ["", f"Within the batch's limits ({', '.join(caps)})."]
+    lines += [
+        "",
+        f"{summary['explicit_references']} item(s) have their own reference (never paid twice across runs). "
+        f"Instructions digest `{summary['digest'][:16]}`: the batch pays only these instructions.",
+    ]
+    return "\n".join(lines)
