@@ -21,6 +21,7 @@ from airflow_provider_stripe.errors import StripeRequestError
 from airflow_provider_stripe.operators.exports import StripeExportOperator
 from airflow_provider_stripe.slices import SLICES_PER_WORKER, plan_slices
 from airflow_provider_stripe.testing.front import Route, StripeFront, list_endpoint, list_spec, with_routes
+from tests.airflow_env import rate_limit_caps_env
 from tests.integration.stripe_task_context import stripe_connection, task_context
 from tests.servers.fault_proxy import FaultKind, FaultPlan, FaultProxy, run_fault_proxy
 from tests.servers.stripe_reporting import serve_front
@@ -117,6 +118,8 @@ def _lists(proxy: FaultProxy, path: str = "/v1/charges") -> list[dict[str, str]]
 
 def _conn(monkeypatch: pytest.MonkeyPatch, proxy: FaultProxy) -> str:
     # Lifted rate limit: the test is about the slices, not the limiter; no SDK retries: a fault fails.
+    for name, value in rate_limit_caps_env(100_000, 1_000_000).items():
+        monkeypatch.setenv(name, value)
     return stripe_connection(
         monkeypatch, proxy.url, rate_limit_per_minute=100_000, rate_limit_per_hour=1_000_000, max_network_retries=0
     )
