@@ -93,8 +93,7 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
     :param customer: ``cus_...``; with no ``source`` its default source is charged.
     :param source: a card, source or payment method id (``card_...``, ``src_...``,
         ``tok_...``, ``pm_...``). At least one of ``customer``/``source`` is required.
-        Test cards: Stripe's test mode takes ``tok_visa``; the local server
-        (:mod:`airflow_provider_stripe.testing.localstripe`) takes ``pm_card_visa`` only.
+        Stripe's test mode takes test cards such as ``pm_card_visa`` or ``tok_visa``.
     :param capture: ``False`` only authorizes; capture later with
         :class:`StripeCaptureChargeOperator` (within 7 days).
     :param description: shown in the Dashboard and receipts.
