@@ -1,9 +1,10 @@
-"""Print the README's connection-field table, generated from the connection form (one source of truth).
+"""The connection-field table of docs/connection.md, generated from the connection form (one source of truth).
 
-    .venv/bin/python scripts/readme_fields.py            # print the table
-    .venv/bin/python scripts/readme_fields.py --write    # replace it in README.md
+    .venv/bin/python scripts/connection_fields.py            # print the table
+    .venv/bin/python scripts/connection_fields.py --write    # replace it in docs/connection.md
+    .venv/bin/python scripts/connection_fields.py --check    # exit 1 if docs/connection.md differs
 
-tests/unit/test_readme.py fails when README.md and the form disagree.
+tests/unit/test_docs.py fails when docs/connection.md and the form disagree.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from pathlib import Path
 
 from airflow_provider_stripe.connection_form import CONNECTION_FIELDS
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "connection.md"
 START, END = "<!-- connection-fields:start -->", "<!-- connection-fields:end -->"
 
 
 def table() -> str:
+    """One row per connection field, in form order: key, label, type, default, masked, description."""
     rows = ["| extra key | form label | type | default | masked | what it is |", "|---|---|---|---|---|---|"]
     for f in CONNECTION_FIELDS:
         kind = f.schema.get("type", "")
@@ -33,14 +35,23 @@ def table() -> str:
 
 
 def section() -> str:
+    """The table between its markers, as docs/connection.md must hold it."""
     return f"{START}\n{table()}\n{END}"
 
 
 def main() -> int:
     if "--write" in sys.argv:
-        text = README.read_text()
+        text = PAGE.read_text()
         new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section(), text, flags=re.S)
-        README.write_text(new)
+        PAGE.write_text(new)
+    elif "--check" in sys.argv:
+        if section() not in PAGE.read_text():
+            print(
+                "docs/connection.md's field table differs from the connection form: "
+                "run .venv/bin/python scripts/connection_fields.py --write",
+                file=sys.stderr,
+            )
+            return 1
     else:
         print(table())
     return 0
