@@ -1,12 +1,11 @@
-"""The README's "Run your own DAG locally" steps, taken literally, in a fresh Airflow home.
+"""The README's quickstart, taken literally, in a fresh Airflow home.
 
-The two shell blocks of that section are read from README.md (not copied here): the first
-starts the local Stripe (its ``pip install`` line is skipped: the provider is installed in
-this venv), the second is run as is by ``bash`` in a fresh ``AIRFLOW_HOME`` whose DAGs
-folder holds a newcomer's own payout DAG (create one payout, wait until it is paid). Nothing
-of the tests' own Airflow settings is inherited. The one change: the README's port 8420
-becomes a free port (others may be using 8420 on this machine), given with ``--port`` as
-the section's notes say.
+The three blocks of that section are read from README.md (not copied here): the DAG is saved
+in a fresh ``AIRFLOW_HOME``'s DAGs folder, the first shell block starts the local Stripe (its
+``pip install`` line is skipped: the provider is installed in this venv), the second is run as
+is by ``bash``. Nothing of the tests' own Airflow settings is inherited. The one change: the
+README's port 8420 becomes a free port (others may be using 8420 on this machine), given with
+``--port`` as docs/local-stripe.md says.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import os
 import re
 import socket
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,28 +25,14 @@ from tests import airflow_env
 from tests.airflow.dag_helpers import stop_process_group
 from tests.integration.payout_helpers import list_all_payouts
 
-SECTION = "## Run your own DAG locally"
+SECTION = "## Quickstart"
 SERVER_READY = "LOCALSTRIPE_URLS="
 
 pytestmark = pytest.mark.timeout(400)
 
-NEWCOMER_DAG = """
-from datetime import datetime
-
-from airflow.sdk import DAG
-
-from airflow_provider_stripe.operators.payouts import StripeCreatePayoutOperator
-from airflow_provider_stripe.sensors.payouts import StripePayoutSensor
-
-with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1)):
-    StripeCreatePayoutOperator(task_id="pay", amount=1234, currency="eur", reference="newcomer-1") >> (
-        StripePayoutSensor(task_id="wait", payout_ids="{{{{ ti.xcom_pull(task_ids='pay')['id'] }}}}", poll_interval=1)
-    )
-"""
-
 
 def readme_blocks() -> list[str]:
-    """The fenced code blocks of the README's "Run your own DAG locally" section, in order."""
+    """The fenced code blocks of the README's quickstart section, in order."""
     text = (airflow_env.REPO / "README.md").read_text()
     assert SECTION in text, f"README.md has no {SECTION!r} section"
     section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
@@ -94,7 +78,7 @@ def _local_stripe(command: str, env: dict[str, str], cwd: Path) -> Iterator[str]
 
 
 def test_run_your_own_dag_locally_works_as_written(tmp_path: Path) -> None:
-    server_block, run_block = readme_blocks()
+    dag_source, server_block, run_block = readme_blocks()
     (server_command,) = [line for line in server_block.splitlines() if line.startswith("python -m ")]
     port = _free_port()
     server_command = f"{server_command.split('#', 1)[0].strip()} --port {port}"
@@ -104,7 +88,7 @@ def test_run_your_own_dag_locally_works_as_written(tmp_path: Path) -> None:
 
     home = tmp_path / "airflow"
     (home / "dags").mkdir(parents=True)
-    (home / "dags" / f"{dag_id}.py").write_text(textwrap.dedent(NEWCOMER_DAG.format(dag_id=dag_id)))
+    (home / "dags" / f"{dag_id}.py").write_text(dag_source)
     env = _newcomer_env(home)
 
     with _local_stripe(server_command, env, tmp_path) as base_url:
@@ -120,5 +104,6 @@ def test_run_your_own_dag_locally_works_as_written(tmp_path: Path) -> None:
         output = result.stdout + result.stderr
         assert result.returncode == 0, f"the README's steps failed:\n{output[-6000:]}"
         payouts = list_all_payouts(base_url, "sk_test_local")
-    assert [(p["amount"], p["status"]) for p in payouts] == [(1234, "paid")], output[-6000:]
+    (amount,) = re.findall(r"amount=(\d+)", dag_source)
+    assert [(p["amount"], p["status"]) for p in payouts] == [(int(amount), "paid")], output[-6000:]
     assert "sk_test_local" not in output
