@@ -4,6 +4,7 @@ link resolves, and the README stays a short front page whose quickstart DAG Airf
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -21,6 +22,7 @@ the manual is in docs/."""
 
 _FENCE = re.compile(r"^```(?P<lang>[a-z]*)\n(?P<body>.*?)^```", re.S | re.M)
 _LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+_DOTTED = re.compile(r"`(airflow_provider_stripe(?:\.\w+)*)`")
 _CONN_ENV = re.compile(r"AIRFLOW_CONN_[A-Z_]+='(?P<json>.*?)'", re.S)
 
 
@@ -87,6 +89,30 @@ def test_documented_connections_use_only_real_fields() -> None:
         assert set(conn["extra"]) <= fields, f"{page.name}: {set(conn['extra']) - fields} are no connection fields"
 
 
+def _resolves(dotted: str) -> bool:
+    """Whether ``package.module[.attribute...]`` names a module or something defined in one."""
+    parts = dotted.split(".")
+    for n in range(len(parts), 0, -1):
+        try:
+            target: object = importlib.import_module(".".join(parts[:n]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[n:]:
+            if not hasattr(target, attribute):
+                return False
+            target = getattr(target, attribute)
+        return True
+    return False
+
+
+def test_named_modules_and_objects_exist() -> None:
+    """Every ``airflow_provider_stripe...`` path a page names imports (the docs follow the package's layout)."""
+    named = {(page.relative_to(REPO), m[1]) for page in PAGES for m in _DOTTED.finditer(page.read_text())}
+    assert len(named) > 20, "docs/architecture.md alone names more"
+    missing = sorted(f"{page}: {dotted}" for page, dotted in named if not _resolves(dotted))
+    assert not missing, missing
+
+
 def test_relative_links_resolve() -> None:
     broken = []
     for page in PAGES:
@@ -125,3 +151,10 @@ def test_readme_quickstart_dag_parses_and_is_the_one_it_runs(tmp_path: Path) -> 
     assert not bag.import_errors, bag.import_errors
     assert list(bag.dags) == [dag_id], f"the quickstart DAG is not {dag_id!r}, the id its run block tests"
     assert sorted(bag.dags[dag_id].task_ids) == ["pay", "wait"]
+
+
+def test_examples_page_lists_every_example_dag() -> None:
+    """docs/examples.md's table names each file of dags_examples/, and only those."""
+    listed = re.findall(r"^\| `(dags_examples/[^`]+\.py)` \|", (REPO / "docs" / "examples.md").read_text(), re.M)
+    present = sorted(str(p.relative_to(REPO)) for p in (REPO / "dags_examples").glob("*.py"))
+    assert sorted(listed) == present
