@@ -235,9 +235,12 @@ def validate_api_key(api_key: str | None, *, conn_id: str | None = None) -> str:
     return api_key
 
 
-ALLOWED_BASE_URLS_OPTION = f"[{ALLOWED_BASE_URLS_SECTION}] {ALLOWED_BASE_URLS_KEY}"
-"""The Airflow config option listing the base URLs a connection may send its key to, besides Stripe's."""
-ALLOWED_BASE_URLS_ENV = f"AIRFLOW__{ALLOWED_BASE_URLS_SECTION.upper()}__{ALLOWED_BASE_URLS_KEY.upper()}"
+def admin_env(key: str) -> str:
+    """The environment variable setting the admin option ``key``: ``AIRFLOW__STRIPE__<KEY>``."""
+    return f"AIRFLOW__{ALLOWED_BASE_URLS_SECTION.upper()}__{key.upper()}"
+
+
+ALLOWED_BASE_URLS_ENV = admin_env(ALLOWED_BASE_URLS_KEY)
 
 # One strict grammar, read once: scheme://host[:port][/]. Anything a URL parser could read in
 # two ways (userinfo, backslashes, whitespace, control characters, percent-escapes, paths)
@@ -317,8 +320,8 @@ def allowed_base_urls() -> tuple[BaseUrl, ...]:
             allowed.append(parse_base_url(entry.rstrip("/")))
         except ValueError as exc:
             raise StripeConfigurationError(
-                f"entry {position} of the Airflow config option {ALLOWED_BASE_URLS_OPTION} "
-                f"({ALLOWED_BASE_URLS_ENV}) {exc}; ask the Airflow admin to fix it",
+                f"entry {position} of the Airflow config option {admin_option(ALLOWED_BASE_URLS_KEY)} {exc}; "
+                "ask the Airflow admin to fix it",
                 field="base_url",
             ) from None
     return tuple(allowed)
@@ -339,8 +342,8 @@ def validate_base_url(base_url: str, *, conn_id: str | None = None) -> str:
     if not any(entry.allows(parsed) for entry in allowed):
         raise StripeConfigurationError(
             f"base_url {parsed} is not allowed: the API key is only sent to {STRIPE_CONTRACT.rest.base_url} "
-            f"and to the base URLs the Airflow admin lists in the config option {ALLOWED_BASE_URLS_OPTION} "
-            f"(env {ALLOWED_BASE_URLS_ENV}, comma-separated). Leave base_url empty for Stripe, or ask the "
+            f"and to the base URLs the Airflow admin lists (comma-separated) in the config option "
+            f"{admin_option(ALLOWED_BASE_URLS_KEY)}. Leave base_url empty for Stripe, or ask the "
             "admin to allow this server",
             field="base_url",
             conn_id=conn_id,
@@ -358,9 +361,12 @@ RATE_LIMIT_CAPS: Mapping[str, tuple[str, int]] = MappingProxyType(
 
 
 def admin_option(key: str) -> str:
-    """``[stripe] <key> (env AIRFLOW__STRIPE__<KEY>)``: how messages name an admin option."""
-    env = f"AIRFLOW__{ALLOWED_BASE_URLS_SECTION.upper()}__{key.upper()}"
-    return f"[{ALLOWED_BASE_URLS_SECTION}] {key} (env {env})"
+    """``<key> in section stripe (env AIRFLOW__STRIPE__<KEY>)``: how messages name an admin option.
+
+    Not Airflow's usual ``[stripe] <key>``: ``airflow connections test`` prints messages through
+    rich, whose markup silently drops ``[stripe]``.
+    """
+    return f"{key} in section {ALLOWED_BASE_URLS_SECTION} (env {admin_env(key)})"
 
 
 def rate_limit_cap(field: str) -> int:

@@ -8,7 +8,9 @@ and buffers at most :data:`PARQUET_ROW_GROUP` rows (one row group) at a time.
 
 CSV files are opened by people, in spreadsheets: a text cell that a spreadsheet would read as
 a formula (a customer named ``=HYPERLINK(...)``) is neutralised by default, OWASP's way
-(:func:`neutralise_formula`). JSON Lines and Parquet are read by programs and keep raw values.
+(:func:`neutralise_formula`), and times (``timestamp`` columns: epoch seconds from Stripe)
+are written as ISO-8601 in UTC by default (:func:`iso_utc`). Parquet stores them as UTC timestamps;
+JSON Lines is read by programs and keeps raw values.
 
 Every file is written under a temporary name beside the target and moved into place only
 once complete: a failed export leaves no half-written file, locally or in object storage
@@ -21,6 +23,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -32,7 +35,9 @@ if TYPE_CHECKING:
 
 Format = Literal["jsonl", "csv", "parquet"]
 FORMATS: tuple[Format, ...] = ("jsonl", "csv", "parquet")
-ColumnType = Literal["string", "int64", "float64", "boolean", "json"]
+ColumnType = Literal["string", "int64", "timestamp", "float64", "boolean", "json"]
+"""``timestamp``: epoch seconds from Stripe; a UTC timestamp in Parquet, ISO-8601 in CSV by default."""
+CsvTimestamps = Literal["iso", "epoch"]
 Columns = Sequence[tuple[str, ColumnType]]
 
 PARQUET_ROW_GROUP = 10_000
@@ -71,6 +76,7 @@ def cell(value: Any, kind: ColumnType, column: str) -> Any:
         return value if isinstance(value, str) else _json(value) if isinstance(value, (Mapping, list)) else str(value)
     ok = {
         "int64": isinstance(value, int) and not isinstance(value, bool),
+        "timestamp": isinstance(value, int) and not isinstance(value, bool),
         "float64": isinstance(value, (int, float)) and not isinstance(value, bool),
         "boolean": isinstance(value, bool),
     }[kind]
@@ -109,19 +115,33 @@ def _write_jsonl(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: 
     return count
 
 
-def _csv_cell(value: Any, kind: ColumnType, column: str) -> Any:
-    """A CSV cell: :func:`cell`, with text from Stripe (a ``string`` column's ``str``) neutralised."""
-    out = cell(value, kind, column)
-    return neutralise_formula(out) if kind == "string" and isinstance(value, str) else out
+def iso_utc(epoch_seconds: int) -> str:
+    """Epoch seconds as ISO-8601 in UTC, e.g. ``2024-11-20T09:30:00Z`` (what spreadsheets and people read)."""
+    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _write_csv(
-    rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: Columns, *, escape_formulas: bool = True
+    rows: Iterable[Mapping[str, Any]],
+    handle: IO[bytes],
+    columns: Columns,
+    *,
+    escape_formulas: bool = True,
+    timestamps: CsvTimestamps = "iso",
 ) -> int:
     text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
     writer = csv.writer(text)
     writer.writerow([name for name, _ in columns])
-    to_cell = _csv_cell if escape_formulas else cell
+
+    def to_cell(value: Any, kind: ColumnType, column: str) -> Any:
+        out = cell(value, kind, column)
+        if out is None:
+            return None
+        if kind == "timestamp" and timestamps == "iso":
+            return iso_utc(out)
+        if kind == "string" and escape_formulas and isinstance(value, str):  # text from Stripe, not JSON
+            return neutralise_formula(out)
+        return out
+
     count = 0
     for row in rows:
         writer.writerow([to_cell(row.get(name), kind, name) for name, kind in columns])
@@ -132,10 +152,11 @@ def _write_csv(
 
 
 def parquet_schema(columns: Columns) -> Any:
-    """The pyarrow schema of ``columns`` (JSON columns are UTF-8 strings)."""
+    """The pyarrow schema of ``columns`` (JSON columns are UTF-8 strings, times UTC seconds)."""
     import pyarrow as pa
 
-    types = {"string": pa.string(), "json": pa.string(), "int64": pa.int64(), "float64": pa.float64()}
+    types = {"string": pa.string(), "json": pa.string(), "int64": pa.int64(), "timestamp": pa.timestamp("s", tz="UTC")}
+    types["float64"] = pa.float64()
     types["boolean"] = pa.bool_()
     return pa.schema([(name, types[kind]) for name, kind in columns])
 
@@ -169,15 +190,17 @@ def write_rows(
     columns: Columns,
     *,
     escape_formulas: bool = True,
+    csv_timestamps: CsvTimestamps = "iso",
 ) -> int:
     """Write ``rows`` to ``target`` in ``fmt``, atomically; return how many were written.
 
-    ``escape_formulas`` (CSV only) neutralises formula-leading text cells
-    (:func:`neutralise_formula`); turn it off only for files no spreadsheet opens.
+    CSV only: ``escape_formulas`` neutralises formula-leading text cells
+    (:func:`neutralise_formula`; turn it off only for files no spreadsheet opens), and
+    ``csv_timestamps`` writes ``timestamp`` columns as ISO-8601 UTC (``iso``) or epoch seconds.
     """
     with atomic_open(target) as handle:
         if fmt == "csv":
-            return _write_csv(rows, handle, columns, escape_formulas=escape_formulas)
+            return _write_csv(rows, handle, columns, escape_formulas=escape_formulas, timestamps=csv_timestamps)
         return (_write_parquet if fmt == "parquet" else _write_jsonl)(rows, handle, columns)
 
 

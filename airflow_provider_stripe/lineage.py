@@ -32,7 +32,14 @@ if TYPE_CHECKING:
 PLATFORM_ACCOUNT = "platform"
 """The account part of an input dataset read with the connection's own account."""
 
-OPENLINEAGE_TYPES = {"string": "STRING", "json": "STRING", "int64": "BIGINT", "float64": "DOUBLE", "boolean": "BOOLEAN"}
+OPENLINEAGE_TYPES = {
+    "string": "STRING",
+    "json": "STRING",
+    "int64": "BIGINT",
+    "timestamp": "TIMESTAMP",
+    "float64": "DOUBLE",
+    "boolean": "BOOLEAN",
+}
 """Column types as OpenLineage schema field types."""
 
 

@@ -85,6 +85,11 @@ def link_for_result(result: Any, *, livemode: bool, account_id: str | None) -> s
     return dashboard_url(livemode=livemode, account_id=account_id)
 
 
+_NO_RESULT_YET = frozenset({"deferred", "up_for_reschedule"})
+"""Task states whose try ends before the task has a result: Airflow still computes the links
+then, and pulling the missing result would log a red ``XCom not found`` on healthy runs."""
+
+
 class StripeDashboardLink(BaseOperatorLink):
     """Link from a Stripe task to what it created or watched, in the Stripe Dashboard."""
 
@@ -92,11 +97,12 @@ class StripeDashboardLink(BaseOperatorLink):
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         pull = getattr(ti_key, "xcom_pull", None)
-        if pull is None:
+        state = getattr(ti_key, "state", None)
+        if pull is None or getattr(state, "value", state) in _NO_RESULT_YET:
             return ""
         result = pull(task_ids=ti_key.task_id, key="return_value", map_indexes=ti_key.map_index)
-        if isinstance(result, Mapping) and result.get("dry_run"):
-            return ""
+        if (isinstance(result, Mapping) and result.get("dry_run")) or not _ids(result):
+            return ""  # nothing to link to (and a failed task's connection may be what failed)
         hook = operator.hook
         livemode = result.get("livemode") if isinstance(result, Mapping) else None
         account = result.get("account_id") if isinstance(result, Mapping) else None

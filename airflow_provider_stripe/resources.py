@@ -5,7 +5,7 @@ which takes a ``created`` filter), what object type its list returns, which even
 its changes (for ``mode="changes"``), where it lives in the Dashboard, and its stable
 column schema for CSV and Parquet (JSON Lines keeps whole objects). Columns follow the
 API version of the contract (``2024-11-20.acacia``); amounts are ``int64`` minor units,
-times ``int64`` epoch seconds as Stripe sends them, nested objects ``json`` text.
+times ``timestamp`` (epoch seconds as Stripe sends them), nested objects ``json`` text.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from airflow_provider_stripe.validation import StripeInputError
 _COMMON: tuple[tuple[str, ColumnType], ...] = (
     ("id", "string"),
     ("object", "string"),
-    ("created", "int64"),
+    ("created", "timestamp"),
     ("livemode", "boolean"),
 )
 
@@ -91,7 +91,7 @@ RESOURCES: dict[str, StripeResource] = {
                 "customer",
                 "payment_method",
                 "latest_charge",
-                "canceled_at:int64",
+                "canceled_at:timestamp",
                 "cancellation_reason",
                 "description",
                 "metadata:json",
@@ -138,7 +138,7 @@ RESOURCES: dict[str, StripeResource] = {
             _columns(
                 "amount:int64",
                 "currency",
-                "arrival_date:int64",
+                "arrival_date:timestamp",
                 "automatic:boolean",
                 "status",
                 "method",
@@ -165,7 +165,7 @@ RESOURCES: dict[str, StripeResource] = {
                 "type",
                 "reporting_category",
                 "status",
-                "available_on:int64",
+                "available_on:timestamp",
                 "source",
                 "description",
                 "exchange_rate:float64",
@@ -205,9 +205,9 @@ RESOURCES: dict[str, StripeResource] = {
                 "total:int64",
                 "number",
                 "subscription",
-                "due_date:int64",
-                "period_start:int64",
-                "period_end:int64",
+                "due_date:timestamp",
+                "period_start:timestamp",
+                "period_end:timestamp",
                 "hosted_invoice_url",
                 "metadata:json",
             ),

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_stripe.formats import FORMATS, Columns, Format, check_format, write_rows
+from airflow_provider_stripe.formats import FORMATS, Columns, CsvTimestamps, Format, check_format, write_rows
 from airflow_provider_stripe.lineage import LineageRecord, StripeLineageMixin, file_size, path_dataset, stripe_dataset
 from airflow_provider_stripe.operators._base import StripeBaseOperator
 from airflow_provider_stripe.resources import get_resource
@@ -126,6 +126,9 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         named ``=HYPERLINK(...)`` as text instead of running it (OWASP's CSV injection rule;
         numbers, such as negative amounts, are never touched). Set ``False`` only for files that
         programs read, never people. JSON Lines and Parquet always keep the raw values.
+    :param csv_timestamps: in a CSV file, times (``created``, ``arrival_date``...) as ``iso``
+        (default: ISO-8601 in UTC, ``2024-11-20T09:30:00Z``) or ``epoch`` seconds as Stripe
+        sends them. Parquet stores UTC timestamps; JSON Lines keeps Stripe's epoch seconds.
     :param mode: ``created`` (default): the objects created in the window. ``changes``: the
         objects *changed* in the window (a charge refunded, a dispute won), found through
         the window's ``/v1/events`` and written once each, in their latest state in the
@@ -181,6 +184,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         max_workers: int = 8,
         storage_conn_id: str | None = None,
         escape_csv_formulas: bool = True,
+        csv_timestamps: CsvTimestamps = "iso",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -206,6 +210,9 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         self.max_workers = max_workers
         self.storage_conn_id = storage_conn_id
         self.escape_csv_formulas = escape_csv_formulas
+        if csv_timestamps not in ("iso", "epoch"):
+            raise StripeInputError(f"{csv_timestamps!r}: pass 'iso' or 'epoch'", field="csv_timestamps")
+        self.csv_timestamps: CsvTimestamps = csv_timestamps
         self._spool: SliceSpool | None = None
         self._sliced: SlicedRead | None = None
 
@@ -375,7 +382,9 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
     def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
         """Write ``rows`` in this task's format, atomically (:func:`~airflow_provider_stripe.formats.write_rows`)."""
         fmt = check_format(self.file_format)
-        return write_rows(target, rows, fmt, columns, escape_formulas=self.escape_csv_formulas)
+        return write_rows(
+            target, rows, fmt, columns, escape_formulas=self.escape_csv_formulas, csv_timestamps=self.csv_timestamps
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         gte, lt = self.window(context)

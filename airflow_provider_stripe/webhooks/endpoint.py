@@ -10,7 +10,9 @@ where ``<conn_id>`` is a ``stripe`` connection holding that endpoint's signing s
 (``whsec_...``; several while rotating). For each delivery the endpoint:
 
 1. refuses bodies over :data:`MAX_BODY_BYTES` (413) -- the body is read with a bounded
-   read; ``Content-Length`` is only a shortcut for refusing early;
+   read; ``Content-Length`` is only a shortcut for refusing early -- and bodies not received
+   within :data:`BODY_READ_TIMEOUT_S` (408), so slow unauthenticated clients cannot hold
+   connections; a client that disconnects mid-body is logged in one line, nothing is recorded;
 2. checks the ``Stripe-Signature`` header's shape and timestamp (300 s tolerance) before any
    look-up, then finds the ``stripe`` connection under exactly ``<conn_id>`` and verifies the
    signature (HMAC-SHA256) with its secrets through :meth:`StripeHook.construct_event
@@ -40,6 +42,7 @@ needs a manual resend racing a retry).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -50,6 +53,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from airflow_provider_stripe.assets import event_asset_uri, is_event_type, summarize_event
 from airflow_provider_stripe.webhooks.signature import DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER
@@ -63,12 +67,19 @@ WEBHOOK_ROUTE = "/webhooks/{conn_id}"
 MAX_BODY_BYTES = 256 * 1024
 """Largest accepted body. Stripe events are a few KiB; the largest are well below this."""
 
+BODY_READ_TIMEOUT_S = 10.0
+"""Longest time the whole body may take to arrive (Stripe sends a few KiB at once): then 408.
+
+The body is read before the signature can be checked, so this bounds what an unauthenticated
+client can hold; a reverse proxy in front of the API server should use a body timeout too."""
+
 DEDUP_WINDOW = timedelta(days=31)
 """How far back a redelivery is recognised: Stripe keeps (and can resend) events for 30 days."""
 
 _CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 _INVALID = {"detail": "Invalid Stripe webhook request."}
 _TOO_LARGE = {"detail": "Request body too large."}
+_TOO_SLOW = {"detail": "Request body not received in time."}
 _record_lock = threading.Lock()
 
 
@@ -107,13 +118,19 @@ def create_webhook_app() -> FastAPI:
     @app.post(WEBHOOK_ROUTE)
     async def receive_stripe_event(conn_id: str, request: Request) -> JSONResponse:
         try:
-            body = await _read_body(request)
+            body = await asyncio.wait_for(_read_body(request), BODY_READ_TIMEOUT_S)
             if not _CONN_ID.fullmatch(conn_id):
                 raise _Rejected("malformed connection id")
             summary = await run_in_threadpool(_verify, conn_id, body, request.headers.get(SIGNATURE_HEADER))
         except _TooLarge:
             log.warning("Stripe webhook for connection %r refused: body over %d bytes", conn_id, MAX_BODY_BYTES)
             return JSONResponse(_TOO_LARGE, status_code=413)
+        except asyncio.TimeoutError:
+            log.warning("Stripe webhook for connection %r refused: body took over %.0f s", conn_id, BODY_READ_TIMEOUT_S)
+            return JSONResponse(_TOO_SLOW, status_code=408)
+        except ClientDisconnect:
+            log.info("Stripe webhook for connection %r: the client disconnected before sending its body", conn_id)
+            return JSONResponse(_INVALID, status_code=400)  # nobody reads it: the client is gone
         except _Rejected as exc:
             log.warning("Stripe webhook for connection %r refused: %s", conn_id, exc)
             return JSONResponse(_INVALID, status_code=400)

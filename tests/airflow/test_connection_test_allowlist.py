@@ -84,6 +84,6 @@ def test_a_base_url_not_allowed_gets_nothing(
     assert result["status"] is False, result
     assert attacker.requests == [], "the stored key was sent to a server the admin did not allow"
     message = result["message"]
-    assert "[stripe] allowed_base_urls" in message or "backslash" in message, message
+    assert "allowed_base_urls in section stripe" in message or "backslash" in message, message
     assert message.startswith(f"Stripe connection {CONN_ID!r} is invalid, field 'base_url'"), message
     assert STORED_KEY not in message

@@ -130,6 +130,15 @@ FAILED_EXIT_STATUS = 1 if AIRFLOW_VERSION >= (3, 3) else 0
 "Connection failed!" and exit 0 (Airflow's CLI, not the provider)."""
 
 
+def test_a_base_url_not_allowed_names_the_admin_option_intact() -> None:
+    """The CLI prints through rich, whose markup would drop a ``[stripe]``: the hint must survive."""
+    run = run_connections_test(stripe_conn("http://stripe.example.invalid"))
+    assert run.returncode == FAILED_EXIT_STATUS, run.output
+    assert "Connection failed!" in run.output
+    hint = "allowed_base_urls in section stripe (env AIRFLOW__STRIPE__ALLOWED_BASE_URLS)"
+    assert hint in " ".join(run.output.split()), run.output
+
+
 def test_rejected_key_fails_clearly() -> None:
     with run_stub(api_keys={"sk_test_theOnlyValidKey"}) as stub:
         run = run_connections_test(stripe_conn(stub.url))

@@ -196,3 +196,5 @@ def test_demo_script_runs_the_batch_end_to_end() -> None:
     assert len(re.findall(r"po_\w+\s+[\d.]+ EUR\s+paid", out)) == 5
     assert "Report: 5 of 5 payouts paid" in out and "SUCCESS: demo finished in" in out
     assert LOCAL_TEST_KEY not in out + result.stderr
+    errors = [line for line in (out + result.stderr).splitlines() if "[error" in line or "Traceback" in line]
+    assert not errors, f"a successful run logged errors: {errors}"  # e.g. a link pulling a missing XCom

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ def _export(conn: str, tmp_path: Path, name: str, **kwargs: Any) -> tuple[dict[s
 def test_customers_in_every_format(
     ledger_front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     client = _client(localstripe)
@@ -75,12 +77,22 @@ def test_customers_in_every_format(
     assert {r["email"] for r in table} == {f"c{i}@example.com" for i in range(5)}
     assert json.loads(table[0]["metadata"]) == {"n": "4"}
     assert {r["livemode"] for r in table} == {"False"}
+    created = {c.id: c.created for c in inside}
+    assert {r["id"]: r["created"] for r in table} == {
+        i: datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for i, t in created.items()
+    }
+    _, epoch_csv = _export(conn, tmp_path, "e.csv", file_format="csv", csv_timestamps="epoch", **window)
+    with epoch_csv.open(newline="") as handle:
+        assert {r["id"]: int(r["created"]) for r in csv.DictReader(handle)} == created
 
     _, parquet = _export(conn, tmp_path, "c.parquet", file_format="parquet", **window)
     read = pq.read_table(parquet)
     assert read.schema.names == columns
-    assert str(read.schema.field("created").type) == "int64"
+    created_type = read.schema.field("created").type
+    assert pa.types.is_timestamp(created_type) and created_type.tz == "UTC", created_type
     assert str(read.schema.field("livemode").type) == "bool"
+    ids, times = read.column("id").to_pylist(), read.column("created").to_pylist()
+    assert {i: int(t.timestamp()) for i, t in zip(ids, times, strict=True)} == created
     assert sorted(read.column("id").to_pylist()) == sorted(c.id for c in inside)
     assert not list(tmp_path.glob(".*.part"))
 

@@ -76,4 +76,4 @@ def test_refused_connection(hook_for) -> None:
 
 def test_invalid_connection_is_reported_not_raised(hook_for) -> None:
     ok, message = hook_for("http://example.com").test_connection()
-    assert not ok and "base_url" in message and "[stripe] allowed_base_urls" in message
+    assert not ok and "base_url" in message and "allowed_base_urls in section stripe" in message

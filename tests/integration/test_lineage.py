@@ -54,7 +54,7 @@ def test_export_lineage(
     (output,) = lineage.outputs
     assert (output.namespace, output.name) == ("file", str(target.resolve()))
     assert [name for name, _ in _fields(output)] == [name for name, _ in RESOURCES["customers"].columns]
-    assert dict(_fields(output))["created"] == "BIGINT" and dict(_fields(output))["livemode"] == "BOOLEAN"
+    assert dict(_fields(output))["created"] == "TIMESTAMP" and dict(_fields(output))["livemode"] == "BOOLEAN"
     stats = output.facets["outputStatistics"]
     assert stats.rowCount == 3 and stats.size == target.stat().st_size
 

@@ -61,7 +61,7 @@ def test_prefixed_extras_are_read() -> None:
         ({"api_key": "sk_prod_abc"}, "api_key", "malformed"),
         ({"webhook_secret": None}, "webhook_secret", "required by the payments.stripe contract"),
         ({"api_version": "2020-08-27"}, "api_version", "supported: 2024-11-20.acacia"),
-        ({"base_url": "http://api.example.com"}, "base_url", "[stripe] allowed_base_urls"),
+        ({"base_url": "http://api.example.com"}, "base_url", "allowed_base_urls in section stripe"),
         ({"base_url": "ftp://127.0.0.1"}, "base_url", "has scheme 'ftp'"),
         ({"base_url": "https://api.example.com/v1"}, "base_url", "no path, query or fragment"),
         ({"account_id": "123"}, "account_id", "acct_"),
@@ -103,7 +103,9 @@ def test_rate_limits_are_capped_at_the_contract(field: str, value: int) -> None:
     with pytest.raises(StripeConfigurationError) as info:
         conf(**{field: value})
     assert info.value.field == field
-    assert f"[stripe] max_{field}" in str(info.value) and f"AIRFLOW__STRIPE__MAX_{field.upper()}" in str(info.value)
+    assert f"max_{field} in section stripe" in str(info.value) and f"AIRFLOW__STRIPE__MAX_{field.upper()}" in str(
+        info.value
+    )
     contract = STRIPE_CONTRACT.rate_limit
     cfg = conf(rate_limit_per_minute=contract.rpm, rate_limit_per_hour=contract.rph)
     assert (cfg.rate_limit_per_minute, cfg.rate_limit_per_hour) == (contract.rpm, contract.rph)
@@ -121,7 +123,7 @@ def test_the_admin_may_allow_higher_rate_limits(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("AIRFLOW__STRIPE__MAX_RATE_LIMIT_PER_MINUTE", "10")
     assert conf().rate_limit_per_minute == STRIPE_CONTRACT.rate_limit.rpm
     monkeypatch.setenv("AIRFLOW__STRIPE__MAX_RATE_LIMIT_PER_MINUTE", "lots")
-    with pytest.raises(StripeConfigurationError, match=r"\[stripe\] max_rate_limit_per_minute .* 'lots'"):
+    with pytest.raises(StripeConfigurationError, match=r"max_rate_limit_per_minute in section stripe .* 'lots'"):
         conf()
 
 

@@ -46,3 +46,30 @@ def test_get_link_reads_the_task_result_and_the_connection() -> None:
     assert link == "https://dashboard.stripe.com/acct_c/payouts/po_5"
     assert pulled == {"task_ids": "pay", "key": "return_value", "map_indexes": 3}
     assert StripeDashboardLink().xcom_key == "_link_StripeDashboardLink"
+
+
+class _BrokenHook:
+    """A hook whose connection is invalid: reading its config raises, as the failed task's did."""
+
+    account_id = None
+
+    @property
+    def config(self) -> Any:
+        raise RuntimeError("connection invalid")
+
+
+def test_get_link_does_not_pull_before_a_result_exists_nor_touch_a_broken_connection() -> None:
+    pulls: list[str] = []
+
+    def xcom_pull(**kwargs: Any) -> Any:
+        pulls.append(kwargs["task_ids"])
+        return None
+
+    operator = SimpleNamespace(hook=_BrokenHook())
+    for state in ("deferred", "up_for_reschedule"):  # the try ends with no result yet: no pull at all
+        ti = SimpleNamespace(task_id="wait", map_index=-1, state=SimpleNamespace(value=state), xcom_pull=xcom_pull)
+        assert StripeDashboardLink().get_link(operator, ti_key=ti) == ""
+    assert pulls == []
+    failed = SimpleNamespace(task_id="charge", map_index=-1, state="failed", xcom_pull=xcom_pull)
+    assert StripeDashboardLink().get_link(operator, ti_key=failed) == ""  # no result: no link, no traceback
+    assert pulls == ["charge"]
