@@ -19,16 +19,21 @@ combo_check "$COMBO"
 pins_file="constraints/$COMBO.txt"
 wants_file="constraints/$COMBO.in"
 
+EXTRAS=${EXTRAS:-test}  # test (the default: the suite's tools) or local (the demo: localstripe only)
+[[ "$EXTRAS" =~ ^(test|local)$ ]] || { echo "EXTRAS must be test or local, not '$EXTRAS'" >&2; exit 2; }
 [ -x "$VENV/bin/python" ] || uv venv -q -p "$PY" "$VENV"
-stamp="$VENV/.installed-$(cat pyproject.toml "$wants_file" "$pins_file" | sha256sum | cut -c1-16)"
+digest=$(cat pyproject.toml "$wants_file" "$pins_file" | sha256sum | cut -c1-16)
+stamp="$VENV/.installed-$EXTRAS-$digest"
+[ "$EXTRAS" = local ] && [ -f "$VENV/.installed-test-$digest" ] && stamp="$VENV/.installed-test-$digest"  # test has local
 if [ ! -f "$stamp" ]; then
-  echo "bootstrap: installing $COMBO (apache-airflow, stripe, localstripe, test tools) into $VENV (about 1-2 min the first time)" >&2
+  what="apache-airflow, stripe, localstripe"; [ "$EXTRAS" = test ] && what+=", test tools"
+  echo "bootstrap: installing $COMBO ($what) into $VENV (about 1-2 min the first time)" >&2
   if "$VENV/bin/python" -c "import sys; sys.exit(f'py{sys.version_info[0]}.{sys.version_info[1]}' != '${COMBO##*-}')"; then
     pins=(-c "$pins_file")
   else
     pins=("$(grep -oE '^apache-airflow==[^ ]+' "$pins_file")" "$(grep -oE '^stripe==[^ ]+' "$pins_file")")
   fi
-  uv pip install -q -p "$VENV/bin/python" -e ".[test]" -r "$wants_file" "${pins[@]}"
+  uv pip install -q -p "$VENV/bin/python" -e ".[$EXTRAS]" -r "$wants_file" "${pins[@]}"
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

@@ -4,10 +4,17 @@
 # and constraints/<name>.txt holds its resolved pins (scripts/pin.sh).
 DEFAULT_COMBO=airflow-3.3-stripe16-py3.11
 
-uv() { python3 -m uv "$@"; }
-if ! python3 -m uv --version >/dev/null 2>&1; then
-  python3 -m pip install -q --disable-pip-version-check uv
+# uv: the one on PATH, else one installed into .venvs/uv (never into the system Python).
+if command -v uv >/dev/null 2>&1; then
+  UV=$(command -v uv)
+else
+  UV="$PWD/.venvs/uv/bin/uv"
+  if [ ! -x "$UV" ]; then
+    python3 -m venv "$PWD/.venvs/uv"
+    "$PWD/.venvs/uv/bin/python" -m pip install -q --disable-pip-version-check uv
+  fi
 fi
+uv() { "$UV" "$@"; }
 
 combo_list() { for f in constraints/*.in; do basename "$f" .in; done; }
 
