@@ -115,10 +115,26 @@ def run_triggerer(env: Mapping[str, str], log_path: Path, stop_timeout: float = 
     """A real ``airflow triggerer`` with this environment, output to ``log_path``; stopped on exit.
 
     A triggerer can take several seconds to clean up its triggers, hence the generous stop timeout.
+    For one on the session's metadata DB, call :func:`drop_finished_triggers` first.
     """
     command = ["triggerer", "--skip-serve-logs", "--capacity", "10"]
     with run_airflow_service(command, env, log_path, stop_timeout) as proc:
         yield Triggerer(proc, log_path)
+
+
+def drop_finished_triggers() -> None:
+    """Delete the session DB's triggers that no deferred task waits for, before a real triggerer starts on it.
+
+    An in-process ``dag.test()`` runs a deferred task's trigger inline and leaves its row, still
+    named by the (finished) task instance's ``trigger_id``. A triggerer's first loop assigns itself
+    every trigger a task instance names, whatever that task's state, and deletes the finished ones
+    only after starting them: an earlier test's payout trigger then polls localstripe (``GET
+    /v1/payouts``, its payouts long flushed) for a second or two, into a later test's request log.
+    This is Airflow's own cleanup (``Trigger.clean_unused``), run before the triggerer's first loop.
+    """
+    from airflow.models.trigger import Trigger
+
+    Trigger.clean_unused()
 
 
 @contextlib.contextmanager

@@ -40,7 +40,15 @@ from airflow_provider_stripe.compat import AIRFLOW_VERSION
 from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 from tests import airflow_env
 from tests.airflow.api_server import ApiServer, run_api_server
-from tests.airflow.dag_helpers import _fail_running_dag_runs, example_dag, run_triggerer, task_states
+from tests.airflow.dag_helpers import (
+    Triggerer,
+    _fail_running_dag_runs,
+    dag_tests_bounded,
+    drop_finished_triggers,
+    example_dag,
+    run_triggerer,
+    task_states,
+)
 from tests.airflow.subprocess_env import installed_env
 from tests.integration.payout_helpers import eur_items, list_all_payouts, write_jsonl
 from tests.servers.localstripe_server import clear_request_log, request_log
@@ -58,14 +66,13 @@ cannot run it (its supervisor leaves the trigger's ``GetHITLDetailResponse`` req
 the triggerer answers it). So there the runs go through the LocalExecutor and a real triggerer."""
 
 
-APPROVAL_RUNS = pytest.mark.airflow_min(
-    "3.3", reason="before 3.3 the approval runs need the executor and a triggerer, which failed in CI's 3.1 py3.10 run"
-)
-"""Approval runs are tested in process on 3.3; the 3.1/3.2 path (executor + triggerer) is not yet reliable."""
+END_GRACE_S = 5.0
+"""Seconds ``dag.test(use_executor=True)`` may wait in ``LocalExecutor.end()`` before its lost shutdown
+message is sent again (:func:`~tests.airflow.dag_helpers.dag_tests_bounded`; seen on every 3.1 run)."""
 
 
 @pytest.fixture(scope="module")
-def api(localstripe_url: str) -> Iterator[ApiServer]:
+def services(localstripe_url: str) -> Iterator[tuple[ApiServer, Triggerer | None]]:
     """A real api-server (and, before 3.3, a real triggerer) on the session's metadata DB.
 
     Task processes of ``dag.test(use_executor=True)`` authenticate to the execution API with tokens
@@ -77,12 +84,19 @@ def api(localstripe_url: str) -> Iterator[ApiServer]:
     with pytest.MonkeyPatch.context() as monkeypatch, contextlib.ExitStack() as stack:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
+        triggerer = None
         if USE_EXECUTOR:
+            drop_finished_triggers()  # else earlier tests' payout triggers poll into these tests' request log
             log = Path(tempfile.mkdtemp(prefix="approval-triggerer-")) / "triggerer.log"
-            stack.enter_context(run_triggerer(installed_env(**env, PYTHONUNBUFFERED="1"), log))
+            triggerer = stack.enter_context(run_triggerer(installed_env(**env, PYTHONUNBUFFERED="1"), log))
         server = stack.enter_context(run_api_server(env=env))
         monkeypatch.setenv("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"{server.url}/execution/")
-        yield server
+        yield server, triggerer
+
+
+@pytest.fixture
+def api(services: tuple[ApiServer, Triggerer | None]) -> ApiServer:
+    return services[0]
 
 
 @pytest.fixture
@@ -92,9 +106,26 @@ def approval_dag(api: ApiServer, localstripe: str) -> Any:
     return dag
 
 
-def run(dag: Any, instructions_file: str) -> Any:
-    """One ``dag.test()`` run of the example (through the executor before 3.3: see :data:`USE_EXECUTOR`)."""
-    return dag.test(run_conf={"instructions_file": instructions_file}, use_executor=USE_EXECUTOR)
+@pytest.fixture
+def run(services: tuple[ApiServer, Triggerer | None]) -> Callable[[Any, str], Any]:
+    """``run(dag, instructions_file)``: one ``dag.test()`` run of the example.
+
+    Before 3.3 (:data:`USE_EXECUTOR`) it goes through the executor, bounded by
+    :func:`~tests.airflow.dag_helpers.dag_tests_bounded`: failed if the triggerer dies or after
+    :data:`RUN_LIMIT_S`, and not left hanging in ``LocalExecutor.end()``.
+    """
+    triggerer = services[1]
+
+    def run_once(dag: Any, instructions_file: str) -> Any:
+        conf = {"instructions_file": instructions_file}
+        if triggerer is None:
+            return dag.test(run_conf=conf)
+        with dag_tests_bounded(triggerer, RUN_LIMIT_S, note=print, end_grace=END_GRACE_S) as stopped_because:
+            dag_run = dag.test(run_conf=conf, use_executor=True)
+        assert not stopped_because, stopped_because[0]
+        return dag_run
+
+    return run_once
 
 
 def task_logs(capfd: pytest.CaptureFixture[str]) -> str:
@@ -188,9 +219,8 @@ def _tries(dag_run: Any, task_id: str) -> int:
         return int(ti.try_number)
 
 
-@APPROVAL_RUNS
 def test_approved_the_batch_pays_each_instruction_once(
-    approval_dag: Any, api: ApiServer, localstripe: str, tmp_path: Path
+    approval_dag: Any, api: ApiServer, run: Callable[[Any, str], Any], localstripe: str, tmp_path: Path
 ) -> None:
     items = eur_items(3)  # 10.00, 10.01, 10.02 EUR
     items.append({"reference": "big-one", "amount": 250_000, "currency": "eur", "description": "Quarterly bonus"})
@@ -214,9 +244,8 @@ def test_approved_the_batch_pays_each_instruction_once(
     assert sorted(p["metadata"]["airflow_payout_ref"] for p in payouts) == sorted(i["reference"] for i in items)
 
 
-@APPROVAL_RUNS
 def test_rejected_the_batch_is_skipped_and_nothing_reaches_stripe(
-    approval_dag: Any, api: ApiServer, localstripe: str, tmp_path: Path
+    approval_dag: Any, api: ApiServer, run: Callable[[Any, str], Any], localstripe: str, tmp_path: Path
 ) -> None:
     path = write_jsonl(tmp_path / "payouts.jsonl", eur_items(3))
 
@@ -231,9 +260,13 @@ def test_rejected_the_batch_is_skipped_and_nothing_reaches_stripe(
     assert list_all_payouts(localstripe, LOCAL_TEST_KEY) == []
 
 
-@APPROVAL_RUNS
 def test_no_answer_in_time_fails_the_run_and_sends_nothing(
-    approval_dag: Any, api: ApiServer, localstripe: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    approval_dag: Any,
+    api: ApiServer,
+    run: Callable[[Any, str], Any],
+    localstripe: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path = write_jsonl(tmp_path / "payouts.jsonl", eur_items(3))
     from airflow.providers.standard.operators.hitl import HITLOperator
@@ -257,9 +290,13 @@ def test_no_answer_in_time_fails_the_run_and_sends_nothing(
     assert list_all_payouts(localstripe, LOCAL_TEST_KEY) == []
 
 
-@APPROVAL_RUNS
 def test_instructions_changed_after_the_summary_are_refused_although_approved(
-    approval_dag: Any, api: ApiServer, localstripe: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    approval_dag: Any,
+    api: ApiServer,
+    run: Callable[[Any, str], Any],
+    localstripe: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     items = eur_items(3)
     path = write_jsonl(tmp_path / "payouts.jsonl", items)
@@ -282,7 +319,12 @@ def test_instructions_changed_after_the_summary_are_refused_although_approved(
 
 
 def test_a_batch_above_the_limits_fails_at_the_summary_and_nobody_is_asked(
-    approval_dag: Any, api: ApiServer, localstripe: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    approval_dag: Any,
+    api: ApiServer,
+    run: Callable[[Any, str], Any],
+    localstripe: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     items = [{"reference": f"big-{n}", "amount": 2_000_000, "currency": "eur"} for n in range(3)]  # 60,000 EUR
     items.append({"reference": "usd-1", "amount": 1000, "currency": "usd"})

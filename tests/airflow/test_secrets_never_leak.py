@@ -70,7 +70,14 @@ from airflow_provider_stripe.testing.settlement import SettlementSimulator
 from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER, sign_payload
 from tests import airflow_env
 from tests.airflow.api_server import ApiServer, run_api_server
-from tests.airflow.dag_helpers import dag_tests_bounded, example_dag, run_triggerer, task_states, xcoms
+from tests.airflow.dag_helpers import (
+    dag_tests_bounded,
+    drop_finished_triggers,
+    example_dag,
+    run_triggerer,
+    task_states,
+    xcoms,
+)
 from tests.airflow.subprocess_env import installed_env
 from tests.airflow.test_events_triggerer import payout
 from tests.airflow.test_example_payout_batch_dag import SAMPLE
@@ -254,6 +261,7 @@ def airflow_services(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", jwt_secret)
     runs.triggerer_log = workdir / "triggerer.log"
+    drop_finished_triggers()  # earlier in-process dag.test() runs' triggers would run again
     with (
         run_triggerer(installed_env(**env, PYTHONUNBUFFERED="1"), runs.triggerer_log) as triggerer,
         dag_tests_bounded(triggerer, RUNS_TIMEOUT, note=runs.note) as runs.stopped_because,
