@@ -308,12 +308,13 @@ def explicit_key_function(key: str) -> KeyFunction:
     return lambda _reference, generation: key if generation == 0 else f"{key}-retry{generation}"
 
 
-def without_key(error: StripeRequestError, key: str) -> StripeRequestError:
-    """The same error with the idempotency key (which Stripe quotes in some messages) masked."""
-    if key not in error.stripe_message:
+def without_key(error: StripeRequestError, key: str, operation: str | None = None) -> StripeRequestError:
+    """The same error with the idempotency key (which Stripe quotes in some messages) masked,
+    named by ``operation`` if given (the engine's name of the request, e.g. which item)."""
+    if key not in error.stripe_message and operation in (None, error.operation):
         return error
     return StripeRequestError(
-        operation=error.operation,
+        operation=operation or error.operation,
         error_type=error.error_type,
         code=error.code,
         message=error.stripe_message.replace(key, "<idempotency key>"),
@@ -688,24 +689,25 @@ class IdempotentRequests(Generic[T]):
     ) -> Answer[T]:
         """Make one request (any thread): ``call(key)`` sends it under the attempt's key.
 
+        ``call`` is a :class:`~airflow_provider_stripe.hooks.requests.StripeRequests` method,
+        so a Stripe error arrives as a :class:`StripeRequestError` chained to the SDK's error.
         ``key``: the key to use instead of :meth:`key` (a caller choosing keys per item).
         An attempt that waits for a request in flight first sleeps. A Stripe error is
         returned in the answer, not raised. ``contain`` also turns any other exception
         (e.g. a rate-limit wait beyond its bound) into an answer with an unknown outcome,
         for worker threads that must not raise.
         """
-        import stripe
-
         key = key or self.key(attempt.reference, attempt.generation)
         if attempt.waits:
             time.sleep(IN_FLIGHT_WAITS[attempt.waits - 1])
         try:
             result = call(key)
-        except stripe.StripeError as exc:
-            error = without_key(from_stripe_error(exc, operation), key)
+        except StripeRequestError as exc:
+            sdk_error = exc.__cause__
             # Stripe quotes the key in some messages: keep the SDK's error out of the chain then.
-            cause = None if key in str(exc) else exc
-            return Answer(attempt, key, operation, error=error, cause=cause, replayed=was_replayed(exc))
+            cause = None if key in str(sdk_error) else sdk_error
+            error = without_key(exc, key, operation)
+            return Answer(attempt, key, operation, error=error, cause=cause, replayed=was_replayed(sdk_error))
         except Exception as exc:
             if not contain:
                 raise

@@ -236,8 +236,8 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
             key = self.resolve_idempotency_key(context, "charges.create")
             return self.dry_run_result("charges.create", params, idempotency_key=key)
         self.guard_live_mode("create a charge")
-        client = self.get_client()
-        charge, key = self.send_idempotent(context, "charges.create", client.v1.charges.create, params)
+        requests = self.hook.requests
+        charge, key = self.send_idempotent(context, "charges.create", lambda k: requests.charges_create(params, k))
         result = _charge_result(self, charge, key)
         verb = "Charged" if result["captured"] is not False else "Authorized (not captured)"
         self.log_movement(verb, result["amount"], result["currency"], result["id"], status=result["status"])
@@ -287,9 +287,9 @@ class StripeCaptureChargeOperator(StripeMoneyOperator):
             key = self.resolve_idempotency_key(context, "charges.capture", charge_id)
             return self.dry_run_result("charges.capture", {"charge": charge_id, **params}, idempotency_key=key)
         self.guard_live_mode("capture a charge")
-        client = self.get_client()
+        requests = self.hook.requests
         charge, key = self.send_idempotent(
-            context, "charges.capture", client.v1.charges.capture, charge_id, params, key_parts=(charge_id,)
+            context, "charges.capture", lambda k: requests.charges_capture(charge_id, params, k), key_parts=(charge_id,)
         )
         result = _charge_result(self, charge, key)
         captured = params.get("amount") or result["amount_captured"] or result["amount"]
@@ -377,13 +377,13 @@ class StripeRefundChargeOperator(StripeMoneyOperator):
             key = self.resolve_idempotency_key(context, "refunds.create", params["charge"])
             return self.dry_run_result("refunds.create", params, idempotency_key=key)
         self.guard_live_mode("refund a charge")
-        client = self.get_client()
+        requests = self.hook.requests
         # Expanding the charge returns its new totals without a second request.
+        refund_params = {**params, "expand": ["charge"]}
         refund, key = self.send_idempotent(
             context,
             "refunds.create",
-            client.v1.refunds.create,
-            {**params, "expand": ["charge"]},
+            lambda k: requests.refunds_create(refund_params, k),
             key_parts=(params["charge"],),
         )
         charge = summarize(getattr(refund, "charge", None) or {}, ("refunded", "amount_refunded", "livemode"))

@@ -178,7 +178,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         # Airflow 3.3+ (AIP-103); older Airflow has no store and relies on keys + listing.
         store = task_state_store(context)
         return PayoutEngine(
-            client=self.get_client(),
+            requests=self.hook.requests,
             identity=identity,
             progress=BatchLedger(store),
             log=self.log,
@@ -557,22 +557,20 @@ class StripeCancelPayoutOperator(StripeMoneyOperator):
             key = self.resolve_idempotency_key(context, "payouts.cancel", payout_id)
             return self.dry_run_result("payouts.cancel", {"payout": payout_id}, idempotency_key=key)
         self.guard_live_mode("cancel a payout")
-        client = self.get_client()
+        requests = self.hook.requests
         try:
             # A refusal is inspected below (already canceled counts as done), not failed at once.
             payout, _key = self.send_idempotent(
                 context,
                 "payouts.cancel",
-                client.v1.payouts.cancel,
-                payout_id,
-                None,
+                lambda k: requests.payouts_cancel(payout_id, k),
                 key_parts=(payout_id,),
                 fail_on_refusal=False,
             )
         except StripeRequestError as error:
             if error.http_status != 400:
                 raise
-            current = self.call(f"payout retrieval ({payout_id})", client.v1.payouts.retrieve, payout_id)
+            current = requests.payouts_retrieve(payout_id)
             status = summarize(current, ("status",))["status"]
             if status != "canceled":
                 raise StripeInputError(

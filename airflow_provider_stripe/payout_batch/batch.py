@@ -40,7 +40,7 @@ the try timeline the ledger keeps (:meth:`~airflow_provider_stripe.idempotency.B
 Concurrency: a bounded thread pool of ``max_workers`` fed lazily from the spool (at most
 ``2 * max_workers`` items in flight, ``max_workers`` with ``on_failure="stop"``), so
 memory does not grow with the batch; every request first takes a slot from the
-connection's rate limiter (in the hook's client). All bookkeeping -- state store writes,
+connection's rate limiter (in the hook's requests). All bookkeeping -- state store writes,
 results, log lines -- happens in the calling thread.
 """
 
@@ -79,7 +79,7 @@ from airflow_provider_stripe.payout_batch.results import ItemResult, ResultSink
 from airflow_provider_stripe.validation import format_amount
 
 if TYPE_CHECKING:
-    from stripe import StripeClient
+    from airflow_provider_stripe.hooks.requests import StripeRequests
 
 OnFailure = Literal["continue", "stop"]
 ON_FAILURE_CHOICES: tuple[OnFailure, ...] = ("continue", "stop")
@@ -125,7 +125,7 @@ class PayoutKeys:
 class PayoutEngine:
     """Runs one batch (or a single payout) for one run identity. See the module docstring.
 
-    :param client: the hook's rate-limited ``StripeClient`` (for the target account).
+    :param requests: the hook's requests (for the target account).
     :param identity: the run identity (task keys, metadata tag, listing window).
     :param progress: per-item progress, backed by the task state store when available.
     :param log: where the one-line-per-movement log goes.
@@ -138,7 +138,7 @@ class PayoutEngine:
     def __init__(
         self,
         *,
-        client: StripeClient,
+        requests: StripeRequests,
         identity: PayoutIdentity,
         progress: BatchLedger,
         log: logging.Logger | Any,
@@ -150,7 +150,7 @@ class PayoutEngine:
             raise ValueError(f"on_failure={on_failure!r}: use 'continue' or 'stop'")
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers={max_workers!r}: use an integer >= 1")
-        self.client = client
+        self.stripe = requests
         self.identity = identity
         self.progress = progress
         self.log = log
@@ -214,7 +214,7 @@ class PayoutEngine:
 
     def _list(self, since: int, other_runs_since: int | None) -> Reconciliation:
         result = find_existing(
-            self.client, self.identity, since, cross_run=self.cross_run, other_runs_since=other_runs_since
+            self.stripe, self.identity, since, cross_run=self.cross_run, other_runs_since=other_runs_since
         )
         self.log.info(
             "Looked for payouts of %s created since %s: %d listed (%d page(s)), %d of this run found",
@@ -343,7 +343,7 @@ class PayoutEngine:
         params = self.keys.params(instruction)
         return self.requests.send(
             attempt,
-            lambda key: self.client.v1.payouts.create(params, {"idempotency_key": key}),  # type: ignore[arg-type]
+            lambda key: self.stripe.payouts_create(params, key),
             f"payout creation ({instruction.where()})",
             key=self.keys.key(instruction, attempt.generation),
             contain=True,  # e.g. a rate-limit wait beyond its bound: outcome unknown

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_stripe.errors import from_stripe_error
 from airflow_provider_stripe.idempotency import (
     ACCOUNT_SCOPE,
     DAG_METADATA_KEY,
@@ -45,7 +44,7 @@ from airflow_provider_stripe.idempotency import (
 from airflow_provider_stripe.sdk_compat import read_field
 
 if TYPE_CHECKING:
-    from stripe import StripeClient
+    from airflow_provider_stripe.hooks.requests import StripeRequests
 
 PAGE_SIZE = 100
 
@@ -155,7 +154,7 @@ class Reconciliation:
 
 
 def find_existing(
-    client: StripeClient,
+    requests: StripeRequests,
     identity: PayoutIdentity,
     since: int,
     *,
@@ -168,8 +167,6 @@ def find_existing(
     ``cross_run`` and ``other_runs_since``, so are the payouts of other task instances in
     the batch's scopes (see the module docstring) from that time on.
     """
-    import stripe
-
     tag = identity.tag
     found: dict[str, PayoutFacts] = {}
     own_extra: dict[str, list[str]] = {}
@@ -178,29 +175,25 @@ def find_existing(
     names = cross_run.scope_names if cross_run is not None and other_runs_since is not None else frozenset()
     start = since if not names or other_runs_since is None else min(since, other_runs_since)
     listed = 0
-    try:
-        page = client.v1.payouts.list({"created": {"gte": start}, "limit": PAGE_SIZE})
-        for payout in page.auto_paging_iter():
-            listed += 1
-            metadata = read_field(payout, "metadata") or {}
-            reference = str(read_field(metadata, REFERENCE_METADATA_KEY))
-            stamped = read_field(metadata, SCOPE_METADATA_KEY)
-            # An unprotected payout (no scope stamp) still belongs to its DAG's scope.
-            scope = str(stamped or f"dag:{read_field(metadata, DAG_METADATA_KEY)}")
-            facts = PayoutFacts.of(payout)
-            if stamped and facts.moved_money and scope in names:
-                protected.setdefault((scope, reference), []).append(facts.id)
-            if read_field(metadata, RUN_METADATA_KEY) == tag:
-                if reference in found:
-                    own_extra.setdefault(reference, []).append(facts.id)
-                else:
-                    found[reference] = facts
-            elif scope in names and facts.moved_money and facts.created >= (other_runs_since or 0):
-                run_id = str(read_field(metadata, DAG_RUN_METADATA_KEY) or "?")
-                paid = PaidByRun(str(read_field(metadata, DAG_METADATA_KEY) or "?"), run_id, facts)
-                other_runs.setdefault((scope, reference), paid)  # newest first: the first seen is kept
-    except stripe.StripeError as exc:
-        raise from_stripe_error(exc, "payout listing (to find payouts of earlier attempts and runs)") from None
+    for payout in requests.list_all("payouts", {"created": {"gte": start}, "limit": PAGE_SIZE}):
+        listed += 1
+        metadata = read_field(payout, "metadata") or {}
+        reference = str(read_field(metadata, REFERENCE_METADATA_KEY))
+        stamped = read_field(metadata, SCOPE_METADATA_KEY)
+        # An unprotected payout (no scope stamp) still belongs to its DAG's scope.
+        scope = str(stamped or f"dag:{read_field(metadata, DAG_METADATA_KEY)}")
+        facts = PayoutFacts.of(payout)
+        if stamped and facts.moved_money and scope in names:
+            protected.setdefault((scope, reference), []).append(facts.id)
+        if read_field(metadata, RUN_METADATA_KEY) == tag:
+            if reference in found:
+                own_extra.setdefault(reference, []).append(facts.id)
+            else:
+                found[reference] = facts
+        elif scope in names and facts.moved_money and facts.created >= (other_runs_since or 0):
+            run_id = str(read_field(metadata, DAG_RUN_METADATA_KEY) or "?")
+            paid = PaidByRun(str(read_field(metadata, DAG_METADATA_KEY) or "?"), run_id, facts)
+            other_runs.setdefault((scope, reference), paid)  # newest first: the first seen is kept
     duplicates = {ref: [found[ref].id, *ids] for ref, ids in own_extra.items()}
     for (_scope, ref), ids in protected.items():
         if len(ids) > 1:
