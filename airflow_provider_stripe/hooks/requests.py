@@ -20,7 +20,7 @@ The Stripe SDK is imported only inside functions (DAG-parse cost).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -65,52 +65,49 @@ class StripeRequests:
     def __init__(self, client: StripeClient) -> None:
         self.client = client
 
+    def _call(self, operation: str, method: Callable[..., Any], *args: Any) -> Any:
+        with translated(operation):
+            return method(*args)
+
     # -- money movement (keyed) ---------------------------------------------------------------
 
     def charges_create(self, params: Mapping[str, Any], key: str) -> Any:
-        with translated("charges.create"):
-            return self.client.v1.charges.create(dict(params), _keyed(key))  # type: ignore[arg-type]
+        return self._call("charges.create", self.client.v1.charges.create, dict(params), _keyed(key))
 
     def charges_capture(self, charge_id: str, params: Mapping[str, Any], key: str) -> Any:
-        with translated(f"charges.capture({charge_id})"):
-            return self.client.v1.charges.capture(charge_id, dict(params), _keyed(key))  # type: ignore[arg-type]
+        return self._call("charges.capture", self.client.v1.charges.capture, charge_id, dict(params), _keyed(key))
 
     def refunds_create(self, params: Mapping[str, Any], key: str) -> Any:
-        with translated("refunds.create"):
-            return self.client.v1.refunds.create(dict(params), _keyed(key))  # type: ignore[arg-type]
+        return self._call("refunds.create", self.client.v1.refunds.create, dict(params), _keyed(key))
 
     def payouts_create(self, params: Mapping[str, Any], key: str) -> Any:
-        with translated("payouts.create"):
-            return self.client.v1.payouts.create(dict(params), _keyed(key))  # type: ignore[arg-type]
+        return self._call("payouts.create", self.client.v1.payouts.create, dict(params), _keyed(key))
 
     def payouts_cancel(self, payout_id: str, key: str) -> Any:
-        with translated(f"payouts.cancel({payout_id})"):
-            return self.client.v1.payouts.cancel(payout_id, None, _keyed(key))  # type: ignore[arg-type]
+        return self._call("payouts.cancel", self.client.v1.payouts.cancel, payout_id, None, _keyed(key))
 
     # -- reads --------------------------------------------------------------------------------
 
     def payouts_retrieve(self, payout_id: str) -> Any:
-        with translated(f"payouts.retrieve({payout_id})"):
-            return self.client.v1.payouts.retrieve(payout_id)
+        return self._call(f"payouts.retrieve({payout_id})", self.client.v1.payouts.retrieve, payout_id)
 
     async def payouts_retrieve_async(self, payout_id: str) -> Any:
         with translated(f"payouts.retrieve({payout_id})"):
             return await self.client.v1.payouts.retrieve_async(payout_id)
 
     def report_type_retrieve(self, report_type: str) -> Any:
-        with translated(f"reporting.report_types.retrieve({report_type})"):
-            return self.client.v1.reporting.report_types.retrieve(report_type)
+        return self._call(
+            "reporting.report_types.retrieve", self.client.v1.reporting.report_types.retrieve, report_type
+        )
 
     def report_run_create(self, params: Mapping[str, Any]) -> Any:
-        with translated("reporting.report_runs.create"):
-            return self.client.v1.reporting.report_runs.create(dict(params))  # type: ignore[arg-type]
+        return self._call("reporting.report_runs.create", self.client.v1.reporting.report_runs.create, dict(params))
 
     def report_run_retrieve(self, run_id: str) -> Any:
-        with translated(f"reporting.report_runs.retrieve({run_id})"):
-            return self.client.v1.reporting.report_runs.retrieve(run_id)
+        return self._call("reporting.report_runs.retrieve", self.client.v1.reporting.report_runs.retrieve, run_id)
 
     async def report_run_retrieve_async(self, run_id: str) -> Any:
-        with translated(f"reporting.report_runs.retrieve({run_id})"):
+        with translated("reporting.report_runs.retrieve"):
             return await self.client.v1.reporting.report_runs.retrieve_async(run_id)
 
     def file_contents(self, file_id: str, *, chunk_size: int = 1 << 16) -> Iterator[bytes]:
