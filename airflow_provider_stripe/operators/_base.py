@@ -9,7 +9,7 @@ order of use:
 2. :meth:`~StripeMoneyOperator.idempotent_requests`: the provider's idempotent-request
    engine (:class:`~airflow_provider_stripe.idempotency.IdempotentRequests`) for one
    operation: the user's key, or one derived from the task instance
-   (:class:`~airflow_provider_stripe.idempotency.RunIdentity`) and the operation;
+   (:class:`~airflow_provider_stripe.payout_batch.keys.RunIdentity`) and the operation;
 3. :meth:`~StripeMoneyOperator.dry_run_result` when ``dry_run=True``: log what would be
    sent, send nothing;
 4. :meth:`~StripeMoneyOperator.guard_live_mode`: refuse live keys unless the connection
@@ -152,12 +152,9 @@ class StripeMoneyOperator(StripeBaseOperator):
         Without a store a try walks the generations earlier tries used (nothing else can
         find an earlier success of a single request).
         """
-        from airflow_provider_stripe.idempotency import (
-            IdempotentRequests,
-            RunIdentity,
-            SingleRequestLedger,
-            explicit_key_function,
-        )
+        from airflow_provider_stripe.idempotency import IdempotentRequests
+        from airflow_provider_stripe.payout_batch.keys import RunIdentity, explicit_key_function
+        from airflow_provider_stripe.payout_batch.ledger import SingleRequestLedger
 
         return IdempotentRequests(
             identity=RunIdentity.from_context(context),
