@@ -277,9 +277,7 @@ class StripeRequestError(StripeProviderError, RuntimeError):
 
         A client error (4xx other than 409/429), except ``idempotency_error``: that one
         says the key was already used with *other* parameters, so something may exist
-        under it. A definitive result is what Stripe saves and replays for the
-        idempotency key; a retry of the same request needs a fresh key once the cause is
-        fixed (:func:`airflow_provider_stripe.idempotency.allows_fresh_key`).
+        under it. What follows for the key: :mod:`airflow_provider_stripe.idempotency`.
         """
         if self.error_type == "idempotency_error":
             return False

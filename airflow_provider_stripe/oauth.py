@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
-from airflow_provider_stripe.errors import from_stripe_error
 from airflow_provider_stripe.sdk_compat import as_dict
 
 if TYPE_CHECKING:
+    from airflow_provider_stripe.hooks.requests import StripeRequests
     from airflow_provider_stripe.hooks.stripe import StripeHook
 
 _OAUTH = STRIPE_CONTRACT.oauth2_auth
@@ -75,44 +75,33 @@ def _grant(response: Any) -> ConnectGrant:
     )
 
 
+def _platform(hook: StripeHook) -> StripeRequests:
+    """Requests as the platform itself: OAuth calls never carry ``Stripe-Account``."""
+    from airflow_provider_stripe.hooks.requests import StripeRequests
+
+    return StripeRequests(hook.get_client(account_id=None))
+
+
 def exchange_code(hook: StripeHook, code: str) -> ConnectGrant:
     """Exchange an authorization code for tokens (``grant_type=authorization_code``)."""
-    import stripe
-
-    client = hook.get_client(account_id=None)
-    try:
-        token = client.oauth.token({"grant_type": _OAUTH.grant_type, "code": code})
-    except stripe.StripeError as exc:
-        raise from_stripe_error(exc, "OAuth code exchange") from None
-    return _grant(token)
+    params = {"grant_type": _OAUTH.grant_type, "code": code}
+    return _grant(_platform(hook).oauth_token(params, "OAuth code exchange"))
 
 
 def refresh(hook: StripeHook, refresh_token: str | None = None) -> ConnectGrant:
     """Obtain a fresh access token from the connection's (or the given) refresh token."""
-    import stripe
-
     token_value = refresh_token or hook.config.oauth_refresh_token
     if not token_value:
         raise ValueError(f"connection {hook.stripe_conn_id!r} has no oauth_refresh_token to refresh with")
-    client = hook.get_client(account_id=None)
-    try:
-        token = client.oauth.token({"grant_type": "refresh_token", "refresh_token": token_value})
-    except stripe.StripeError as exc:
-        raise from_stripe_error(exc, "OAuth refresh") from None
-    return _grant(token)
+    params = {"grant_type": "refresh_token", "refresh_token": token_value}
+    return _grant(_platform(hook).oauth_token(params, "OAuth refresh"))
 
 
 def deauthorize(hook: StripeHook, stripe_user_id: str | None = None) -> str:
     """Disconnect the connected account from the platform; returns the account id."""
-    import stripe
-
     account = stripe_user_id or hook.config.account_id
     client_id = hook.config.oauth_client_id
     if not account or not client_id:
         raise ValueError("deauthorize needs the connection's oauth_client_id and account_id")
-    client = hook.get_client(account_id=None)
-    try:
-        result = client.oauth.deauthorize({"client_id": client_id, "stripe_user_id": account})
-    except stripe.StripeError as exc:
-        raise from_stripe_error(exc, "OAuth deauthorize") from None
+    result = _platform(hook).oauth_deauthorize({"client_id": client_id, "stripe_user_id": account})
     return str(as_dict(result)["stripe_user_id"])

@@ -5,14 +5,14 @@ The hook reads a ``stripe`` connection, validates it against the contract
 masker, and builds the official SDK's ``StripeClient`` (never the global
 ``stripe.api_key``) with the contract's ``Stripe-Version``, the connected account as
 ``Stripe-Account``, the base URL, a timeout, bounded retries and the connection's shared
-rate limiter. The Stripe SDK is imported only when a client is built, so importing this
-module at DAG-parse time stays cheap.
+rate limiter. Every request goes through :attr:`StripeHook.requests`
+(:mod:`airflow_provider_stripe.hooks.requests`). The Stripe SDK is imported only when a
+client is built, so importing this module at DAG-parse time stays cheap.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from airflow_provider_stripe.webhooks.signature import DEFAULT_TOLERANCE_SECONDS
 if TYPE_CHECKING:
     from stripe import StripeClient
 
+    from airflow_provider_stripe.hooks.requests import StripeRequests
     from airflow_provider_stripe.ratelimit import StripeRateLimiter
 
 _UNSET: Any = object()
@@ -124,7 +125,7 @@ class StripeHook(BaseHook):
         timeout: float | None = None,
         rate_limited: bool = True,
     ) -> StripeClient:
-        """A configured ``StripeClient``; use its ``client.v1.*`` services.
+        """A configured ``StripeClient``: what :attr:`requests` sends through.
 
         :param account_id: act on this connected account instead of the hook's (``None``
             for the platform account itself).
@@ -164,33 +165,19 @@ class StripeHook(BaseHook):
             http_client=http_client,
         )
 
-    def stream_file(self, file_id: str, *, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-        """The contents of a Stripe file (``/v1/files/{id}/contents`` on the files host), chunk by chunk.
+    @property
+    def requests(self) -> StripeRequests:
+        """The provider's Stripe requests (:mod:`~airflow_provider_stripe.hooks.requests`) on :meth:`get_client`."""
+        from airflow_provider_stripe.hooks.requests import StripeRequests
 
-        Authenticated like every request, read as it arrives: never held whole in memory.
-        """
-        from stripe import StripeError
-
-        from airflow_provider_stripe.errors import from_stripe_error
-
-        service = self.get_client().v1.files
-        try:
-            # The SDK's own streaming request (as quotes.pdf uses), against the files base.
-            response = service._request_stream("get", f"/v1/files/{file_id}/contents", base_address="files")
-        except StripeError as exc:
-            raise from_stripe_error(exc, f"files.contents({file_id})") from exc
-        try:
-            while chunk := response.io.read(chunk_size):
-                yield chunk
-        finally:
-            response.io.close()
+        return StripeRequests(self.get_client())
 
     # -- health check ---------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
         """The contract's ``ping`` within its time budget; backs the UI's Test button and CLI."""
         from airflow_provider_stripe.errors import StripeConfigurationError, redact
-        from airflow_provider_stripe.health import run_health_check
+        from airflow_provider_stripe.hooks.requests import check_health
 
         # The Test button runs this under a random transient conn id: name the user's connection
         # (the request's connection_id, kept by the plugin's middleware) or "this connection".
@@ -199,13 +186,13 @@ class StripeHook(BaseHook):
         tested = TESTED_CONNECTION_ID.get()
         label = f"Stripe connection {tested!r}" if tested else "This Stripe connection"
         try:
-            cfg = self.config
+            _ = self.config
         except StripeConfigurationError as exc:  # the problem names the field; it never holds a secret
             field = f", field {exc.field!r}" if exc.field else ""
             return False, f"{label} is invalid{field}: {exc.problem}"
         except Exception as exc:
             return False, f"{label} could not be read: {type(exc).__name__}: {redact(str(exc))}"
-        return run_health_check(self, cfg)
+        return check_health(self)
 
     # -- webhooks -------------------------------------------------------------------------
 

@@ -1,27 +1,22 @@
-"""Plumbing shared by every Stripe operator: hook, SDK calls, idempotency, dry runs, results.
+"""Plumbing shared by every Stripe operator: hook, idempotency, dry runs, results.
 
-Operators that move money (charges, refunds, payouts) derive from
-:class:`StripeMoneyOperator`, which gives them, in this order of use:
+Operators send their requests through ``self.hook.requests``
+(:mod:`airflow_provider_stripe.hooks.requests`). Operators that move money (charges,
+refunds, payouts) derive from :class:`StripeMoneyOperator`, which gives them, in this
+order of use:
 
 1. input validation is theirs (:mod:`airflow_provider_stripe.validation`), before anything else;
 2. :meth:`~StripeMoneyOperator.idempotent_requests`: the provider's idempotent-request
    engine (:class:`~airflow_provider_stripe.idempotency.IdempotentRequests`) for one
    operation: the user's key, or one derived from the task instance
-   (:class:`~airflow_provider_stripe.idempotency.RunIdentity`: dag_id, logical date or run
-   id, task_id, map_index) and the operation, so an Airflow retry of the same task replays
-   Stripe's first answer instead of moving money twice;
+   (:class:`~airflow_provider_stripe.payout_batch.keys.RunIdentity`) and the operation;
 3. :meth:`~StripeMoneyOperator.dry_run_result` when ``dry_run=True``: log what would be
    sent, send nothing;
 4. :meth:`~StripeMoneyOperator.guard_live_mode`: refuse live keys unless the connection
    allows them;
-5. :meth:`~StripeMoneyOperator.send_idempotent`: the SDK call under that key, its errors
-   turned into :class:`~airflow_provider_stripe.errors.StripeRequestError`. A
-   *definitive* refusal (card declined, insufficient funds...: nothing moved) moves the
-   request to a fresh key *generation* -- kept in the task state store -- and fails the
-   task without automatic retries (Stripe would replay the same refusal); clearing the
-   task once the cause is fixed sends it again under the fresh key. A lost response
-   (connection error, timeout, 5xx, 409, 429) keeps the key, so a retry cannot move money
-   twice;
+5. :meth:`~StripeMoneyOperator.send_idempotent`: the request under that key, by the
+   engine's generation rule (:mod:`airflow_provider_stripe.idempotency`); a definitive
+   refusal fails the task without automatic retries;
 6. :meth:`~StripeMoneyOperator.log_movement` and :func:`summarize`: one log line and a
    small JSON-safe result for XCom (never a whole Stripe object, never a key).
 
@@ -45,7 +40,6 @@ from airflow_provider_stripe.validation import format_amount
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-    from stripe import StripeClient
 
     from airflow_provider_stripe.hooks.stripe import StripeHook
     from airflow_provider_stripe.idempotency import IdempotentRequests
@@ -81,7 +75,7 @@ def summarize(obj: Any, fields: Sequence[str], **extra: Any) -> dict[str, Any]:
 
 
 class StripeBaseOperator(BaseOperator):
-    """Base for Stripe operators: a :class:`StripeHook` per task, and guarded SDK calls.
+    """Base for Stripe operators: a :class:`StripeHook` per task (its ``requests`` send everything).
 
     :param stripe_conn_id: the ``stripe`` connection to use.
     :param account_id: act on this Stripe Connect account (``acct_...``, sent as
@@ -112,25 +106,6 @@ class StripeBaseOperator(BaseOperator):
         _ = hook.config  # reading it checks the connection's
         return hook.account_id
 
-    def get_client(self) -> StripeClient:
-        """The connection's rate-limited, retrying ``StripeClient`` for this task's account."""
-        return self.hook.get_client()
-
-    def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one SDK call; a Stripe error becomes a :class:`StripeRequestError` naming ``operation``."""
-        import stripe
-
-        try:
-            return fn(*args, **kwargs)
-        except stripe.StripeError as exc:
-            raise self._request_error(exc, operation) from exc
-
-    def _request_error(self, exc: Exception, operation: str) -> StripeRequestError:
-        """The SDK error as a :class:`StripeRequestError`, with a hint for key conflicts."""
-        from airflow_provider_stripe.errors import from_stripe_error
-
-        return self._explain(from_stripe_error(exc, operation))
-
     def _explain(self, error: StripeRequestError) -> StripeRequestError:
         """Log what to do when Stripe refused the idempotency key itself; return ``error``."""
         if error.error_type == "idempotency_error" or error.code == "idempotency_key_in_use":
@@ -153,22 +128,11 @@ class StripeMoneyOperator(StripeBaseOperator):
         ``"order-{{ ti.map_index }}"``) or leave the default. After a definitive refusal
         the next attempt sends ``<key>-retry<n>`` (at most 240 characters).
 
-    Refusals and retries: Stripe saves the first answer for a key -- errors included --
-    and replays it for ~24 h. When Stripe refuses a request definitively (a 4xx other
-    than 409/429 and not ``idempotency_error``, e.g. a declined card: nothing moved),
-    the task fails with ``AirflowFailException`` naming the Stripe error, so Airflow does
-    not retry it pointlessly; the request's key *generation* is first advanced in the
-    task state store (``stripe_idempotency_generation:<operation>``), so clearing the
-    task after fixing the cause sends it under a fresh key. Without a task state store
-    (Airflow < 3.3) a later try starts again at the first key, meets Stripe's replayed
-    refusal and walks on, within the same execution, through the keys earlier tries used
-    (each answered from Stripe's store: a success is returned, never repeated) to the
-    first unused one. A lost answer (connection error, timeout, 5xx, 409, 429) fails the
-    task with a retryable :class:`~airflow_provider_stripe.errors.StripeRequestError`:
-    the retry reuses the key, so Stripe replays the first result instead of moving money
-    twice. Changing the request's parameters after a refusal needs the state store (or a
-    new explicit ``idempotency_key``): without it the first key, reused with other
-    parameters, is an ``idempotency_error``.
+    Refusals and retries follow the engine's generation rule
+    (:mod:`airflow_provider_stripe.idempotency`): a definitive refusal fails the task with
+    ``AirflowFailException`` (clear it once the cause is fixed: it is sent under a fresh
+    key); a lost answer fails it with a retryable
+    :class:`~airflow_provider_stripe.errors.StripeRequestError` that reuses the key.
     """
 
     template_fields: Sequence[str] = (*StripeBaseOperator.template_fields, "idempotency_key")
@@ -188,12 +152,9 @@ class StripeMoneyOperator(StripeBaseOperator):
         Without a store a try walks the generations earlier tries used (nothing else can
         find an earlier success of a single request).
         """
-        from airflow_provider_stripe.idempotency import (
-            IdempotentRequests,
-            RunIdentity,
-            SingleRequestLedger,
-            explicit_key_function,
-        )
+        from airflow_provider_stripe.idempotency import IdempotentRequests
+        from airflow_provider_stripe.payout_batch.keys import RunIdentity, explicit_key_function
+        from airflow_provider_stripe.payout_batch.ledger import SingleRequestLedger
 
         return IdempotentRequests(
             identity=RunIdentity.from_context(context),
@@ -212,30 +173,22 @@ class StripeMoneyOperator(StripeBaseOperator):
         self,
         context: Context,
         operation: str,
-        fn: Callable[..., T],
-        *args: Any,
+        call: Callable[[str], T],
+        *,
         key_parts: Sequence[object] = (),
         fail_on_refusal: bool = True,
     ) -> tuple[T, str]:
-        """Call the SDK method ``fn(*args, {"idempotency_key": key})``; return its result and the key.
+        """Send ``call(key)`` (a ``self.hook.requests`` method) under the engine's key; return its result and the key.
 
         ``operation`` and ``key_parts`` (e.g. a charge id) name the request: its key and its
-        generation in the task state store (see :meth:`idempotent_requests`).
-
-        The engine (:meth:`~airflow_provider_stripe.idempotency.IdempotentRequests.request`)
-        advances the key generation after a definitive refusal (stored before anything else
-        happens). If Stripe *replayed* that refusal (an earlier try's answer), the request
-        is sent again at once under the next key, and so on along the generations earlier
-        tries used (each one's saved answer is replayed: a refusal leads on, a success is
-        returned, not repeated) until a key Stripe has not seen executes it. A refusal of a
-        fresh request raises ``AirflowFailException`` chained to the
-        :class:`StripeRequestError` (or, with ``fail_on_refusal=False``, the
+        generation in the task state store (see :meth:`idempotent_requests`). The engine
+        (:meth:`~airflow_provider_stripe.idempotency.IdempotentRequests.request`) applies
+        the generation rule. A refusal of a fresh request raises ``AirflowFailException``
+        chained to the :class:`StripeRequestError` (or, with ``fail_on_refusal=False``, the
         :class:`StripeRequestError` itself, for an operator that inspects it). Any other
         error is raised as the :class:`StripeRequestError`: a retry reuses the key.
         """
-        answer = self.idempotent_requests(context, operation).request(
-            _reference(key_parts), lambda key: fn(*args, {"idempotency_key": key}), operation, self.log
-        )
+        answer = self.idempotent_requests(context, operation).request(_reference(key_parts), call, operation, self.log)
         if answer.error is None:
             return answer.result, answer.key  # type: ignore[return-value]
         error = self._explain(answer.error)

@@ -12,14 +12,9 @@ sends nothing), refuses live keys unless the connection allows live mode, sends 
 Stripe idempotency key that is stable across Airflow retries of the same task instance,
 supports ``dry_run``, and returns a small JSON-safe dict for XCom.
 
-Refusals: when Stripe refuses a request definitively (a declined card, insufficient
-funds, an invalid parameter: nothing was charged or refunded), the task fails with
-``AirflowFailException`` naming the Stripe error and is *not* retried automatically
-(Stripe replays the same refusal for the same key). Fix the cause and clear the task:
-it is sent under a fresh idempotency key (the key generation is kept in the task state
-store). A lost answer (timeout, connection error, 5xx, 409, 429) fails the task with a
-retryable ``StripeRequestError``: Airflow's retry reuses the key, so Stripe replays the
-first result instead of charging twice. See :class:`StripeMoneyOperator`.
+Refusals and lost answers follow the provider's key rule
+(:mod:`airflow_provider_stripe.idempotency`): a definitive refusal (a declined card:
+nothing moved) fails the task without automatic retries; clear it once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -81,11 +76,6 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
     """Charge a customer's card or a payment source through the (legacy) Charges API.
 
     Prefer a PaymentIntent for new customer-facing payments (see the module docstring).
-
-    A definitive refusal by Stripe (e.g. ``card_declined``, ``insufficient_funds``: nothing
-    was charged) fails the task with ``AirflowFailException`` and no automatic retry; fix
-    the cause and clear the task, which then sends the request under a fresh idempotency
-    key. A lost answer is retried by Airflow under the same key, so it never charges twice.
 
     :param amount: in the currency's minor unit (``1250`` = 12.50 EUR, ``500`` = ¥500);
         an ``int``, never rounded; at least Stripe's minimum charge for the currency.
@@ -236,8 +226,8 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
             key = self.resolve_idempotency_key(context, "charges.create")
             return self.dry_run_result("charges.create", params, idempotency_key=key)
         self.guard_live_mode("create a charge")
-        client = self.get_client()
-        charge, key = self.send_idempotent(context, "charges.create", client.v1.charges.create, params)
+        requests = self.hook.requests
+        charge, key = self.send_idempotent(context, "charges.create", lambda k: requests.charges_create(params, k))
         result = _charge_result(self, charge, key)
         verb = "Charged" if result["captured"] is not False else "Authorized (not captured)"
         self.log_movement(verb, result["amount"], result["currency"], result["id"], status=result["status"])
@@ -246,12 +236,6 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
 
 class StripeCaptureChargeOperator(StripeMoneyOperator):
     """Capture an authorized (``capture=False``) charge, fully or partly.
-
-    A definitive refusal by Stripe (e.g. the authorization expired,
-    ``charge_already_captured``: nothing was captured) fails the task with
-    ``AirflowFailException`` and no automatic retry; fix the cause and clear the task,
-    which then sends the request under a fresh idempotency key. A lost answer is retried
-    by Airflow under the same key, so it never captures twice.
 
     :param charge_id: ``ch_...``, templated: the create task's, e.g.
         ``"{{ ti.xcom_pull(task_ids='create_charge')['id'] }}"``
@@ -287,9 +271,9 @@ class StripeCaptureChargeOperator(StripeMoneyOperator):
             key = self.resolve_idempotency_key(context, "charges.capture", charge_id)
             return self.dry_run_result("charges.capture", {"charge": charge_id, **params}, idempotency_key=key)
         self.guard_live_mode("capture a charge")
-        client = self.get_client()
+        requests = self.hook.requests
         charge, key = self.send_idempotent(
-            context, "charges.capture", client.v1.charges.capture, charge_id, params, key_parts=(charge_id,)
+            context, "charges.capture", lambda k: requests.charges_capture(charge_id, params, k), key_parts=(charge_id,)
         )
         result = _charge_result(self, charge, key)
         captured = params.get("amount") or result["amount_captured"] or result["amount"]
@@ -299,12 +283,6 @@ class StripeCaptureChargeOperator(StripeMoneyOperator):
 
 class StripeRefundChargeOperator(StripeMoneyOperator):
     """Refund a charge, fully or partly (several partial refunds may follow each other).
-
-    A definitive refusal by Stripe (e.g. ``charge_already_refunded``, an amount above what
-    remains: nothing was refunded) fails the task with ``AirflowFailException`` and no
-    automatic retry; fix the cause and clear the task, which then sends the request under
-    a fresh idempotency key. A lost answer is retried by Airflow under the same key, so it
-    never refunds twice.
 
     :param charge_id: ``ch_...``.
     :param amount: refund only this much (minor units); default: what remains.
@@ -377,13 +355,13 @@ class StripeRefundChargeOperator(StripeMoneyOperator):
             key = self.resolve_idempotency_key(context, "refunds.create", params["charge"])
             return self.dry_run_result("refunds.create", params, idempotency_key=key)
         self.guard_live_mode("refund a charge")
-        client = self.get_client()
+        requests = self.hook.requests
         # Expanding the charge returns its new totals without a second request.
+        refund_params = {**params, "expand": ["charge"]}
         refund, key = self.send_idempotent(
             context,
             "refunds.create",
-            client.v1.refunds.create,
-            {**params, "expand": ["charge"]},
+            lambda k: requests.refunds_create(refund_params, k),
             key_parts=(params["charge"],),
         )
         charge = summarize(getattr(refund, "charge", None) or {}, ("refunded", "amount_refunded", "livemode"))

@@ -235,22 +235,13 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
     # -- reading ------------------------------------------------------------------------
 
     def _listing(self, service: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every object of one SDK listing (``client.v1.<service>.list``), page by page, as plain dicts."""
-        import stripe
-
-        from airflow_provider_stripe.errors import from_stripe_error
-
-        try:
-            page = getattr(self.get_client().v1, service).list(dict(params))
-            for obj in page.auto_paging_iter():
-                yield as_dict(obj)
-        except stripe.StripeError as exc:
-            raise from_stripe_error(exc, f"{service}.list") from exc
+        """Every object of one listing of ``service``, page by page, as plain dicts."""
+        return (as_dict(obj) for obj in self.hook.requests.list_all(service, params))
 
     def _first_page(self, service: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bool]:
         """One page of a listing: ``(objects, has_more)``."""
-        page = self.call(f"{service}.list", getattr(self.get_client().v1, service).list, dict(params))
-        return [as_dict(obj) for obj in page.data], bool(page.has_more)
+        objects, has_more = self.hook.requests.first_page(service, params)
+        return [as_dict(obj) for obj in objects], has_more
 
     def iter_objects(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
         """Every object created in ``[gte, lt)``, page by page, as plain dicts."""
@@ -330,7 +321,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             rows = self._listing(service, whole)
             yield from self._changed_objects(rows) if changes else rows
             return
-        self.get_client()  # built once here, then shared by the workers
+        self.hook.get_client()  # built once here, then shared by the workers
         spool = SliceSpool(spool_directory(target, self._spool_identity(gte, lt)))
         newest = min((s for s in spool.finished_slices() if s[1] == lt), default=None)
         if newest is None:

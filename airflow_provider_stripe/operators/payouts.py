@@ -32,8 +32,8 @@ REFERENCE_SCOPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_stripe.idempotency import PayoutIdentity
     from airflow_provider_stripe.payout_batch.batch import PayoutEngine, PayoutKeys
+    from airflow_provider_stripe.payout_batch.keys import PayoutIdentity
     from airflow_provider_stripe.payout_batch.limits import BatchLimits
     from airflow_provider_stripe.payout_batch.recovery import CrossRun
     from airflow_provider_stripe.payout_batch.results import ResultSink
@@ -159,7 +159,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         }
 
     def _identity(self, context: Context) -> PayoutIdentity:
-        from airflow_provider_stripe.idempotency import PayoutIdentity
+        from airflow_provider_stripe.payout_batch.keys import PayoutIdentity
 
         return PayoutIdentity.from_context(context)
 
@@ -172,13 +172,13 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         on_failure: Any,
         keys: PayoutKeys,
     ) -> PayoutEngine:
-        from airflow_provider_stripe.idempotency import BatchLedger
         from airflow_provider_stripe.payout_batch.batch import PayoutEngine
+        from airflow_provider_stripe.payout_batch.ledger import BatchLedger
 
         # Airflow 3.3+ (AIP-103); older Airflow has no store and relies on keys + listing.
         store = task_state_store(context)
         return PayoutEngine(
-            client=self.get_client(),
+            requests=self.hook.requests,
             identity=identity,
             progress=BatchLedger(store),
             log=self.log,
@@ -223,7 +223,7 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
     :param statement_descriptor: up to 22 characters shown on the bank statement.
     :param source_type: balance to draw from: ``bank_account``, ``card`` or ``fpx``.
     :param metadata: up to 45 string pairs (the provider adds the keys of
-        :data:`~airflow_provider_stripe.idempotency.RESERVED_METADATA_KEYS`).
+        :data:`~airflow_provider_stripe.payout_batch.keys.RESERVED_METADATA_KEYS`).
     :param reference: your stable name for this payout (e.g. a settlement id); default: a
         hash of its contents. Used to find the payout again on a retry.
     :param account_id: pay out from this connected account (``Stripe-Account``).
@@ -284,8 +284,8 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
         self.reference = reference
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_stripe.idempotency import explicit_key_function
         from airflow_provider_stripe.payout_batch.instructions import instruction_from_params
+        from airflow_provider_stripe.payout_batch.keys import explicit_key_function
         from airflow_provider_stripe.payout_batch.results import ResultSink
 
         self._check_cross_run()
@@ -557,22 +557,20 @@ class StripeCancelPayoutOperator(StripeMoneyOperator):
             key = self.resolve_idempotency_key(context, "payouts.cancel", payout_id)
             return self.dry_run_result("payouts.cancel", {"payout": payout_id}, idempotency_key=key)
         self.guard_live_mode("cancel a payout")
-        client = self.get_client()
+        requests = self.hook.requests
         try:
             # A refusal is inspected below (already canceled counts as done), not failed at once.
             payout, _key = self.send_idempotent(
                 context,
                 "payouts.cancel",
-                client.v1.payouts.cancel,
-                payout_id,
-                None,
+                lambda k: requests.payouts_cancel(payout_id, k),
                 key_parts=(payout_id,),
                 fail_on_refusal=False,
             )
         except StripeRequestError as error:
             if error.http_status != 400:
                 raise
-            current = self.call(f"payout retrieval ({payout_id})", client.v1.payouts.retrieve, payout_id)
+            current = requests.payouts_retrieve(payout_id)
             status = summarize(current, ("status",))["status"]
             if status != "canceled":
                 raise StripeInputError(

@@ -174,20 +174,7 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
     def _payouts_arrived(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
         """Payouts whose ``arrival_date`` is in ``[gte, lt)``, as plain dicts."""
         params = {**self._list_params(), "limit": 100, "arrival_date": {"gte": gte, "lt": lt}}
-        page = self.call("payouts.list", self.get_client().v1.payouts.list, params)
-        yield from self._each("payouts.list", page)
-
-    def _each(self, operation: str, page: Any) -> Iterator[dict[str, Any]]:
-        """Every object of a list, following pages, with Stripe errors converted."""
-        import stripe
-
-        from airflow_provider_stripe.errors import from_stripe_error
-
-        try:
-            for obj in page.auto_paging_iter():
-                yield as_dict(obj)
-        except stripe.StripeError as exc:
-            raise from_stripe_error(exc, operation) from exc
+        yield from (as_dict(p) for p in self.hook.requests.list_all("payouts", params))
 
     # -- rows -----------------------------------------------------------------------------
 
@@ -196,10 +183,8 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
         params: dict[str, Any] = {"payout": payout_id, "limit": self.page_size}
         if self.expand_source:
             params["expand"] = ["data.source"]
-        operation = f"balance_transactions.list(payout={payout_id})"
-        page = self.call(operation, self.get_client().v1.balance_transactions.list, params)
-        for txn in self._each(operation, page):
-            yield transaction_row(payout_id, txn)
+        for txn in self.hook.requests.list_all("balance_transactions", params):
+            yield transaction_row(payout_id, as_dict(txn))
 
     def _rows_for_id(self, payout_id: str) -> Iterator[dict[str, Any]]:
         from airflow_provider_stripe.errors import StripeRequestError
@@ -210,7 +195,7 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
         except StripeRequestError as error:
             if error.http_status != 400 or error.param != "payout":
                 raise
-            payout = as_dict(self.call("payouts.retrieve", self.get_client().v1.payouts.retrieve, payout_id))
+            payout = as_dict(self.hook.requests.payouts_retrieve(payout_id))
             if payout.get("automatic") is not False:
                 raise
             yield self._manual_row(payout)

@@ -140,17 +140,11 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         self.checked_account()
         resolve(self.path, self.storage_conn_id, template=self.path_template)  # validate before touching the network
         params = self._run_parameters(start, end)
-        client = self.get_client()
-        report_type = self.call(
-            "reporting.report_types.retrieve", client.v1.reporting.report_types.retrieve, self.report_type
-        )
+        requests = self.hook.requests
+        report_type = requests.report_type_retrieve(self.report_type)
         check_available(report_type, start, end)
         columns = list(self.columns or read_field(report_type, "default_columns") or [])
-        run = self.call(
-            "reporting.report_runs.create",
-            client.v1.reporting.report_runs.create,
-            {"report_type": self.report_type, "parameters": params},
-        )
+        run = requests.report_run_create({"report_type": self.report_type, "parameters": params})
         self.log.info("Created report run %s (%s, %s)", run.id, self.report_type, params)
         poll = self._poll_seconds()
         deadline = time.time() + self.report_timeout
@@ -175,7 +169,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
                 event = {"status": "timeout", "report_run_id": run.id, "message": f"report run {run.id} still pending"}
                 break
             time.sleep(min(poll, max(deadline - time.time(), 0)))
-            run = self.call("reporting.report_runs.retrieve", client.v1.reporting.report_runs.retrieve, run.id)
+            run = requests.report_run_retrieve(run.id)
             event = run_event(run)
         return self.execute_complete(context, event, interval=[start, end], columns=columns)
 
@@ -203,7 +197,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
             raise AirflowException(f"waiting for Stripe report run {run_id} failed ({status}): {event.get('message')}")
         target = resolve(self.path, self.storage_conn_id, template=self.path_template)
         file_id = str(event["file_id"])
-        size = write_chunks(target, self.hook.stream_file(file_id))
+        size = write_chunks(target, self.hook.requests.file_contents(file_id))
         self.log.info("Report run %s: file %s, %d bytes, written to %s", run_id, file_id, size, target)
         self.stripe_lineage = LineageRecord(
             inputs=(stripe_dataset(self.hook.account_id, f"reporting/{self.report_type}"),),

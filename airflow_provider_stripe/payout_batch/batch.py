@@ -12,21 +12,17 @@ For each item, in order:
 4. otherwise ``POST /v1/payouts`` through the provider's idempotent-request engine
    (:class:`~airflow_provider_stripe.idempotency.IdempotentRequests`, one request per
    item, per-item progress in a
-   :class:`~airflow_provider_stripe.idempotency.BatchLedger`): a protected reference
+   :class:`~airflow_provider_stripe.payout_batch.ledger.BatchLedger`): a protected reference
    under its reference key (the same for every run: Stripe refuses a second payment),
    any other item under its task key, at the item's generation.
 
-Answers: a payout -> ``created`` (or ``existing`` if Stripe replayed an earlier try's).
-A definitive refusal that Stripe *replayed* is sent again at once under the next
-generation; a refusal from a fresh execution fails the item (nothing paid). ``409`` while
-another request with the key is in flight: wait and ask again under the same key. A
-reference key that another task instance used (``400 idempotency_error``): the item is
-*contended*; once the pool is drained one listing settles every contended item -- paid
-by another run (``already_paid_by_run``), paid by this one (``existing``), or nothing that
-moved money under it, then the next generation is sent (at most
-:data:`CONTENTION_ROUNDS` rounds). Anything else -- connection error, timeout, 5xx, 429
-after the SDK's own retries -- fails the item as *unknown*: the payout may exist, so the
-next try reuses the same key and the listing finds it.
+Answers follow the engine's generation rule (:mod:`airflow_provider_stripe.idempotency`):
+``created`` (or ``existing``), ``refused`` (nothing paid) or *unknown* (the next try reuses
+the key and the listing finds the payout). A reference key that another task instance
+used (``400 idempotency_error``): the item is *contended*; once the pool is drained one
+listing settles every contended item -- paid by another run (``already_paid_by_run``),
+paid by this one (``existing``), or nothing that moved money under it, then the next
+generation is sent (at most :data:`CONTENTION_ROUNDS` rounds).
 
 After a try that met contention and created protected payouts, one more listing (of the
 payouts created since the try began) checks that no protected reference of the batch has
@@ -35,12 +31,12 @@ the task loudly (:class:`~airflow_provider_stripe.errors.StripeDuplicatePayoutEr
 
 Run-level results: every payout of this run is attributed to the try that created it --
 this try for ``created``; for one found, the ledger's record or, by its creation time,
-the try timeline the ledger keeps (:meth:`~airflow_provider_stripe.idempotency.BatchLedger.try_that_created`).
+the try timeline the ledger keeps (:meth:`~airflow_provider_stripe.payout_batch.ledger.BatchLedger.try_that_created`).
 
 Concurrency: a bounded thread pool of ``max_workers`` fed lazily from the spool (at most
 ``2 * max_workers`` items in flight, ``max_workers`` with ``on_failure="stop"``), so
 memory does not grow with the batch; every request first takes a slot from the
-connection's rate limiter (in the hook's client). All bookkeeping -- state store writes,
+connection's rate limiter (in the hook's requests). All bookkeeping -- state store writes,
 results, log lines -- happens in the calling thread.
 """
 
@@ -54,20 +50,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_stripe.idempotency import (
+from airflow_provider_stripe.idempotency import Answer, Attempt, IdempotentRequests
+from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction
+from airflow_provider_stripe.payout_batch.keys import (
     KEY_LIFETIME,
     PAYOUT_SCOPE,
     REFERENCE_METADATA_KEY,
     WINDOW_SLACK,
-    Answer,
-    Attempt,
-    BatchLedger,
-    IdempotentRequests,
     KeyFunction,
     PayoutIdentity,
     ReferenceScope,
 )
-from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction
+from airflow_provider_stripe.payout_batch.ledger import BatchLedger
 from airflow_provider_stripe.payout_batch.recovery import (
     CrossRun,
     PaidByRun,
@@ -79,7 +73,7 @@ from airflow_provider_stripe.payout_batch.results import ItemResult, ResultSink
 from airflow_provider_stripe.validation import format_amount
 
 if TYPE_CHECKING:
-    from stripe import StripeClient
+    from airflow_provider_stripe.hooks.requests import StripeRequests
 
 OnFailure = Literal["continue", "stop"]
 ON_FAILURE_CHOICES: tuple[OnFailure, ...] = ("continue", "stop")
@@ -125,7 +119,7 @@ class PayoutKeys:
 class PayoutEngine:
     """Runs one batch (or a single payout) for one run identity. See the module docstring.
 
-    :param client: the hook's rate-limited ``StripeClient`` (for the target account).
+    :param requests: the hook's requests (for the target account).
     :param identity: the run identity (task keys, metadata tag, listing window).
     :param progress: per-item progress, backed by the task state store when available.
     :param log: where the one-line-per-movement log goes.
@@ -138,7 +132,7 @@ class PayoutEngine:
     def __init__(
         self,
         *,
-        client: StripeClient,
+        requests: StripeRequests,
         identity: PayoutIdentity,
         progress: BatchLedger,
         log: logging.Logger | Any,
@@ -150,7 +144,7 @@ class PayoutEngine:
             raise ValueError(f"on_failure={on_failure!r}: use 'continue' or 'stop'")
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers={max_workers!r}: use an integer >= 1")
-        self.client = client
+        self.stripe = requests
         self.identity = identity
         self.progress = progress
         self.log = log
@@ -214,7 +208,7 @@ class PayoutEngine:
 
     def _list(self, since: int, other_runs_since: int | None) -> Reconciliation:
         result = find_existing(
-            self.client, self.identity, since, cross_run=self.cross_run, other_runs_since=other_runs_since
+            self.stripe, self.identity, since, cross_run=self.cross_run, other_runs_since=other_runs_since
         )
         self.log.info(
             "Looked for payouts of %s created since %s: %d listed (%d page(s)), %d of this run found",
@@ -343,7 +337,7 @@ class PayoutEngine:
         params = self.keys.params(instruction)
         return self.requests.send(
             attempt,
-            lambda key: self.client.v1.payouts.create(params, {"idempotency_key": key}),  # type: ignore[arg-type]
+            lambda key: self.stripe.payouts_create(params, key),
             f"payout creation ({instruction.where()})",
             key=self.keys.key(instruction, attempt.generation),
             contain=True,  # e.g. a rate-limit wait beyond its bound: outcome unknown

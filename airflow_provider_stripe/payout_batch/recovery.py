@@ -4,12 +4,12 @@ Idempotency keys protect a payment for about 24 h; after that (or if the state s
 cleared), the only record of what was paid is Stripe itself. Every payout carries the
 item's reference, the task instance's tag, the scope name of a protected reference, the
 DAG id and the run id in its metadata
-(:meth:`~airflow_provider_stripe.idempotency.PayoutIdentity.stamp`), so listing the
+(:meth:`~airflow_provider_stripe.payout_batch.keys.PayoutIdentity.stamp`), so listing the
 payouts created since a moment, with the SDK's auto-pagination, finds them.
 
 **Cross-run protection** (:class:`CrossRun`): a protected reference
 (:meth:`CrossRun.scope_for`) is sent under its *reference key*, the same for every run in
-its :class:`~airflow_provider_stripe.idempotency.ReferenceScope`, so two runs racing
+its :class:`~airflow_provider_stripe.payout_batch.keys.ReferenceScope`, so two runs racing
 are told apart by Stripe at creation (see :mod:`airflow_provider_stripe.idempotency`).
 The listing adds what the keys no longer know: a payout whose metadata names the same
 scope (an unprotected payout counts in ``dag:<its DAG>``) and reference but another task
@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_stripe.errors import from_stripe_error
-from airflow_provider_stripe.idempotency import (
+from airflow_provider_stripe.payout_batch.keys import (
     ACCOUNT_SCOPE,
     DAG_METADATA_KEY,
     DAG_RUN_METADATA_KEY,
@@ -45,7 +44,7 @@ from airflow_provider_stripe.idempotency import (
 from airflow_provider_stripe.sdk_compat import read_field
 
 if TYPE_CHECKING:
-    from stripe import StripeClient
+    from airflow_provider_stripe.hooks.requests import StripeRequests
 
 PAGE_SIZE = 100
 
@@ -106,7 +105,7 @@ class CrossRun:
     :param lookback: how far before the run's first try another run's payouts count (the
         keys cover the last ~24 h in any case).
     :param reference_scope: the scope of explicit references; ``None``: the whole Stripe
-        account (:data:`~airflow_provider_stripe.idempotency.ACCOUNT_SCOPE`), whichever DAG pays.
+        account (:data:`~airflow_provider_stripe.payout_batch.keys.ACCOUNT_SCOPE`), whichever DAG pays.
     :param account: the connected account paying (``None``: the platform).
     :param dag_id: the DAG (content-hash references are protected within it).
     """
@@ -155,7 +154,7 @@ class Reconciliation:
 
 
 def find_existing(
-    client: StripeClient,
+    requests: StripeRequests,
     identity: PayoutIdentity,
     since: int,
     *,
@@ -168,8 +167,6 @@ def find_existing(
     ``cross_run`` and ``other_runs_since``, so are the payouts of other task instances in
     the batch's scopes (see the module docstring) from that time on.
     """
-    import stripe
-
     tag = identity.tag
     found: dict[str, PayoutFacts] = {}
     own_extra: dict[str, list[str]] = {}
@@ -178,29 +175,25 @@ def find_existing(
     names = cross_run.scope_names if cross_run is not None and other_runs_since is not None else frozenset()
     start = since if not names or other_runs_since is None else min(since, other_runs_since)
     listed = 0
-    try:
-        page = client.v1.payouts.list({"created": {"gte": start}, "limit": PAGE_SIZE})
-        for payout in page.auto_paging_iter():
-            listed += 1
-            metadata = read_field(payout, "metadata") or {}
-            reference = str(read_field(metadata, REFERENCE_METADATA_KEY))
-            stamped = read_field(metadata, SCOPE_METADATA_KEY)
-            # An unprotected payout (no scope stamp) still belongs to its DAG's scope.
-            scope = str(stamped or f"dag:{read_field(metadata, DAG_METADATA_KEY)}")
-            facts = PayoutFacts.of(payout)
-            if stamped and facts.moved_money and scope in names:
-                protected.setdefault((scope, reference), []).append(facts.id)
-            if read_field(metadata, RUN_METADATA_KEY) == tag:
-                if reference in found:
-                    own_extra.setdefault(reference, []).append(facts.id)
-                else:
-                    found[reference] = facts
-            elif scope in names and facts.moved_money and facts.created >= (other_runs_since or 0):
-                run_id = str(read_field(metadata, DAG_RUN_METADATA_KEY) or "?")
-                paid = PaidByRun(str(read_field(metadata, DAG_METADATA_KEY) or "?"), run_id, facts)
-                other_runs.setdefault((scope, reference), paid)  # newest first: the first seen is kept
-    except stripe.StripeError as exc:
-        raise from_stripe_error(exc, "payout listing (to find payouts of earlier attempts and runs)") from None
+    for payout in requests.list_all("payouts", {"created": {"gte": start}, "limit": PAGE_SIZE}):
+        listed += 1
+        metadata = read_field(payout, "metadata") or {}
+        reference = str(read_field(metadata, REFERENCE_METADATA_KEY))
+        stamped = read_field(metadata, SCOPE_METADATA_KEY)
+        # An unprotected payout (no scope stamp) still belongs to its DAG's scope.
+        scope = str(stamped or f"dag:{read_field(metadata, DAG_METADATA_KEY)}")
+        facts = PayoutFacts.of(payout)
+        if stamped and facts.moved_money and scope in names:
+            protected.setdefault((scope, reference), []).append(facts.id)
+        if read_field(metadata, RUN_METADATA_KEY) == tag:
+            if reference in found:
+                own_extra.setdefault(reference, []).append(facts.id)
+            else:
+                found[reference] = facts
+        elif scope in names and facts.moved_money and facts.created >= (other_runs_since or 0):
+            run_id = str(read_field(metadata, DAG_RUN_METADATA_KEY) or "?")
+            paid = PaidByRun(str(read_field(metadata, DAG_METADATA_KEY) or "?"), run_id, facts)
+            other_runs.setdefault((scope, reference), paid)  # newest first: the first seen is kept
     duplicates = {ref: [found[ref].id, *ids] for ref, ids in own_extra.items()}
     for (_scope, ref), ids in protected.items():
         if len(ids) > 1:

@@ -13,8 +13,9 @@ know is reported as missing. No ``created`` filter is sent: the sensor knows the
 ids, not when they were created, and early stopping already bounds the pages.
 For a handful of ids (``<= RETRIEVE_AT_MOST``) retrieving each is cheapest.
 
-The sync and async variants differ only in how they call the SDK; the bookkeeping is one
-:class:`_Scan`. The Stripe SDK is imported only when a call fails (to classify the error).
+The sync and async variants differ only in which requests they send
+(:class:`~airflow_provider_stripe.hooks.requests.StripeRequests`); the bookkeeping is one
+:class:`_Scan`.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_stripe.errors import from_stripe_error
+from airflow_provider_stripe.errors import StripeRequestError
 from airflow_provider_stripe.payout_status.watch import PayoutSnapshot
 
 if TYPE_CHECKING:
-    from stripe import StripeClient
+    from airflow_provider_stripe.hooks.requests import StripeRequests
 
 LIST_PAGE_SIZE = 100
 """Stripe's largest ``limit`` for list requests."""
@@ -98,72 +99,43 @@ class _Scan:
             self.result.found[payout_id] = PayoutSnapshot.from_stripe(payout)
 
 
-def _is_stripe_error(exc: Exception) -> bool:
-    import stripe
-
-    return isinstance(exc, stripe.StripeError)
-
-
-def _not_found_or_raise(exc: Exception, payout_id: str) -> None:
-    """Swallow a 404 for one payout (reported as missing); convert other Stripe errors."""
-    if not _is_stripe_error(exc):
-        raise exc
-    error = from_stripe_error(exc, f"retrieve payout {payout_id}")
-    if error.http_status == 404:
-        return
-    raise error from exc
-
-
-@contextmanager
-def _listing_errors() -> Iterator[None]:
-    """A Stripe error while listing payouts becomes the provider's error; others pass through."""
-    try:
-        yield
-    except Exception as exc:
-        if not _is_stripe_error(exc):
-            raise
-        raise from_stripe_error(exc, "list payouts") from exc
-
-
 @contextmanager
 def _missing_is_none(payout_id: str) -> Iterator[None]:
     """A 404 while retrieving ``payout_id`` is swallowed (the payout stays ``None``); other errors raise."""
     try:
         yield
-    except Exception as exc:
-        _not_found_or_raise(exc, payout_id)
+    except StripeRequestError as error:
+        if error.http_status != 404:
+            raise
 
 
-def fetch_payouts(client: StripeClient, payout_ids: Sequence[str]) -> PayoutLookup:
-    """Look up ``payout_ids`` with the sync client (sensor pokes)."""
+def fetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) -> PayoutLookup:
+    """Look up ``payout_ids`` with sync requests (sensor pokes)."""
     scan = _Scan(payout_ids)
     if scan.use_list:
-        with _listing_errors():
-            scan.start_list()
-            for payout in client.v1.payouts.list(scan.list_params()).auto_paging_iter():  # type: ignore[arg-type]
-                if scan.add_listed(payout):
-                    break
+        scan.start_list()
+        for payout in requests.list_all("payouts", scan.list_params()):
+            if scan.add_listed(payout):
+                break
     for payout_id in scan.remaining():
         retrieved: Any = None
         with _missing_is_none(payout_id):
-            retrieved = client.v1.payouts.retrieve(payout_id)
+            retrieved = requests.payouts_retrieve(payout_id)
         scan.add_retrieved(payout_id, retrieved)
     return scan.result
 
 
-async def afetch_payouts(client: StripeClient, payout_ids: Sequence[str]) -> PayoutLookup:
+async def afetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) -> PayoutLookup:
     """Look up ``payout_ids`` with the SDK's async client (the trigger)."""
     scan = _Scan(payout_ids)
     if scan.use_list:
-        with _listing_errors():
-            scan.start_list()
-            page = await client.v1.payouts.list_async(scan.list_params())  # type: ignore[arg-type]
-            async for payout in page.auto_paging_iter():
-                if scan.add_listed(payout):
-                    break
+        scan.start_list()
+        async for payout in requests.list_all_async("payouts", scan.list_params()):
+            if scan.add_listed(payout):
+                break
     for payout_id in scan.remaining():
         retrieved: Any = None
         with _missing_is_none(payout_id):
-            retrieved = await client.v1.payouts.retrieve_async(payout_id)
+            retrieved = await requests.payouts_retrieve_async(payout_id)
         scan.add_retrieved(payout_id, retrieved)
     return scan.result

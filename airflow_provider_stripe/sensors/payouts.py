@@ -168,7 +168,7 @@ class StripePayoutSensor(BaseSensorOperator):
             self.log.warning("No payout ids to wait for (empty input): nothing to do")
             return PokeReturnValue(is_done=True, xcom_value=Verdict("success", ()).result())
         polled = watch.to_poll(time.time())
-        lookup = fetch_payouts(self.hook.get_client(), polled)
+        lookup = fetch_payouts(self.hook.requests, polled)
         self.log.info("%s", lookup.describe())
         verdict = watch.observe(polled, lookup.found, time.time())
         if not verdict.done:

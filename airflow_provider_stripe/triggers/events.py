@@ -71,8 +71,7 @@ from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.validation import ACCOUNT_ID_RE
 
 if TYPE_CHECKING:
-    from stripe import StripeClient
-
+    from airflow_provider_stripe.hooks.requests import StripeRequests
     from airflow_provider_stripe.hooks.stripe import StripeHook
 
 EVENT_RETENTION_SECONDS = 30 * 24 * 3600
@@ -372,9 +371,9 @@ class StripeEventTrigger(BaseEventTrigger):
                     for _ in ready:
                         unsaved.popleft()
                 cursor = self._within_retention(cursor, int(time.time()))
-                client = await run_blocking(hook.get_client)
+                requests = await run_blocking(getattr, hook, "requests")  # reads the connection
                 polled_at = int(time.time())
-                batch = await self._list_new(client, cursor)
+                batch = await self._list_new(requests, cursor)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -401,7 +400,7 @@ class StripeEventTrigger(BaseEventTrigger):
                 unsaved.append((time.monotonic(), cursor))
             await asyncio.sleep(self.poll_interval)
 
-    async def _list_new(self, client: StripeClient, cursor: EventCursor) -> list[dict[str, Any]]:
+    async def _list_new(self, requests: StripeRequests, cursor: EventCursor) -> list[dict[str, Any]]:
         """Every event after ``cursor`` matching ``types``, oldest first, each once."""
         new: dict[str, dict[str, Any]] = {}
         filters: list[str | None] = [*self.types] or [None]
@@ -409,8 +408,7 @@ class StripeEventTrigger(BaseEventTrigger):
             params: dict[str, Any] = {"created": {"gte": cursor.floor}, "limit": self.page_size}
             if type_filter is not None:
                 params["type"] = type_filter
-            page = await client.v1.events.list_async(params)  # type: ignore[arg-type]
-            listed = [summarize_event(event) async for event in page.auto_paging_iter()]
+            listed = [summarize_event(event) async for event in requests.list_all_async("events", params)]
             for summary in reversed(listed):  # Stripe lists newest first
                 if cursor.is_new(summary):
                     new.setdefault(summary["event_id"], summary)
@@ -498,15 +496,8 @@ def _iso(timestamp: int) -> str:
 
 def _describe(exc: BaseException) -> str:
     """A secret-free, actionable description of a failed poll."""
-    from airflow_provider_stripe.errors import StripeConfigurationError, from_stripe_error, redact
+    from airflow_provider_stripe.errors import StripeConfigurationError, StripeRequestError, redact
 
-    if isinstance(exc, StripeConfigurationError):
+    if isinstance(exc, (StripeConfigurationError, StripeRequestError)):
         return str(exc)
-    try:
-        import stripe
-
-        if isinstance(exc, stripe.StripeError):
-            return str(from_stripe_error(exc, "list events"))
-    except ImportError:  # pragma: no cover - stripe is a dependency
-        pass
     return redact(f"{type(exc).__name__}: {exc}")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -31,6 +31,9 @@ from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import redact
 from airflow_provider_stripe.payout_status.lookup import afetch_payouts
 from airflow_provider_stripe.payout_status.watch import PayoutWatch
+
+if TYPE_CHECKING:
+    from airflow_provider_stripe.hooks.requests import StripeRequests
 
 
 class StripePayoutTrigger(BaseTrigger):
@@ -83,9 +86,9 @@ class StripePayoutTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = PayoutWatch(tuple(self.payout_ids), self.grace_period, dict(self.paid_since))
         try:
-            client = await run_blocking(self._client)
+            requests = await run_blocking(self._requests)
             while True:
-                event = await self._poll_once(client, watch)
+                event = await self._poll_once(requests, watch)
                 if event is not None:
                     yield TriggerEvent(event)
                     return
@@ -99,16 +102,15 @@ class StripePayoutTrigger(BaseTrigger):
             self.log.exception("Polling Stripe payouts failed")
             yield TriggerEvent({"status": "error", "message": redact(f"{type(exc).__name__}: {exc}")})
 
-    def _client(self) -> Any:
+    def _requests(self) -> StripeRequests:
         """Read the connection and build the client (blocking: runs in a worker thread)."""
         from airflow_provider_stripe.hooks.stripe import StripeHook
 
-        hook = StripeHook(self.stripe_conn_id, account_id=self.account_id)
-        return hook.get_client()
+        return StripeHook(self.stripe_conn_id, account_id=self.account_id).requests
 
-    async def _poll_once(self, client: Any, watch: PayoutWatch) -> dict[str, Any] | None:
+    async def _poll_once(self, requests: StripeRequests, watch: PayoutWatch) -> dict[str, Any] | None:
         polled = watch.to_poll(time.time())
-        lookup = await afetch_payouts(client, polled)
+        lookup = await afetch_payouts(requests, polled)
         verdict = watch.observe(polled, lookup.found, time.time())
         self.log.info("%s; %s", verdict.describe(), lookup.describe())
         return verdict.as_event() if verdict.done else None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -26,6 +26,9 @@ from airflow_provider_stripe.compat import run_blocking
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import redact
 from airflow_provider_stripe.reporting import run_event
+
+if TYPE_CHECKING:
+    from airflow_provider_stripe.hooks.requests import StripeRequests
 
 
 class StripeReportRunTrigger(BaseTrigger):
@@ -68,9 +71,9 @@ class StripeReportRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
-            client = await run_blocking(self._client)
+            requests = await run_blocking(self._requests)
             while True:
-                run = await client.v1.reporting.report_runs.retrieve_async(self.report_run_id)
+                run = await requests.report_run_retrieve_async(self.report_run_id)
                 event = run_event(run)
                 if event is not None:
                     yield TriggerEvent(event)
@@ -93,8 +96,8 @@ class StripeReportRunTrigger(BaseTrigger):
             message = redact(f"{type(exc).__name__}: {exc}")
             yield TriggerEvent({"status": "error", "report_run_id": self.report_run_id, "message": message})
 
-    def _client(self) -> Any:
+    def _requests(self) -> StripeRequests:
         """Read the connection and build the client (blocking: runs in a worker thread)."""
         from airflow_provider_stripe.hooks.stripe import StripeHook
 
-        return StripeHook(self.stripe_conn_id, account_id=self.account_id).get_client()
+        return StripeHook(self.stripe_conn_id, account_id=self.account_id).requests

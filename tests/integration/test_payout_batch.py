@@ -34,8 +34,10 @@ import stripe
 
 from airflow_provider_stripe.compat import AirflowFailException
 from airflow_provider_stripe.errors import StripePayoutError, StripePayoutRefusedError
-from airflow_provider_stripe.idempotency import PayoutIdentity
+from airflow_provider_stripe.hooks.requests import StripeRequests
+from airflow_provider_stripe.hooks.stripe import StripeHook
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
+from airflow_provider_stripe.payout_batch.keys import PayoutIdentity
 from airflow_provider_stripe.payout_batch.sources import SourceError, StripeBatchInputError
 from tests.airflow_env import rate_limit_caps_env
 from tests.integration.payout_helpers import (
@@ -333,7 +335,8 @@ def test_ten_thousand_items_keep_memory_flat_per_item(
 ) -> None:
     """Peak traced memory per item of the whole execute (file -> validation -> engine -> results)."""
     client = InProcessPayoutClient()
-    monkeypatch.setattr(StripePayoutBatchOperator, "get_client", lambda self: client)
+    requests = StripeRequests(client)  # type: ignore[arg-type]
+    monkeypatch.setattr(StripeHook, "requests", property(lambda self: requests))
     conn_id = conn(localstripe)
     batch(conn_id, eur_items(50, "warm")).execute(payout_context(task_id="warm-up"))  # imports, caches
 

@@ -28,14 +28,14 @@ from typing import Any
 import pytest
 
 from airflow_provider_stripe.errors import StripeDuplicatePayoutError, StripePayoutError
-from airflow_provider_stripe.idempotency import (
+from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
+from airflow_provider_stripe.payout_batch.keys import (
     DAG_METADATA_KEY,
     DAG_RUN_METADATA_KEY,
     REFERENCE_METADATA_KEY,
     RUN_METADATA_KEY,
     SCOPE_METADATA_KEY,
 )
-from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
 from tests.integration.payout_helpers import eur_items, list_all_payouts, payout_context
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection
 from tests.servers.fault_proxy import FaultKind, FaultPlan, FaultProxy

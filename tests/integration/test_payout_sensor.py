@@ -230,8 +230,7 @@ def test_500_payouts_cost_5_list_requests_per_poke(
     async def async_lookup() -> int:
         from airflow_provider_stripe.hooks.stripe import StripeHook
 
-        client = StripeHook(sensor.stripe_conn_id).get_client()
-        found = await afetch_payouts(client, ids)
+        found = await afetch_payouts(StripeHook(sensor.stripe_conn_id).requests, ids)
         assert len(found.found) == 500
         return found.requests
 
@@ -247,7 +246,7 @@ def test_ids_missing_from_the_listing_are_retrieved_individually(
 
     wanted = bank.create(4)
     newer = bank.create(350)  # Stripe lists newest first: these fill the page budget
-    lookup = fetch_payouts(StripeHook(conn_for(localstripe)).get_client(), [*wanted, "po_gone"])
+    lookup = fetch_payouts(StripeHook(conn_for(localstripe)).requests, [*wanted, "po_gone"])
     assert lookup.list_requests == 3  # ceil(5 / 100) + 2 slack pages
     assert lookup.retrieve_requests == 5 and set(lookup.found) == set(wanted)
     assert newer

@@ -12,16 +12,10 @@ import stripe
 
 from airflow_provider_stripe import idempotency
 from airflow_provider_stripe.errors import StripeRequestError
-from airflow_provider_stripe.idempotency import (
-    GENERATION_STATE_PREFIX,
-    Attempt,
-    IdempotentRequests,
-    RunIdentity,
-    SingleRequestLedger,
-    allows_fresh_key,
-    explicit_key_function,
-    without_key,
-)
+from airflow_provider_stripe.hooks.requests import translated
+from airflow_provider_stripe.idempotency import Attempt, IdempotentRequests, allows_fresh_key, without_key
+from airflow_provider_stripe.payout_batch.keys import RunIdentity, explicit_key_function
+from airflow_provider_stripe.payout_batch.ledger import GENERATION_STATE_PREFIX, SingleRequestLedger
 from airflow_provider_stripe.validation import StripeInputError
 from tests.integration.payout_helpers import MemoryStateStore, payout_context
 from tests.integration.stripe_task_context import task_context
@@ -124,13 +118,23 @@ class _StripeKeys:
         return SimpleNamespace(id=self.saved[key], created=created, last_response=SimpleNamespace(headers=headers))
 
 
+def _as_request(call: Any) -> Any:
+    """``call`` as a ``StripeRequests`` method sends it: its SDK errors translated (what the engine meets)."""
+
+    def send(key: str) -> Any:
+        with translated("op"):
+            return call(key)
+
+    return send
+
+
 def _engine(store: Any, try_number: int) -> IdempotentRequests[Any]:
     identity = RunIdentity.from_context(payout_context(try_number=try_number))
     return IdempotentRequests(identity=identity, scope="s", ledger=SingleRequestLedger(store, "s"))
 
 
 def _send(stripe_keys: _StripeKeys, store: Any, try_number: int) -> Any:
-    return _engine(store, try_number).request("", stripe_keys, "op", logging.getLogger(__name__))
+    return _engine(store, try_number).request("", _as_request(stripe_keys), "op", logging.getLogger(__name__))
 
 
 def test_engine_walks_past_replayed_refusals_and_never_repeats_an_earlier_success() -> None:
@@ -162,19 +166,19 @@ def test_engine_waits_for_a_request_in_flight_under_the_same_key_and_never_takes
             raise _idempotency_error(409)
         return SimpleNamespace(id="po_1", created=int(time.time()) + 5, last_response=None)
 
-    answer = _engine(None, 1).request("", busy_twice, "op", logging.getLogger(__name__))
+    answer = _engine(None, 1).request("", _as_request(busy_twice), "op", logging.getLogger(__name__))
     assert (answer.outcome, answer.attempt.waits, len(set(keys_sent))) == ("created", 2, 1)
 
     def always_busy(key: str) -> Any:
         raise _idempotency_error(409)
 
-    answer = _engine(None, 1).request("", always_busy, "op", logging.getLogger(__name__))
+    answer = _engine(None, 1).request("", _as_request(always_busy), "op", logging.getLogger(__name__))
     assert (answer.outcome, answer.attempt.waits) == ("unknown", 3), "bounded: then unknown, the key kept"
 
     def other_params(key: str) -> Any:
         raise _idempotency_error(400)
 
-    answer = _engine(None, 1).request("", other_params, "op", logging.getLogger(__name__))
+    answer = _engine(None, 1).request("", _as_request(other_params), "op", logging.getLogger(__name__))
     assert (answer.outcome, answer.attempt.generation) == ("used_elsewhere", 0)
 
 
@@ -190,5 +194,5 @@ def test_engine_with_a_store_starts_at_the_fresh_key_and_keeps_a_lost_answers_ke
         raise stripe.APIConnectionError("connection reset")
 
     engine = _engine(MemoryStateStore(), 1)
-    unknown = engine.request("", lost, "op", logging.getLogger(__name__))
+    unknown = engine.request("", _as_request(lost), "op", logging.getLogger(__name__))
     assert unknown.outcome == "unknown" and engine.current_generation("") == 0, "a lost answer keeps its key"

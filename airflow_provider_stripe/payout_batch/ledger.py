@@ -1,0 +1,253 @@
+"""Where each request's key generation and outcome live between tries: the ledgers.
+
+Which generation is current (:mod:`airflow_provider_stripe.idempotency` says when it
+moves), and what became of it, is kept in Airflow's task state store
+(``context["task_state_store"]``, Airflow 3.3+) by a :class:`Ledger`, written *before* a
+new generation is used. A task with one request per scope keeps just the generation to
+use next (:class:`SingleRequestLedger`, key ``stripe_idempotency_generation:<scope>``); a
+batch keeps every item's generation and outcome in chunks (:class:`BatchLedger`, keys
+``stripe_payout_batch`` and ``stripe_payout_batch/<i>``). On Airflow < 3.3 there is no
+store: the ledgers remember nothing and every try starts at generation 0.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal, Protocol
+
+Code = Literal["sent", "ok", "refused", "unknown"]
+"""``sent``: a request with this generation may have been sent; ``ok``: the object exists;
+``refused``: Stripe refused it definitively (nothing created); ``unknown``: the answer was
+lost or transient (the object may exist)."""
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """What a ledger remembers about one request: its generation, outcome and object id.
+
+    ``made_by``: the try of the run that created the object (``ok`` only; ``None`` when not known).
+    """
+
+    generation: int
+    code: Code
+    object_id: str | None = None
+    made_by: int | None = None
+
+
+class Ledger(Protocol):
+    """Where a request's generation and outcome live between tries (see the module docstring)."""
+
+    @property
+    def remembered(self) -> bool:
+        """True when the ledger survives the process (a task state store is in use)."""
+
+    def get(self, reference: str) -> ItemState | None:
+        """The remembered state of a request, if any."""
+
+    def record(
+        self, reference: str, generation: int, code: Code, object_id: str | None = None, made_by: int | None = None
+    ) -> None:
+        """Remember a request's state; a ``sent`` of a new generation is written at once."""
+
+
+GENERATION_STATE_PREFIX = "stripe_idempotency_generation:"
+"""Task state store key of a single request's generation: ``<prefix><scope>``."""
+
+
+class SingleRequestLedger:
+    """The ledger of a task that sends one request per scope (charges, captures, refunds, cancels).
+
+    It keeps only the generation the next attempt uses, an ``int`` under
+    ``stripe_idempotency_generation:<scope>`` (nothing while it is 0): the outcome of that
+    generation is learnt from Stripe by sending its key again. The scope names the
+    request, so ``reference`` only shapes the key, not the store.
+    """
+
+    def __init__(self, store: Any | None, scope: str) -> None:
+        self.store = store
+        self.state_key = GENERATION_STATE_PREFIX + scope
+
+    @property
+    def remembered(self) -> bool:
+        return self.store is not None
+
+    def get(self, reference: str) -> ItemState | None:
+        if self.store is None:
+            return None
+        value = self.store.get(self.state_key, 0)
+        return ItemState(value, "sent") if isinstance(value, int) and value > 0 else None
+
+    def record(
+        self, reference: str, generation: int, code: Code, object_id: str | None = None, made_by: int | None = None
+    ) -> None:
+        if self.store is None:
+            return
+        if code == "refused":
+            self.store.set(self.state_key, generation + 1)
+        elif code == "sent" and generation > 0:
+            self.store.set(self.state_key, generation)
+
+
+BATCH_STATE_KEY = "stripe_payout_batch"
+BATCH_LOG_VALUE_ITEMS = 200
+"""Entries per log value: keeps each value far below the task state store's 64 KB per-value policy."""
+BATCH_FORMAT_VERSION = 2
+MAX_LOG_VALUES = 1_000_000
+"""A bound on the log values a load reads (a batch writes a few per minute)."""
+
+_CODES: dict[str, Code] = {"s": "sent", "ok": "ok", "r": "refused", "u": "unknown"}
+_SHORT: dict[Code, str] = {v: k for k, v in _CODES.items()}
+
+
+def _encode(generation: int, code: Code, object_id: str | None, made_by: int | None) -> Any:
+    if generation == 0 and code == "ok" and object_id and made_by == 1:
+        return object_id
+    if code == "ok" and made_by is not None:
+        return [generation, _SHORT[code], object_id, made_by]
+    return [generation, _SHORT[code]] + ([object_id] if object_id else [])
+
+
+def _decode(entry: Any) -> ItemState | None:
+    if entry is None:
+        return None
+    if isinstance(entry, str):
+        return ItemState(0, "ok", entry, made_by=1)
+    made_by = int(entry[3]) if len(entry) > 3 and entry[3] is not None else None
+    return ItemState(int(entry[0]), _CODES[entry[1]], entry[2] if len(entry) > 2 else None, made_by)
+
+
+def _is_created(entry: Any) -> bool:
+    state = _decode(entry)
+    return state is not None and state.code == "ok"
+
+
+class BatchLedger:
+    """A batch's per-item generations and outcomes; durable when given a task state store.
+
+    A retry resumes where the last attempt stopped: created items are not requested again.
+    A new generation is written (and flushed) *before* its first request is sent, so after
+    a crash a retry never forgets which key may have paid.
+
+    Layout (compact JSON, a few bytes per item): ``stripe_payout_batch`` holds
+    ``{"v": 2, "first_attempt": iso, "tries": {"<try>": iso}}`` (``tries``: when each try
+    of the run started, written before the try sends anything; it tells which try created a
+    payout found by listing). The entries are an append-only log: each flush writes the
+    entries changed since the last one as ``stripe_payout_batch/<n>`` (n = 0, 1, ...; at
+    most :data:`BATCH_LOG_VALUE_ITEMS` each, far below the store's 64 KB per-value policy),
+    and a load replays them in order, later entries replacing earlier ones. So a flush costs
+    what changed, not the batch's size. An entry ``{reference: entry}`` is just the object
+    id for the common case (created by try 1 with the first key), else ``[generation, code,
+    object_id?]`` or, for a created object, ``[generation, "ok", object_id, made_by_try]``.
+    Outcomes are flushed at most every ``flush_interval`` seconds (outcomes lost in a crash
+    are re-learnt from Stripe: the key is the same, or the payout is found by listing).
+
+    Without a store (Airflow < 3.3, or an operator run outside a task), it remembers
+    nothing (each item is planned once per try, so memory would not help) and ``tries``
+    holds only the current try.
+    """
+
+    def __init__(self, store: Any | None, *, flush_interval: float = 2.0) -> None:
+        self.store = store
+        self.flush_interval = flush_interval
+        self._entries: dict[str, Any] = {}
+        self._dirty: dict[str, Any] = {}
+        self._next_value = 0
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        self.first_attempt: datetime | None = None
+        self.resumed = False
+        self.tries: dict[int, datetime] = {}
+        """When each try of the run that ran this batch started (all of them with a store)."""
+
+    @property
+    def remembered(self) -> bool:
+        return self.store is not None
+
+    def load(self, item_count: int, try_number: int = 1) -> None:
+        """Read what earlier tries stored, or write the header of a first try; note this try's start.
+
+        Called before any request of the try, so a payout created by this try is never
+        older than its recorded start. ``item_count`` is the batch's size (for the log).
+        """
+        now = datetime.now(timezone.utc)
+        if self.store is None:
+            self.first_attempt = now
+            self.tries = {try_number: now}
+            return
+        meta = self.store.get(BATCH_STATE_KEY, None)
+        if isinstance(meta, dict) and meta.get("v") == BATCH_FORMAT_VERSION:
+            self.first_attempt = datetime.fromisoformat(str(meta["first_attempt"]))
+            for n in range(MAX_LOG_VALUES):
+                value = self.store.get(f"{BATCH_STATE_KEY}/{n}", None)
+                if not isinstance(value, dict):
+                    break
+                self._entries.update(value)
+                self._next_value = n + 1
+            self.resumed = True
+            self.tries = {int(n): datetime.fromisoformat(str(t)) for n, t in meta["tries"].items()}
+            # A try number seen again (a try that died before Airflow counted it) keeps its first start.
+            self.tries.setdefault(try_number, now)
+            self.store.set(BATCH_STATE_KEY, {**meta, "tries": self._tries_json()})
+            return
+        self.first_attempt = now
+        self.tries = {try_number: now}
+        header = {"v": BATCH_FORMAT_VERSION, "first_attempt": now.isoformat(), "tries": self._tries_json()}
+        self.store.set(BATCH_STATE_KEY, header)
+
+    def _tries_json(self) -> dict[str, str]:
+        return {str(n): t.isoformat() for n, t in sorted(self.tries.items())}
+
+    def try_that_created(self, created: int, current_try: int) -> int | None:
+        """Which earlier try of the run created an object at Unix time ``created``, or ``None`` if unknown.
+
+        The latest try that started no later than ``created`` (Stripe's times are whole
+        seconds, hence the second of slack). Exact with a store, which records every try's
+        start before it sends anything. Without one only the current try is known: try 2
+        can only have followed try 1; later tries cannot tell.
+        """
+        if self.store is None:
+            return 1 if current_try == 2 else None
+        started = [n for n, t in self.tries.items() if n < current_try and t.timestamp() <= created + 1]
+        return max(started) if started else None
+
+    def get(self, reference: str) -> ItemState | None:
+        return _decode(self._entries.get(reference))
+
+    def created_count(self) -> int:
+        """How many items are remembered as created."""
+        return sum(1 for entry in list(self._entries.values()) if _is_created(entry))
+
+    def record(
+        self, reference: str, generation: int, code: Code, object_id: str | None = None, made_by: int | None = None
+    ) -> None:
+        if self.store is None:
+            return
+        entry = _encode(generation, code, object_id, made_by)
+        with self._lock:
+            previous = _decode(self._entries.get(reference))
+            if self._entries.get(reference) == entry:
+                return
+            self._entries[reference] = entry
+            self._dirty[reference] = entry
+            if code == "sent" and generation > 0 and (previous is None or previous.generation != generation):
+                # Write-ahead: the store must know this generation before Stripe can see it.
+                self._flush()
+
+    def flush(self, *, force: bool = False) -> None:
+        """Append the changed entries, at most every ``flush_interval`` seconds unless ``force``."""
+        with self._lock:
+            if self._dirty and (force or time.monotonic() - self._last_flush >= self.flush_interval):
+                self._flush()
+
+    def _flush(self) -> None:
+        """Write the changed entries as the next log value(s); the caller holds the lock."""
+        if self.store is not None:
+            pending = list(self._dirty.items())
+            for at in range(0, len(pending), BATCH_LOG_VALUE_ITEMS):
+                self.store.set(f"{BATCH_STATE_KEY}/{self._next_value}", dict(pending[at : at + BATCH_LOG_VALUE_ITEMS]))
+                self._next_value += 1
+        self._dirty = {}
+        self._last_flush = time.monotonic()
