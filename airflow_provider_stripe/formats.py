@@ -24,8 +24,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.storage import atomic_open
-from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

@@ -27,7 +27,8 @@ _SAFETY_MARGIN_S = 0.25
 def run_health_check(hook: StripeHook, cfg: StripeConnectionConfig) -> tuple[bool, str]:
     import stripe
 
-    from airflow_provider_stripe.ratelimit import RateLimitWaitExceeded, hide_userinfo
+    from airflow_provider_stripe.errors import RateLimitWaitExceeded
+    from airflow_provider_stripe.ratelimit import hide_userinfo
 
     budget = STRIPE_CONTRACT.health_check.timeout_seconds
     started = time.monotonic()

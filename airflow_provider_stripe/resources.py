@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.formats import Columns, ColumnType
-from airflow_provider_stripe.validation import StripeInputError
 
 _COMMON: tuple[tuple[str, ColumnType], ...] = (
     ("id", "string"),

@@ -24,9 +24,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.compat import conf
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.lineage import StripeLineageMixin
 from airflow_provider_stripe.operators._base import StripeBaseOperator
-from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath

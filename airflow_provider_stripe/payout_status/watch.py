@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from airflow_provider_stripe.errors import PayoutIdsError as PayoutIdsError  # re-exported: the sensor's input error
+from airflow_provider_stripe.errors import PayoutIdsError
 from airflow_provider_stripe.sdk_compat import read_field
 
 PAID = "paid"

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import stripe
 
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.operators.exports import StripeExportOperator, StripeListChargesOperator
 from airflow_provider_stripe.resources import RESOURCES
-from airflow_provider_stripe.validation import StripeInputError
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
 from tests.servers.stripe_reporting import LedgerFront
 

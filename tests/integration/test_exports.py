@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import stripe
 
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.operators.exports import StripeListChargesOperator, StripeListPayoutsOperator
-from airflow_provider_stripe.validation import StripeInputError
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
 from tests.servers.fault_proxy import FaultProxy
 from tests.servers.localstripe_server import request_log

@@ -11,7 +11,7 @@ import pytest
 import stripe
 
 from airflow_provider_stripe import idempotency
-from airflow_provider_stripe.errors import StripeRequestError
+from airflow_provider_stripe.errors import StripeInputError, StripeRequestError
 from airflow_provider_stripe.idempotency import (
     GENERATION_STATE_PREFIX,
     Attempt,
@@ -22,7 +22,6 @@ from airflow_provider_stripe.idempotency import (
     explicit_key_function,
     without_key,
 )
-from airflow_provider_stripe.validation import StripeInputError
 from tests.integration.payout_helpers import MemoryStateStore, payout_context
 from tests.integration.stripe_task_context import task_context
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_stripe.errors import StripeRequestError
+from airflow_provider_stripe.errors import SourceError, StripeBatchInputError, StripeInputError, StripeRequestError
 from airflow_provider_stripe.idempotency import (
     BatchLedger,
     ItemState,
@@ -24,8 +24,7 @@ from airflow_provider_stripe.idempotency import (
 from airflow_provider_stripe.payout_batch import sources
 from airflow_provider_stripe.payout_batch.instructions import check_instruction, instruction_from_params
 from airflow_provider_stripe.payout_batch.results import ItemResult, ResultSink
-from airflow_provider_stripe.payout_batch.sources import SourceError, StripeBatchInputError, iter_source, validate_batch
-from airflow_provider_stripe.validation import StripeInputError
+from airflow_provider_stripe.payout_batch.sources import iter_source, validate_batch
 
 
 def _context(**ti: Any) -> dict[str, Any]:
