@@ -414,17 +414,3 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             where,
         )
         return {"path": where, "count": count, "created_gte": gte, "created_lt": lt, "account_id": self.hook.account_id}
-
-
-class StripeListChargesOperator(StripeExportOperator):
-    """:class:`StripeExportOperator` with ``resource="charges"`` (kept for existing DAGs)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(resource="charges", **kwargs)
-
-
-class StripeListPayoutsOperator(StripeExportOperator):
-    """:class:`StripeExportOperator` with ``resource="payouts"`` (kept for existing DAGs)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(resource="payouts", **kwargs)
