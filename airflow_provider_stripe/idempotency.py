@@ -64,8 +64,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
+from airflow_provider_stripe.compat import read_field
 from airflow_provider_stripe.errors import StripeInputError, StripeRequestError, from_stripe_error
-from airflow_provider_stripe.sdk_compat import read_field
 
 if TYPE_CHECKING:
     import logging

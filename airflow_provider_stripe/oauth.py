@@ -12,9 +12,9 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_stripe.compat import as_dict
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.errors import from_stripe_error
-from airflow_provider_stripe.sdk_compat import as_dict
 
 if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.stripe import StripeHook

@@ -20,12 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_stripe.compat import as_dict, read_field
 from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.formats import FORMATS, Columns, Format, check_format, write_rows
 from airflow_provider_stripe.lineage import LineageRecord, StripeLineageMixin, file_size, path_dataset, stripe_dataset
 from airflow_provider_stripe.operators._base import StripeBaseOperator
 from airflow_provider_stripe.resources import get_resource
-from airflow_provider_stripe.sdk_compat import as_dict, read_field
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath

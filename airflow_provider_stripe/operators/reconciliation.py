@@ -24,11 +24,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_stripe.compat import as_dict
 from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.formats import Columns
 from airflow_provider_stripe.lineage import LineageRecord, file_size, path_dataset, stripe_dataset
 from airflow_provider_stripe.operators.exports import StripeExportOperator
-from airflow_provider_stripe.sdk_compat import as_dict
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath

@@ -129,9 +129,9 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         return params
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_stripe.compat import read_field
         from airflow_provider_stripe.operators.exports import resolve_window
         from airflow_provider_stripe.reporting import check_available, run_event
-        from airflow_provider_stripe.sdk_compat import read_field
         from airflow_provider_stripe.storage import resolve
 
         if not isinstance(self.report_type, str) or not self.report_type.strip():

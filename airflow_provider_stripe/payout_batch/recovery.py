@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_stripe.compat import read_field
 from airflow_provider_stripe.errors import from_stripe_error
 from airflow_provider_stripe.idempotency import (
     ACCOUNT_SCOPE,
@@ -42,7 +43,6 @@ from airflow_provider_stripe.idempotency import (
     PayoutIdentity,
     ReferenceScope,
 )
-from airflow_provider_stripe.sdk_compat import read_field
 
 if TYPE_CHECKING:
     from stripe import StripeClient

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from airflow_provider_stripe.compat import read_field
 from airflow_provider_stripe.errors import PayoutIdsError
-from airflow_provider_stripe.sdk_compat import read_field
 
 PAID = "paid"
 FAILED_STATUSES: frozenset[str] = frozenset({"failed", "canceled"})
