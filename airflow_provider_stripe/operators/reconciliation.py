@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.compat import as_dict
+from airflow_provider_stripe.constants import PAGE_SIZE
 from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.formats import Columns
 from airflow_provider_stripe.lineage import LineageRecord, file_size, path_dataset, stripe_dataset
@@ -174,7 +175,7 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
 
     def _payouts_arrived(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
         """Payouts whose ``arrival_date`` is in ``[gte, lt)``, as plain dicts."""
-        params = {**self._list_params(), "limit": 100, "arrival_date": {"gte": gte, "lt": lt}}
+        params = {**self._list_params(), "limit": PAGE_SIZE, "arrival_date": {"gte": gte, "lt": lt}}
         page = self.call("payouts.list", self.get_client().v1.payouts.list, params)
         yield from self._each("payouts.list", page)
 

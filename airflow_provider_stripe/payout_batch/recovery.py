@@ -32,6 +32,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_stripe.compat import read_field
+from airflow_provider_stripe.constants import PAGE_SIZE
 from airflow_provider_stripe.errors import from_stripe_error
 from airflow_provider_stripe.idempotency import (
     ACCOUNT_SCOPE,
@@ -47,7 +48,6 @@ from airflow_provider_stripe.idempotency import (
 if TYPE_CHECKING:
     from stripe import StripeClient
 
-PAGE_SIZE = 100
 
 CROSS_RUN_LOOKBACK = timedelta(days=7)
 """Default look-back of cross-run protection: a reference paid by another run in its scope in

@@ -38,7 +38,8 @@ NOT_FOUND = "not_found"
 PAYOUT_ID_PREFIX = "po_"
 _RESULT_LIST_KEYS = ("results", "items", "payouts")
 
-Outcome = Literal["success", "failure", "waiting"]
+VerdictState = Literal["success", "failure", "waiting"]
+"""Where the watched payouts stand: all paid, one failed, or some still on their way."""
 
 
 def normalize_payout_ids(value: Any) -> tuple[str, ...]:
@@ -170,7 +171,7 @@ class PayoutSnapshot:
 class Verdict:
     """The outcome of one observation of the watched payouts."""
 
-    outcome: Outcome
+    outcome: VerdictState
     payout_ids: tuple[str, ...]
     failures: tuple[PayoutSnapshot, ...] = ()
     waiting: Mapping[str, int] = field(default_factory=dict)
