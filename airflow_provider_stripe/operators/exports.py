@@ -376,7 +376,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         return resolve(self.path, self.storage_conn_id, template=self.path_template)
 
     def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
-        """Write ``rows`` in this task's format, atomically (:func:`~airflow_provider_stripe.formats.write_rows`)."""
+        """Write ``rows`` in this task's format, atomically (through ``formats.write_rows``)."""
         fmt = check_format(self.file_format)
         return write_rows(target, rows, fmt, columns, escape_formulas=self.escape_csv_formulas)
 

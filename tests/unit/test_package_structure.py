@@ -194,7 +194,8 @@ def test_provider_info_imports_neither_airflow_nor_the_error_hierarchy() -> None
         "import sys, airflow_provider_stripe.get_provider_info as g\n"
         "g.get_provider_info()\n"
         "print(','.join(sorted(m for m in sys.modules if m == 'airflow' or m.startswith(('airflow.', "
-        "'airflow_provider_stripe.errors', 'airflow_provider_stripe.compat', 'airflow_provider_stripe.config')))))\n"
+        "'airflow_provider_stripe.errors', 'airflow_provider_stripe.compat', "
+        "'airflow_provider_stripe.config')))))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
     assert result.stdout.strip() == ""
