@@ -21,7 +21,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult
 
-from airflow_provider_stripe.sdk_compat import read_field
+from airflow_provider_stripe.compat import read_field
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset

@@ -28,6 +28,10 @@ or version test is scattered through the provider. What differs:
   order!") and the whole trigger runner dies, every trigger with it. 3.2+ bridges calls from any
   thread. :func:`run_blocking` runs such a call so that it is safe on every version.
 
+And the one difference between the supported stripe SDKs (14 to 16): a ``stripe.StripeObject``
+is a ``dict`` up to stripe 14 and not since stripe 15 (no ``.get``), and callers may hand in
+plain dicts: :func:`as_dict` and :func:`read_field` read either the same way.
+
 Type checkers see the newest Airflow's names (``TYPE_CHECKING``); at run time the branch for the
 installed version is taken. Importing this module imports only ``airflow`` itself, ``airflow.sdk``
 and its exceptions (all imported by any DAG file anyway), never the Stripe SDK.
@@ -36,7 +40,7 @@ and its exceptions (all imported by any DAG file anyway), never the Stripe SDK.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -57,10 +61,12 @@ __all__ = [
     "CronDataIntervalTimetable",
     "TaskDeferred",
     "approval_operator",
+    "as_dict",
     "asset_state_store",
     "conf",
     "dagbag_module",
     "is_object_storage_path",
+    "read_field",
     "run_blocking",
     "task_state_store",
     "watcher_trigger_ids",
@@ -186,3 +192,40 @@ async def run_blocking(func: Callable[..., _T], *args: Any) -> _T:
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(func, thread_sensitive=False)(*args)
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A plain, recursive dict of a StripeObject (or of a plain dict, returned as it is).
+
+    stripe 15+ has ``to_dict()`` (recursive). Up to stripe 14 a StripeObject is itself a
+    ``dict`` whose ``to_dict()`` is shallow and deprecated: each call emits a
+    ``DeprecationWarning``, which a caller recording warnings (pytest, ``warnings.catch_warnings
+    (record=True)``) keeps once per exported object. So the stripe 14 object is copied here.
+    """
+    if isinstance(obj, dict):
+        return obj if type(obj) is dict else _plain_copy(obj)
+    to_dict = getattr(obj, "to_dict", None)
+    if to_dict is not None:
+        return dict(to_dict())
+    return dict(obj)
+
+
+def _plain_copy(value: Any) -> Any:
+    """``value`` with every dict subclass (a stripe 14 StripeObject) made a plain dict, lists walked."""
+    if isinstance(value, dict):
+        return {key: _plain_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_copy(item) for item in value]
+    return value
+
+
+def read_field(obj: Any, name: str) -> Any:
+    """``obj[name]`` of a dict or StripeObject, else the attribute, else ``None``."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    try:
+        return obj[name]
+    except (KeyError, TypeError, IndexError):
+        return getattr(obj, name, None)

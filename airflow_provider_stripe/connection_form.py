@@ -119,7 +119,7 @@ KEY_SCOPES: tuple[tuple[str, str], ...] = (
     ("charges:write", "StripeCreateChargeOperator, StripeCaptureChargeOperator"),
     ("customers:read", "StripeCreateChargeOperator (charging a customer)"),
     ("refunds:write", "StripeRefundChargeOperator"),
-    ("charges:read", "StripeListChargesOperator"),
+    ("charges:read", "StripeExportOperator (resource='charges')"),
     (
         "payouts:write",
         "StripeCreatePayoutOperator, StripePayoutBatchOperator, StripeCancelPayoutOperator",
@@ -127,7 +127,7 @@ KEY_SCOPES: tuple[tuple[str, str], ...] = (
     (
         "payouts:read",
         "StripePayoutBatchOperator (finds payouts already made), StripePayoutSensor, StripePayoutTrigger, "
-        "StripeListPayoutsOperator",
+        "StripeExportOperator (resource='payouts')",
     ),
     ("balance:read", "the Test button and airflow connections test (without it: valid but restricted)"),
     ("events:read", "StripeEventTrigger"),

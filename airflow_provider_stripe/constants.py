@@ -17,5 +17,11 @@ ALLOWED_BASE_URLS_KEY = "allowed_base_urls"
 MAX_RATE_LIMIT_PER_MINUTE_KEY = "max_rate_limit_per_minute"
 MAX_RATE_LIMIT_PER_HOUR_KEY = "max_rate_limit_per_hour"
 
+#: Stripe's largest list page (``limit``): every list request asks for it unless a task says otherwise.
+PAGE_SIZE = 100
+
+#: How far back Stripe keeps events: ``/v1/events`` lists the last 30 days only.
+EVENT_RETENTION_S = 30 * 86_400
+
 #: The rate limiter's default storage: each process keeps its own limit.
 MEMORY_STORAGE = "memory://"

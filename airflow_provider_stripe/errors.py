@@ -4,8 +4,7 @@ Errors a user can act on: what failed, which field or item, what to do. One ``ex
 StripeProviderError`` catches them all; each also keeps the stdlib base it always had
 (``ValueError`` for bad input or configuration, ``RuntimeError`` for failed requests and
 batches, ``PermissionError``, ``TimeoutError``), mixed in after the root, so existing
-``except ValueError`` code keeps working. The modules that raise them re-export them
-under their old names (``validation.StripeInputError``, ``payouts.sources.SourceError``...).
+``except ValueError`` code keeps working. Import them from here.
 
 Stripe SDK errors are turned into :class:`StripeRequestError`, whose message names the
 Stripe error type, code, message and request id, and never the API key.

@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.storage import atomic_open
-from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

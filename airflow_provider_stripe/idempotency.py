@@ -33,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from airflow_provider_stripe.compat import read_field
 from airflow_provider_stripe.errors import StripeRequestError, from_stripe_error
-from airflow_provider_stripe.sdk_compat import read_field
 
 if TYPE_CHECKING:
     import logging

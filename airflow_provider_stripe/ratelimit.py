@@ -32,9 +32,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from airflow_provider_stripe.constants import MEMORY_STORAGE as MEMORY_STORAGE  # re-exported
-from airflow_provider_stripe.errors import RateLimitStorageError
-from airflow_provider_stripe.errors import RateLimitWaitExceeded as RateLimitWaitExceeded  # re-exported
+from airflow_provider_stripe.constants import MEMORY_STORAGE
+from airflow_provider_stripe.errors import RateLimitStorageError, RateLimitWaitExceeded
 
 if TYPE_CHECKING:
     from limits import RateLimitItem

@@ -14,8 +14,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_provider_stripe.compat import read_field
 from airflow_provider_stripe.errors import StripeReportNotAvailableError
-from airflow_provider_stripe.sdk_compat import read_field
 
 PENDING = "pending"
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.formats import Columns, ColumnType
-from airflow_provider_stripe.validation import StripeInputError
 
 _COMMON: tuple[tuple[str, ColumnType], ...] = (
     ("id", "string"),
@@ -40,14 +40,12 @@ class StripeResource:
     :param object: the ``object`` of its items (``charge``).
     :param event_type: the ``type`` filter of ``/v1/events`` whose events carry this
         object's changes (``charge.*``), or ``None`` when it has no events.
-    :param dashboard_path: the object's page in the Dashboard, ``<path>/<id>``.
     :param columns: the stable CSV/Parquet schema.
     """
 
     name: str
     object: str
     event_type: str | None
-    dashboard_path: str
     columns: Columns
 
 
@@ -58,7 +56,6 @@ RESOURCES: dict[str, StripeResource] = {
             "charges",
             "charge",
             "charge.*",
-            "payments",
             _columns(
                 "amount:int64",
                 "amount_captured:int64",
@@ -82,7 +79,6 @@ RESOURCES: dict[str, StripeResource] = {
             "payment_intents",
             "payment_intent",
             "payment_intent.*",
-            "payments",
             _columns(
                 "amount:int64",
                 "amount_received:int64",
@@ -101,7 +97,6 @@ RESOURCES: dict[str, StripeResource] = {
             "refunds",
             "refund",
             None,  # refund.* and charge.refund.updated: read every event, keep refunds
-            "refunds",
             _columns(
                 "amount:int64",
                 "currency",
@@ -117,7 +112,6 @@ RESOURCES: dict[str, StripeResource] = {
             "disputes",
             "dispute",
             "charge.dispute.*",
-            "disputes",
             _columns(
                 "amount:int64",
                 "currency",
@@ -134,7 +128,6 @@ RESOURCES: dict[str, StripeResource] = {
             "payouts",
             "payout",
             "payout.*",
-            "payouts",
             _columns(
                 "amount:int64",
                 "currency",
@@ -156,7 +149,6 @@ RESOURCES: dict[str, StripeResource] = {
             "balance_transactions",
             "balance_transaction",
             None,
-            "balance-transactions",
             _columns(
                 "amount:int64",
                 "fee:int64",
@@ -176,7 +168,6 @@ RESOURCES: dict[str, StripeResource] = {
             "customers",
             "customer",
             "customer.*",
-            "customers",
             _columns(
                 "email",
                 "name",
@@ -193,7 +184,6 @@ RESOURCES: dict[str, StripeResource] = {
             "invoices",
             "invoice",
             "invoice.*",
-            "invoices",
             _columns(
                 "customer",
                 "status",
@@ -216,7 +206,6 @@ RESOURCES: dict[str, StripeResource] = {
             "transfers",
             "transfer",
             "transfer.*",
-            "connect/transfers",
             _columns(
                 "amount:int64",
                 "amount_reversed:int64",
@@ -235,7 +224,6 @@ RESOURCES: dict[str, StripeResource] = {
             "application_fees",
             "application_fee",
             "application_fee.*",
-            "connect/application_fees",
             _columns(
                 "amount:int64",
                 "amount_refunded:int64",
@@ -252,7 +240,6 @@ RESOURCES: dict[str, StripeResource] = {
             "events",
             "event",
             None,
-            "events",
             _columns("type", "api_version", "account", "pending_webhooks:int64", "request:json", "data:json"),
         ),
     )

@@ -18,8 +18,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-from airflow_provider_stripe.errors import StripeConfigurationError
-from airflow_provider_stripe.errors import StripeInputError as StripeInputError  # re-exported: users import it here
+from airflow_provider_stripe.errors import StripeConfigurationError, StripeInputError
 
 ACCOUNT_ID_RE = re.compile(r"acct_[A-Za-z0-9]{1,250}")
 """A Stripe (connected) account id, ``acct_`` and letters and digits (Stripe's ids are at most 255 characters)."""

@@ -4,10 +4,9 @@ Each run covers its data interval, one UTC day ``[data_interval_start, data_inte
 (a ``CronDataIntervalTimetable``: a plain cron schedule would give runs an empty interval). A
 manual run without a logical date has no data interval: it covers the last complete UTC day
 before it was triggered (:func:`airflow_provider_stripe.run_window.day_window`).
-:class:`~airflow_provider_stripe.operators.exports.StripeListChargesOperator` and
-:class:`~airflow_provider_stripe.operators.exports.StripeListPayoutsOperator` page through
-Stripe with auto-pagination and write one object per line as they go, so memory stays flat
-on busy days. The files land in ``<export_dir>/charges/<day>.jsonl`` and
+:class:`~airflow_provider_stripe.operators.exports.StripeExportOperator` (``resource="charges"``,
+``resource="payouts"``) pages through Stripe with auto-pagination and writes one object per
+line as it goes, so memory stays flat on busy days. The files land in ``<export_dir>/charges/<day>.jsonl`` and
 ``<export_dir>/payouts/<day>.jsonl``; ``export_dir`` may be a local directory or an object
 storage URL (``s3://bucket/stripe``; set ``storage_conn_id`` on the operators). Rerunning a
 day replaces its files. Each task returns ``{"path", "count", ...}`` as XCom.
@@ -23,7 +22,7 @@ from datetime import datetime, timezone
 from airflow.sdk import DAG, Param
 
 from airflow_provider_stripe.compat import CronDataIntervalTimetable
-from airflow_provider_stripe.operators.exports import StripeListChargesOperator, StripeListPayoutsOperator
+from airflow_provider_stripe.operators.exports import StripeExportOperator
 from airflow_provider_stripe.run_window import MACROS
 
 STRIPE_CONN_ID = "stripe_default"
@@ -41,14 +40,16 @@ with DAG(
     params={"export_dir": Param("/tmp/stripe-exports", type="string", description="local directory or object URL")},
     user_defined_macros=MACROS,
 ) as dag:
-    StripeListChargesOperator(
+    StripeExportOperator(
         task_id="export_charges",
+        resource="charges",
         stripe_conn_id=STRIPE_CONN_ID,
         path="{{ params.export_dir }}/charges/" + DAY + ".jsonl",
         **WINDOW,
     )
-    StripeListPayoutsOperator(
+    StripeExportOperator(
         task_id="export_payouts",
+        resource="payouts",
         stripe_conn_id=STRIPE_CONN_ID,
         path="{{ params.export_dir }}/payouts/" + DAY + ".jsonl",
         **WINDOW,

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_stripe.compat import as_dict
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import StripeRequestError, redact
 from airflow_provider_stripe.links import StripeDashboardLink
-from airflow_provider_stripe.sdk_compat import as_dict
 from airflow_provider_stripe.validation import format_amount
 
 if TYPE_CHECKING:

@@ -23,9 +23,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.operators._base import StripeMoneyOperator, summarize
 from airflow_provider_stripe.validation import (
-    StripeInputError,
     validate_amount,
     validate_currency,
     validate_metadata,

@@ -20,12 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_stripe.compat import as_dict, read_field
+from airflow_provider_stripe.constants import EVENT_RETENTION_S, PAGE_SIZE
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.formats import FORMATS, Columns, CsvTimestamps, Format, check_format, write_rows
 from airflow_provider_stripe.lineage import LineageRecord, StripeLineageMixin, file_size, path_dataset, stripe_dataset
 from airflow_provider_stripe.operators._base import StripeBaseOperator
 from airflow_provider_stripe.resources import get_resource
-from airflow_provider_stripe.sdk_compat import as_dict, read_field
-from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -38,8 +39,6 @@ UNCHANGING = ("balance_transactions", "events")
 """Resources without change events: Stripe never changes them after creation."""
 MAX_WORKERS = 32
 """Bound on an export's concurrent slice reads (the rate limiter bounds their requests)."""
-EVENT_RETENTION_S = 30 * 86_400
-"""Stripe keeps events for 30 days: the oldest window ``mode="changes"`` can read."""
 
 
 def to_epoch_seconds(value: Any, field: str) -> int:
@@ -180,7 +179,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         created_gte: datetime | int | str | None = None,
         created_lt: datetime | int | str | None = None,
         list_params: Mapping[str, Any] | None = None,
-        page_size: int = 100,
+        page_size: int = PAGE_SIZE,
         max_workers: int = 8,
         storage_conn_id: str | None = None,
         escape_csv_formulas: bool = True,
@@ -228,8 +227,12 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             raise StripeInputError(f"{params!r}: pass a dict of extra list filters", field="list_params")
         if "created" in params or any(str(k).startswith("created[") for k in params):
             raise StripeInputError("set the window with created_gte/created_lt, not here", field="list_params")
-        if isinstance(self.page_size, bool) or not isinstance(self.page_size, int) or not 1 <= self.page_size <= 100:
-            raise StripeInputError(f"{self.page_size!r}: pass an int from 1 to 100", field="page_size")
+        if (
+            isinstance(self.page_size, bool)
+            or not isinstance(self.page_size, int)
+            or not 1 <= self.page_size <= PAGE_SIZE
+        ):
+            raise StripeInputError(f"{self.page_size!r}: pass an int from 1 to {PAGE_SIZE}", field="page_size")
         return {**params, "limit": self.page_size}
 
     # -- reading ------------------------------------------------------------------------
@@ -371,7 +374,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         return resolve(self.path, self.storage_conn_id, template=self.path_template)
 
     def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
-        """Write ``rows`` in this task's format, atomically (:func:`~airflow_provider_stripe.formats.write_rows`)."""
+        """Write ``rows`` in this task's format, atomically (through ``formats.write_rows``)."""
         fmt = check_format(self.file_format)
         return write_rows(
             target, rows, fmt, columns, escape_formulas=self.escape_csv_formulas, csv_timestamps=self.csv_timestamps
@@ -414,17 +417,3 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             where,
         )
         return {"path": where, "count": count, "created_gte": gte, "created_lt": lt, "account_id": self.hook.account_id}
-
-
-class StripeListChargesOperator(StripeExportOperator):
-    """:class:`StripeExportOperator` with ``resource="charges"`` (kept for existing DAGs)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(resource="charges", **kwargs)
-
-
-class StripeListPayoutsOperator(StripeExportOperator):
-    """:class:`StripeExportOperator` with ``resource="payouts"`` (kept for existing DAGs)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(resource="payouts", **kwargs)

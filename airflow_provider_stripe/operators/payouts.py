@@ -23,8 +23,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.compat import task_state_store
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.operators._base import StripeMoneyOperator, summarize
-from airflow_provider_stripe.validation import StripeInputError, format_amount, validate_object_id
+from airflow_provider_stripe.validation import format_amount, validate_object_id
 
 REFERENCE_SCOPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 """What a ``reference_scope`` may hold (it is stored in payout metadata)."""

@@ -24,11 +24,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_stripe.compat import as_dict
+from airflow_provider_stripe.constants import PAGE_SIZE
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.formats import Columns
 from airflow_provider_stripe.lineage import LineageRecord, file_size, path_dataset, stripe_dataset
 from airflow_provider_stripe.operators.exports import StripeExportOperator
-from airflow_provider_stripe.sdk_compat import as_dict
-from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -162,7 +163,8 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
     # -- which payouts --------------------------------------------------------------------
 
     def _given_ids(self) -> tuple[str, ...] | None:
-        from airflow_provider_stripe.payout_status.watch import PayoutIdsError, normalize_payout_ids
+        from airflow_provider_stripe.errors import PayoutIdsError
+        from airflow_provider_stripe.payout_status.watch import normalize_payout_ids
 
         if self.payout_ids is None:
             return None
@@ -173,7 +175,7 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
 
     def _payouts_arrived(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
         """Payouts whose ``arrival_date`` is in ``[gte, lt)``, as plain dicts."""
-        params = {**self._list_params(), "limit": 100, "arrival_date": {"gte": gte, "lt": lt}}
+        params = {**self._list_params(), "limit": PAGE_SIZE, "arrival_date": {"gte": gte, "lt": lt}}
         yield from (as_dict(p) for p in self.hook.requests.list_all("payouts", params))
 
     # -- rows -----------------------------------------------------------------------------

@@ -24,9 +24,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.compat import conf
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.lineage import StripeLineageMixin
 from airflow_provider_stripe.operators._base import StripeBaseOperator
-from airflow_provider_stripe.validation import StripeInputError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -129,9 +129,9 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         return params
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_stripe.compat import read_field
         from airflow_provider_stripe.operators.exports import resolve_window
         from airflow_provider_stripe.reporting import check_available, run_event
-        from airflow_provider_stripe.sdk_compat import read_field
         from airflow_provider_stripe.storage import resolve
 
         if not isinstance(self.report_type, str) or not self.report_type.strip():

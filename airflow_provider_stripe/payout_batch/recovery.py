@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_stripe.compat import read_field
+from airflow_provider_stripe.constants import PAGE_SIZE
 from airflow_provider_stripe.payout_batch.keys import (
     ACCOUNT_SCOPE,
     DAG_METADATA_KEY,
@@ -41,12 +43,10 @@ from airflow_provider_stripe.payout_batch.keys import (
     PayoutIdentity,
     ReferenceScope,
 )
-from airflow_provider_stripe.sdk_compat import read_field
 
 if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.requests import StripeRequests
 
-PAGE_SIZE = 100
 
 CROSS_RUN_LOOKBACK = timedelta(days=7)
 """Default look-back of cross-run protection: a reference paid by another run in its scope in

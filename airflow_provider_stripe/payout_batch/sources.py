@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from airflow_provider_stripe.compat import is_object_storage_path
-from airflow_provider_stripe.errors import SourceError as SourceError  # re-exported
-from airflow_provider_stripe.errors import StripeBatchInputError as StripeBatchInputError  # re-exported
+from airflow_provider_stripe.errors import SourceError, StripeBatchInputError, StripeInputError
 from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction, check_instruction
-from airflow_provider_stripe.validation import StripeInputError, format_totals
+from airflow_provider_stripe.validation import format_totals
 
 MAX_ERRORS_KEPT = 200
 """Problems kept (and shown) in a :class:`StripeBatchInputError`; all are counted and logged."""

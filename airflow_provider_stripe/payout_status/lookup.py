@@ -26,16 +26,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_stripe.constants import PAGE_SIZE
 from airflow_provider_stripe.errors import StripeRequestError
 from airflow_provider_stripe.payout_status.watch import PayoutSnapshot
 
 if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.requests import StripeRequests
 
-LIST_PAGE_SIZE = 100
-"""Stripe's largest ``limit`` for list requests."""
 LIST_SLACK_PAGES = 2
-"""Extra list pages allowed beyond ``ceil(n / 100)`` before falling back to retrieving."""
+"""Extra list pages allowed beyond ``ceil(n / PAGE_SIZE)`` before falling back to retrieving."""
 RETRIEVE_AT_MOST = 3
 """Up to this many ids, retrieve each instead of listing."""
 
@@ -67,13 +66,13 @@ class _Scan:
         self.unseen = set(self.wanted)
         self.result = PayoutLookup()
         self.use_list = len(self.wanted) > RETRIEVE_AT_MOST
-        pages = math.ceil(len(self.wanted) / LIST_PAGE_SIZE) + LIST_SLACK_PAGES
-        self._budget = pages * LIST_PAGE_SIZE
+        pages = math.ceil(len(self.wanted) / PAGE_SIZE) + LIST_SLACK_PAGES
+        self._budget = pages * PAGE_SIZE
         self._listed = 0
 
     @staticmethod
     def list_params() -> dict[str, Any]:
-        return {"limit": LIST_PAGE_SIZE}
+        return {"limit": PAGE_SIZE}
 
     def start_list(self) -> None:
         self.result.list_requests = 1
@@ -81,7 +80,7 @@ class _Scan:
     def add_listed(self, payout: Any) -> bool:
         """Take one listed payout; True when listing should stop."""
         self._listed += 1
-        self.result.list_requests = math.ceil(self._listed / LIST_PAGE_SIZE)
+        self.result.list_requests = math.ceil(self._listed / PAGE_SIZE)
         payout_id = payout["id"]
         if payout_id in self.unseen:
             self.unseen.discard(payout_id)

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from airflow_provider_stripe.errors import PayoutIdsError as PayoutIdsError  # re-exported: the sensor's input error
-from airflow_provider_stripe.sdk_compat import read_field
+from airflow_provider_stripe.compat import read_field
+from airflow_provider_stripe.errors import PayoutIdsError
 
 PAID = "paid"
 FAILED_STATUSES: frozenset[str] = frozenset({"failed", "canceled"})
@@ -38,7 +38,8 @@ NOT_FOUND = "not_found"
 PAYOUT_ID_PREFIX = "po_"
 _RESULT_LIST_KEYS = ("results", "items", "payouts")
 
-Outcome = Literal["success", "failure", "waiting"]
+VerdictState = Literal["success", "failure", "waiting"]
+"""Where the watched payouts stand: all paid, one failed, or some still on their way."""
 
 
 def normalize_payout_ids(value: Any) -> tuple[str, ...]:
@@ -170,7 +171,7 @@ class PayoutSnapshot:
 class Verdict:
     """The outcome of one observation of the watched payouts."""
 
-    outcome: Outcome
+    outcome: VerdictState
     payout_ids: tuple[str, ...]
     failures: tuple[PayoutSnapshot, ...] = ()
     waiting: Mapping[str, int] = field(default_factory=dict)

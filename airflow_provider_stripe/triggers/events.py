@@ -67,14 +67,13 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_stripe.assets import summarize_event
 from airflow_provider_stripe.compat import asset_state_store, run_blocking
-from airflow_provider_stripe.constants import DEFAULT_CONN_ID
+from airflow_provider_stripe.constants import DEFAULT_CONN_ID, EVENT_RETENTION_S, PAGE_SIZE
 from airflow_provider_stripe.validation import ACCOUNT_ID_RE
 
 if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.requests import StripeRequests
     from airflow_provider_stripe.hooks.stripe import StripeHook
 
-EVENT_RETENTION_SECONDS = 30 * 24 * 3600
 """Stripe keeps events for 30 days; ``GET /v1/events`` returns nothing older."""
 
 MIN_POLL_INTERVAL = 1.0
@@ -288,7 +287,7 @@ class StripeEventTrigger(BaseEventTrigger):
         max_backoff: float = 600.0,
         lookback: int = 60,
         on_expired_cursor: ExpiredPolicy = "oldest",
-        page_size: int = 100,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         super().__init__()
         if isinstance(types, str):
@@ -327,8 +326,8 @@ class StripeEventTrigger(BaseEventTrigger):
             raise ValueError("StripeEventTrigger lookback must be between 0 and 3600 seconds")
         if self.on_expired_cursor not in ("oldest", "now"):
             raise ValueError("StripeEventTrigger on_expired_cursor: use 'oldest' or 'now'")
-        if not 1 <= self.page_size <= 100:
-            raise ValueError("StripeEventTrigger page_size must be between 1 and 100 (Stripe's limit)")
+        if not 1 <= self.page_size <= PAGE_SIZE:
+            raise ValueError(f"StripeEventTrigger page_size must be between 1 and {PAGE_SIZE} (Stripe's limit)")
         if self.cursor is not None:
             EventCursor.from_dict(self.cursor)
 
@@ -440,7 +439,7 @@ class StripeEventTrigger(BaseEventTrigger):
         if self.start_from == "now":
             start = now
         elif self.start_from == "oldest":
-            start = now - EVENT_RETENTION_SECONDS
+            start = now - EVENT_RETENTION_S
         else:
             start = int(self.start_from)
         cursor = EventCursor.starting_at(start)
@@ -460,7 +459,7 @@ class StripeEventTrigger(BaseEventTrigger):
         listed; if that point is older than the retention period (by more than an hour, so a
         slow start is not reported), the events in between are gone.
         """
-        oldest_kept = now - EVENT_RETENTION_SECONDS
+        oldest_kept = now - EVENT_RETENTION_S
         listed_until = max(cursor.floor, cursor.polled_at - self.lookback)
         if listed_until >= oldest_kept - HEARTBEAT_SECONDS:
             return cursor

@@ -166,7 +166,8 @@ def _verify(conn_id: str, body: bytes, signature: str | None) -> dict[str, Any]:
     secret on the connection, a body Stripe would never send), is :class:`_Rejected`: the
     caller answers the same bare 400, which tells nothing about the connection.
     """
-    from airflow_provider_stripe.webhooks.signature import WebhookSignatureError, check_header
+    from airflow_provider_stripe.errors import WebhookSignatureError
+    from airflow_provider_stripe.webhooks.signature import check_header
 
     try:
         check_header(signature, tolerance=DEFAULT_TOLERANCE_SECONDS)
@@ -186,9 +187,8 @@ def _construct_event(conn_id: str, body: bytes, signature: str | None) -> dict[s
     from airflow.exceptions import AirflowNotFoundException
 
     from airflow_provider_stripe.connection_form import CONN_TYPE
-    from airflow_provider_stripe.errors import StripeConfigurationError
+    from airflow_provider_stripe.errors import StripeConfigurationError, WebhookPayloadError, WebhookSignatureError
     from airflow_provider_stripe.hooks.stripe import StripeHook
-    from airflow_provider_stripe.webhooks.signature import WebhookPayloadError, WebhookSignatureError
 
     if _env_var_folds_case(conn_id):
         raise _Rejected("connection id differs in case from its AIRFLOW_CONN_ environment variable's id")

@@ -28,10 +28,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
-from airflow_provider_stripe.errors import WebhookPayloadError as WebhookPayloadError  # re-exported
-from airflow_provider_stripe.errors import WebhookSignatureError as WebhookSignatureError  # re-exported
-from airflow_provider_stripe.errors import WebhookSignatureReason as WebhookSignatureReason  # re-exported
-from airflow_provider_stripe.webhooks.secrets import parse_webhook_secrets as parse_webhook_secrets  # re-exported
+from airflow_provider_stripe.errors import WebhookPayloadError, WebhookSignatureError, WebhookSignatureReason
+from airflow_provider_stripe.webhooks.secrets import parse_webhook_secrets
 
 __all__ = [
     "DEFAULT_TOLERANCE_SECONDS",

@@ -22,6 +22,7 @@ tasks sharing a rate limit, batches whose runs overlap). :class:`Deployment` wra
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -351,7 +352,7 @@ def run_deployment(workdir: Path, *, celery_workers: int = 0) -> Iterator[Deploy
             for name in workers:
                 log = logs / f"{name}.log"
                 deployment.wait_for(
-                    f"{name} to join the broker", lambda name=name, log=log: _celery_ready(name, log), READY_TIMEOUT_S
+                    f"{name} to join the broker", functools.partial(_celery_ready, name, log), READY_TIMEOUT_S
                 )
             yield deployment
         finally:  # all components stop at once; the exit stack then waits for each (and SIGKILLs stragglers)

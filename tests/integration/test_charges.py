@@ -18,14 +18,13 @@ import pytest
 import stripe
 
 from airflow_provider_stripe.compat import AirflowFailException
-from airflow_provider_stripe.errors import LiveModeNotAllowedError, StripeRequestError
+from airflow_provider_stripe.errors import LiveModeNotAllowedError, StripeInputError, StripeRequestError
 from airflow_provider_stripe.operators.charges import (
     StripeCaptureChargeOperator,
     StripeCreateChargeOperator,
     StripeRefundChargeOperator,
 )
 from airflow_provider_stripe.payout_batch.keys import RunIdentity
-from airflow_provider_stripe.validation import StripeInputError
 from tests.integration.stripe_task_context import LIVE_KEY, TEST_KEY, stripe_connection, task_context
 from tests.servers.fault_proxy import FaultKind, FaultProxy, plan
 from tests.servers.stub_stripe import RecordedRequest, StubResponse, StubServer

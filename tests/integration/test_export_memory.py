@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_stripe.operators.exports import StripeListChargesOperator
+from airflow_provider_stripe.operators.exports import StripeExportOperator
 from tests.airflow_env import rate_limit_caps_env
 from tests.integration.stripe_task_context import stripe_connection, task_context
 from tests.servers.stub_stripe import RecordedRequest, StubResponse, StubServer
@@ -56,8 +56,13 @@ def _export_peak(stub: StubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         monkeypatch.setenv(name, value)
     conn = stripe_connection(monkeypatch, stub.url, rate_limit_per_minute=100_000, rate_limit_per_hour=1_000_000)
     target = tmp_path / f"charges-{total}.jsonl"
-    op = StripeListChargesOperator(
-        task_id="export", stripe_conn_id=conn, path=str(target), created_gte=WINDOW[0], created_lt=WINDOW[1]
+    op = StripeExportOperator(
+        resource="charges",
+        task_id="export",
+        stripe_conn_id=conn,
+        path=str(target),
+        created_gte=WINDOW[0],
+        created_lt=WINDOW[1],
     )
     op.hook.get_client()  # connection parsing and client set-up are not part of the streaming
     tracemalloc.start()

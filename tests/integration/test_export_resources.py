@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import stripe
 
-from airflow_provider_stripe.operators.exports import StripeExportOperator, StripeListChargesOperator
+from airflow_provider_stripe.errors import StripeInputError
+from airflow_provider_stripe.operators.exports import StripeExportOperator
 from airflow_provider_stripe.resources import RESOURCES
-from airflow_provider_stripe.validation import StripeInputError
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
 from tests.servers.stripe_reporting import LedgerFront
 
@@ -184,11 +184,6 @@ def test_bad_resource_format_or_mode_fail_at_parse_time() -> None:
         with pytest.raises(StripeInputError) as info:
             StripeExportOperator(task_id="e", path="/tmp/x", **kwargs)
         assert info.value.field == field
-
-
-def test_aliases_are_the_generic_operator() -> None:
-    op = StripeListChargesOperator(task_id="e", path="/tmp/x.jsonl")
-    assert isinstance(op, StripeExportOperator) and op.resource == "charges" and op.file_format == "jsonl"
 
 
 HOSTILE = (

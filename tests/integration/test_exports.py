@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import stripe
 
-from airflow_provider_stripe.operators.exports import StripeListChargesOperator, StripeListPayoutsOperator
-from airflow_provider_stripe.validation import StripeInputError
+from airflow_provider_stripe.errors import StripeInputError
+from airflow_provider_stripe.operators.exports import StripeExportOperator
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
 from tests.servers.fault_proxy import FaultProxy
 from tests.servers.localstripe_server import request_log
@@ -60,7 +60,8 @@ def test_charges_export_streams_every_page(
     conn = stripe_connection(monkeypatch, proxy.url)
     now = int(time.time())
     target = tmp_path / "charges" / "day.jsonl"
-    op = StripeListChargesOperator(
+    op = StripeExportOperator(
+        resource="charges",
         task_id="export",
         stripe_conn_id=conn,
         path=str(target),
@@ -94,7 +95,9 @@ def test_window_excludes_objects_outside_it(localstripe: str, monkeypatch: pytes
     end = datetime.fromtimestamp(after.created, timezone.utc)
     # The default window is the run's data interval.
     ctx = task_context(data_interval_start=start, data_interval_end=end)
-    result = StripeListChargesOperator(task_id="e", stripe_conn_id=conn, path=str(tmp_path / "c.jsonl")).execute(ctx)
+    result = StripeExportOperator(
+        resource="charges", task_id="e", stripe_conn_id=conn, path=str(tmp_path / "c.jsonl")
+    ).execute(ctx)
     assert result["count"] == 2
     assert sorted(r["id"] for r in _read(tmp_path / "c.jsonl")) == sorted(c.id for c in inside)
     assert (result["created_gte"], result["created_lt"]) == (inside[0].created, after.created)
@@ -102,7 +105,8 @@ def test_window_excludes_objects_outside_it(localstripe: str, monkeypatch: pytes
     assert (query["created[gte]"], query["created[lt]"]) == (str(inside[0].created), str(after.created))
 
     # Overrides win over the data interval; ISO strings (rendered templates) are accepted.
-    result = StripeListChargesOperator(
+    result = StripeExportOperator(
+        resource="charges",
         task_id="e",
         stripe_conn_id=conn,
         path=str(tmp_path / "all.jsonl"),
@@ -119,7 +123,8 @@ def test_payouts_export_pages_through_the_created_window(
     payouts = [client.v1.payouts.create({"amount": 500 * (i + 1), "currency": "eur"}) for i in range(3)]
     conn = stripe_connection(monkeypatch, localstripe)
     now = int(time.time())
-    result = StripeListPayoutsOperator(
+    result = StripeExportOperator(
+        resource="payouts",
         task_id="p",
         stripe_conn_id=conn,
         path=str(tmp_path / "payouts.jsonl"),
@@ -156,8 +161,8 @@ def test_bad_window_or_path_sends_nothing(monkeypatch: pytest.MonkeyPatch, tmp_p
         ),
     ]
     for kwargs, ctx, field in cases:
-        op = StripeListChargesOperator(
-            task_id="e", stripe_conn_id=conn, **{"path": str(tmp_path / "x.jsonl"), **kwargs}
+        op = StripeExportOperator(
+            resource="charges", task_id="e", stripe_conn_id=conn, **{"path": str(tmp_path / "x.jsonl"), **kwargs}
         )
         with pytest.raises(StripeInputError) as info:
             op.execute(task_context(**ctx))
@@ -176,7 +181,8 @@ def test_object_storage_path(localstripe: str, monkeypatch: pytest.MonkeyPatch) 
     ids = {_charge(client, 2000).id, _charge(client, 2100).id}
     conn = stripe_connection(monkeypatch, localstripe)
     now = int(time.time())
-    result = StripeListChargesOperator(
+    result = StripeExportOperator(
+        resource="charges",
         task_id="e",
         stripe_conn_id=conn,
         path="memory://exports/charges.jsonl",
@@ -202,10 +208,10 @@ BAD_ACCOUNTS = ["../../x", "acct_1A/../../x", "acct_1A\r\nX-Injected: 1", "acct_
 """Account ids from run conf or a mapped list that must never reach a path or a header."""
 
 
-def _rendered_export(conn: str, template: str, **fields: Any) -> StripeListChargesOperator:
+def _rendered_export(conn: str, template: str, **fields: Any) -> StripeExportOperator:
     """An export whose templates are rendered the way Airflow renders them (``task`` in the context)."""
-    op = StripeListChargesOperator(
-        task_id="e", stripe_conn_id=conn, path=template, created_gte=1, created_lt=2, **fields
+    op = StripeExportOperator(
+        resource="charges", task_id="e", stripe_conn_id=conn, path=template, created_gte=1, created_lt=2, **fields
     )
     op.render_template_fields({**task_context(), "task": op, "params": fields.pop("params", {})})
     return op

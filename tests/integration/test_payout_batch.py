@@ -33,12 +33,16 @@ import pytest
 import stripe
 
 from airflow_provider_stripe.compat import AirflowFailException
-from airflow_provider_stripe.errors import StripePayoutError, StripePayoutRefusedError
+from airflow_provider_stripe.errors import (
+    SourceError,
+    StripeBatchInputError,
+    StripePayoutError,
+    StripePayoutRefusedError,
+)
 from airflow_provider_stripe.hooks.requests import StripeRequests
 from airflow_provider_stripe.hooks.stripe import StripeHook
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
 from airflow_provider_stripe.payout_batch.keys import PayoutIdentity
-from airflow_provider_stripe.payout_batch.sources import SourceError, StripeBatchInputError
 from tests.airflow_env import rate_limit_caps_env
 from tests.integration.payout_helpers import (
     LOGICAL_DATE,

@@ -9,13 +9,12 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_stripe.errors import LiveModeNotAllowedError
+from airflow_provider_stripe.errors import LiveModeNotAllowedError, StripeInputError
 from airflow_provider_stripe.operators.payouts import (
     StripeCancelPayoutOperator,
     StripeCreatePayoutOperator,
     StripePayoutBatchOperator,
 )
-from airflow_provider_stripe.validation import StripeInputError
 from tests.integration.payout_helpers import eur_items, payout_context, payouts_by_reference
 from tests.integration.stripe_task_context import LIVE_KEY, TEST_KEY, stripe_connection
 

@@ -13,15 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from airflow_provider_stripe.errors import RateLimitStorageError, StripeProviderError
+from airflow_provider_stripe.errors import RateLimitStorageError, RateLimitWaitExceeded, StripeProviderError
 from airflow_provider_stripe.hooks.stripe import StripeHook
-from airflow_provider_stripe.ratelimit import (
-    STORAGE_TIMEOUT_S,
-    RateLimitSpec,
-    RateLimitWaitExceeded,
-    StripeRateLimiter,
-    get_rate_limiter,
-)
+from airflow_provider_stripe.ratelimit import STORAGE_TIMEOUT_S, RateLimitSpec, StripeRateLimiter, get_rate_limiter
 from tests.integration.stripe_task_context import stripe_connection
 from tests.servers.stub_stripe import StubServer
 

@@ -160,7 +160,7 @@ def test_unknown_payout_fails_and_writes_nothing(
 
 
 def test_bad_ids_are_refused_before_any_request(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from airflow_provider_stripe.validation import StripeInputError
+    from airflow_provider_stripe.errors import StripeInputError
 
     conn = stripe_connection(monkeypatch, "http://127.0.0.1:9")
     op = StripePayoutReconciliationOperator(

@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.operators.exports import resolve_window
-from airflow_provider_stripe.validation import StripeInputError
 
 
 def test_an_at_daily_run_gets_an_empty_window_named_in_iso_dates_with_the_timetable_to_use() -> None:

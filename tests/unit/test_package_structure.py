@@ -60,23 +60,23 @@ def test_every_public_exception_is_defined_in_errors_under_one_root() -> None:
 @pytest.mark.parametrize(
     ("module", "name", "stdlib_base"),
     [
-        ("errors", "StripeConfigurationError", ValueError),
-        ("errors", "LiveModeNotAllowedError", PermissionError),
-        ("errors", "StripeRequestError", RuntimeError),
-        ("errors", "StripePayoutError", RuntimeError),
-        ("ratelimit", "RateLimitWaitExceeded", TimeoutError),
-        ("validation", "StripeInputError", ValueError),
-        ("payout_batch.sources", "StripeBatchInputError", ValueError),
-        ("payout_batch.sources", "SourceError", ValueError),
-        ("payout_status.watch", "PayoutIdsError", ValueError),
-        ("webhooks.signature", "WebhookSignatureError", ValueError),
-        ("webhooks.signature", "WebhookPayloadError", ValueError),
+        ("airflow_provider_stripe.errors", "StripeConfigurationError", ValueError),
+        ("airflow_provider_stripe.errors", "LiveModeNotAllowedError", PermissionError),
+        ("airflow_provider_stripe.errors", "StripeRequestError", RuntimeError),
+        ("airflow_provider_stripe.errors", "StripePayoutError", RuntimeError),
+        ("airflow_provider_stripe.ratelimit", "RateLimitWaitExceeded", TimeoutError),
+        ("airflow_provider_stripe.validation", "StripeInputError", ValueError),
+        ("airflow_provider_stripe.payout_batch.sources", "StripeBatchInputError", ValueError),
+        ("airflow_provider_stripe.payout_batch.sources", "SourceError", ValueError),
+        ("airflow_provider_stripe.payout_status.watch", "PayoutIdsError", ValueError),
+        ("airflow_provider_stripe.webhooks.signature", "WebhookSignatureError", ValueError),
+        ("airflow_provider_stripe.webhooks.signature", "WebhookPayloadError", ValueError),
     ],
 )
 def test_exceptions_keep_their_stdlib_base_and_their_old_import_path(
     module: str, name: str, stdlib_base: type[BaseException]
 ) -> None:
-    cls = getattr(importlib.import_module(f"{PACKAGE}.{module}"), name)
+    cls = getattr(importlib.import_module(module), name)
     assert cls is getattr(errors, name), f"{module}.{name} is not the class errors.{name}"
     assert issubclass(cls, StripeProviderError) and issubclass(cls, stdlib_base)
 
@@ -169,7 +169,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycle_between_the_package_modules() -> None:
     modules = set(_module_names())
     graph = {module: _imports(module, modules) for module in modules}
-    assert graph[f"{PACKAGE}.payout_batch.instructions"], "the graph must see imports (sanity check)"
+    assert graph["airflow_provider_stripe.payout_batch.instructions"], "the graph must see imports (sanity check)"
     assert _cycles(graph) == []
     # errors.py is the root every module may import: it imports nothing of the package but the
     # Airflow compat module (for AirflowFailException), which imports nothing of the package.
@@ -194,7 +194,8 @@ def test_provider_info_imports_neither_airflow_nor_the_error_hierarchy() -> None
         "import sys, airflow_provider_stripe.get_provider_info as g\n"
         "g.get_provider_info()\n"
         "print(','.join(sorted(m for m in sys.modules if m == 'airflow' or m.startswith(('airflow.', "
-        "'airflow_provider_stripe.errors', 'airflow_provider_stripe.compat', 'airflow_provider_stripe.config')))))\n"
+        "'airflow_provider_stripe.errors', 'airflow_provider_stripe.compat', "
+        "'airflow_provider_stripe.config')))))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
     assert result.stdout.strip() == ""

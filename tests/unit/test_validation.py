@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.validation import (
     ISO_4217_CURRENCIES,
     MIN_CHARGE_AMOUNTS,
     THREE_DECIMAL_CURRENCIES,
     ZERO_DECIMAL_CURRENCIES,
-    StripeInputError,
     format_amount,
     validate_amount,
     validate_currency,

@@ -23,14 +23,12 @@ from typing import Any
 import pytest
 
 from airflow_provider_stripe.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.errors import WebhookPayloadError, WebhookSignatureError, WebhookSignatureReason
+from airflow_provider_stripe.webhooks.secrets import parse_webhook_secrets
 from airflow_provider_stripe.webhooks.signature import (
     DEFAULT_TOLERANCE_SECONDS,
     SIGNATURE_HEADER,
-    WebhookPayloadError,
-    WebhookSignatureError,
-    WebhookSignatureReason,
     construct_event,
-    parse_webhook_secrets,
     sign_payload,
     verify_signature,
 )

@@ -1,4 +1,4 @@
-"""Reading Stripe objects the same way on stripe 14, 15 and 16 (``sdk_compat``), on the installed SDK."""
+"""Reading Stripe objects the same way on stripe 14, 15 and 16 (``compat.as_dict``, ``read_field``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 
 import stripe
 
-from airflow_provider_stripe.sdk_compat import as_dict, read_field
+from airflow_provider_stripe.compat import as_dict, read_field
 
 CHARGE = {
     "id": "ch_1",
