@@ -8,12 +8,12 @@ DEFAULT_CONN_ID = "stripe_default"
 WEBHOOK_URL_PREFIX = "/stripe"
 
 #: The Airflow config option (``[stripe] allowed_base_urls``) listing the base URLs a
-#: connection may send its key to besides Stripe's; see :mod:`airflow_provider_stripe.config`.
+#: connection may send its key to besides Stripe's; see :mod:`airflow_provider_stripe.connection.config`.
 ALLOWED_BASE_URLS_SECTION = "stripe"
 ALLOWED_BASE_URLS_KEY = "allowed_base_urls"
 
 #: The admin options (same ``[stripe]`` section) that let connections set rate limits above
-#: the contract's; see :func:`airflow_provider_stripe.config.rate_limit_cap`.
+#: the contract's; see :func:`airflow_provider_stripe.connection.config.rate_limit_cap`.
 MAX_RATE_LIMIT_PER_MINUTE_KEY = "max_rate_limit_per_minute"
 MAX_RATE_LIMIT_PER_HOUR_KEY = "max_rate_limit_per_hour"
 

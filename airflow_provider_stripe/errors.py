@@ -276,7 +276,7 @@ class StripeRequestError(StripeProviderError, RuntimeError):
 
         A client error (4xx other than 409/429), except ``idempotency_error``: that one
         says the key was already used with *other* parameters, so something may exist
-        under it. What follows for the key: :mod:`airflow_provider_stripe.idempotency`.
+        under it. What follows for the key: :mod:`airflow_provider_stripe.hooks.idempotency`.
         """
         if self.error_type == "idempotency_error":
             return False

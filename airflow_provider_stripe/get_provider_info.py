@@ -8,14 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_stripe import __version__
-from airflow_provider_stripe.connection_form import CONN_TYPE, HOOK_NAME, conn_fields, ui_field_behaviour
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.connection.form import CONN_TYPE, HOOK_NAME, conn_fields, ui_field_behaviour
 from airflow_provider_stripe.constants import (
     ALLOWED_BASE_URLS_KEY,
     ALLOWED_BASE_URLS_SECTION,
     MAX_RATE_LIMIT_PER_HOUR_KEY,
     MAX_RATE_LIMIT_PER_MINUTE_KEY,
 )
-from airflow_provider_stripe.contract import STRIPE_CONTRACT
 
 PACKAGE_NAME = "airflow-provider-stripe"
 
@@ -61,7 +61,7 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
-        "extra-links": ["airflow_provider_stripe.links.StripeDashboardLink"],
+        "extra-links": ["airflow_provider_stripe.links.dashboard.StripeDashboardLink"],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,
@@ -72,7 +72,9 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "config": _config_options(),
-        "asset-uris": [{"schemes": ["stripe"], "handler": "airflow_provider_stripe.assets.normalize_stripe_uri"}],
+        "asset-uris": [
+            {"schemes": ["stripe"], "handler": "airflow_provider_stripe.events.assets.normalize_stripe_uri"}
+        ],
     }
 
 

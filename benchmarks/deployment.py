@@ -122,7 +122,7 @@ def _asset_event_counts(d: Deployment) -> Counter[str]:
 
 
 def webhooks(d: Deployment, events: int, workers: int, duplicate_share: float = 0.05) -> report.Measurement:
-    from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER, sign_payload
+    from airflow_provider_stripe.events.signature import SIGNATURE_HEADER, sign_payload
 
     distinct = int(events * (1 - duplicate_share))
     bodies = [_event(i) for i in range(distinct)]

@@ -104,8 +104,8 @@ def _child(*args: str) -> dict[str, Any]:
 
 
 def bench(objects: int, latency_ms: int, repeats: int) -> list[Measurement]:
+    from airflow_provider_stripe.hooks.ratelimit import WINDOW_MARGIN_S
     from airflow_provider_stripe.hooks.stripe import StripeHook
-    from airflow_provider_stripe.ratelimit import WINDOW_MARGIN_S
     from airflow_provider_stripe.testing.connection import connection_env
     from benchmarks.counting_proxy import run_counting_proxy
     from benchmarks.warehouse import list_server

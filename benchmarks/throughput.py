@@ -119,7 +119,7 @@ def concurrency(proxy: CountingProxy, flush: Any, dags: DagRunner, *, quick: boo
 
 
 def rate_limit(proxy: CountingProxy, flush: Any, dags: DagRunner, *, quick: bool) -> list[Measurement]:
-    from airflow_provider_stripe.contract import STRIPE_CONTRACT
+    from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
 
     per_minute, per_hour = (100, 2000) if quick else (STRIPE_CONTRACT.rate_limit.rpm, STRIPE_CONTRACT.rate_limit.rph)
     count = per_minute + per_minute // 2

@@ -3,7 +3,7 @@
 Each run covers its data interval, one UTC day ``[data_interval_start, data_interval_end)``
 (a ``CronDataIntervalTimetable``: a plain cron schedule would give runs an empty interval). A
 manual run without a logical date has no data interval: it covers the last complete UTC day
-before it was triggered (:func:`airflow_provider_stripe.run_window.day_window`).
+before it was triggered (:func:`airflow_provider_stripe.exports.windows.day_window`).
 :class:`~airflow_provider_stripe.operators.exports.StripeExportOperator` (``resource="charges"``,
 ``resource="payouts"``) pages through Stripe with auto-pagination and writes one object per
 line as it goes, so memory stays flat on busy days. The files land in ``<export_dir>/charges/<day>.jsonl`` and
@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from airflow.sdk import DAG, Param
 
 from airflow_provider_stripe.compat import CronDataIntervalTimetable
+from airflow_provider_stripe.exports.windows import MACROS
 from airflow_provider_stripe.operators.exports import StripeExportOperator
-from airflow_provider_stripe.run_window import MACROS
 
 STRIPE_CONN_ID = "stripe_default"
 DAY = "{{ day_window()[0] | ds }}"

@@ -20,8 +20,8 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
+from airflow_provider_stripe.exports.windows import MACROS
 from airflow_provider_stripe.operators.exports import StripeExportOperator
-from airflow_provider_stripe.run_window import MACROS
 from airflow_provider_stripe.validation import ACCOUNT_ID_RE
 
 

@@ -21,7 +21,7 @@ references another run of this DAG paid in the last 7 days (``already_paid_by_ru
 Where the instructions come from: the run's ``instructions_file`` param (a local path or
 ``s3://...``), else ``data/payouts/<run day>.jsonl`` next to this file, where the run day is
 the logical date's (``ds``) or, for a manual run without a logical date, the day it was
-triggered (:func:`airflow_provider_stripe.run_window.run_day`). ``find_instructions`` checks
+triggered (:func:`airflow_provider_stripe.exports.windows.run_day`). ``find_instructions`` checks
 first: a day without a file has nothing to pay, so the rest of the run is skipped and the run
 succeeds (an unpaused DAG does not retry or block on days you have no payouts for); a given
 ``instructions_file`` that does not exist fails the run at once, without retries. A small
@@ -41,8 +41,8 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
+from airflow_provider_stripe.exports.windows import run_day
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
-from airflow_provider_stripe.run_window import run_day
 from airflow_provider_stripe.sensors.payouts import DEFAULT_POLL_INTERVAL, StripePayoutSensor
 
 STRIPE_CONN_ID = "stripe_default"

@@ -1,6 +1,6 @@
 """A payout batch that moves money only after a person approves it, within per-run limits.
 
-1. ``summarize`` -- :func:`~airflow_provider_stripe.payout_batch.summary.summarize_batch` reads and
+1. ``summarize`` -- :func:`~airflow_provider_stripe.payouts.summary.summarize_batch` reads and
    validates the run's instructions file as the batch will, checks the batch's limits (at most
    ``MAX_ITEMS`` items and ``MAX_TOTAL`` per currency: above them the run fails here, nobody is
    asked) and returns the summary: count, total per currency, the largest items, a digest.
@@ -40,8 +40,8 @@ APPROVAL_TIMEOUT = timedelta(hours=12)
 @task
 def summarize(**context: Any) -> dict[str, Any]:
     """The batch as the approver sees it (fails on invalid instructions or a batch above its limits)."""
-    from airflow_provider_stripe.payout_batch.limits import BatchLimits
-    from airflow_provider_stripe.payout_batch.summary import summarize_batch
+    from airflow_provider_stripe.payouts.limits import BatchLimits
+    from airflow_provider_stripe.payouts.summary import summarize_batch
 
     limits = BatchLimits.from_arguments(MAX_ITEMS, MAX_TOTAL)
     return summarize_batch(context["params"]["instructions_file"], context, limits=limits)

@@ -26,7 +26,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetWatcher, task
 
-from airflow_provider_stripe.assets import event_asset
+from airflow_provider_stripe.events.assets import event_asset
 from airflow_provider_stripe.triggers.events import StripeEventTrigger
 
 STRIPE_CONN_ID = "stripe_default"

@@ -26,8 +26,8 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
+from airflow_provider_stripe.exports.windows import run_day
 from airflow_provider_stripe.operators.payouts import StripeCreatePayoutOperator, StripePayoutBatchOperator
-from airflow_provider_stripe.run_window import run_day
 
 STRIPE_CONN_ID = "stripe_default"
 INSTRUCTIONS_DIR = Path(__file__).resolve().parent / "data" / "payouts"

@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
+from airflow_provider_stripe.exports.windows import MACROS
 from airflow_provider_stripe.operators.reports import StripeReportRunOperator
-from airflow_provider_stripe.run_window import MACROS
 
 with DAG(
     dag_id="stripe_report_run",

@@ -12,7 +12,7 @@
    lands the payouts *changed* in the data interval (created, paid, failed...), each once in
    its latest state, as Parquet with a stable schema: the warehouse stays correct without
    full re-exports. A run without a data interval (a manual run without a logical date)
-   covers the last complete UTC day (:mod:`airflow_provider_stripe.run_window`); or give
+   covers the last complete UTC day (:mod:`airflow_provider_stripe.exports.windows`); or give
    ``changes_since`` and ``changes_until`` (ISO times) in the run's conf.
 
 Instructions are ``data/payouts/<run day>.jsonl`` next to this file, or the run's
@@ -30,10 +30,10 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
+from airflow_provider_stripe.exports.windows import MACROS
 from airflow_provider_stripe.operators.exports import StripeExportOperator
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
 from airflow_provider_stripe.operators.reconciliation import StripePayoutReconciliationOperator
-from airflow_provider_stripe.run_window import MACROS
 from airflow_provider_stripe.sensors.payouts import DEFAULT_POLL_INTERVAL, StripePayoutSensor
 
 STRIPE_CONN_ID = "stripe_default"

@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from airflow_provider_stripe.connection_form import CONNECTION_FIELDS
+from airflow_provider_stripe.connection.form import CONNECTION_FIELDS
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "connection.md"
 START, END = "<!-- connection-fields:start -->", "<!-- connection-fields:end -->"

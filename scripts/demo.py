@@ -83,7 +83,7 @@ def _migrate() -> None:
 @contextlib.contextmanager
 def _stripe_target(args: argparse.Namespace) -> Iterator[str]:
     """Set the connection; yield a description. Local: start localstripe and the simulated bank."""
-    from airflow_provider_stripe.config import ALLOWED_BASE_URLS_ENV
+    from airflow_provider_stripe.connection.config import ALLOWED_BASE_URLS_ENV
     from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 
     api_key = os.environ.get("STRIPE_API_KEY")

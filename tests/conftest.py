@@ -26,7 +26,7 @@ from tests.servers.stub_stripe import StubServer, run_stub  # noqa: E402
 def fresh_rate_limiters() -> None:
     """Each test starts with the in-memory rate limiters of a fresh process: the tests' connections
     share one test key, so their requests would otherwise count against one limit all session."""
-    from airflow_provider_stripe.ratelimit import clear_rate_limiters
+    from airflow_provider_stripe.hooks.ratelimit import clear_rate_limiters
 
     clear_rate_limiters()
 

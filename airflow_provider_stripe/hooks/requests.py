@@ -2,9 +2,9 @@
 
 :class:`StripeRequests` (``hook.requests``) has one method per Stripe operation the
 provider uses. Each sends through the hook's ``StripeClient``, whose HTTP client waits on
-the connection's shared rate limiter (:mod:`airflow_provider_stripe.ratelimit`) before
+the connection's shared rate limiter (:mod:`airflow_provider_stripe.hooks.ratelimit`) before
 every attempt and retries per the connection. Money-moving methods take the idempotency
-key the engine chose (:class:`~airflow_provider_stripe.idempotency.IdempotentRequests`
+key the engine chose (:class:`~airflow_provider_stripe.hooks.idempotency.IdempotentRequests`
 owns the key rules); nothing here picks a key. Every SDK error becomes the provider's
 :class:`~airflow_provider_stripe.errors.StripeRequestError` (:func:`translated`, shared by
 the sync and async methods), chained to the SDK's error so the engine can read its
@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_stripe.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.errors import from_stripe_error, redact
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def check_health(hook: StripeHook) -> tuple[bool, str]:
     """
     import stripe
 
-    from airflow_provider_stripe.ratelimit import RateLimitWaitExceeded, hide_userinfo
+    from airflow_provider_stripe.hooks.ratelimit import RateLimitWaitExceeded, hide_userinfo
 
     cfg = hook.config
     budget = STRIPE_CONTRACT.health_check.timeout_seconds

@@ -1,7 +1,7 @@
 """StripeHook: one configured, rate-limited, retrying ``StripeClient`` per Airflow connection.
 
 The hook reads a ``stripe`` connection, validates it against the contract
-(:mod:`airflow_provider_stripe.config`), registers every secret with Airflow's secrets
+(:mod:`airflow_provider_stripe.connection.config`), registers every secret with Airflow's secrets
 masker, and builds the official SDK's ``StripeClient`` (never the global
 ``stripe.api_key``) with the contract's ``Stripe-Version``, the connected account as
 ``Stripe-Account``, the base URL, a timeout, bounded retries and the connection's shared
@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_stripe.config import StripeConnectionConfig, config_from_connection
-from airflow_provider_stripe.connection_form import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
+from airflow_provider_stripe.connection.config import StripeConnectionConfig, config_from_connection
+from airflow_provider_stripe.connection.form import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
 from airflow_provider_stripe.errors import LiveModeNotAllowedError
+from airflow_provider_stripe.events.signature import DEFAULT_TOLERANCE_SECONDS
 from airflow_provider_stripe.validation import validate_account_id
-from airflow_provider_stripe.webhooks.signature import DEFAULT_TOLERANCE_SECONDS
 
 if TYPE_CHECKING:
     from stripe import StripeClient
 
+    from airflow_provider_stripe.hooks.ratelimit import StripeRateLimiter
     from airflow_provider_stripe.hooks.requests import StripeRequests
-    from airflow_provider_stripe.ratelimit import StripeRateLimiter
 
 _UNSET: Any = object()
 
@@ -99,7 +99,7 @@ class StripeHook(BaseHook):
     def rate_limiter_for(self, account: str | None) -> StripeRateLimiter:
         """The process-wide limiter of requests with this connection's key to ``account`` (``None``:
         the platform), with this connection's limits: shared with every connection holding the same key."""
-        from airflow_provider_stripe.ratelimit import RateLimitSpec, get_rate_limiter, limit_key
+        from airflow_provider_stripe.hooks.ratelimit import RateLimitSpec, get_rate_limiter, limit_key
 
         cfg = self.config
         spec = RateLimitSpec(cfg.rate_limit_per_minute, cfg.rate_limit_per_hour, cfg.rate_limit_storage_uri)
@@ -149,7 +149,7 @@ class StripeHook(BaseHook):
     def _build_client(self, account: str | None, retries: int, timeout: float, rate_limited: bool) -> StripeClient:
         from stripe import StripeClient
 
-        from airflow_provider_stripe.http_client import GovernedRequestsClient
+        from airflow_provider_stripe.hooks.http_client import GovernedRequestsClient
 
         _quiet_sdk_logger()
         cfg = self.config
@@ -200,7 +200,7 @@ class StripeHook(BaseHook):
         self, payload: bytes | str, sig_header: str | None, tolerance: int = DEFAULT_TOLERANCE_SECONDS
     ) -> dict[str, Any]:
         """Verify a webhook delivery against every secret on the connection; return the event."""
-        from airflow_provider_stripe.webhooks.signature import construct_event
+        from airflow_provider_stripe.events.signature import construct_event
 
         return construct_event(payload, sig_header, self.config.webhook_secrets, tolerance=tolerance)
 
@@ -211,14 +211,14 @@ class StripeHook(BaseHook):
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """The Stripe fields of the connection form on Airflow 3.1 (secrets masked)."""
-        from airflow_provider_stripe.connection_form import form_widgets
+        from airflow_provider_stripe.connection.form import form_widgets
 
         return form_widgets()
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The standard fields the form hides on Airflow 3.1 (Stripe does not use them)."""
-        from airflow_provider_stripe.connection_form import HIDDEN_STANDARD_FIELDS
+        from airflow_provider_stripe.connection.form import HIDDEN_STANDARD_FIELDS
 
         return {"hidden_fields": list(HIDDEN_STANDARD_FIELDS), "relabeling": {}, "placeholders": {}}
 
@@ -231,7 +231,7 @@ def _mask(secret: str) -> None:
 
 def _mask_raw_secrets(conn: Any) -> None:
     """Mask secrets as stored, before validation, so even an error about them cannot leak them."""
-    from airflow_provider_stripe.connection_form import CONNECTION_FIELDS
+    from airflow_provider_stripe.connection.form import CONNECTION_FIELDS
 
     extra = conn.extra_dejson or {}
     if conn.password:

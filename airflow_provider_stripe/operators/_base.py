@@ -7,15 +7,15 @@ order of use:
 
 1. input validation is theirs (:mod:`airflow_provider_stripe.validation`), before anything else;
 2. :meth:`~StripeMoneyOperator.idempotent_requests`: the provider's idempotent-request
-   engine (:class:`~airflow_provider_stripe.idempotency.IdempotentRequests`) for one
+   engine (:class:`~airflow_provider_stripe.hooks.idempotency.IdempotentRequests`) for one
    operation: the user's key, or one derived from the task instance
-   (:class:`~airflow_provider_stripe.payout_batch.keys.RunIdentity`) and the operation;
+   (:class:`~airflow_provider_stripe.payouts.keys.RunIdentity`) and the operation;
 3. :meth:`~StripeMoneyOperator.dry_run_result` when ``dry_run=True``: log what would be
    sent, send nothing;
 4. :meth:`~StripeMoneyOperator.guard_live_mode`: refuse live keys unless the connection
    allows them;
 5. :meth:`~StripeMoneyOperator.send_idempotent`: the request under that key, by the
-   engine's generation rule (:mod:`airflow_provider_stripe.idempotency`); a definitive
+   engine's generation rule (:mod:`airflow_provider_stripe.hooks.idempotency`); a definitive
    refusal fails the task without automatic retries;
 6. :meth:`~StripeMoneyOperator.log_movement` and :func:`summarize`: one log line and a
    small JSON-safe result for XCom (never a whole Stripe object, never a key).
@@ -35,14 +35,14 @@ from airflow.sdk import BaseOperator
 from airflow_provider_stripe.compat import as_dict
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import StripeRequestError, redact
-from airflow_provider_stripe.links import StripeDashboardLink
+from airflow_provider_stripe.links.dashboard import StripeDashboardLink
 from airflow_provider_stripe.validation import format_amount
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_stripe.hooks.idempotency import IdempotentRequests
     from airflow_provider_stripe.hooks.stripe import StripeHook
-    from airflow_provider_stripe.idempotency import IdempotentRequests
 
 T = TypeVar("T")
 
@@ -129,7 +129,7 @@ class StripeMoneyOperator(StripeBaseOperator):
         the next attempt sends ``<key>-retry<n>`` (at most 240 characters).
 
     Refusals and retries follow the engine's generation rule
-    (:mod:`airflow_provider_stripe.idempotency`): a definitive refusal fails the task with
+    (:mod:`airflow_provider_stripe.hooks.idempotency`): a definitive refusal fails the task with
     ``AirflowFailException`` (clear it once the cause is fixed: it is sent under a fresh
     key); a lost answer fails it with a retryable
     :class:`~airflow_provider_stripe.errors.StripeRequestError` that reuses the key.
@@ -152,9 +152,9 @@ class StripeMoneyOperator(StripeBaseOperator):
         Without a store a try walks the generations earlier tries used (nothing else can
         find an earlier success of a single request).
         """
-        from airflow_provider_stripe.idempotency import IdempotentRequests
-        from airflow_provider_stripe.payout_batch.keys import RunIdentity, explicit_key_function
-        from airflow_provider_stripe.payout_batch.ledger import SingleRequestLedger
+        from airflow_provider_stripe.hooks.idempotency import IdempotentRequests
+        from airflow_provider_stripe.payouts.keys import RunIdentity, explicit_key_function
+        from airflow_provider_stripe.payouts.ledger import SingleRequestLedger
 
         return IdempotentRequests(
             identity=RunIdentity.from_context(context),
@@ -182,7 +182,7 @@ class StripeMoneyOperator(StripeBaseOperator):
 
         ``operation`` and ``key_parts`` (e.g. a charge id) name the request: its key and its
         generation in the task state store (see :meth:`idempotent_requests`). The engine
-        (:meth:`~airflow_provider_stripe.idempotency.IdempotentRequests.request`) applies
+        (:meth:`~airflow_provider_stripe.hooks.idempotency.IdempotentRequests.request`) applies
         the generation rule. A refusal of a fresh request raises ``AirflowFailException``
         chained to the :class:`StripeRequestError` (or, with ``fail_on_refusal=False``, the
         :class:`StripeRequestError` itself, for an operator that inspects it). Any other

@@ -13,7 +13,7 @@ Stripe idempotency key that is stable across Airflow retries of the same task in
 supports ``dry_run``, and returns a small JSON-safe dict for XCom.
 
 Refusals and lost answers follow the provider's key rule
-(:mod:`airflow_provider_stripe.idempotency`): a definitive refusal (a declined card:
+(:mod:`airflow_provider_stripe.hooks.idempotency`): a definitive refusal (a declined card:
 nothing moved) fails the task without automatic retries; clear it once the cause is fixed.
 """
 

@@ -3,7 +3,7 @@
 The window is ``[data_interval_start, data_interval_end)`` (override with
 ``created_gte`` / ``created_lt``), sent to Stripe as ``created[gte]`` / ``created[lt]``.
 Objects are read with the SDK's auto-pagination and written one line each as they
-arrive (JSON Lines, CSV or Parquet, see :mod:`airflow_provider_stripe.formats`), so memory
+arrive (JSON Lines, CSV or Parquet, see :mod:`airflow_provider_stripe.exports.formats`), so memory
 stays flat however many there are. The file goes to a local path
 (written to a temporary name, then renamed: no half-written file on failure) or to any
 Airflow :class:`~airflow.sdk.ObjectStoragePath` (``s3://...``, ``gs://...``, with
@@ -23,15 +23,21 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow_provider_stripe.compat import as_dict, read_field
 from airflow_provider_stripe.constants import EVENT_RETENTION_S, PAGE_SIZE
 from airflow_provider_stripe.errors import StripeInputError
-from airflow_provider_stripe.formats import FORMATS, Columns, CsvTimestamps, Format, check_format, write_rows
-from airflow_provider_stripe.lineage import LineageRecord, StripeLineageMixin, file_size, path_dataset, stripe_dataset
+from airflow_provider_stripe.exports.formats import FORMATS, Columns, CsvTimestamps, Format, check_format, write_rows
+from airflow_provider_stripe.exports.lineage import (
+    LineageRecord,
+    StripeLineageMixin,
+    file_size,
+    path_dataset,
+    stripe_dataset,
+)
+from airflow_provider_stripe.exports.resources import get_resource
 from airflow_provider_stripe.operators._base import StripeBaseOperator
-from airflow_provider_stripe.resources import get_resource
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_stripe.slices import SlicedRead, SliceSpool
+    from airflow_provider_stripe.exports.slices import SlicedRead, SliceSpool
 
 ExportMode = Literal["created", "changes"]
 EXPORT_MODES: tuple[ExportMode, ...] = ("created", "changes")
@@ -110,7 +116,7 @@ def first_each(objects: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
     """Export a Stripe resource's objects created (or changed) in the run's data interval.
 
-    :param resource: what to export, one of :data:`~airflow_provider_stripe.resources.RESOURCES`
+    :param resource: what to export, one of :data:`~airflow_provider_stripe.exports.resources.RESOURCES`
         (``charges``, ``payment_intents``, ``refunds``, ``disputes``, ``payouts``,
         ``balance_transactions``, ``customers``, ``invoices``, ``transfers``,
         ``application_fees``, ``events``).
@@ -300,13 +306,13 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         window first: without more, that page is the whole export (one request, as a
         sequential read). Else that page is kept as the newest slice (the seconds after
         its oldest object, all of which it holds) and the rest of the window is read as
-        :data:`~airflow_provider_stripe.slices.SLICES_PER_WORKER` time slices per worker
-        (:mod:`airflow_provider_stripe.slices`), finished slices kept beside ``target``
+        :data:`~airflow_provider_stripe.exports.slices.SLICES_PER_WORKER` time slices per worker
+        (:mod:`airflow_provider_stripe.exports.slices`), finished slices kept beside ``target``
         for a retry (which finds the newest slice there and sends no first page).
         ``changes`` mode merges the slices newest first with one set of the ids seen, so
         an object appears once, in its latest state.
         """
-        from airflow_provider_stripe.slices import (
+        from airflow_provider_stripe.exports.slices import (
             SLICES_PER_WORKER,
             SlicedRead,
             SliceSpool,

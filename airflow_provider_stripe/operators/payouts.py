@@ -5,14 +5,14 @@
   file or a callable, concurrently and within the connection's rate limit;
 * :class:`StripeCancelPayoutOperator` -- cancel a pending payout.
 
-Creating operators are thin: the work is in :mod:`airflow_provider_stripe.payout_batch`.
+Creating operators are thin: the work is in :mod:`airflow_provider_stripe.payouts`.
 Every item is validated before the first request. A payout with an explicit reference is
 sent under a key derived from the Stripe account and the reference (not the run), so
 any other run or DAG paying it, even at the same moment, is refused by Stripe itself;
 every payout carries its reference and run in metadata, so retries after a crash, a
 lost answer or Stripe forgetting the key (24 h) find it again instead of paying twice.
 On Airflow 3.3+ progress is kept in the task state store, so a retry resumes where the
-last try stopped. See :mod:`airflow_provider_stripe.idempotency` for the key rules.
+last try stopped. See :mod:`airflow_provider_stripe.hooks.idempotency` for the key rules.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ REFERENCE_SCOPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_stripe.payout_batch.batch import PayoutEngine, PayoutKeys
-    from airflow_provider_stripe.payout_batch.keys import PayoutIdentity
-    from airflow_provider_stripe.payout_batch.limits import BatchLimits
-    from airflow_provider_stripe.payout_batch.recovery import CrossRun
-    from airflow_provider_stripe.payout_batch.results import ResultSink
-    from airflow_provider_stripe.payout_batch.sources import ValidatedBatch
+    from airflow_provider_stripe.payouts.batch import PayoutEngine, PayoutKeys
+    from airflow_provider_stripe.payouts.keys import PayoutIdentity
+    from airflow_provider_stripe.payouts.limits import BatchLimits
+    from airflow_provider_stripe.payouts.recovery import CrossRun
+    from airflow_provider_stripe.payouts.results import ResultSink
+    from airflow_provider_stripe.payouts.sources import ValidatedBatch
 
 PAYOUT_FIELDS: tuple[str, ...] = (
     "id",
@@ -98,7 +98,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         self.cross_run_lookback = cross_run_lookback
 
     def _check_cross_run(self) -> None:
-        from airflow_provider_stripe.payout_batch.recovery import MAX_CROSS_RUN_LOOKBACK
+        from airflow_provider_stripe.payouts.recovery import MAX_CROSS_RUN_LOOKBACK
 
         if self.cross_run_protection not in (None, True, False):
             raise StripeInputError(
@@ -129,8 +129,8 @@ class _PayoutOperatorBase(StripeMoneyOperator):
 
     def _keys(self, identity: PayoutIdentity, explicit_references: int, key_for: Any = None) -> PayoutKeys:
         """Each item's key and metadata: the task's cross-run protection, or none when it covers no item."""
-        from airflow_provider_stripe.payout_batch.batch import PayoutKeys
-        from airflow_provider_stripe.payout_batch.recovery import CROSS_RUN_LOOKBACK, CrossRun
+        from airflow_provider_stripe.payouts.batch import PayoutKeys
+        from airflow_provider_stripe.payouts.recovery import CROSS_RUN_LOOKBACK, CrossRun
 
         protect: Any = None
         if self.cross_run_protection is True:
@@ -160,7 +160,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         }
 
     def _identity(self, context: Context) -> PayoutIdentity:
-        from airflow_provider_stripe.payout_batch.keys import PayoutIdentity
+        from airflow_provider_stripe.payouts.keys import PayoutIdentity
 
         return PayoutIdentity.from_context(context)
 
@@ -173,8 +173,8 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         on_failure: Any,
         keys: PayoutKeys,
     ) -> PayoutEngine:
-        from airflow_provider_stripe.payout_batch.batch import PayoutEngine
-        from airflow_provider_stripe.payout_batch.ledger import BatchLedger
+        from airflow_provider_stripe.payouts.batch import PayoutEngine
+        from airflow_provider_stripe.payouts.ledger import BatchLedger
 
         # Airflow 3.3+ (AIP-103); older Airflow has no store and relies on keys + listing.
         store = task_state_store(context)
@@ -224,7 +224,7 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
     :param statement_descriptor: up to 22 characters shown on the bank statement.
     :param source_type: balance to draw from: ``bank_account``, ``card`` or ``fpx``.
     :param metadata: up to 45 string pairs (the provider adds the keys of
-        :data:`~airflow_provider_stripe.payout_batch.keys.RESERVED_METADATA_KEYS`).
+        :data:`~airflow_provider_stripe.payouts.keys.RESERVED_METADATA_KEYS`).
     :param reference: your stable name for this payout (e.g. a settlement id); default: a
         hash of its contents. Used to find the payout again on a retry.
     :param account_id: pay out from this connected account (``Stripe-Account``).
@@ -285,9 +285,9 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
         self.reference = reference
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_stripe.payout_batch.instructions import instruction_from_params
-        from airflow_provider_stripe.payout_batch.keys import explicit_key_function
-        from airflow_provider_stripe.payout_batch.results import ResultSink
+        from airflow_provider_stripe.payouts.instructions import instruction_from_params
+        from airflow_provider_stripe.payouts.keys import explicit_key_function
+        from airflow_provider_stripe.payouts.results import ResultSink
 
         self._check_cross_run()
         instruction = instruction_from_params(
@@ -369,7 +369,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         (no retry; the message gives the count and totals against the limits). Not templated,
         so a run's conf cannot raise them.
     :param approved_digest: pay only if the validated instructions are these (templated): the
-        ``digest`` of :func:`~airflow_provider_stripe.payout_batch.summary.summarize_batch`,
+        ``digest`` of :func:`~airflow_provider_stripe.payouts.summary.summarize_batch`,
         shown to a person who approved it (e.g. Airflow's ``ApprovalOperator``,
         ``dags_examples/stripe_payout_batch_approval.py``). Other instructions -- the file
         changed after the approval -- are refused before any request
@@ -388,7 +388,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
     "reference", "outcome", "payout_id", "status", "amount", "currency", "created_by_try"?,
     "paid_by_run"?, "error"?}, ...]}``: counts per outcome describe this try,
     ``this_run`` the whole run by try
-    (:mod:`airflow_provider_stripe.payout_batch.results`). Never whole Stripe objects,
+    (:mod:`airflow_provider_stripe.payouts.results`). Never whole Stripe objects,
     never keys.
     """
 
@@ -425,8 +425,8 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         self.approved_digest = approved_digest
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_stripe.payout_batch.results import ResultSink
-        from airflow_provider_stripe.payout_batch.sources import validate_batch
+        from airflow_provider_stripe.payouts.results import ResultSink
+        from airflow_provider_stripe.payouts.sources import validate_batch
 
         limits = self._check_arguments()
         batch = validate_batch(
@@ -476,8 +476,8 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
 
     def _check_arguments(self) -> BatchLimits:
         """Check the task's arguments (before reading the batch); return its limits."""
-        from airflow_provider_stripe.payout_batch.batch import ON_FAILURE_CHOICES
-        from airflow_provider_stripe.payout_batch.limits import BatchLimits
+        from airflow_provider_stripe.payouts.batch import ON_FAILURE_CHOICES
+        from airflow_provider_stripe.payouts.limits import BatchLimits
 
         if self.idempotency_key:
             raise StripeInputError(
@@ -510,7 +510,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         self.log.info("Payout batch: the instructions are the approved ones (digest %s)", approved[:16])
 
     def _dry_run(self, batch: Any, sink: ResultSink) -> dict[str, Any]:
-        from airflow_provider_stripe.payout_batch.batch import item_result
+        from airflow_provider_stripe.payouts.batch import item_result
 
         cfg = self.hook.config  # validated: a dry run also proves the connection is usable
         live_allowed = not cfg.livemode or cfg.allow_live_mode

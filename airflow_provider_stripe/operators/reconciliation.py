@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_stripe.compat import as_dict
 from airflow_provider_stripe.constants import PAGE_SIZE
 from airflow_provider_stripe.errors import StripeInputError
-from airflow_provider_stripe.formats import Columns
-from airflow_provider_stripe.lineage import LineageRecord, file_size, path_dataset, stripe_dataset
+from airflow_provider_stripe.exports.formats import Columns
+from airflow_provider_stripe.exports.lineage import LineageRecord, file_size, path_dataset, stripe_dataset
 from airflow_provider_stripe.operators.exports import StripeExportOperator
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
 
     def _given_ids(self) -> tuple[str, ...] | None:
         from airflow_provider_stripe.errors import PayoutIdsError
-        from airflow_provider_stripe.payout_status.watch import normalize_payout_ids
+        from airflow_provider_stripe.payouts.watch import normalize_payout_ids
 
         if self.payout_ids is None:
             return None

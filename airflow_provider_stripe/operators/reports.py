@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.compat import conf
 from airflow_provider_stripe.errors import StripeInputError
-from airflow_provider_stripe.lineage import StripeLineageMixin
+from airflow_provider_stripe.exports.lineage import StripeLineageMixin
 from airflow_provider_stripe.operators._base import StripeBaseOperator
 
 if TYPE_CHECKING:
@@ -130,8 +130,8 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_stripe.compat import read_field
+        from airflow_provider_stripe.exports.reports import check_available, run_event
         from airflow_provider_stripe.operators.exports import resolve_window
-        from airflow_provider_stripe.reporting import check_available, run_event
         from airflow_provider_stripe.storage import resolve
 
         if not isinstance(self.report_type, str) or not self.report_type.strip():
@@ -183,8 +183,8 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         """Fail on a failed, timed-out or unreachable run; else stream its file to ``path``."""
         from airflow_provider_stripe.compat import AirflowException, AirflowFailException
         from airflow_provider_stripe.errors import StripeReportRunFailedError
-        from airflow_provider_stripe.formats import write_chunks
-        from airflow_provider_stripe.lineage import LineageRecord, path_dataset, stripe_dataset
+        from airflow_provider_stripe.exports.formats import write_chunks
+        from airflow_provider_stripe.exports.lineage import LineageRecord, path_dataset, stripe_dataset
         from airflow_provider_stripe.storage import resolve
 
         status, run_id = event.get("status"), event.get("report_run_id")

@@ -1,6 +1,6 @@
 """The provider's Airflow plugin: what it adds to the API server.
 
-* the Stripe webhook endpoint (see :mod:`airflow_provider_stripe.webhooks.endpoint`);
+* the Stripe webhook endpoint (see :mod:`airflow_provider_stripe.events.endpoint`);
 * a middleware that lets the Test button work for Stripe connections on Airflow
   3.3.1-3.3.2 (see :mod:`airflow_provider_stripe.plugins.connection_test_fix`).
 
@@ -33,7 +33,7 @@ class LazyWebhookApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
-            from airflow_provider_stripe.webhooks.endpoint import create_webhook_app
+            from airflow_provider_stripe.events.endpoint import create_webhook_app
 
             self._app = create_webhook_app()
         await self._app(scope, receive, send)

@@ -10,9 +10,9 @@ Works in all three of Airflow's waiting styles:
   :class:`~airflow_provider_stripe.triggers.payouts.StripePayoutTrigger` in the triggerer.
 
 Whatever the style, the decision is made by the same
-:class:`~airflow_provider_stripe.payout_status.watch.PayoutWatch`, and the statuses are fetched
+:class:`~airflow_provider_stripe.payouts.watch.PayoutWatch`, and the statuses are fetched
 by listing (100 per request) rather than one request per payout
-(:mod:`airflow_provider_stripe.payout_status.lookup`). The Stripe SDK is not imported at DAG-parse time.
+(:mod:`airflow_provider_stripe.payouts.lookup`). The Stripe SDK is not imported at DAG-parse time.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from airflow_provider_stripe.compat import (
     task_state_store,
 )
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
-from airflow_provider_stripe.links import StripeDashboardLink
+from airflow_provider_stripe.links.dashboard import StripeDashboardLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_stripe.hooks.stripe import StripeHook
-    from airflow_provider_stripe.payout_status.watch import PayoutWatch, Verdict
+    from airflow_provider_stripe.payouts.watch import PayoutWatch, Verdict
 
 DEFAULT_POLL_INTERVAL = timedelta(seconds=60)
 """How often the sensor asks Stripe, unless ``poll_interval`` says otherwise: a payout's status
@@ -117,13 +117,13 @@ class StripePayoutSensor(BaseSensorOperator):
         return StripeHook(self.stripe_conn_id, account_id=self.account_id or None)
 
     def _ids(self) -> tuple[str, ...]:
-        from airflow_provider_stripe.payout_status.watch import normalize_payout_ids
+        from airflow_provider_stripe.payouts.watch import normalize_payout_ids
 
         return normalize_payout_ids(self.payout_ids)
 
     def _load_watch(self, context: Context) -> PayoutWatch:
         """The observations so far: this instance's (poke mode), or the task state store's (reschedule)."""
-        from airflow_provider_stripe.payout_status.watch import PayoutWatch
+        from airflow_provider_stripe.payouts.watch import PayoutWatch
 
         if self._watch is None:
             paid_since: dict[str, float] = {}
@@ -160,8 +160,8 @@ class StripePayoutSensor(BaseSensorOperator):
     # -- poke / reschedule ----------------------------------------------------------
 
     def poke(self, context: Context) -> PokeReturnValue:
-        from airflow_provider_stripe.payout_status.lookup import fetch_payouts
-        from airflow_provider_stripe.payout_status.watch import Verdict
+        from airflow_provider_stripe.payouts.lookup import fetch_payouts
+        from airflow_provider_stripe.payouts.watch import Verdict
 
         watch = self._load_watch(context)
         if not watch.payout_ids:
@@ -221,7 +221,7 @@ class StripePayoutSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: return the result, or fail with the trigger's details."""
-        from airflow_provider_stripe.payout_status.watch import Verdict, describe_failures
+        from airflow_provider_stripe.payouts.watch import Verdict, describe_failures
 
         event = event or {}
         status = event.get("status")

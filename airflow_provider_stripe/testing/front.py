@@ -568,7 +568,7 @@ _PER_ACCOUNT: frozenset[str] = frozenset({"payouts"})
 
 def list_spec(resource: str) -> ListSpec:
     """How the front lists a resource of the provider's export registry (``payouts``)."""
-    from airflow_provider_stripe.resources import RESOURCES
+    from airflow_provider_stripe.exports.resources import RESOURCES
 
     return ListSpec(
         RESOURCES[resource].object,
@@ -581,7 +581,7 @@ def list_spec(resource: str) -> ListSpec:
 
 def _list_routes() -> tuple[Route, ...]:
     """Stripe's list semantics on every resource the provider lists (its export registry)."""
-    from airflow_provider_stripe.resources import RESOURCES
+    from airflow_provider_stripe.exports.resources import RESOURCES
 
     return tuple(Route("GET", f"/v1/{name}", list_endpoint(list_spec(name))) for name in RESOURCES)
 

@@ -198,7 +198,7 @@ async def _serve(port: int, settle_delay: float | None) -> None:
     from aiohttp import web
     from localstripe.server import app as localstripe_app
 
-    from airflow_provider_stripe.config import ALLOWED_BASE_URLS_ENV
+    from airflow_provider_stripe.connection.config import ALLOWED_BASE_URLS_ENV
     from airflow_provider_stripe.testing.front import StripeFront
 
     upstream_sock, front_sock = _listen(0), _listen(port)

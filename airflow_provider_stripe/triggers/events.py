@@ -65,9 +65,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from airflow_provider_stripe.assets import summarize_event
 from airflow_provider_stripe.compat import asset_state_store, run_blocking
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID, EVENT_RETENTION_S, PAGE_SIZE
+from airflow_provider_stripe.events.assets import summarize_event
 from airflow_provider_stripe.validation import ACCOUNT_ID_RE
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ class InstanceCursorStore:
 class StripeEventTrigger(BaseEventTrigger):
     """Fire a :class:`TriggerEvent` for each new Stripe event of the given types, oldest first.
 
-    The event payload is :func:`~airflow_provider_stripe.assets.summarize_event`'s small dict
+    The event payload is :func:`~airflow_provider_stripe.events.assets.summarize_event`'s small dict
     (``event_id``, ``type``, ``created``, ``livemode``, ``account``, ``object_id``,
     ``object_type``). See the module documentation for ordering, restarts and retention.
 

@@ -2,7 +2,7 @@
 
 The trigger polls with the Stripe SDK's async client (through :class:`StripeHook`, so the
 connection's rate limiter, retries, ``Stripe-Version`` and account apply) and decides with
-the same :class:`~airflow_provider_stripe.payout_status.watch.PayoutWatch` as the sensor. It
+the same :class:`~airflow_provider_stripe.payouts.watch.PayoutWatch` as the sensor. It
 fires exactly one event:
 
 * ``{"status": "success", "count": n}`` -- every payout paid (and past the grace period);
@@ -29,8 +29,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_stripe.compat import run_blocking
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import redact
-from airflow_provider_stripe.payout_status.lookup import afetch_payouts
-from airflow_provider_stripe.payout_status.watch import PayoutWatch
+from airflow_provider_stripe.payouts.lookup import afetch_payouts
+from airflow_provider_stripe.payouts.watch import PayoutWatch
 
 if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.requests import StripeRequests

@@ -3,7 +3,7 @@
 Polls ``GET /v1/reporting/report_runs/{id}`` with the SDK's async client (through
 :class:`~airflow_provider_stripe.hooks.stripe.StripeHook`: the connection's rate limit,
 retries, ``Stripe-Version`` and account apply) and fires one event, decided by
-:func:`airflow_provider_stripe.reporting.run_event`:
+:func:`airflow_provider_stripe.exports.reports.run_event`:
 
 * ``{"status": "success", "report_run_id", "file_id", "size"}``;
 * ``{"status": "failure", "report_run_id", "message"}`` -- Stripe's ``error``;
@@ -25,7 +25,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_stripe.compat import run_blocking
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import redact
-from airflow_provider_stripe.reporting import run_event
+from airflow_provider_stripe.exports.reports import run_event
 
 if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.requests import StripeRequests

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_stripe.payout_batch.ledger import GENERATION_STATE_PREFIX
+from airflow_provider_stripe.payouts.ledger import GENERATION_STATE_PREFIX
 from airflow_provider_stripe.testing.connection import connection_env
 from tests import airflow_env
 from tests.integration.charge_helpers import FakeChargesApi, decline_first

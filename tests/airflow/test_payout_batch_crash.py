@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_stripe.contract import STRIPE_CONTRACT
-from airflow_provider_stripe.payout_batch.keys import REFERENCE_METADATA_KEY
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.payouts.keys import REFERENCE_METADATA_KEY
 from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 from tests import airflow_env
 from tests.airflow.subprocess_env import installed_env, neutral_cwd

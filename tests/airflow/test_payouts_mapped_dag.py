@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_stripe.payout_batch.keys import REFERENCE_METADATA_KEY, RUN_METADATA_KEY
+from airflow_provider_stripe.payouts.keys import REFERENCE_METADATA_KEY, RUN_METADATA_KEY
 from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 from tests import airflow_env
 from tests.airflow.dag_helpers import task_states, xcoms

@@ -66,8 +66,8 @@ from typing import Any
 import pytest
 import requests
 
+from airflow_provider_stripe.events.signature import SIGNATURE_HEADER, sign_payload
 from airflow_provider_stripe.testing.settlement import SettlementSimulator
-from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER, sign_payload
 from tests import airflow_env
 from tests.airflow.api_server import ApiServer, run_api_server
 from tests.airflow.dag_helpers import (
@@ -648,8 +648,8 @@ def test_the_test_button_never_echoes_a_malformed_secret(
 def test_the_test_button_and_the_config_repr_hold_no_secret(
     localstripe_url: str, monkeypatch: pytest.MonkeyPatch, storage_uri: str
 ) -> None:
+    from airflow_provider_stripe.hooks.ratelimit import RateLimitSpec
     from airflow_provider_stripe.hooks.stripe import StripeHook
-    from airflow_provider_stripe.ratelimit import RateLimitSpec
 
     monkeypatch.setenv("AIRFLOW_CONN_STRIPE_LEAK_OK", connection_json(localstripe_url, storage_uri))
     hook = StripeHook("stripe_leak_ok")

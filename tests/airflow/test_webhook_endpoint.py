@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from airflow_provider_stripe.compat import AIRFLOW_VERSION
-from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER, sign_payload
+from airflow_provider_stripe.events.signature import SIGNATURE_HEADER, sign_payload
 from tests import airflow_env
 from tests.airflow.api_server import ApiServer, run_api_server
 from tests.servers.localstripe_server import TEST_API_KEY, register_webhook

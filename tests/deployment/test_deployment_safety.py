@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER, sign_payload
+from airflow_provider_stripe.events.signature import SIGNATURE_HEADER, sign_payload
 from benchmarks.counting_proxy import max_in_window
 from tests.deployment.deployment import LIMIT_PER_MINUTE, WEBHOOK_SECRET, Deployment
 from tests.deployment.upstream import instructions, payouts_by_description, write_jsonl

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 
 import requests
 
-from airflow_provider_stripe.payout_batch.keys import REFERENCE_METADATA_KEY, RUN_METADATA_KEY
+from airflow_provider_stripe.payouts.keys import REFERENCE_METADATA_KEY, RUN_METADATA_KEY
 from tests.servers.stub_stripe import RecordedRequest, StubResponse, stripe_error
 
 LOGICAL_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)

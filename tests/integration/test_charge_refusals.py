@@ -26,8 +26,8 @@ import stripe
 from airflow_provider_stripe.compat import AirflowFailException
 from airflow_provider_stripe.errors import StripeRequestError
 from airflow_provider_stripe.operators.charges import StripeCreateChargeOperator
-from airflow_provider_stripe.payout_batch.keys import RunIdentity
-from airflow_provider_stripe.payout_batch.ledger import GENERATION_STATE_PREFIX
+from airflow_provider_stripe.payouts.keys import RunIdentity
+from airflow_provider_stripe.payouts.ledger import GENERATION_STATE_PREFIX
 from tests.integration.charge_helpers import FakeChargesApi, decline_first
 from tests.integration.payout_helpers import MemoryStateStore
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context

@@ -24,7 +24,7 @@ from airflow_provider_stripe.operators.charges import (
     StripeCreateChargeOperator,
     StripeRefundChargeOperator,
 )
-from airflow_provider_stripe.payout_batch.keys import RunIdentity
+from airflow_provider_stripe.payouts.keys import RunIdentity
 from tests.integration.stripe_task_context import LIVE_KEY, TEST_KEY, stripe_connection, task_context
 from tests.servers.fault_proxy import FaultKind, FaultProxy, plan
 from tests.servers.stub_stripe import RecordedRequest, StubResponse, StubServer

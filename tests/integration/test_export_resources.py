@@ -18,8 +18,8 @@ import pytest
 import stripe
 
 from airflow_provider_stripe.errors import StripeInputError
+from airflow_provider_stripe.exports.resources import RESOURCES
 from airflow_provider_stripe.operators.exports import StripeExportOperator
-from airflow_provider_stripe.resources import RESOURCES
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
 from tests.servers.stripe_reporting import LedgerFront
 

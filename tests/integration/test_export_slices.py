@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_stripe.errors import StripeRequestError
+from airflow_provider_stripe.exports.slices import SLICES_PER_WORKER, plan_slices
 from airflow_provider_stripe.operators.exports import StripeExportOperator
-from airflow_provider_stripe.slices import SLICES_PER_WORKER, plan_slices
 from airflow_provider_stripe.testing.front import Route, StripeFront, list_endpoint, list_spec, with_routes
 from tests.airflow_env import rate_limit_caps_env
 from tests.integration.stripe_task_context import stripe_connection, task_context

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from airflow_provider_stripe.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.hooks.stripe import StripeHook
 from tests.integration.stripe_task_context import stripe_connection
 from tests.servers.stub_stripe import StubServer, refused_port, run_silent_server, stripe_error

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import stripe
 
-from airflow_provider_stripe.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.errors import StripeConfigurationError, from_stripe_error
 from airflow_provider_stripe.hooks.stripe import StripeHook
 from tests.integration.stripe_task_context import stripe_connection

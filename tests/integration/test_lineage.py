@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import stripe
 
+from airflow_provider_stripe.exports.resources import RESOURCES
 from airflow_provider_stripe.operators.exports import StripeExportOperator
 from airflow_provider_stripe.operators.reconciliation import RECONCILIATION_COLUMNS, StripePayoutReconciliationOperator
 from airflow_provider_stripe.operators.reports import StripeReportRunOperator
-from airflow_provider_stripe.resources import RESOURCES
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection, task_context
 from tests.servers.stripe_reporting import LedgerFront
 
@@ -97,7 +97,7 @@ def test_reconciliation_and_report_lineage(
 def test_object_storage_output_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.sdk import ObjectStoragePath
 
-    from airflow_provider_stripe.lineage import path_dataset
+    from airflow_provider_stripe.exports.lineage import path_dataset
 
     assert path_dataset(ObjectStoragePath("s3://warehouse/stripe/charges/2026-01-01.parquet")) == (
         "s3://warehouse",
@@ -112,7 +112,7 @@ def test_importable_and_silent_without_openlineage(tmp_path: Path) -> None:
         import sys
         sys.modules["airflow.providers.openlineage.extractors"] = None  # as if not installed
         sys.modules["openlineage"] = None
-        from airflow_provider_stripe.lineage import LineageRecord, operator_lineage
+        from airflow_provider_stripe.exports.lineage import LineageRecord, operator_lineage
         from airflow_provider_stripe.operators.exports import StripeExportOperator
         from airflow_provider_stripe.operators.reconciliation import StripePayoutReconciliationOperator
         from airflow_provider_stripe.operators.reports import StripeReportRunOperator

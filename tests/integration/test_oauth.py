@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from airflow_provider_stripe import oauth, oauth_cli
-from airflow_provider_stripe.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.connection import oauth, oauth_cli
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.hooks.stripe import StripeHook
 from tests.servers.stub_stripe import RecordedRequest, StubResponse, StubServer
 

@@ -42,7 +42,7 @@ from airflow_provider_stripe.errors import (
 from airflow_provider_stripe.hooks.requests import StripeRequests
 from airflow_provider_stripe.hooks.stripe import StripeHook
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
-from airflow_provider_stripe.payout_batch.keys import PayoutIdentity
+from airflow_provider_stripe.payouts.keys import PayoutIdentity
 from tests.airflow_env import rate_limit_caps_env
 from tests.integration.payout_helpers import (
     LOGICAL_DATE,

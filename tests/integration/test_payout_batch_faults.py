@@ -22,7 +22,7 @@ import stripe
 from airflow_provider_stripe.constants import PAGE_SIZE
 from airflow_provider_stripe.errors import StripePayoutError
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
-from airflow_provider_stripe.payout_batch.keys import PayoutIdentity
+from airflow_provider_stripe.payouts.keys import PayoutIdentity
 from tests.integration.payout_helpers import MemoryStateStore, eur_items, payout_context, payouts_by_reference
 from tests.integration.stripe_task_context import TEST_KEY, stripe_connection
 from tests.servers.fault_proxy import FaultKind, FaultPlan, FaultProxy

@@ -80,7 +80,7 @@ def test_bad_limits_fail_before_the_batch_is_read(conn_id: str) -> None:
 
 def test_only_the_approved_instructions_are_paid(localstripe: str, conn_id: str, tmp_path: Path) -> None:
     from airflow_provider_stripe.errors import StripeBatchChangedError
-    from airflow_provider_stripe.payout_batch.summary import summarize_batch
+    from airflow_provider_stripe.payouts.summary import summarize_batch
 
     items = eur_items(3)
     path = write_jsonl(tmp_path / "payouts.jsonl", items)

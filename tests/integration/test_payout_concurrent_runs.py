@@ -29,7 +29,7 @@ import pytest
 
 from airflow_provider_stripe.errors import StripeDuplicatePayoutError, StripePayoutError
 from airflow_provider_stripe.operators.payouts import StripePayoutBatchOperator
-from airflow_provider_stripe.payout_batch.keys import (
+from airflow_provider_stripe.payouts.keys import (
     DAG_METADATA_KEY,
     DAG_RUN_METADATA_KEY,
     REFERENCE_METADATA_KEY,

@@ -21,7 +21,7 @@ import requests
 
 from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.operators.payouts import StripeCreatePayoutOperator, StripePayoutBatchOperator
-from airflow_provider_stripe.payout_batch.recovery import CROSS_RUN_LOOKBACK
+from airflow_provider_stripe.payouts.recovery import CROSS_RUN_LOOKBACK
 from tests.integration.payout_helpers import (
     LOGICAL_DATE,
     MemoryStateStore,

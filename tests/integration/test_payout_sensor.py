@@ -20,8 +20,8 @@ import requests
 
 from airflow_provider_stripe.compat import AirflowFailException, AirflowSkipException, TaskDeferred
 from airflow_provider_stripe.errors import PayoutIdsError
-from airflow_provider_stripe.payout_status.lookup import afetch_payouts, fetch_payouts
-from airflow_provider_stripe.payout_status.watch import normalize_payout_ids
+from airflow_provider_stripe.payouts.lookup import afetch_payouts, fetch_payouts
+from airflow_provider_stripe.payouts.watch import normalize_payout_ids
 from airflow_provider_stripe.sensors.payouts import STATE_KEY, StripePayoutSensor
 from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 from airflow_provider_stripe.testing.settlement import Settlement, SettlementSimulator

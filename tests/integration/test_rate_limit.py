@@ -14,8 +14,13 @@ from collections.abc import Iterator
 import pytest
 
 from airflow_provider_stripe.errors import RateLimitStorageError, RateLimitWaitExceeded, StripeProviderError
+from airflow_provider_stripe.hooks.ratelimit import (
+    STORAGE_TIMEOUT_S,
+    RateLimitSpec,
+    StripeRateLimiter,
+    get_rate_limiter,
+)
 from airflow_provider_stripe.hooks.stripe import StripeHook
-from airflow_provider_stripe.ratelimit import STORAGE_TIMEOUT_S, RateLimitSpec, StripeRateLimiter, get_rate_limiter
 from tests.integration.stripe_task_context import stripe_connection
 from tests.servers.stub_stripe import StubServer
 
@@ -127,7 +132,7 @@ def test_redis_storage_shares_the_limit_across_processes() -> None:
         spec = RateLimitSpec(5, 100, uri)
         script = (
             "import sys\n"
-            "from airflow_provider_stripe.ratelimit import RateLimitSpec, StripeRateLimiter\n"
+            "from airflow_provider_stripe.hooks.ratelimit import RateLimitSpec, StripeRateLimiter\n"
             f"lim = StripeRateLimiter({key!r}, RateLimitSpec(5, 100, {uri!r}))\n"
             "print(sum(lim.try_acquire() == 0 for _ in range(4)))\n"
         )

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 
-from airflow_provider_stripe.webhooks import endpoint
+from airflow_provider_stripe.events import endpoint
 
 DEADLINE_S = 0.5
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import stripe
 
-from airflow_provider_stripe.assets import (
+from airflow_provider_stripe.events.assets import (
     event_asset,
     event_asset_uri,
     normalize_stripe_uri,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_stripe.config import (
+from airflow_provider_stripe.connection.config import (
     ALLOWED_BASE_URLS_ENV,
     ALLOWED_BASE_URLS_KEY,
     ALLOWED_BASE_URLS_SECTION,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_stripe.config import config_from_connection, describe_key, validate_base_url
-from airflow_provider_stripe.connection_form import MAX_TIMEOUT_S
-from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode
+from airflow_provider_stripe.connection.config import config_from_connection, describe_key, validate_base_url
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT, Mode
+from airflow_provider_stripe.connection.form import MAX_TIMEOUT_S
 from airflow_provider_stripe.errors import StripeConfigurationError
 from tests.airflow_env import rate_limit_caps_env
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from airflow_provider_stripe.connection_form import CONNECTION_FIELDS, FIELDS_BY_NAME, HIDDEN_STANDARD_FIELDS
-from airflow_provider_stripe.contract import STRIPE_CONTRACT, snake_case, thaw
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT, snake_case, thaw
+from airflow_provider_stripe.connection.form import CONNECTION_FIELDS, FIELDS_BY_NAME, HIDDEN_STANDARD_FIELDS
 from airflow_provider_stripe.get_provider_info import PACKAGE_NAME, get_provider_info
 
 SPEC = Path(__file__).resolve().parents[3] / "shared" / "spec" / "payments.stripe.integration.ts"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_stripe.config import STRIPE_FILES_BASE_URL
+from airflow_provider_stripe.connection.config import STRIPE_FILES_BASE_URL
 from airflow_provider_stripe.hooks.stripe import StripeHook
 from tests.integration.stripe_task_context import stripe_connection
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import stripe
 
-from airflow_provider_stripe import idempotency
 from airflow_provider_stripe.errors import StripeInputError, StripeRequestError
+from airflow_provider_stripe.hooks import idempotency
+from airflow_provider_stripe.hooks.idempotency import Attempt, IdempotentRequests, allows_fresh_key, without_key
 from airflow_provider_stripe.hooks.requests import translated
-from airflow_provider_stripe.idempotency import Attempt, IdempotentRequests, allows_fresh_key, without_key
-from airflow_provider_stripe.payout_batch.keys import RunIdentity, explicit_key_function
-from airflow_provider_stripe.payout_batch.ledger import GENERATION_STATE_PREFIX, SingleRequestLedger
+from airflow_provider_stripe.payouts.keys import RunIdentity, explicit_key_function
+from airflow_provider_stripe.payouts.ledger import GENERATION_STATE_PREFIX, SingleRequestLedger
 from tests.integration.payout_helpers import MemoryStateStore, payout_context
 from tests.integration.stripe_task_context import task_context
 

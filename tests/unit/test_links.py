@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from airflow_provider_stripe.links import StripeDashboardLink, dashboard_url, link_for_result, object_url
+from airflow_provider_stripe.links.dashboard import StripeDashboardLink, dashboard_url, link_for_result, object_url
 
 
 def test_urls() -> None:

@@ -64,13 +64,13 @@ def test_every_public_exception_is_defined_in_errors_under_one_root() -> None:
         ("airflow_provider_stripe.errors", "LiveModeNotAllowedError", PermissionError),
         ("airflow_provider_stripe.errors", "StripeRequestError", RuntimeError),
         ("airflow_provider_stripe.errors", "StripePayoutError", RuntimeError),
-        ("airflow_provider_stripe.ratelimit", "RateLimitWaitExceeded", TimeoutError),
+        ("airflow_provider_stripe.hooks.ratelimit", "RateLimitWaitExceeded", TimeoutError),
         ("airflow_provider_stripe.validation", "StripeInputError", ValueError),
-        ("airflow_provider_stripe.payout_batch.sources", "StripeBatchInputError", ValueError),
-        ("airflow_provider_stripe.payout_batch.sources", "SourceError", ValueError),
-        ("airflow_provider_stripe.payout_status.watch", "PayoutIdsError", ValueError),
-        ("airflow_provider_stripe.webhooks.signature", "WebhookSignatureError", ValueError),
-        ("airflow_provider_stripe.webhooks.signature", "WebhookPayloadError", ValueError),
+        ("airflow_provider_stripe.payouts.sources", "StripeBatchInputError", ValueError),
+        ("airflow_provider_stripe.payouts.sources", "SourceError", ValueError),
+        ("airflow_provider_stripe.payouts.watch", "PayoutIdsError", ValueError),
+        ("airflow_provider_stripe.events.signature", "WebhookSignatureError", ValueError),
+        ("airflow_provider_stripe.events.signature", "WebhookPayloadError", ValueError),
     ],
 )
 def test_exceptions_keep_their_stdlib_base_and_their_old_import_path(
@@ -169,7 +169,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycle_between_the_package_modules() -> None:
     modules = set(_module_names())
     graph = {module: _imports(module, modules) for module in modules}
-    assert graph["airflow_provider_stripe.payout_batch.instructions"], "the graph must see imports (sanity check)"
+    assert graph["airflow_provider_stripe.payouts.instructions"], "the graph must see imports (sanity check)"
     assert _cycles(graph) == []
     # errors.py is the root every module may import: it imports nothing of the package but the
     # Airflow compat module (for AirflowFailException), which imports nothing of the package.
@@ -195,7 +195,7 @@ def test_provider_info_imports_neither_airflow_nor_the_error_hierarchy() -> None
         "g.get_provider_info()\n"
         "print(','.join(sorted(m for m in sys.modules if m == 'airflow' or m.startswith(('airflow.', "
         "'airflow_provider_stripe.errors', 'airflow_provider_stripe.compat', "
-        "'airflow_provider_stripe.config')))))\n"
+        "'airflow_provider_stripe.connection.config')))))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent)
     assert result.stdout.strip() == ""

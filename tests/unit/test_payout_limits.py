@@ -8,7 +8,7 @@ import pytest
 
 from airflow_provider_stripe.compat import AirflowFailException
 from airflow_provider_stripe.errors import StripeBatchLimitError, StripeInputError
-from airflow_provider_stripe.payout_batch.limits import BatchLimits
+from airflow_provider_stripe.payouts.limits import BatchLimits
 
 
 @pytest.mark.parametrize("max_items", [0, -1, True, 2.0, "5"])

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from airflow_provider_stripe.errors import SourceError, StripeBatchInputError, StripeInputError, StripeRequestError
-from airflow_provider_stripe.idempotency import allows_fresh_key, in_flight, used_elsewhere, was_replayed
-from airflow_provider_stripe.payout_batch import sources
-from airflow_provider_stripe.payout_batch.instructions import check_instruction, instruction_from_params
-from airflow_provider_stripe.payout_batch.keys import PayoutIdentity, ReferenceScope
-from airflow_provider_stripe.payout_batch.ledger import BatchLedger, ItemState
-from airflow_provider_stripe.payout_batch.results import ItemResult, ResultSink
-from airflow_provider_stripe.payout_batch.sources import iter_source, validate_batch
+from airflow_provider_stripe.hooks.idempotency import allows_fresh_key, in_flight, used_elsewhere, was_replayed
+from airflow_provider_stripe.payouts import sources
+from airflow_provider_stripe.payouts.instructions import check_instruction, instruction_from_params
+from airflow_provider_stripe.payouts.keys import PayoutIdentity, ReferenceScope
+from airflow_provider_stripe.payouts.ledger import BatchLedger, ItemState
+from airflow_provider_stripe.payouts.results import ItemResult, ResultSink
+from airflow_provider_stripe.payouts.sources import iter_source, validate_batch
 
 
 def _context(**ti: Any) -> dict[str, Any]:

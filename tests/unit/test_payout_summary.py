@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from airflow_provider_stripe.errors import StripeBatchInputError, StripeBatchLimitError
-from airflow_provider_stripe.payout_batch.limits import BatchLimits
-from airflow_provider_stripe.payout_batch.sources import validate_batch
-from airflow_provider_stripe.payout_batch.summary import summarize_batch
+from airflow_provider_stripe.payouts.limits import BatchLimits
+from airflow_provider_stripe.payouts.sources import validate_batch
+from airflow_provider_stripe.payouts.summary import summarize_batch
 
 ITEMS = [
     {"reference": "a", "amount": 500, "currency": "eur"},

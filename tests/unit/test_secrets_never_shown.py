@@ -13,9 +13,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from airflow_provider_stripe.config import ALLOWED_BASE_URLS_ENV, config_from_connection
+from airflow_provider_stripe.connection.config import ALLOWED_BASE_URLS_ENV, config_from_connection
+from airflow_provider_stripe.hooks.ratelimit import RateLimitSpec, StripeRateLimiter, hide_userinfo, userinfo_secrets
 from airflow_provider_stripe.plugins.connection_test_fix import TESTED_CONNECTION_ID, StripeConnectionTestPortFix
-from airflow_provider_stripe.ratelimit import RateLimitSpec, StripeRateLimiter, hide_userinfo, userinfo_secrets
 from tests.unit.test_config import FakeConn
 
 KEY = "sk_test_51ValidKey000"

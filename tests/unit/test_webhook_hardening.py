@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from airflow_provider_stripe.webhooks import endpoint as webhook_app
-from airflow_provider_stripe.webhooks.signature import SIGNATURE_HEADER, sign_payload
+from airflow_provider_stripe.events import endpoint as webhook_app
+from airflow_provider_stripe.events.signature import SIGNATURE_HEADER, sign_payload
 
 SECRET = "whsec_UnitSecret0001"
 GENERIC_400 = {"detail": "Invalid Stripe webhook request."}

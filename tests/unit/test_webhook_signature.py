@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_stripe.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.errors import WebhookPayloadError, WebhookSignatureError, WebhookSignatureReason
-from airflow_provider_stripe.webhooks.secrets import parse_webhook_secrets
-from airflow_provider_stripe.webhooks.signature import (
+from airflow_provider_stripe.events.secrets import parse_webhook_secrets
+from airflow_provider_stripe.events.signature import (
     DEFAULT_TOLERANCE_SECONDS,
     SIGNATURE_HEADER,
     construct_event,
@@ -497,7 +497,7 @@ def test_importing_the_module_loads_no_stripe_sdk() -> None:
     # Airflow is loaded: the provider's one error hierarchy (errors.py) makes deterministic
     # errors AirflowFailExceptions so that Airflow does not retry them.
     code = (
-        "import sys, airflow_provider_stripe.webhooks.signature\n"
+        "import sys, airflow_provider_stripe.events.signature\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'stripe', 'requests', 'fastapi'})\n"
         "print(','.join(heavy))\n"
     )

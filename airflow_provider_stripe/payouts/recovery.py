@@ -4,13 +4,13 @@ Idempotency keys protect a payment for about 24 h; after that (or if the state s
 cleared), the only record of what was paid is Stripe itself. Every payout carries the
 item's reference, the task instance's tag, the scope name of a protected reference, the
 DAG id and the run id in its metadata
-(:meth:`~airflow_provider_stripe.payout_batch.keys.PayoutIdentity.stamp`), so listing the
+(:meth:`~airflow_provider_stripe.payouts.keys.PayoutIdentity.stamp`), so listing the
 payouts created since a moment, with the SDK's auto-pagination, finds them.
 
 **Cross-run protection** (:class:`CrossRun`): a protected reference
 (:meth:`CrossRun.scope_for`) is sent under its *reference key*, the same for every run in
-its :class:`~airflow_provider_stripe.payout_batch.keys.ReferenceScope`, so two runs racing
-are told apart by Stripe at creation (see :mod:`airflow_provider_stripe.idempotency`).
+its :class:`~airflow_provider_stripe.payouts.keys.ReferenceScope`, so two runs racing
+are told apart by Stripe at creation (see :mod:`airflow_provider_stripe.hooks.idempotency`).
 The listing adds what the keys no longer know: a payout whose metadata names the same
 scope (an unprotected payout counts in ``dag:<its DAG>``) and reference but another task
 instance, created within the look-back, is indexed as paid by that run -- unless its
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_stripe.compat import read_field
 from airflow_provider_stripe.constants import PAGE_SIZE
-from airflow_provider_stripe.payout_batch.keys import (
+from airflow_provider_stripe.payouts.keys import (
     ACCOUNT_SCOPE,
     DAG_METADATA_KEY,
     DAG_RUN_METADATA_KEY,
@@ -105,7 +105,7 @@ class CrossRun:
     :param lookback: how far before the run's first try another run's payouts count (the
         keys cover the last ~24 h in any case).
     :param reference_scope: the scope of explicit references; ``None``: the whole Stripe
-        account (:data:`~airflow_provider_stripe.payout_batch.keys.ACCOUNT_SCOPE`), whichever DAG pays.
+        account (:data:`~airflow_provider_stripe.payouts.keys.ACCOUNT_SCOPE`), whichever DAG pays.
     :param account: the connected account paying (``None``: the platform).
     :param dag_id: the DAG (content-hash references are protected within it).
     """

@@ -3,7 +3,7 @@
 A guard against a batch far larger than intended (a file joined twice, amounts in the main
 unit instead of minor units, a currency nobody expected). The limits are checked on the
 validated batch -- its count and its total per currency, from
-:func:`~airflow_provider_stripe.payout_batch.sources.validate_batch` -- and before any request
+:func:`~airflow_provider_stripe.payouts.sources.validate_batch` -- and before any request
 to Stripe, listings included; a batch above them fails the task with
 :class:`~airflow_provider_stripe.errors.StripeBatchLimitError` (no retry), naming every limit
 exceeded with the batch's totals.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from airflow_provider_stripe.errors import StripeInputError
-from airflow_provider_stripe.formats import Columns, ColumnType
+from airflow_provider_stripe.exports.formats import Columns, ColumnType
 
 _COMMON: tuple[tuple[str, ColumnType], ...] = (
     ("id", "string"),

@@ -6,17 +6,17 @@ For each item, in order:
 2. found by listing this task instance's payouts (metadata reference + run tag) ->
    reported, nothing sent (a found payout whose amount or currency differs is a
    *conflict*: the item fails and nothing is sent);
-3. a protected reference (:class:`~airflow_provider_stripe.payout_batch.recovery.CrossRun`)
+3. a protected reference (:class:`~airflow_provider_stripe.payouts.recovery.CrossRun`)
    found in the same listing as paid by *another* run or DAG in its scope within the
    look-back -> ``already_paid_by_run`` (that run's id), nothing sent;
 4. otherwise ``POST /v1/payouts`` through the provider's idempotent-request engine
-   (:class:`~airflow_provider_stripe.idempotency.IdempotentRequests`, one request per
+   (:class:`~airflow_provider_stripe.hooks.idempotency.IdempotentRequests`, one request per
    item, per-item progress in a
-   :class:`~airflow_provider_stripe.payout_batch.ledger.BatchLedger`): a protected reference
+   :class:`~airflow_provider_stripe.payouts.ledger.BatchLedger`): a protected reference
    under its reference key (the same for every run: Stripe refuses a second payment),
    any other item under its task key, at the item's generation.
 
-Answers follow the engine's generation rule (:mod:`airflow_provider_stripe.idempotency`):
+Answers follow the engine's generation rule (:mod:`airflow_provider_stripe.hooks.idempotency`):
 ``created`` (or ``existing``), ``refused`` (nothing paid) or *unknown* (the next try reuses
 the key and the listing finds the payout). A reference key that another task instance
 used (``400 idempotency_error``): the item is *contended*; once the pool is drained one
@@ -31,7 +31,7 @@ the task loudly (:class:`~airflow_provider_stripe.errors.StripeDuplicatePayoutEr
 
 Run-level results: every payout of this run is attributed to the try that created it --
 this try for ``created``; for one found, the ledger's record or, by its creation time,
-the try timeline the ledger keeps (:meth:`~airflow_provider_stripe.payout_batch.ledger.BatchLedger.try_that_created`).
+the try timeline the ledger keeps (:meth:`~airflow_provider_stripe.payouts.ledger.BatchLedger.try_that_created`).
 
 Concurrency: a bounded thread pool of ``max_workers`` fed lazily from the spool (at most
 ``2 * max_workers`` items in flight, ``max_workers`` with ``on_failure="stop"``), so
@@ -50,9 +50,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_stripe.idempotency import Answer, Attempt, IdempotentRequests
-from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction
-from airflow_provider_stripe.payout_batch.keys import (
+from airflow_provider_stripe.hooks.idempotency import Answer, Attempt, IdempotentRequests
+from airflow_provider_stripe.payouts.instructions import PayoutInstruction
+from airflow_provider_stripe.payouts.keys import (
     KEY_LIFETIME,
     PAYOUT_SCOPE,
     REFERENCE_METADATA_KEY,
@@ -61,15 +61,15 @@ from airflow_provider_stripe.payout_batch.keys import (
     PayoutIdentity,
     ReferenceScope,
 )
-from airflow_provider_stripe.payout_batch.ledger import BatchLedger
-from airflow_provider_stripe.payout_batch.recovery import (
+from airflow_provider_stripe.payouts.ledger import BatchLedger
+from airflow_provider_stripe.payouts.recovery import (
     CrossRun,
     PaidByRun,
     PayoutFacts,
     Reconciliation,
     find_existing,
 )
-from airflow_provider_stripe.payout_batch.results import ItemResult, ResultSink
+from airflow_provider_stripe.payouts.results import ItemResult, ResultSink
 from airflow_provider_stripe.validation import format_amount
 
 if TYPE_CHECKING:

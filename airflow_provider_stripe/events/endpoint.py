@@ -19,7 +19,7 @@ where ``<conn_id>`` is a ``stripe`` connection holding that endpoint's signing s
    <airflow_provider_stripe.hooks.stripe.StripeHook.construct_event>`; the event must have
    Stripe's shape (id, a type such as ``payout.paid``, an integer ``created``);
 3. records one asset event on every asset whose URI is ``stripe://events/<event type>``
-   (e.g. ``stripe://events/payout.paid``; see :mod:`airflow_provider_stripe.assets`), with
+   (e.g. ``stripe://events/payout.paid``; see :mod:`airflow_provider_stripe.events.assets`), with
    ``extra = {"from_webhook": True, "conn_id": ..., "payload": <event summary>}`` -- the same
    ``payload`` a :class:`~airflow_provider_stripe.triggers.events.StripeEventTrigger` gives --
    so DAGs scheduled on that asset run;
@@ -55,8 +55,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from airflow_provider_stripe.assets import event_asset_uri, is_event_type, summarize_event
-from airflow_provider_stripe.webhooks.signature import DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER
+from airflow_provider_stripe.events.assets import event_asset_uri, is_event_type, summarize_event
+from airflow_provider_stripe.events.signature import DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def _verify(conn_id: str, body: bytes, signature: str | None) -> dict[str, Any]:
     caller answers the same bare 400, which tells nothing about the connection.
     """
     from airflow_provider_stripe.errors import WebhookSignatureError
-    from airflow_provider_stripe.webhooks.signature import check_header
+    from airflow_provider_stripe.events.signature import check_header
 
     try:
         check_header(signature, tolerance=DEFAULT_TOLERANCE_SECONDS)
@@ -186,7 +186,7 @@ def _construct_event(conn_id: str, body: bytes, signature: str | None) -> dict[s
     """Look the connection up by its exact id and verify the signature with its secrets."""
     from airflow.exceptions import AirflowNotFoundException
 
-    from airflow_provider_stripe.connection_form import CONN_TYPE
+    from airflow_provider_stripe.connection.form import CONN_TYPE
     from airflow_provider_stripe.errors import StripeConfigurationError, WebhookPayloadError, WebhookSignatureError
     from airflow_provider_stripe.hooks.stripe import StripeHook
 

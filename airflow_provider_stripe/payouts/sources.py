@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from airflow_provider_stripe.compat import is_object_storage_path
 from airflow_provider_stripe.errors import SourceError, StripeBatchInputError, StripeInputError
-from airflow_provider_stripe.payout_batch.instructions import PayoutInstruction, check_instruction
+from airflow_provider_stripe.payouts.instructions import PayoutInstruction, check_instruction
 from airflow_provider_stripe.validation import format_totals
 
 MAX_ERRORS_KEPT = 200

@@ -2,8 +2,8 @@
 
 Charges, captures, refunds, payout cancellations (one request per task) and payouts (one
 request per item of a batch; a single payout is a batch of one) all use
-:class:`IdempotentRequests`, with keys from :mod:`airflow_provider_stripe.payout_batch.keys`
-and generations kept by a ledger (:mod:`airflow_provider_stripe.payout_batch.ledger`). The
+:class:`IdempotentRequests`, with keys from :mod:`airflow_provider_stripe.payouts.keys`
+and generations kept by a ledger (:mod:`airflow_provider_stripe.payouts.ledger`). The
 requests themselves are :class:`~airflow_provider_stripe.hooks.requests.StripeRequests` methods.
 
 **The generation rule.** Stripe saves the result of the first request for a key --
@@ -39,8 +39,8 @@ from airflow_provider_stripe.errors import StripeRequestError, from_stripe_error
 if TYPE_CHECKING:
     import logging
 
-    from airflow_provider_stripe.payout_batch.keys import KeyFunction, RunIdentity
-    from airflow_provider_stripe.payout_batch.ledger import Ledger
+    from airflow_provider_stripe.payouts.keys import KeyFunction, RunIdentity
+    from airflow_provider_stripe.payouts.ledger import Ledger
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 Both ways a Stripe event reaches Airflow -- pulled by
 :class:`~airflow_provider_stripe.triggers.events.StripeEventTrigger` or pushed to the
-webhook endpoint (:mod:`airflow_provider_stripe.webhooks.endpoint`) -- describe the event with
+webhook endpoint (:mod:`airflow_provider_stripe.events.endpoint`) -- describe the event with
 the same small, JSON-serialisable :func:`summarize_event` dict, so a DAG scheduled on either
 reads the same keys from its triggering asset event.
 

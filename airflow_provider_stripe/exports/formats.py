@@ -2,7 +2,7 @@
 
 Rows stream in (an iterator) and go out as they arrive, so memory stays flat whatever the
 count: JSON Lines writes each object whole (every field, nested objects kept); CSV and
-Parquet write the declared columns of the resource (:mod:`airflow_provider_stripe.resources`),
+Parquet write the declared columns of the resource (:mod:`airflow_provider_stripe.exports.resources`),
 a nested value JSON-encoded into its cell. Parquet needs the ``[parquet]`` extra (pyarrow)
 and buffers at most :data:`PARQUET_ROW_GROUP` rows (one row group) at a time.
 
@@ -83,7 +83,7 @@ def cell(value: Any, kind: ColumnType, column: str) -> Any:
     if not ok:
         raise ValueError(
             f"column {column!r} is declared {kind} but Stripe sent {value!r}: update the resource's columns "
-            "(airflow_provider_stripe.resources) for this API version"
+            "(airflow_provider_stripe.exports.resources) for this API version"
         )
     return float(value) if kind == "float64" else value
 

@@ -1,6 +1,6 @@
 """Where each request's key generation and outcome live between tries: the ledgers.
 
-Which generation is current (:mod:`airflow_provider_stripe.idempotency` says when it
+Which generation is current (:mod:`airflow_provider_stripe.hooks.idempotency` says when it
 moves), and what became of it, is kept in Airflow's task state store
 (``context["task_state_store"]``, Airflow 3.3+) by a :class:`Ledger`, written *before* a
 new generation is used. A task with one request per scope keeps just the generation to

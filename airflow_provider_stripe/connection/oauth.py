@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.compat import as_dict
-from airflow_provider_stripe.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
 
 if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.requests import StripeRequests

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from airflow_provider_stripe.errors import StripeBatchInputError, StripeInputError
-from airflow_provider_stripe.payout_batch.keys import RESERVED_METADATA_KEYS
+from airflow_provider_stripe.payouts.keys import RESERVED_METADATA_KEYS
 from airflow_provider_stripe.validation import (
     METADATA_MAX_KEYS,
     validate_amount,

@@ -121,7 +121,7 @@ def _flatten(value: Any) -> Iterable[str]:
 
 def _read_results_file(path: Any) -> Iterable[Any]:
     """The per-item results the batch operator streamed to ``results_path`` (local or object storage)."""
-    from airflow_provider_stripe.payout_batch.sources import iter_source
+    from airflow_provider_stripe.payouts.sources import iter_source
 
     return iter_source(str(path))
 

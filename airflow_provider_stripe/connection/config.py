@@ -17,7 +17,8 @@ from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from airflow_provider_stripe.connection_form import (
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
+from airflow_provider_stripe.connection.form import (
     AUTH_API_KEY,
     AUTH_OAUTH2,
     CONNECTION_FIELDS,
@@ -31,7 +32,6 @@ from airflow_provider_stripe.constants import (
     MAX_RATE_LIMIT_PER_HOUR_KEY,
     MAX_RATE_LIMIT_PER_MINUTE_KEY,
 )
-from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 from airflow_provider_stripe.errors import StripeConfigurationError
 from airflow_provider_stripe.validation import validate_account_id
 
@@ -57,7 +57,7 @@ class StripeConnectionConfig:
     """Everything the hook needs from a ``stripe`` connection, validated. ``repr`` leaves out the secrets.
 
     ``values`` holds one validated value per declared connection field
-    (:data:`~airflow_provider_stripe.connection_form.CONNECTION_FIELDS`), keyed by its name; the
+    (:data:`~airflow_provider_stripe.connection.form.CONNECTION_FIELDS`), keyed by its name; the
     properties below only give them their Python types. A list field (the webhook secrets) holds
     a tuple of its items.
     """
@@ -160,7 +160,7 @@ class StripeConnectionConfig:
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret this config holds, for Airflow's secrets masker (the storage's password too)."""
-        from airflow_provider_stripe.ratelimit import userinfo_secrets
+        from airflow_provider_stripe.hooks.ratelimit import userinfo_secrets
 
         held: list[str] = []
         for f in CONNECTION_FIELDS:
@@ -173,7 +173,7 @@ class StripeConnectionConfig:
 
     def __repr__(self) -> str:
         """The fields without the secrets; the storage URI without its userinfo."""
-        from airflow_provider_stripe.ratelimit import hide_userinfo
+        from airflow_provider_stripe.hooks.ratelimit import hide_userinfo
 
         shown = [f"conn_id={self.conn_id!r}"]
         for f in CONNECTION_FIELDS:

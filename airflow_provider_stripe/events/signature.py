@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from airflow_provider_stripe.contract import STRIPE_CONTRACT
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.errors import WebhookPayloadError, WebhookSignatureError, WebhookSignatureReason
-from airflow_provider_stripe.webhooks.secrets import parse_webhook_secrets
+from airflow_provider_stripe.events.secrets import parse_webhook_secrets
 
 __all__ = [
     "DEFAULT_TOLERANCE_SECONDS",

@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 
-from airflow_provider_stripe.connection_form import CONN_TYPE, DEFAULT_CONN_ID
+from airflow_provider_stripe.connection.form import CONN_TYPE, DEFAULT_CONN_ID
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ex_p.add_argument("--code", required=True)
     args = parser.parse_args(argv)
 
-    from airflow_provider_stripe import oauth
+    from airflow_provider_stripe.connection import oauth
 
     if args.command == "authorize-url":
         url, state = oauth.authorize_url(args.client_id, args.redirect_uri)

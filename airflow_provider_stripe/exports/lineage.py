@@ -27,7 +27,7 @@ from airflow_provider_stripe.compat import is_object_storage_path
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-    from airflow_provider_stripe.formats import Columns
+    from airflow_provider_stripe.exports.formats import Columns
 
 PLATFORM_ACCOUNT = "platform"
 """The account part of an input dataset read with the connection's own account."""

@@ -2,7 +2,7 @@
 
 :func:`summarize_batch` reads and validates the batch exactly as
 :class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator` will
-(:func:`~airflow_provider_stripe.payout_batch.sources.validate_batch`: invalid items fail here,
+(:func:`~airflow_provider_stripe.payouts.sources.validate_batch`: invalid items fail here,
 before anyone is asked), checks the batch's limits, and returns a small, JSON-serialisable
 summary -- the XCom of a summary task -- with a Markdown ``text`` for Airflow's
 human-in-the-loop ``ApprovalOperator`` (its ``body``). ``digest`` names the validated
@@ -19,8 +19,8 @@ import heapq
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_stripe.payout_batch.limits import BatchLimits
-from airflow_provider_stripe.payout_batch.sources import validate_batch
+from airflow_provider_stripe.payouts.limits import BatchLimits
+from airflow_provider_stripe.payouts.sources import validate_batch
 from airflow_provider_stripe.validation import format_amount, format_totals
 
 LARGEST_ITEMS = 5

@@ -1,7 +1,7 @@
 """Idempotency keys: what makes a Stripe request "the same" across tries, runs and DAGs.
 
 A key is derived from *what the request pays*, then a *generation* (which generation is
-current: :mod:`airflow_provider_stripe.idempotency`, the engine that sends under a key):
+current: :mod:`airflow_provider_stripe.hooks.idempotency`, the engine that sends under a key):
 
 * a payout whose reference names one payment (an explicit reference under cross-run
   protection, or any reference with ``cross_run_protection=True``) gets a *reference key*
@@ -12,7 +12,7 @@ current: :mod:`airflow_provider_stripe.idempotency`, the engine that sends under
   payment at the moment of creation: ``409 idempotency_key_in_use`` while the first
   request is in flight, ``400 idempotency_error`` (other parameters: the run is in the
   metadata) once it is done. That is the rule that makes "never pays twice" hold for
-  concurrent runs; :mod:`airflow_provider_stripe.payout_batch.recovery` lists payouts for
+  concurrent runs; :mod:`airflow_provider_stripe.payouts.recovery` lists payouts for
   what is older than the keys' ~24 h (:data:`KEY_LIFETIME`).
 * every other request gets a *task key* (:meth:`RunIdentity.idempotency_key`): DAG,
   logical date -- or run id when the run has none --, task, map index, a scope (what kind
@@ -204,7 +204,7 @@ class PayoutIdentity(RunIdentity):
 
     Every payout carries its reference and the run's tag in its metadata, so a retry after
     Stripe forgot the keys (~24 h) still finds what was paid by listing payouts
-    (:mod:`airflow_provider_stripe.payout_batch.recovery`).
+    (:mod:`airflow_provider_stripe.payouts.recovery`).
     """
 
     def payout_key(self, reference: str, generation: int) -> str:

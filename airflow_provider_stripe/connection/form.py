@@ -5,7 +5,7 @@ Airflow 3.2+ renders custom connection fields from the declarative ``conn-fields
 the hook (``get_connection_form_widgets`` / ``get_ui_field_behaviour``, WTForms fields). Both,
 the JSON schema the hook validates a connection against, and the hook's defaults all come
 from :data:`CONNECTION_FIELDS` below, which in turn takes its labels, descriptions,
-defaults and limits from :data:`~airflow_provider_stripe.contract.STRIPE_CONTRACT`.
+defaults and limits from :data:`~airflow_provider_stripe.connection.contract.STRIPE_CONTRACT`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 from airflow_provider_stripe.constants import (
     ALLOWED_BASE_URLS_SECTION,
     CONN_TYPE,
@@ -23,8 +24,7 @@ from airflow_provider_stripe.constants import (
     MAX_RATE_LIMIT_PER_MINUTE_KEY,
     MEMORY_STORAGE,
 )
-from airflow_provider_stripe.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
-from airflow_provider_stripe.webhooks.secrets import parse_webhook_secrets
+from airflow_provider_stripe.events.secrets import parse_webhook_secrets
 
 __all__ = ["CONNECTION_FIELDS", "CONN_TYPE", "DEFAULT_CONN_ID", "HOOK_NAME", "ConnField"]
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.constants import PAGE_SIZE
 from airflow_provider_stripe.errors import StripeRequestError
-from airflow_provider_stripe.payout_status.watch import PayoutSnapshot
+from airflow_provider_stripe.payouts.watch import PayoutSnapshot
 
 if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.requests import StripeRequests

@@ -5,7 +5,7 @@ automatic idempotency keys on retried POSTs) instead of writing our own, and cha
 things by subclassing its clients:
 
 * every attempt, retries included, first takes a slot from the connection's
-  :class:`~airflow_provider_stripe.ratelimit.StripeRateLimiter`;
+  :class:`~airflow_provider_stripe.hooks.ratelimit.StripeRateLimiter`;
 * a 429 is retried too (the SDK retries connection errors, 409 and 5xx only), unless
   Stripe says ``Stripe-Should-Retry: false``.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from stripe import HTTPXClient, RequestsClient
 
-from airflow_provider_stripe.ratelimit import StripeRateLimiter
+from airflow_provider_stripe.hooks.ratelimit import StripeRateLimiter
 
 
 def _retry_429(response: Any, num_retries: int, max_network_retries: int | None) -> bool | None:
