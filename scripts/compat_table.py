@@ -3,11 +3,14 @@
 Rows are the combinations in ``constraints/`` (one ``.in``/``.txt`` pair each, see
 ``scripts/pin.sh``); cells are the outcome of each tier as ``scripts/test-matrix.sh`` recorded it
 in ``test-output/matrix/COMBO.json``: ``pass``, ``FAIL`` or ``not run`` (tiers CI does not run
-on that combination).
+on that combination). The ``plain`` tier is the demo in a venv installed the way the README tells
+users without Airflow's constraints file (``plain_requirements``: that Airflow, the provider and
+the last column's pins, resolved afresh, no lock file); its cell names the stripe it resolved.
 
     python3 scripts/compat_table.py            # print the table from the last matrix run
     python3 scripts/compat_table.py --write    # replace it in README.md
     python3 scripts/compat_table.py --check    # exit 1 if README.md disagrees with the last run
+    python3 scripts/compat_table.py --plain-requirements COMBO   # what a plain install asks for
 
 ``.ci/run`` runs ``--check`` after the matrix, so the README cannot claim what CI did not show;
 ``tests/unit/test_compat_table.py`` checks that the table's rows and versions match ``constraints/``.
@@ -26,7 +29,13 @@ README = REPO / "README.md"
 CONSTRAINTS = REPO / "constraints"
 RESULTS = REPO / "test-output" / "matrix"
 START, END = "<!-- compatibility:start -->", "<!-- compatibility:end -->"
-TIERS = (("unit", "unit"), ("integration", "integration"), ("airflow", "DAG-level"), ("demo", "demo"))
+TIERS = (
+    ("unit", "unit"),
+    ("integration", "integration"),
+    ("airflow", "DAG-level"),
+    ("demo", "demo"),
+    ("plain", "demo, plain install"),
+)
 _COMBO = re.compile(r"^airflow-(?P<airflow>\d+\.\d+)-stripe(?P<stripe>\d+)-py(?P<python>3\.\d+)$")
 
 
@@ -59,12 +68,22 @@ def extra_pins(combo: str) -> list[str]:
     return [r for r in reqs if r and not r.startswith(("apache-airflow", "stripe"))]
 
 
+def plain_requirements(combo: str) -> list[str]:
+    """What a user installs without Airflow's constraints file (README, Compatibility): that Airflow
+    release and the extra pins; the provider itself is added by the installer (scripts/bootstrap.sh)."""
+    wants = (CONSTRAINTS / f"{combo}.in").read_text().splitlines()
+    airflow = [line.strip() for line in wants if line.startswith("apache-airflow==")]
+    return airflow + extra_pins(combo)
+
+
 def _cell(results: dict, tier: str) -> str:
     outcome = results.get("tiers", {}).get(tier)
     if outcome is None:
         return "not run"
     if not outcome["ok"]:
         return "FAIL"
+    if "stripe" in outcome:  # a plain install: say which SDK it resolved
+        return f"pass (stripe {outcome['stripe']})"
     # How many tests a version marker skipped is in CI's run summary, not here: the README
     # states what works, which does not change each time a marked test is added.
     return "pass"
@@ -99,6 +118,9 @@ def readme_table(text: str | None = None) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--plain-requirements"] and len(argv) == 2:
+        print("\n".join(plain_requirements(argv[1])))
+        return 0
     current = table()
     if "--write" in argv:
         text = README.read_text()

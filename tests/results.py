@@ -25,11 +25,15 @@ def installed_versions() -> dict[str, str]:
     return {"python": platform.python_version(), "airflow": version("apache-airflow"), "stripe": version("stripe")}
 
 
-def record(path: str | Path, tier: str, counts: dict[str, int], *, ok: bool, seconds: float) -> None:
-    """Add (or replace) one tier's outcome in the combination's results file."""
+def record(path: str | Path, tier: str, counts: dict[str, Any], *, ok: bool, seconds: float) -> None:
+    """Add (or replace) one tier's outcome in the combination's results file. The ``plain`` tier
+    ran in its own, unpinned venv: its versions are kept with it, not as the combination's."""
     target = Path(path)
     data: dict[str, Any] = json.loads(target.read_text()) if target.exists() else {}
-    data.update(installed_versions())
+    if tier == "plain":
+        counts = {**counts, **installed_versions()}
+    else:
+        data.update(installed_versions())
     data.setdefault("tiers", {})[tier] = {**counts, "ok": ok, "seconds": round(seconds, 1)}
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -38,7 +42,7 @@ def record(path: str | Path, tier: str, counts: dict[str, int], *, ok: bool, sec
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.results", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    rec = sub.add_parser("record", help="record a non-pytest tier (the demo)")
+    rec = sub.add_parser("record", help="record a non-pytest tier (demo, plain)")
     rec.add_argument("path")
     rec.add_argument("tier")
     rec.add_argument("--exit-status", type=int, required=True)

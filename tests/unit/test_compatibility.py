@@ -53,7 +53,17 @@ def test_table_cells_say_what_ran(tmp_path: Path) -> None:
     }
     (tmp_path / f"{combo}.json").write_text(json.dumps({"tiers": tiers}))
     (row,) = [r for r in _rows(module.table(tmp_path)) if r[2] == "3.10"]
-    assert row[3:7] == ["pass", "pass", "FAIL", "not run"]  # skip counts are in the run summary
+    assert row[3:8] == ["pass", "pass", "FAIL", "not run", "not run"]  # skip counts are in the run summary
+
+
+def test_the_plain_install_cell_names_the_stripe_it_resolved(tmp_path: Path) -> None:
+    module = _compat_table()
+    combo = "airflow-3.1-stripe14-py3.10"
+    tiers = {"plain": {"ok": True, "stripe": "16.1.0", "airflow": "3.1.8"}, "demo": {"ok": True}}
+    (tmp_path / f"{combo}.json").write_text(json.dumps({"tiers": tiers}))
+    (row,) = [r for r in _rows(module.table(tmp_path)) if r[2] == "3.10"]
+    assert row[6:8] == ["pass", "pass (stripe 16.1.0)"]
+    assert module.plain_requirements(combo) == ["apache-airflow==3.1.8", "cryptography<51"]
 
 
 def test_the_table_says_what_a_plain_install_of_airflow_3_1_also_needs() -> None:
