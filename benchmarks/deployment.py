@@ -10,6 +10,10 @@ counting proxies, all on 127.0.0.1). Measured side by side in one run:
   share of them sent twice; every distinct event must be recorded exactly once (asset events
   read back through the REST API); p50/p99 latency and events/s, with the deployment's
   api-server (1 worker) and with a second api-server started with ``--workers 2``.
+* **What racing runs cost**: 1, 2 and 3 runs of one batch DAG on the same N references started
+  together (``deploy_concurrent_payouts``, through the proxy with Stripe's idempotency semantics,
+  every POST held 100 ms): each reference must be paid once; the runs' wall time and requests per
+  payout against one run alone.
 * **Batch vs mapped under the real scheduler**: N payouts in one batch task against one
   mapped task per payout (``deploy_payout_batch`` / ``deploy_payouts_mapped``), run wall time.
 
@@ -40,8 +44,9 @@ from tests.deployment.upstream import instructions, payouts_by_description, writ
 from tests.servers.fault_proxy import FaultKind, FaultPlan
 
 BATCH_DAG, MAPPED_DAG, WEBHOOK_DAG = "deploy_payout_batch", "deploy_payouts_mapped", "stripe_payout_events_webhook"
+CONCURRENT_DAG = "deploy_concurrent_payouts"
 SENDERS = 20
-SECTIONS = ("requests", "webhooks", "mapping")
+SECTIONS = ("requests", "concurrent", "webhooks", "mapping")
 
 
 def _run_dag(d: Deployment, dag: str, path: str, timeout: float) -> tuple[float, dict[str, Any]]:
@@ -90,6 +95,51 @@ def requests_per_payout(d: Deployment, workdir: Path, n: int) -> list[report.Mea
             )
         )
     d.proxy.set_plan(FaultPlan())
+    return rows
+
+
+def racing_runs(d: Deployment, workdir: Path, n: int) -> list[report.Measurement]:
+    """``k`` runs of one batch DAG on the same ``n`` references at once: k = 1 (the baseline, after one
+    unmeasured run that pays the DAG's first parse and task start-up), 2, 3."""
+    alone: tuple[float, float] | None = None
+    rows: list[report.Measurement] = []
+    for i, k in enumerate((1, 1, 2, 3)):
+        tag = f"bench-racing-{i}"
+        path = write_jsonl(workdir / f"{tag}.jsonl", instructions(tag, n))
+        d.faithful.reset_stats()
+        before = len(d.faithful.records)
+        run_ids = [d.trigger(CONCURRENT_DAG, logical_date=None, conf={"instructions_file": path}) for _ in range(k)]
+        runs = [d.wait_run(CONCURRENT_DAG, run_id, timeout=900) for run_id in run_ids]
+        wall = (
+            max(datetime.fromisoformat(r["end_date"]) for r in runs)
+            - min(datetime.fromisoformat(r["start_date"]) for r in runs)
+        ).total_seconds()
+        paid = payouts_by_description(d.stripe_url, tag)
+        once = len(paid) == n and set(paid.values()) == {1}
+        stats = d.faithful.stats
+        per = (len(d.faithful.records) - before) / n
+        if i < 2:
+            alone = (wall, per) if i == 1 else None
+            continue
+        assert alone is not None
+        ratio = wall / alone[0]
+        rows.append(
+            report.Measurement(
+                key=f"racing_runs_{k}",
+                title=f"{k} runs of one batch DAG on the same {n} references at once (deployment)",
+                ours_label=f"{k} racing runs: {per:.2f} requests per payout, each reference paid once: {once}",
+                ours=wall,
+                baseline_label=f"1 run alone: {alone[1]:.2f} requests per payout",
+                baseline=alone[0],
+                unit="s",
+                ratio=ratio,
+                ratio_text=f"{ratio:.2f}x one run's wall time, {per:.2f} requests per payout (alone: {alone[1]:.2f}); "
+                f"{stats['idempotency_in_use']} in-flight 409s, {stats['idempotency_mismatch']} key mismatches",
+                target="each reference paid once",
+                met=once and all(r["state"] == "success" for r in runs),
+                details={"requests_per_payout": per, "alone_requests_per_payout": alone[1], "stats": stats},
+            )
+        )
     return rows
 
 
@@ -209,12 +259,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         workdir.chmod(0o755)
         with run_deployment(workdir) as d:
-            d.wait_dags({BATCH_DAG, MAPPED_DAG, WEBHOOK_DAG})
-            for dag in (BATCH_DAG, MAPPED_DAG):
+            d.wait_dags({BATCH_DAG, MAPPED_DAG, WEBHOOK_DAG, CONCURRENT_DAG})
+            for dag in (BATCH_DAG, MAPPED_DAG, CONCURRENT_DAG):
                 d.unpause(dag)
             d.api("GET", "/assets", params={"uri_pattern": "stripe://events/payout.paid"})  # warm the token
             if "requests" in only:
                 rows += requests_per_payout(d, workdir, n)
+            if "concurrent" in only:
+                rows += racing_runs(d, workdir, n)
             if "webhooks" in only:
                 rows += [webhooks(d, events, workers=1), webhooks(d, events, workers=2)]
             if "mapping" in only:
