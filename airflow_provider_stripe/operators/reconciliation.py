@@ -11,10 +11,15 @@ A *manual* payout (created through the API or the Dashboard, e.g. by
 from the available balance, not from a set of transactions: Stripe refuses to itemize it.
 It is written as one row (the payout itself, ``itemized: false``) whose ``note`` says so.
 
-Cost: ``ceil(transactions / page_size)`` requests per automatic payout (the SDK's
-auto-pagination, 100 per page by default); a manual payout given by id costs two (the
-refused itemization, then the payout). Rows are written as they arrive (flat memory), to a
-temporary name first, like every export.
+Every row carries its payout's status now (``payout_status``): Stripe can fail a payout
+after it was ``paid`` (within a few business days, reversing it with a ``payout_failure``
+balance transaction), so a reconciled payout that is now ``failed`` is listed in the
+result's ``failed_payouts`` and logged as a warning: its money did not arrive.
+
+Cost: a payout given by id is retrieved (one request), then an automatic one is itemized
+in ``ceil(transactions / page_size)`` requests (the SDK's auto-pagination, 100 per page by
+default). Rows are written as they arrive (flat memory), to a temporary name first, like
+every export.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 RECONCILIATION_COLUMNS: Columns = (
     ("payout_id", "string"),
     ("payout_type", "string"),
+    ("payout_status", "string"),
     ("itemized", "boolean"),
     ("balance_transaction_id", "string"),
     ("type", "string"),
@@ -67,12 +73,13 @@ def _row(**values: Any) -> dict[str, Any]:
     return {name: values.get(name) for name, _ in RECONCILIATION_COLUMNS}
 
 
-def transaction_row(payout_id: str, txn: Mapping[str, Any]) -> dict[str, Any]:
-    """One itemized balance transaction of ``payout_id`` as a row."""
+def transaction_row(payout: Mapping[str, Any], txn: Mapping[str, Any]) -> dict[str, Any]:
+    """One itemized balance transaction of ``payout`` as a row."""
     source = txn.get("source")
     return _row(
-        payout_id=payout_id,
+        payout_id=payout.get("id"),
         payout_type="automatic",
+        payout_status=payout.get("status"),
         itemized=True,
         balance_transaction_id=txn.get("id"),
         type=txn.get("type"),
@@ -98,6 +105,7 @@ def manual_payout_row(payout: Mapping[str, Any]) -> dict[str, Any]:
     return _row(
         payout_id=payout.get("id"),
         payout_type="manual",
+        payout_status=payout.get("status"),
         itemized=False,
         balance_transaction_id=txn.get("id") if isinstance(txn, Mapping) else txn,
         type="payout",
@@ -136,7 +144,8 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
     :param account_id: a connected account's payouts (``Stripe-Account``).
 
     Rows follow :data:`RECONCILIATION_COLUMNS` (amounts in minor units). Returns
-    ``{"path", "count" (rows), "payouts", "manual_payouts" (ids), "account_id"}``.
+    ``{"path", "count" (rows), "payouts", "manual_payouts" (ids), "failed_payouts" (ids of
+    payouts now ``failed``, e.g. failed after being paid), "account_id"}``.
     """
 
     template_fields: Sequence[str] = (*StripeExportOperator.template_fields, "payout_ids")
@@ -158,6 +167,7 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
         self.payout_ids = payout_ids
         self.expand_source = expand_source
         self._manual: list[str] = []
+        self._failed: list[str] = []
         self._payouts = 0
 
     # -- which payouts --------------------------------------------------------------------
@@ -180,51 +190,32 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
 
     # -- rows -----------------------------------------------------------------------------
 
-    def _itemize(self, payout_id: str) -> Iterator[dict[str, Any]]:
-        """The payout's balance transactions as rows; raises ``StripeRequestError`` for a manual payout."""
-        params: dict[str, Any] = {"payout": payout_id, "limit": self.page_size}
+    def _rows_for(self, payout: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """The payout's rows: its balance transactions, or itself for a manual payout."""
+        self._payouts += 1
+        if payout.get("status") == "failed":
+            self._failed.append(str(payout.get("id")))
+        if payout.get("automatic") is False:
+            self._manual.append(str(payout.get("id")))
+            self.log.info("%s is a manual payout: written as one row (Stripe cannot itemize it)", payout.get("id"))
+            yield manual_payout_row(payout)
+            return
+        params: dict[str, Any] = {"payout": payout["id"], "limit": self.page_size}
         if self.expand_source:
             params["expand"] = ["data.source"]
         for txn in self.hook.requests.list_all("balance_transactions", params):
-            yield transaction_row(payout_id, as_dict(txn))
-
-    def _rows_for_id(self, payout_id: str) -> Iterator[dict[str, Any]]:
-        from airflow_provider_stripe.errors import StripeRequestError
-
-        try:
-            first = self._itemize(payout_id)
-            rows = [next(first, None)]  # the first page decides whether Stripe itemizes it
-        except StripeRequestError as error:
-            if error.http_status != 400 or error.param != "payout":
-                raise
-            payout = as_dict(self.hook.requests.payouts_retrieve(payout_id))
-            if payout.get("automatic") is not False:
-                raise
-            yield self._manual_row(payout)
-            return
-        yield from (r for r in rows if r is not None)
-        yield from first
-
-    def _manual_row(self, payout: Mapping[str, Any]) -> dict[str, Any]:
-        self._manual.append(str(payout.get("id")))
-        self.log.info("%s is a manual payout: written as one row (Stripe cannot itemize it)", payout.get("id"))
-        return manual_payout_row(payout)
+            yield transaction_row(payout, as_dict(txn))
 
     def rows(self, context: Context) -> Iterator[dict[str, Any]]:
         """Every row of every payout of the run, payout after payout."""
         ids = self._given_ids()
         if ids is not None:
             for payout_id in ids:
-                self._payouts += 1
-                yield from self._rows_for_id(payout_id)
+                yield from self._rows_for(as_dict(self.hook.requests.payouts_retrieve(payout_id)))
             return
         gte, lt = self.window(context)
         for payout in self._payouts_arrived(gte, lt):
-            self._payouts += 1
-            if payout.get("automatic") is False:
-                yield self._manual_row(payout)
-            else:
-                yield from self._itemize(str(payout["id"]))
+            yield from self._rows_for(payout)
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = self._target()
@@ -232,7 +223,7 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
         ids = self._given_ids()
         if ids is None:
             self.window(context)
-        self._manual, self._payouts = [], 0
+        self._manual, self._failed, self._payouts = [], [], 0
         count = self.write(target, self.rows(context), RECONCILIATION_COLUMNS)
         account = self.hook.account_id
         self.stripe_lineage = LineageRecord(
@@ -250,10 +241,19 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
             self.hook.account_id or "platform account",
             target,
         )
+        if self._failed:
+            self.log.warning(
+                "%d reconciled payouts are now failed: %s. Their money did not arrive (Stripe reversed each with a "
+                "payout_failure balance transaction, also if it had been paid): check the destination bank account "
+                "and pay them again.",
+                len(self._failed),
+                ", ".join(self._failed),
+            )
         return {
             "path": str(target),
             "count": count,
             "payouts": self._payouts,
             "manual_payouts": list(self._manual),
+            "failed_payouts": list(self._failed),
             "account_id": self.hook.account_id,
         }

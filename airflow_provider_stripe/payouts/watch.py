@@ -8,13 +8,15 @@ a :class:`Verdict`:
   waiting longer cannot help, so the caller fails at once, naming each payout with its
   ``failure_code`` and ``failure_message``;
 * ``success`` once every payout is ``paid`` -- and, with a grace period, has been seen
-  ``paid`` for at least that long (Stripe notes that a paid payout can still turn
-  ``failed`` shortly afterwards);
+  ``paid`` for at least that long; with a settle period, once that long has passed since
+  its ``arrival_date`` (Stripe notes that a paid payout can still turn ``failed`` within a
+  few business days; a payout seen paid and then failed is named as such);
 * ``waiting`` otherwise, with counts per status for the log.
 
-A payout that has been paid for the whole grace period is *settled* and is not looked up
-again. :func:`normalize_payout_ids` accepts every shape a DAG hands the sensor (one id, a
-list, the batch operator's result). Pure Python: no Stripe SDK, no Airflow.
+A payout past both periods is *settled* and is not looked up again (the arrival dates are
+kept in memory only, so after a reschedule a settled payout is looked up once more).
+:func:`normalize_payout_ids` accepts every shape a DAG hands the sensor (one id, a list,
+the batch operator's result). Pure Python: no Stripe SDK, no Airflow.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import ast
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from airflow_provider_stripe.compat import read_field
@@ -136,6 +138,9 @@ class PayoutSnapshot:
     failure_message: str | None = None
     amount: int | None = None
     currency: str | None = None
+    arrival_date: int | None = None
+    was_paid: bool = False
+    """Seen ``paid`` earlier in this wait (a ``failed`` status is then Stripe reversing a paid payout)."""
 
     @classmethod
     def from_stripe(cls, payout: Any) -> PayoutSnapshot:
@@ -147,6 +152,7 @@ class PayoutSnapshot:
             failure_message=read_field(payout, "failure_message"),
             amount=read_field(payout, "amount"),
             currency=read_field(payout, "currency"),
+            arrival_date=read_field(payout, "arrival_date"),
         )
 
     @classmethod
@@ -159,12 +165,13 @@ class PayoutSnapshot:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        fields = {
             "payout_id": self.payout_id,
             "status": self.status,
             "failure_code": self.failure_code,
             "failure_message": self.failure_message,
         }
+        return {**fields, "was_paid": True} if self.was_paid else fields
 
 
 @dataclass(frozen=True)
@@ -215,11 +222,19 @@ def describe_failures(failures: Iterable[Mapping[str, Any]]) -> str:
     parts = []
     for f in items:
         detail = ", ".join(f"{k}={f[k]}" for k in ("failure_code", "failure_message") if f.get(k) not in (None, ""))
-        parts.append(f"{f['payout_id']} is {f['status']}" + (f" ({detail})" if detail else ""))
+        flipped = " after being paid" if f.get("was_paid") else ""
+        parts.append(f"{f['payout_id']} is {f['status']}{flipped}" + (f" ({detail})" if detail else ""))
     noun = "payout" if len(items) == 1 else "payouts"
+    reversed_note = (
+        " A payout that failed after being paid was reversed by Stripe: its amount is back in the Stripe balance "
+        "(a payout_failure balance transaction)."
+        if any(f.get("was_paid") for f in items)
+        else ""
+    )
     return (
-        f"{len(items)} Stripe {noun} will not be paid: " + "; ".join(parts) + ". Waiting longer cannot help: fix "
-        "the cause (e.g. the destination bank account) and create new payouts; this task is not retried."
+        f"{len(items)} Stripe {noun} will not be paid: " + "; ".join(parts) + "." + reversed_note + " Waiting "
+        "longer cannot help: fix the cause (e.g. the destination bank account) and create new payouts; this task "
+        "is not retried."
     )
 
 
@@ -231,11 +246,16 @@ class PayoutWatch:
     :param grace_period: seconds each payout must have been seen ``paid`` before it counts.
     :param paid_since: payout id -> epoch seconds when it was first seen ``paid`` (carried
         between pokes, reschedules or into a trigger so the grace period is not restarted).
+    :param settle_period: seconds after a paid payout's ``arrival_date`` (Stripe's field,
+        taken as the time it was paid) before it counts.
     """
 
     payout_ids: tuple[str, ...]
     grace_period: float = 0.0
     paid_since: dict[str, float] = field(default_factory=dict)
+    settle_period: float = 0.0
+    arrived: dict[str, float] = field(default_factory=dict)
+    """Payout id -> ``arrival_date`` of the payouts last seen paid (re-read at every poll)."""
 
     def __post_init__(self) -> None:
         wanted = set(self.payout_ids)
@@ -243,7 +263,16 @@ class PayoutWatch:
 
     def is_settled(self, payout_id: str, now: float) -> bool:
         since = self.paid_since.get(payout_id)
-        return since is not None and now - since >= self.grace_period
+        if since is None or now - since < self.grace_period:
+            return False
+        return not self.settle_period or now - self.arrived.get(payout_id, now) >= self.settle_period
+
+    def _settles_at(self, payout_id: str) -> float:
+        """Epoch seconds when a paid payout will count as settled."""
+        at = self.paid_since[payout_id] + self.grace_period
+        if self.settle_period and payout_id in self.arrived:
+            at = max(at, self.arrived[payout_id] + self.settle_period)
+        return at
 
     def to_poll(self, now: float) -> tuple[str, ...]:
         """The payouts whose status still matters (not yet settled)."""
@@ -256,10 +285,13 @@ class PayoutWatch:
             snap = found.get(payout_id) or PayoutSnapshot.missing(payout_id)
             if snap.status == PAID:
                 self.paid_since.setdefault(payout_id, now)
+                if snap.arrival_date is not None:
+                    self.arrived[payout_id] = float(snap.arrival_date)
                 continue
-            self.paid_since.pop(payout_id, None)  # e.g. paid -> failed during the grace period
+            was_paid = self.paid_since.pop(payout_id, None) is not None  # e.g. paid -> failed while settling
+            self.arrived.pop(payout_id, None)
             if snap.status in FAILED_STATUSES or snap.status == NOT_FOUND:
-                failures.append(snap)
+                failures.append(replace(snap, was_paid=was_paid))
         if failures:
             return Verdict("failure", self.payout_ids, failures=tuple(failures))
         unsettled = self.to_poll(now)
@@ -267,5 +299,5 @@ class PayoutWatch:
             return Verdict("success", self.payout_ids)
         status_of = {p: (found[p].status if p in found else "unknown") for p in unsettled}
         waiting = Counter("paid (grace period)" if status_of[p] == PAID else status_of[p] for p in unsettled)
-        in_grace = [self.paid_since[p] + self.grace_period - now for p in unsettled if p in self.paid_since]
+        in_grace = [self._settles_at(p) - now for p in unsettled if p in self.paid_since]
         return Verdict("waiting", self.payout_ids, waiting=dict(waiting), grace_left=min(in_grace, default=None))

@@ -50,6 +50,13 @@ STATE_KEY = "stripe_payout_paid_since"
 """Task state store key holding ``{payout_id: epoch seconds first seen paid}`` (reschedule mode)."""
 
 
+def _seconds(name: str, value: float | timedelta | None) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value or 0)
+    if seconds < 0:
+        raise ValueError(f"{name} must be >= 0 seconds, got {seconds}")
+    return seconds
+
+
 class StripePayoutSensor(BaseSensorOperator):
     """Wait until every given Stripe payout is ``paid``; fail without retries if any is not.
 
@@ -62,6 +69,10 @@ class StripePayoutSensor(BaseSensorOperator):
     :param grace_period: succeed only once every payout has been seen ``paid`` for this long
         (seconds or timedelta). Stripe notes a paid payout can still turn ``failed``; a
         failure seen during the grace period fails the task. ``None``: succeed on ``paid``.
+    :param settle_period: succeed only once this long (timedelta or seconds) has passed since
+        each paid payout's ``arrival_date`` (Stripe's field, taken as the time it was paid): a
+        flip to ``failed`` inside it fails the task, naming the payout as failed after being
+        paid. Needs no task state store (Stripe keeps the date). ``None``: succeed on ``paid``.
     :param deferrable: wait in the triggerer instead of on a worker.
     :param poll_interval: seconds (or timedelta) between polls, in every mode; default
         :data:`DEFAULT_POLL_INTERVAL` (60 s). Templated: a string such as
@@ -85,6 +96,7 @@ class StripePayoutSensor(BaseSensorOperator):
         stripe_conn_id: str = DEFAULT_CONN_ID,
         account_id: str | None = None,
         grace_period: float | timedelta | None = None,
+        settle_period: float | timedelta | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float | timedelta | str | None = None,
         **kwargs: Any,
@@ -100,10 +112,8 @@ class StripePayoutSensor(BaseSensorOperator):
         self.payout_ids = payout_ids
         self.stripe_conn_id = stripe_conn_id
         self.account_id = account_id
-        grace = grace_period.total_seconds() if isinstance(grace_period, timedelta) else float(grace_period or 0)
-        if grace < 0:
-            raise ValueError(f"grace_period must be >= 0 seconds, got {grace}")
-        self.grace_period = grace
+        self.grace_period = _seconds("grace_period", grace_period)
+        self.settle_period = _seconds("settle_period", settle_period)
         self.deferrable = deferrable
         self._watch: PayoutWatch | None = None
 
@@ -131,7 +141,7 @@ class StripePayoutSensor(BaseSensorOperator):
             # Timers stored by an earlier try are ignored: a new try observes afresh.
             if store is not None and context["ti"].get_first_reschedule_date(context) is not None:
                 paid_since = dict(store.get(STATE_KEY) or {})
-            self._watch = PayoutWatch(self._ids(), self.grace_period, paid_since)
+            self._watch = PayoutWatch(self._ids(), self.grace_period, paid_since, self.settle_period)
         return self._watch
 
     def _save_watch(self, context: Context, watch: PayoutWatch) -> None:
@@ -212,6 +222,7 @@ class StripePayoutSensor(BaseSensorOperator):
                 account_id=self.account_id or None,
                 poll_interval=self.poke_interval,
                 grace_period=self.grace_period,
+                settle_period=self.settle_period,
                 paid_since=self._watch.paid_since,
                 deadline=time.time() + self.timeout,
             ),

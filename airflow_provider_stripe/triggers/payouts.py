@@ -5,7 +5,7 @@ connection's rate limiter, retries, ``Stripe-Version`` and account apply) and de
 the same :class:`~airflow_provider_stripe.payouts.watch.PayoutWatch` as the sensor. It
 fires exactly one event:
 
-* ``{"status": "success", "count": n}`` -- every payout paid (and past the grace period);
+* ``{"status": "success", "count": n}`` -- every payout paid (and past the grace and settle periods);
 * ``{"status": "failure", "failures": [{payout_id, status, failure_code, failure_message}]}``;
 * ``{"status": "timeout", "message": ...}`` -- the deadline passed (also enforced by Airflow's
   deferral timeout; kept here so ``dag.test()``, which runs triggers inline, is bounded too);
@@ -45,6 +45,7 @@ class StripePayoutTrigger(BaseTrigger):
         connection's.
     :param poll_interval: seconds between polls.
     :param grace_period: seconds each payout must have been paid before it counts.
+    :param settle_period: seconds after each paid payout's ``arrival_date`` before it counts.
     :param paid_since: payout id -> epoch seconds first seen paid, carried from the sensor.
     :param deadline: epoch seconds after which a ``timeout`` event is fired (``None``: never).
     """
@@ -57,6 +58,7 @@ class StripePayoutTrigger(BaseTrigger):
         account_id: str | None = None,
         poll_interval: float = 60.0,
         grace_period: float = 0.0,
+        settle_period: float = 0.0,
         paid_since: dict[str, float] | None = None,
         deadline: float | None = None,
     ) -> None:
@@ -66,6 +68,7 @@ class StripePayoutTrigger(BaseTrigger):
         self.account_id = account_id
         self.poll_interval = float(poll_interval)
         self.grace_period = float(grace_period)
+        self.settle_period = float(settle_period)
         self.paid_since = dict(paid_since or {})
         self.deadline = deadline
 
@@ -78,13 +81,14 @@ class StripePayoutTrigger(BaseTrigger):
                 "account_id": self.account_id,
                 "poll_interval": self.poll_interval,
                 "grace_period": self.grace_period,
+                "settle_period": self.settle_period,
                 "paid_since": self.paid_since,
                 "deadline": self.deadline,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        watch = PayoutWatch(tuple(self.payout_ids), self.grace_period, dict(self.paid_since))
+        watch = PayoutWatch(tuple(self.payout_ids), self.grace_period, dict(self.paid_since), self.settle_period)
         try:
             requests = await run_blocking(self._requests)
             while True:

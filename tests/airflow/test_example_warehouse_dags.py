@@ -80,7 +80,8 @@ def test_warehouse_dag(front: LedgerFront, localstripe: str, tmp_path: Path) -> 
     (recon,) = xcoms(dag_run, "reconcile")
     rows = pq.read_table(recon["path"]).to_pylist()
     assert sorted(r["payout_id"] for r in rows) == payout_ids
-    assert {(r["payout_type"], r["itemized"]) for r in rows} == {("manual", False)}
+    assert {(r["payout_type"], r["itemized"], r["payout_status"]) for r in rows} == {("manual", False, "paid")}
+    assert recon["failed_payouts"] == []
     assert sorted(-r["amount"] for r in rows) == sorted(i["amount"] for i in instructions)
 
     (export,) = xcoms(dag_run, "export_payouts")

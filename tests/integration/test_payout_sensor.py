@@ -12,7 +12,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ from airflow_provider_stripe.payouts.lookup import afetch_payouts, fetch_payouts
 from airflow_provider_stripe.payouts.watch import normalize_payout_ids
 from airflow_provider_stripe.sensors.payouts import STATE_KEY, StripePayoutSensor
 from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
-from airflow_provider_stripe.testing.settlement import Settlement, SettlementSimulator
+from airflow_provider_stripe.testing.settlement import PAID, Settlement, SettlementSimulator
 from airflow_provider_stripe.triggers.payouts import StripePayoutTrigger
 from tests.integration.payout_helpers import MemoryStateStore
 from tests.servers.fault_proxy import FaultProxy
@@ -343,6 +343,7 @@ def test_trigger_serializes_ids_and_timings_but_never_the_key(conn_for: Any, loc
         "account_id",
         "poll_interval",
         "grace_period",
+        "settle_period",
         "paid_since",
         "deadline",
     }
@@ -393,3 +394,76 @@ def test_execute_complete_handles_every_trigger_event(conn_for: Any, localstripe
         sensor.execute_complete({}, {"status": "timeout", "message": "1 of 1 payouts still not settled"})
     with pytest.raises(AirflowException, match="connection refused"):
         sensor.execute_complete({}, {"status": "error", "message": "connection refused"})
+
+
+# -- settle period: a paid payout can still fail ---------------------------------------------
+
+
+def _flips_to_failed(after: float) -> Settlement:
+    failed = Settlement("failed", "account_closed", "The bank account has been closed")
+    return Settlement(then=failed, then_after=after)
+
+
+def test_settle_period_fails_a_paid_payout_that_flips_and_passes_one_that_stays_paid(
+    bank: LocalPayouts, conn_for: Any, localstripe: str
+) -> None:
+    import time
+
+    conn_id = conn_for(localstripe)
+    flipping, staying = bank.create(2)
+    decide = {flipping: _flips_to_failed(1.0), staying: Settlement()}
+    with SettlementSimulator(localstripe, LOCAL_TEST_KEY, delay=0.2, decide=lambda p: decide[p["id"]]) as bank_side:
+        with pytest.raises(AirflowFailException) as info:
+            _sensor(conn_id, [flipping], settle_period=timedelta(seconds=4)).execute({})
+        assert bank_side.settled[flipping].status == "failed"
+        result = _sensor(conn_id, [staying], settle_period=timedelta(seconds=2)).execute({})
+        finished = time.time()
+    message = str(info.value)
+    assert f"{flipping} is failed after being paid (failure_code=account_closed" in message
+    assert "payout_failure" in message and "create new payouts" in message
+    paid = requests.get(f"{localstripe}/v1/payouts/{staying}", auth=(LOCAL_TEST_KEY, ""), timeout=5).json()
+    assert paid["status"] == "paid" and result["payout_ids"] == [staying]
+    assert finished >= paid["arrival_date"] + 2, "succeeded before the settle period after arrival_date"
+
+
+def test_settle_period_in_reschedule_mode_needs_no_state_store(
+    bank: LocalPayouts, conn_for: Any, localstripe: str
+) -> None:
+    conn_id = conn_for(localstripe)
+    (payout_id,) = bank.create(1)
+    with SettlementSimulator(localstripe, LOCAL_TEST_KEY, delay=0) as bank_side:
+        while payout_id not in bank_side.settled:
+            threading.Event().wait(0.05)
+    # A reschedule builds a new sensor each time: Stripe's arrival_date is all it needs.
+    assert not _sensor(conn_id, [payout_id], mode="reschedule", settle_period=1.5).poke({})
+    threading.Event().wait(1.6)
+    assert _sensor(conn_id, [payout_id], mode="reschedule", settle_period=1.5).poke({})
+
+
+def test_trigger_settle_period_catches_the_flip_and_waits_for_the_rest(
+    bank: LocalPayouts, conn_for: Any, localstripe: str
+) -> None:
+    conn_id = conn_for(localstripe)
+    ids = bank.create(2)
+    with SettlementSimulator(
+        localstripe, LOCAL_TEST_KEY, delay=0.2, decide=lambda p: _flips_to_failed(1.0) if p["id"] == ids[0] else PAID
+    ):
+        event = _run_trigger(
+            StripePayoutTrigger(payout_ids=ids, stripe_conn_id=conn_id, poll_interval=0.2, settle_period=4)
+        )
+    assert event["status"] == "failure"
+    assert event["failures"] == [
+        {
+            "payout_id": ids[0],
+            "status": "failed",
+            "failure_code": "account_closed",
+            "failure_message": "The bank account has been closed",
+            "was_paid": True,
+        }
+    ]
+    with pytest.raises(AirflowFailException, match=f"{ids[0]} is failed after being paid"):
+        _sensor(conn_id, ids, deferrable=True).execute_complete({}, event)
+    event = _run_trigger(
+        StripePayoutTrigger(payout_ids=[ids[1]], stripe_conn_id=conn_id, poll_interval=0.2, settle_period=1)
+    )
+    assert event["status"] == "success"

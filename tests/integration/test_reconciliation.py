@@ -3,6 +3,7 @@
 * an automatic payout's balance transactions are listed page by page (``ceil(n / 100)``
   requests), one row each with the payout id, amounts, fee, net and reporting category;
 * a manual payout (localstripe's, as the batch operator creates them) is one row saying so;
+* a payout Stripe failed after it was paid is marked (``payout_status``, ``failed_payouts``);
 * ``expand_source`` expands real localstripe charges;
 * without ids, the payouts that arrived in the window are reconciled;
 * an unknown payout fails the task naming it, and leaves no file.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,7 @@ def test_automatic_and_manual_payouts_by_id(
         "count": 252,
         "payouts": 2,
         "manual_payouts": [manual.id],
+        "failed_payouts": [],
         "account_id": None,
     }
     assert all(set(r) == {name for name, _ in RECONCILIATION_COLUMNS} for r in rows)
@@ -88,12 +91,13 @@ def test_automatic_and_manual_payouts_by_id(
     assert manual_row["itemized"] is False and manual_row["payout_type"] == "manual"
     assert (manual_row["amount"], manual_row["currency"], manual_row["note"]) == (-7000, "eur", MANUAL_PAYOUT_NOTE)
 
-    # Requests: ceil(251 / 100) for the automatic payout; the manual one: refused listing + its retrieve.
+    # Requests: each payout retrieved once; ceil(251 / 100) pages for the automatic one.
     itemizing = [r for r in ledger_front.records if r.path == "/v1/balance_transactions"]
-    assert [r.status for r in itemizing] == [200, 200, 200, 400]
+    assert [r.status for r in itemizing] == [200, 200, 200]
     assert _requests(ledger_front, f"/v1/payouts/{manual.id}") == 1
+    assert _requests(ledger_front, f"/v1/payouts/{automatic['id']}") == 1
     assert len(ledger_front.records) == math.ceil(251 / 100) + 2
-    report(f"reconciliation: 251 transactions of one automatic payout in {len(itemizing) - 1} requests (goal 3)")
+    report(f"reconciliation: 251 transactions of one automatic payout in {len(itemizing)} requests (goal 3)")
 
 
 def test_expand_source_with_real_charges(
@@ -143,6 +147,36 @@ def test_payouts_arrived_in_the_data_interval(
     ).execute(ctx)
     assert (result["payouts"], result["count"], result["manual_payouts"]) == (2, 8, [])
     assert {r["payout_id"] for r in _read(tmp_path / "d.jsonl")} == {p["id"] for p in inside}
+
+
+def test_payouts_failed_after_being_paid_are_marked(
+    ledger_front: LedgerFront, localstripe: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_provider_stripe.testing.settlement import Settlement, SettlementSimulator
+
+    kept, flipped = (ledger_front.ledger.add_automatic_payout(_items(2)) for _ in range(2))
+    ledger_front.ledger.fail_payout(flipped["id"], "account_closed", "The bank account has been closed")
+    manual = stripe.StripeClient(TEST_KEY, base_addresses={"api": localstripe}).v1.payouts.create(
+        {"amount": 7000, "currency": "eur"}
+    )
+    then_failed = Settlement(then=Settlement("failed", "could_not_process", "Bank returned it"), then_after=0.3)
+    with SettlementSimulator(localstripe, TEST_KEY, delay=0, decide=lambda _: then_failed) as bank:
+        while bank.settled.get(manual.id) is not then_failed.then:
+            threading.Event().wait(0.05)
+    conn = stripe_connection(monkeypatch, ledger_front.url)
+    target = tmp_path / "recon.jsonl"
+    result = StripePayoutReconciliationOperator(
+        task_id="recon", stripe_conn_id=conn, path=str(target), payout_ids=[kept["id"], flipped["id"], manual.id]
+    ).execute(task_context())
+
+    assert result["failed_payouts"] == [flipped["id"], manual.id]
+    status = {r["payout_id"]: r["payout_status"] for r in _read(target)}
+    assert status == {kept["id"]: "paid", flipped["id"]: "failed", manual.id: "failed"}
+    # Stripe's reversal is a balance transaction of its own, not one the failed payout settled.
+    listed = stripe.StripeClient(TEST_KEY, base_addresses={"api": ledger_front.url}).v1.balance_transactions.list()
+    reversals = [(t.source, t.amount) for t in listed.data if t.type == "payout_failure"]
+    assert reversals == [(flipped["id"], flipped["amount"])]
+    assert flipped["failure_balance_transaction"] == f"txn_failure_{flipped['id']}"
 
 
 def test_unknown_payout_fails_and_writes_nothing(

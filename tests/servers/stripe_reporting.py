@@ -20,6 +20,9 @@ run it:
     400, an unknown one a 404; without ``payout``, the front's list;
   * ``GET /v1/payouts/{id}`` -- ledger payouts, else localstripe's;
   * ``GET /v1/payouts`` -- localstripe's payouts and the ledger's, one list.
+  * :meth:`PayoutLedger.fail_payout` -- Stripe failing a paid payout: ``failed`` with a
+    ``failure_code`` and ``failure_message``, and a ``payout_failure`` balance transaction
+    (its ``failure_balance_transaction``) returning the amount, listed without ``payout``.
 
 * :class:`Reporting` -- report types (``data_available_end``), report runs (``pending`` for a
   while, then ``succeeded`` or ``failed``), file metadata (``GET /v1/files/{id}``), and the
@@ -89,6 +92,8 @@ class PayoutLedger:
     payouts: dict[str, Json] = field(default_factory=dict)
     transactions: dict[str, list[Json]] = field(default_factory=dict)
     """Per payout, oldest first (the front lists them newest first)."""
+    reversals: list[Json] = field(default_factory=list)
+    """``payout_failure`` transactions of failed payouts (they join ``GET /v1/balance_transactions``)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- seeding (what Stripe does on its own when it pays out automatically) ---------
@@ -170,6 +175,34 @@ class PayoutLedger:
             self.transactions[payout_id] = [*txns, payout_txn]
         return payout
 
+    def fail_payout(self, payout_id: str, failure_code: str, failure_message: str) -> Json:
+        """Stripe failing a (paid) payout days later: its status flips and the amount comes back."""
+        with self._lock:
+            payout = self.payouts[payout_id]
+            reversal = _transaction(
+                f"txn_failure_{payout_id}",
+                amount=payout["amount"],
+                fee=0,
+                currency=payout["currency"],
+                created=int(time.time()),
+                kind="payout_failure",
+                reporting_category="payout_reversal",
+                source=payout_id,
+                description="STRIPE PAYOUT FAILURE",
+            )
+            payout.update(
+                status="failed",
+                failure_code=failure_code,
+                failure_message=failure_message,
+                failure_balance_transaction=reversal["id"],
+            )
+            self.reversals.append(reversal)
+            return payout
+
+    def held_reversals(self) -> list[Json]:
+        with self._lock:
+            return list(self.reversals)
+
     def held_payouts(self) -> list[Json]:
         """The ledger's payouts, oldest first (they join localstripe's in ``GET /v1/payouts``)."""
         with self._lock:
@@ -179,7 +212,7 @@ class PayoutLedger:
 
     def routes(self) -> tuple[Route, ...]:
         """The front's routes for payout itemization (see module doc)."""
-        transactions = list_endpoint(list_spec("balance_transactions"))
+        transactions = list_endpoint(list_spec("balance_transactions"), held=self.held_reversals)
 
         async def balance_transactions(front: StripeFront, request: web.Request) -> web.StreamResponse:
             if "payout" not in request.query:
