@@ -131,13 +131,7 @@ class RunIdentity:
         return digest("run", self.dag_id, self.run, self.task_id, self.map_index)[:32]
 
     def idempotency_key(self, scope: str, reference: str, generation: int = 0) -> str:
-        """The ``Idempotency-Key`` of one request of this task instance. Never log it.
-
-        :param scope: the kind of request (``payout``, ``charges.create``, ...), readable
-            in the key's prefix.
-        :param reference: tells apart the requests of one scope made by one task.
-        :param generation: 0, then higher after definitive refusals (a fresh key).
-        """
+        """The ``Idempotency-Key`` of one request of this task instance (never log it)."""
         return f"{KEY_PREFIX}{scope}-" + digest(
             self.dag_id, self.run, self.task_id, self.map_index, reference, generation
         )
@@ -214,11 +208,8 @@ class PayoutIdentity(RunIdentity):
     def stamp(self, reference: str, scope: ReferenceScope | None = None) -> dict[str, str]:
         """The metadata every payout of this run carries, to be found again by listing.
 
-        The run tag finds this task instance's own payouts (a retry); the scope name marks a
-        protected reference, so any other run in the scope refuses it; the DAG id and run id
-        say who paid. Stripe allows 500 characters per value; Airflow ids are at most 250.
-        Because the metadata differs between task instances, a reference key sent by
-        another run is answered with Stripe's ``idempotency_error``, never replayed as ours.
+        Run tag, scope, DAG and run ids; it differs per task instance, so a reference key sent by another
+        run is answered ``idempotency_error``, never replayed as ours.
         """
         stamp = {REFERENCE_METADATA_KEY: reference, RUN_METADATA_KEY: self.tag}
         if scope is not None:
