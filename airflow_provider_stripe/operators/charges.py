@@ -1,20 +1,7 @@
 """Create, capture and refund Stripe charges.
 
-Stripe calls the Charges API *legacy* for new payments: it cannot run 3-D Secure / SCA
-authentication or most non-card payment methods. Use these operators for server-side
-work on cards or sources already vaulted on a customer (recurring merchant-initiated
-charges, back-office captures and refunds, integrations that already store charge ids);
-for any new customer-facing payment flow, create a **PaymentIntent** instead, which
-handles authentication, retries and every payment method.
-
-Each operator validates its inputs before any request (a bad input fails the task and
-sends nothing), refuses live keys unless the connection allows live mode, sends a
-Stripe idempotency key that is stable across Airflow retries of the same task instance,
-supports ``dry_run``, and returns a small JSON-safe dict for XCom.
-
-Refusals and lost answers follow the provider's key rule
-(:mod:`airflow_provider_stripe.hooks.idempotency`): a definitive refusal (a declined card:
-nothing moved) fails the task without automatic retries; clear it once the cause is fixed.
+The Charges API is legacy (no SCA, few payment methods): for vaulted cards and back-office work.
+New customer-facing payments should use a PaymentIntent.
 """
 
 from __future__ import annotations
