@@ -243,11 +243,6 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
                 field="created_gte",
             )
 
-    def iter_changes(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """Each object changed in ``[gte, lt)`` once, in its latest state: the first (newest) event naming it."""
-        self._check_event_retention(gte)
-        return self._changed_objects(self._listing("events", self._event_params(gte, lt)))
-
     def _read_slice(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
         """One slice's rows: the objects created in it, or (``changes``) each object changed in it once."""
         if self.mode == "changes":
