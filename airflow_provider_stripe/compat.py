@@ -1,40 +1,7 @@
-"""The one place that knows how the supported Airflow versions (3.1, 3.2, 3.3) differ.
+"""The one place that knows how the supported Airflow versions (3.1-3.3) and stripe SDKs (14-16) differ.
 
-Every other module imports version-dependent names from here, so no ``try/except ImportError``
-or version test is scattered through the provider. What differs:
-
-* ``conf`` and the task exceptions (``AirflowFailException``, ``TaskDeferred``, ...) live in ``airflow.sdk`` /
-  ``airflow.sdk.exceptions`` from 3.2; 3.1 has them only in ``airflow.configuration`` /
-  ``airflow.exceptions`` (which 3.1's task runner catches).
-* ``CronDataIntervalTimetable`` is exported by ``airflow.sdk`` from 3.2; 3.1 has it in
-  ``airflow.timetables.interval``.
-* The task state store (``context["task_state_store"]``) and a trigger's asset state store
-  (``BaseEventTrigger.asset_state_store``, AIP-103) exist from 3.3 only: :func:`task_state_store`
-  and :func:`asset_state_store` return ``None`` before, and callers fall back as documented.
-* ``DagBag`` moved from ``airflow.models.dagbag`` (3.1) to ``airflow.dag_processing.dagbag``:
-  :func:`dagbag_module` (for the demo and the tests).
-* An asset's stored watchers are ``AssetModel.watchers`` from 3.2; 3.1 links the asset to its
-  watchers' triggers directly (``AssetModel.triggers``): :func:`watcher_trigger_ids` (for the tests).
-* ``ObjectStoragePath`` subclasses ``pathlib.Path`` on 3.1 (universal_pathlib 0.2), so
-  ``isinstance(p, Path)`` does not tell a local file from an object URL:
-  :func:`is_object_storage_path` does, on every version.
-* Airflow's human-in-the-loop operators (``airflow.providers.standard.operators.hitl``, for the
-  payout approval gate) need Airflow 3.1+ and a standard provider that ships them:
-  :func:`approval_operator` returns ``ApprovalOperator`` or fails with what to install.
-* A trigger's blocking call that talks to Airflow (a connection lookup, ``mask_secret``) sends a
-  message to the triggerer's supervisor. Airflow 3.1 serializes those messages only among
-  coroutines of the trigger runner's event loop: sent from a plain thread (``asyncio.to_thread``),
-  one races the runner's own messages, a reply is read by the wrong side ("Response read out of
-  order!") and the whole trigger runner dies, every trigger with it. 3.2+ bridges calls from any
-  thread. :func:`run_blocking` runs such a call so that it is safe on every version.
-
-And the one difference between the supported stripe SDKs (14 to 16): a ``stripe.StripeObject``
-is a ``dict`` up to stripe 14 and not since stripe 15 (no ``.get``), and callers may hand in
-plain dicts: :func:`as_dict` and :func:`read_field` read either the same way.
-
-Type checkers see the newest Airflow's names (``TYPE_CHECKING``); at run time the branch for the
-installed version is taken. Importing this module imports only ``airflow`` itself, ``airflow.sdk``
-and its exceptions (all imported by any DAG file anyway), never the Stripe SDK.
+Type checkers see the newest names; at run time the installed version's branch is taken. Imports
+only ``airflow``, ``airflow.sdk`` and its exceptions, never the Stripe SDK.
 """
 
 from __future__ import annotations
@@ -122,21 +89,14 @@ def __getattr__(name: str) -> Any:
 
 
 def dagbag_module() -> ModuleType:
-    """The module with ``DagBag`` and ``sync_bag_to_db`` (``airflow.dag_processing.dagbag`` from 3.2).
-
-    A function, not an import: loading DAG bags is for tools (the demo, tests), never at DAG-parse time.
-    """
+    """The module with ``DagBag`` and ``sync_bag_to_db`` (moved in 3.2); for tools, never at DAG-parse time."""
     if AIRFLOW_VERSION >= (3, 2):
         return importlib.import_module("airflow.dag_processing.dagbag")
     return importlib.import_module("airflow.models.dagbag")
 
 
 def approval_operator() -> type[ApprovalOperator]:
-    """Airflow's human-in-the-loop ``ApprovalOperator``; an ``ImportError`` saying what to install without it.
-
-    Called by a DAG file at parse time, so a missing operator shows as the DAG's import error with
-    this message, instead of a bare ``ModuleNotFoundError``.
-    """
+    """Airflow's human-in-the-loop ``ApprovalOperator``, or an ``ImportError`` saying what to install."""
     try:
         from airflow.providers.standard.operators.hitl import ApprovalOperator
     except Exception as exc:  # ImportError, or the provider's "needs Airflow 3.1+" feature exception
@@ -183,11 +143,8 @@ def is_object_storage_path(path: object) -> TypeIs[ObjectStoragePath]:
 async def run_blocking(func: Callable[..., _T], *args: Any) -> _T:
     """``await func(*args)`` in a worker thread, for blocking code that may message Airflow's supervisor.
 
-    Like ``asyncio.to_thread``, but through asgiref's ``sync_to_async`` (Airflow's own dependency,
-    used by its ``BaseHook.aget_connection``): a supervisor message sent from that thread is then
-    sent by the calling event loop, under the lock that keeps each reply with its request.
-    Needed on Airflow 3.1, where a plain thread's message can kill the trigger runner (see the
-    module docstring); harmless on 3.2+, so every version takes the same path.
+    Through asgiref's ``sync_to_async``: on Airflow 3.1 a plain thread's message can race the trigger
+    runner's and kill it; 3.2+ is safe either way, so every version takes this path.
     """
     from asgiref.sync import sync_to_async
 
@@ -195,13 +152,7 @@ async def run_blocking(func: Callable[..., _T], *args: Any) -> _T:
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
-    """A plain, recursive dict of a StripeObject (or of a plain dict, returned as it is).
-
-    stripe 15+ has ``to_dict()`` (recursive). Up to stripe 14 a StripeObject is itself a
-    ``dict`` whose ``to_dict()`` is shallow and deprecated: each call emits a
-    ``DeprecationWarning``, which a caller recording warnings (pytest, ``warnings.catch_warnings
-    (record=True)``) keeps once per exported object. So the stripe 14 object is copied here.
-    """
+    """A plain, recursive dict of a StripeObject or dict (stripe 14's ``to_dict`` is shallow and warns)."""
     if isinstance(obj, dict):
         return obj if type(obj) is dict else _plain_copy(obj)
     to_dict = getattr(obj, "to_dict", None)

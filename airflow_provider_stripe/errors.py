@@ -1,17 +1,7 @@
 """Every exception the provider raises, under one root: :class:`StripeProviderError`.
 
-Errors a user can act on: what failed, which field or item, what to do. One ``except
-StripeProviderError`` catches them all; each also keeps the stdlib base it always had
-(``ValueError`` for bad input or configuration, ``RuntimeError`` for failed requests and
-batches, ``PermissionError``, ``TimeoutError``), mixed in after the root, so existing
-``except ValueError`` code keeps working. Import them from here.
-
-Stripe SDK errors are turned into :class:`StripeRequestError`, whose message names the
-Stripe error type, code, message and request id, and never the API key.
-
-This module imports nothing else of the provider but :mod:`.compat` (Airflow's
-``AirflowFailException``, the base of :class:`StripeDeterministicError`), so any module may
-import it.
+Each also keeps its stdlib base (``ValueError``, ``RuntimeError``, ...), so ``except ValueError``
+code keeps working. Imports only :mod:`.compat`, so any module may import it.
 """
 
 from __future__ import annotations
@@ -43,12 +33,8 @@ class StripeProviderError(Exception):
 
 
 class StripeDeterministicError(StripeProviderError, AirflowFailException):
-    """An error a retry cannot fix (bad input, an unreadable instructions file, an invalid
-    connection, a live key where live mode is off).
-
-    An ``AirflowFailException``: Airflow fails the task at once instead of spending its
-    retries on what cannot succeed. Fix the cause, then clear the task.
-    """
+    """An error a retry cannot fix (bad input or connection, a live key with live mode off): an
+    ``AirflowFailException``, so Airflow fails the task at once instead of spending its retries."""
 
 
 # -- connection and live mode --------------------------------------------------------------
@@ -83,13 +69,8 @@ class RateLimitStorageError(StripeProviderError, RuntimeError):
 
 
 class StripeInputError(StripeDeterministicError, ValueError):
-    """A task input Stripe would refuse (or that would move the wrong amount).
-
-    :param message: what is wrong with the value and what to do about it.
-    :param field: the parameter at fault (``amount``, ``metadata``, ...).
-    :param index: the item's position, when the value belongs to one item of a batch.
-    :param reference: the item's own reference (e.g. an invoice number), in a batch.
-    """
+    """A task input Stripe would refuse (or that would move the wrong amount); ``field`` names the parameter,
+    ``index``/``reference`` the batch item."""
 
     def __init__(self, message: str, *, field: str, index: int | None = None, reference: str | None = None) -> None:
         self.field = field
@@ -106,13 +87,8 @@ class StripeInputError(StripeDeterministicError, ValueError):
 
 
 class StripeBatchInputError(StripeDeterministicError, ValueError):
-    """One or more payout instructions are invalid; nothing was sent to Stripe.
-
-    :param errors: the problems kept (each names index, reference and field).
-    :param invalid_items: how many items are invalid.
-    :param total_items: how many items were read.
-    :param total_errors: how many problems were found (``errors`` may hold fewer).
-    """
+    """One or more payout instructions are invalid; nothing was sent to Stripe (``errors`` may hold
+    fewer than ``total_errors``)."""
 
     def __init__(
         self,
@@ -137,15 +113,9 @@ class StripeBatchInputError(StripeDeterministicError, ValueError):
 
 
 class StripeBatchLimitError(StripeDeterministicError, ValueError):
-    """A valid payout batch is above the task's ``max_items`` or ``max_total``; nothing was sent to Stripe.
+    """A valid payout batch is above the task's ``max_items`` or ``max_total``; nothing was sent, not retried.
 
-    Checked after validation and before any request (not even a listing), so a batch far
-    larger than intended stops before money moves. Not retried: the same batch would be
-    refused again.
-
-    :param problems: one line per exceeded limit, amounts already formatted.
-    :param count: the batch's items; :param totals: its total per currency (minor units).
-    :param totals_text: ``totals`` formatted for people (``12345.00 EUR, 3.00 USD``).
+    :param problems: one line per exceeded limit; ``totals``: minor units per currency.
     """
 
     def __init__(self, problems: Sequence[str], *, count: int, totals: dict[str, int], totals_text: str) -> None:
@@ -188,11 +158,7 @@ class PayoutIdsError(StripeProviderError, ValueError):
 
 
 class WebhookSignatureReason(str, Enum):
-    """Why a webhook signature was refused; compares equal to its string value.
-
-    ``NO_SECRET`` is a server-side configuration problem (answer 500 and fix the connection);
-    every other reason is a problem with the request (answer 400).
-    """
+    """Why a webhook signature was refused: ``NO_SECRET`` is configuration (500), the rest the request's (400)."""
 
     MISSING_HEADER = "missing_header"
     MALFORMED_HEADER = "malformed_header"
@@ -207,11 +173,7 @@ class WebhookSignatureReason(str, Enum):
 
 
 class WebhookSignatureError(StripeProviderError, ValueError):
-    """A webhook could not be verified as sent by Stripe (or as recent enough).
-
-    ``reason`` tells which check failed, for branching and metrics; the message says why and
-    what to do. Messages never contain a secret or the expected signature.
-    """
+    """A webhook could not be verified as sent by Stripe recently; ``reason`` says which check, never a secret."""
 
     def __init__(self, reason: WebhookSignatureReason, message: str) -> None:
         super().__init__(message)
@@ -272,12 +234,8 @@ class StripeRequestError(StripeProviderError, RuntimeError):
 
     @property
     def is_definitive(self) -> bool:
-        """True when Stripe refused the request for good and created nothing.
-
-        A client error (4xx other than 409/429), except ``idempotency_error``: that one
-        says the key was already used with *other* parameters, so something may exist
-        under it. What follows for the key: :mod:`airflow_provider_stripe.hooks.idempotency`.
-        """
+        """Stripe refused for good and created nothing: a 4xx other than 409/429, except ``idempotency_error``
+        (key used with other parameters: something may exist under it)."""
         if self.error_type == "idempotency_error":
             return False
         return self.http_status is not None and 400 <= self.http_status < 500 and self.http_status not in (409, 429)
@@ -297,11 +255,7 @@ FAILURES_IN_MESSAGE = 50
 
 
 class StripePayoutError(StripeProviderError, RuntimeError):
-    """Some payouts failed; the others were created (or found) and are not repeated.
-
-    ``summary`` and ``failures`` (per-item dicts) are the same as a successful run's
-    return value; the message lists the failed items and what a retry will do.
-    """
+    """Some payouts failed; the others were created (or found) and are not repeated."""
 
     def __init__(self, summary: dict[str, Any], failures: list[dict[str, Any]], failed_total: int) -> None:
         self.summary = summary
@@ -345,11 +299,7 @@ class StripePayoutError(StripeProviderError, RuntimeError):
 
 
 class StripePayoutRefusedError(StripePayoutError, AirflowFailException):
-    """Every failed item was refused definitively (nothing paid for it): Airflow does not retry.
-
-    A retry would only re-send the refused items under fresh keys and be refused again;
-    fix the cause, then re-run (clear the task) deliberately.
-    """
+    """Every failed item was refused definitively (nothing paid): not retried, as fresh keys would be refused again."""
 
     NEXT = (
         "Not retried: Stripe refused these items definitively and nothing was paid for them. Fix the cause, then "
@@ -359,10 +309,7 @@ class StripePayoutRefusedError(StripePayoutError, AirflowFailException):
 
 
 class StripeDuplicatePayoutError(StripeDeterministicError):
-    """A protected reference of the batch has more than one payout that moved money: a human must look.
-
-    Raised after the batch's results are published; not retried (a retry cannot undo a payout).
-    """
+    """A protected reference has more than one payout that moved money: a human must look (not retried)."""
 
     def __init__(self, paid_twice: dict[str, list[str]]) -> None:
         self.paid_twice = paid_twice

@@ -1,22 +1,5 @@
-"""One way to open a path: a local file or any Airflow ``ObjectStoragePath`` (``s3://``, ``gs://``...).
-
-Every file the provider reads or writes goes through here: payout instructions
-(:mod:`.payout_batch.sources`), batch results (:mod:`.payout_batch.results`), exports,
-reconciliation rows and report files (:mod:`.formats`).
-
-* :func:`resolve` turns what a user passed (a path, a URL, an ``ObjectStoragePath``) into a
-  local :class:`~pathlib.Path` or an ``ObjectStoragePath`` (``file://`` URLs become local).
-* :func:`atomic_open` writes so that the target is replaced only once the content is
-  complete: a temporary file renamed over it locally; in object storage a sibling
-  ``.<name>.part`` object moved into place (closing an object commits it, even after an
-  error, so the target itself is never half-written). Locally the new file keeps the mode of
-  the file it replaces (a new file gets the umask's default), and the part files a crashed
-  write of the same target left behind are removed (:func:`remove_stale_parts`).
-* :func:`open_text` reads text from either kind.
-
-On Airflow 3.1 an ``ObjectStoragePath`` is also a ``pathlib.Path``, so the two are told apart
-by :func:`airflow_provider_stripe.compat.is_object_storage_path`, never by ``isinstance``.
-"""
+"""One way to open every file the provider reads or writes: a local path or any Airflow
+``ObjectStoragePath``; writes replace the target only once complete (:func:`atomic_open`)."""
 
 from __future__ import annotations
 
@@ -46,11 +29,8 @@ def resolve(
 ) -> Path | ObjectStoragePath:
     """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local).
 
-    :param conn_id: the connection of an object storage URL (``storage_conn_id``).
-    :param field: the parameter named in the error when ``path`` is neither.
-    :param template: the path as the DAG wrote it, before rendering. A rendered path with a
-        ``..`` segment its template lacks is refused: a templated value (run conf, a mapped
-        account) must not climb out of the folder the DAG chose.
+    :param template: the path as the DAG wrote it: a rendered ``..`` segment it lacks is refused, so
+        a templated value (run conf, a mapped account) cannot climb out of the DAG's folder.
     """
     from airflow.sdk import ObjectStoragePath
 
@@ -81,12 +61,7 @@ def _part_name_re(target: Path) -> re.Pattern[str]:
 
 
 def _create_part(target: Path) -> tuple[int, Path]:
-    """A new part file beside ``target``, locked for as long as its descriptor is open.
-
-    Its mode is the replaced target's (exactly, whatever the umask), or for a new target the
-    umask's default (``0o666`` less the umask, as ``open()`` creates files): a reader of the
-    old file keeps access, and no file is more open than the process's umask allows.
-    """
+    """A new part file beside ``target``, locked while open, with the replaced file's mode (or the umask's default)."""
     existing = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
     while True:
         part = target.parent / f".{target.name}.{secrets.token_hex(8)}.part"
@@ -108,13 +83,8 @@ def _create_part(target: Path) -> tuple[int, Path]:
 
 
 def remove_stale_parts(target: Path, *, keep: Path | None = None) -> list[Path]:
-    """Remove the part files of ``target`` left by crashed writes; return them.
-
-    A part is stale when no process holds its lock (a writer locks its part until it is
-    renamed or removed; the kernel drops the lock when a writer dies) and it was last written
-    more than :data:`STALE_PART_AGE_S` ago. Another writer's live part is never touched, nor
-    the parts of other targets in the folder.
-    """
+    """Remove and return ``target``'s part files left by crashed writes: unlocked (its writer died)
+    and older than :data:`STALE_PART_AGE_S`."""
     pattern, now, removed = _part_name_re(target), time.time(), []
     with os.scandir(target.parent) as entries:
         candidates = [e for e in entries if pattern.fullmatch(e.name) and (keep is None or e.name != keep.name)]

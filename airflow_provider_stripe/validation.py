@@ -1,12 +1,6 @@
-"""Check what a task is about to send to Stripe, before anything is sent.
+"""Check what a task is about to send, with Stripe's own rules, before any request leaves the worker.
 
-Every money-moving operator validates its inputs here first, so a bad amount, currency,
-statement descriptor or metadata fails the task with an actionable message (which field,
-which batch item, what to do) and no request ever leaves the worker. The rules are
-Stripe's own (amounts in minor units, at most 8 digits, minimum charge amounts,
-zero- and three-decimal currencies, statement descriptor and metadata limits).
-
-Nothing here imports the Stripe SDK or Airflow: it is pure, cheap and unit-testable.
+Pure (no SDK, no Airflow), so cheap and unit-testable.
 """
 
 from __future__ import annotations
@@ -34,14 +28,8 @@ ISO_4217_CURRENCIES: frozenset[str] = frozenset(
     uyi uyu uyw uzs ved ves vnd vuv wst xaf xcd xcg xof xpf yer zar zmw zwg zwl
     """.split()  # noqa: SIM905 - the standard's table, readable as a table
 )
-"""ISO 4217 currency codes (list one), lower-case as Stripe writes them: the standard's table, kept once here.
-
-The current codes plus recently withdrawn ones Stripe still settles (``ang``, ``bgn``, ``cuc``,
-``sll``, ``zwl``), without the codes no one is paid in (precious metals ``xau``..., bond units
-``xba``..., ``xad``, ``xdr``, ``xsu``, ``xua``, the testing code ``xts``, ``xxx`` "no currency").
-Compared with pycountry 26.2.16's ISO 4217 data: those are the only differences. pycountry
-itself (an 8 MB wheel, 23 MB installed, 39 ms to import and load) is not worth it for 180 codes.
-"""
+"""ISO 4217 codes, lower-case, plus withdrawn ones Stripe still settles, less those no one is paid in
+(metals, bond units, ``xdr``, ``xts``, ``xxx``...); pycountry (8 MB) is not worth it for 180 codes."""
 
 ZERO_DECIMAL_CURRENCIES: frozenset[str] = frozenset(
     ["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"]
@@ -79,10 +67,8 @@ MIN_CHARGE_AMOUNTS: Mapping[str, int] = MappingProxyType(
         "thb": 1000,
     }
 )
-"""Stripe's minimum charge amount per currency, in the amount's own units (minor units,
-or the main unit for zero-decimal currencies). Currencies not listed are not checked
-client-side: Stripe's rule for them is "the equivalent of 0.50 USD", which needs an
-exchange rate, so Stripe itself will refuse a too-small charge."""
+"""Stripe's minimum charge amount per currency, in the amount's units; others ("0.50 USD equivalent")
+need an exchange rate, so Stripe checks them."""
 
 MAX_AMOUNT_DIGITS = 8
 MAX_AMOUNT = 10**MAX_AMOUNT_DIGITS - 1
@@ -105,13 +91,10 @@ def _describe(value: Any) -> str:
 
 
 def validate_account_id(value: Any, *, field: str = "account_id", conn_id: str | None = None) -> str:
-    """Return ``value`` if it is a Stripe account id (:data:`ACCOUNT_ID_RE`), else raise naming ``field``.
+    """Return ``value`` if a Stripe account id (:data:`ACCOUNT_ID_RE`), else raise naming ``field``.
 
-    Every account id is checked here wherever it enters (the connection, a hook or operator
-    argument, a mapped value, run conf), before it is put in a path or sent as
-    ``Stripe-Account``: ``../../x`` would climb out of an export folder, a CR/LF would forge a
-    header. A connection's value (``conn_id`` given) raises :class:`StripeConfigurationError`,
-    a task's :class:`StripeInputError`.
+    Checked wherever an id enters, before it goes in a path or ``Stripe-Account`` (``../`` or CR/LF).
+    With ``conn_id``: :class:`StripeConfigurationError`, else :class:`StripeInputError`.
     """
     if isinstance(value, str) and ACCOUNT_ID_RE.fullmatch(value):
         return value
@@ -124,10 +107,7 @@ def validate_account_id(value: Any, *, field: str = "account_id", conn_id: str |
 def validate_currency(
     currency: Any, *, field: str = "currency", index: int | None = None, reference: str | None = None
 ) -> str:
-    """Return the currency as a lowercase ISO 4217 code (:data:`ISO_4217_CURRENCIES`).
-
-    Raises :class:`StripeInputError` otherwise.
-    """
+    """Return the currency as a lowercase ISO 4217 code, else raise :class:`StripeInputError`."""
     if not isinstance(currency, str) or not _CURRENCY_RE.fullmatch(currency):
         raise StripeInputError(
             f"{_describe(currency)} is not a currency: pass a 3-letter ISO 4217 code such as 'eur' or 'usd'",
@@ -177,16 +157,10 @@ def validate_amount(
     index: int | None = None,
     reference: str | None = None,
 ) -> int:
-    """Return ``amount`` if it is a valid Stripe amount in ``currency``, else raise.
+    """Return ``amount`` if a valid Stripe amount in ``currency`` (minor units, at most 8 digits), else raise.
 
-    A valid amount is a positive ``int`` in the currency's minor unit (cents for eur,
-    yen for jpy) with at most 8 digits. Floats, strings, bools and non-integral numbers
-    are refused, never rounded: a silently rounded amount is a wrong payment. For
-    three-decimal currencies the amount must end in 0. With ``for_charge=True`` the
-    amount must reach Stripe's minimum charge amount for the currency.
-
-    ``currency`` may be ``None`` when it is not known yet (e.g. a partial refund of a
-    charge whose currency only Stripe knows); currency-specific rules are then skipped.
+    Only a positive ``int``: never rounded, a rounded amount is a wrong payment. ``currency=None``
+    (not known yet) skips currency rules; ``for_charge`` checks the minimum charge amount.
     """
     where: dict[str, Any] = {"field": field, "index": index, "reference": reference}
     code = None if currency is None else validate_currency(currency, index=index, reference=reference)
@@ -247,13 +221,8 @@ def validate_statement_descriptor(
     index: int | None = None,
     reference: str | None = None,
 ) -> str | None:
-    """Return the descriptor if Stripe would accept it (``None`` passes through), else raise.
-
-    A full ``statement_descriptor`` is 5-22 characters with at least one letter. A
-    ``suffix=True`` value (``statement_descriptor_suffix``, and a payout's
-    ``statement_descriptor``, both just "up to 22 characters") has no minimum length.
-    Both must be Latin characters only and contain none of ``< > \\ ' " *``.
-    """
+    """Return the descriptor if Stripe would accept it (``None`` passes), else raise; ``suffix=True``
+    (suffixes, payout descriptors) has no 5-character minimum."""
     name = field or ("statement_descriptor_suffix" if suffix else "statement_descriptor")
     where: dict[str, Any] = {"field": name, "index": index, "reference": reference}
     if value is None:
@@ -297,11 +266,8 @@ def validate_metadata(
 ) -> dict[str, str]:
     """Return metadata as Stripe stores it (``dict[str, str]``), or raise naming the bad key.
 
-    At most 50 keys; keys are non-empty strings of at most 40 characters without square
-    brackets; values are strings of at most 500 characters. Numbers are converted with
-    ``str()``; ``None``, bools and nested structures are refused, because Stripe would
-    either drop the key (``None``/empty means "unset") or store an unexpected text.
-    ``None`` for the whole mapping means no metadata.
+    Numbers become ``str``; ``None``, bools and nested values are refused (Stripe would unset or
+    mangle them).
     """
     where: dict[str, Any] = {"field": field, "index": index, "reference": reference}
     if metadata is None:
@@ -361,11 +327,7 @@ def validate_object_id(
     index: int | None = None,
     reference: str | None = None,
 ) -> str:
-    """Return ``value`` if it looks like a Stripe id with one of ``prefixes`` (``ch_``, ``acct_``...).
-
-    Catches the usual mix-ups (a customer id where a charge id belongs, an unrendered
-    template, an empty XCom) before a request is made.
-    """
+    """Return ``value`` if it looks like a Stripe id with one of ``prefixes``, catching mix-ups before a request."""
     if not isinstance(value, str) or not value.startswith(tuple(prefixes)) or not _OBJECT_ID_RE.fullmatch(value):
         expected = " or ".join(f"{p}..." for p in prefixes)
         raise StripeInputError(

@@ -26,9 +26,10 @@ from tests.servers.stub_stripe import StubServer, run_stub  # noqa: E402
 def fresh_rate_limiters() -> None:
     """Each test starts with the in-memory rate limiters of a fresh process: the tests' connections
     share one test key, so their requests would otherwise count against one limit all session."""
-    from airflow_provider_stripe.hooks.ratelimit import clear_rate_limiters
+    from airflow_provider_stripe.hooks import ratelimit
 
-    clear_rate_limiters()
+    with ratelimit._registry_lock:
+        ratelimit._registry.clear()
 
 
 # -- test servers (logic in tests/servers/) --------------------------------------

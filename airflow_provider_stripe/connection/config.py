@@ -1,11 +1,5 @@
-"""A ``stripe`` connection, parsed and validated against the contract.
-
-:func:`config_from_connection` turns an Airflow connection (or any object with
-``conn_id``, ``password`` and ``extra_dejson``) into a frozen
-:class:`StripeConnectionConfig`, or raises :class:`StripeConfigurationError` naming the
-field and what to do. Validation uses ``jsonschema`` against the contract's config and
-secret schemas plus the connection form's field schemas, so the rules live in one place.
-"""
+"""A ``stripe`` connection, parsed and validated (one ``jsonschema`` pass over the contract's and the
+form's schemas) into a frozen :class:`StripeConnectionConfig`, or :class:`StripeConfigurationError`."""
 
 from __future__ import annotations
 
@@ -54,12 +48,10 @@ class ConnectionLike(Protocol):
 
 @dataclass(frozen=True, repr=False)
 class StripeConnectionConfig:
-    """Everything the hook needs from a ``stripe`` connection, validated. ``repr`` leaves out the secrets.
+    """Everything the hook needs from a ``stripe`` connection, validated; ``repr`` leaves out the secrets.
 
-    ``values`` holds one validated value per declared connection field
-    (:data:`~airflow_provider_stripe.connection.form.CONNECTION_FIELDS`), keyed by its name; the
-    properties below only give them their Python types. A list field (the webhook secrets) holds
-    a tuple of its items.
+    ``values``: one validated value per field of :data:`~airflow_provider_stripe.connection.form.CONNECTION_FIELDS`
+    (a list field as a tuple); the properties only type them.
     """
 
     conn_id: str
@@ -148,11 +140,8 @@ class StripeConnectionConfig:
         return describe_key(self.api_key)
 
     def base_addresses(self) -> dict[str, str]:
-        """The SDK's base address per kind of request (``api``, ``connect``, ``files``), from ``base_url``.
-
-        Stripe serves them on three hosts (:func:`stripe_base_addresses`); a Stripe-compatible
-        server stands in for all three on its one base URL, so the key goes nowhere else.
-        """
+        """The SDK's base address per kind of request (``api``, ``connect``, ``files``): Stripe's three hosts, or
+        the one ``base_url`` of a Stripe-compatible server, so the key goes nowhere else."""
         stripe_hosts = stripe_base_addresses()
         if self.base_url == stripe_hosts["api"]:
             return stripe_hosts
@@ -277,10 +266,7 @@ class BaseUrl:
 
 
 def parse_base_url(text: object) -> BaseUrl:
-    """Parse ``scheme://host[:port]`` strictly; raise ``ValueError`` (never quoting the text) otherwise.
-
-    The error never repeats the URL: it may carry a password in its userinfo.
-    """
+    """Parse ``scheme://host[:port]`` strictly; the ``ValueError`` never quotes the URL (it may hold a password)."""
     if not isinstance(text, str):
         raise ValueError(f"is a {type(text).__name__}, not a URL string")
     if any(c.isspace() or not c.isprintable() for c in text):
@@ -304,10 +290,7 @@ def parse_base_url(text: object) -> BaseUrl:
 
 
 def allowed_base_urls() -> tuple[BaseUrl, ...]:
-    """Stripe's base URL plus the admin's ``[stripe] allowed_base_urls``, read now (never cached).
-
-    Raises :class:`StripeConfigurationError` naming the option when an entry is malformed.
-    """
+    """Stripe's base URL plus the admin's ``[stripe] allowed_base_urls``, read now (never cached)."""
     from airflow.configuration import conf
 
     raw = conf.get(ALLOWED_BASE_URLS_SECTION, ALLOWED_BASE_URLS_KEY, fallback="") or ""
@@ -328,11 +311,10 @@ def allowed_base_urls() -> tuple[BaseUrl, ...]:
 
 
 def validate_base_url(base_url: str, *, conn_id: str | None = None) -> str:
-    """Return the base URL to send requests to, if Stripe's or one the admin allowed; else raise.
+    """Return the base URL to use if Stripe's or admin-allowed, else raise; before any DNS look-up.
 
-    Runs before any DNS look-up or connection. The URL is parsed once, strictly, and the
-    returned text is rebuilt from the parsed parts, so the HTTP library connects exactly
-    where the check looked. Messages show scheme, host and port only, never userinfo.
+    The returned text is rebuilt from the parsed parts, so the HTTP library connects exactly where
+    the check looked. Messages show scheme, host and port only, never userinfo.
     """
     try:
         parsed = parse_base_url(base_url)
@@ -361,20 +343,13 @@ RATE_LIMIT_CAPS: Mapping[str, tuple[str, int]] = MappingProxyType(
 
 
 def admin_option(key: str) -> str:
-    """``<key> in section stripe (env AIRFLOW__STRIPE__<KEY>)``: how messages name an admin option.
-
-    Not Airflow's usual ``[stripe] <key>``: ``airflow connections test`` prints messages through
-    rich, whose markup silently drops ``[stripe]``.
-    """
+    """How messages name an admin option; not ``[stripe] <key>``, which rich (``airflow connections test``) drops."""
     return f"{key} in section {ALLOWED_BASE_URLS_SECTION} (env {admin_env(key)})"
 
 
 def rate_limit_cap(field: str) -> int:
-    """The highest value a connection may give the rate-limit ``field``, read now (never cached).
-
-    The contract's value (1000 per minute, 20000 per hour), so a connection cannot switch the
-    client-side limit off; the admin's option (:data:`RATE_LIMIT_CAPS`) may allow more, never less.
-    """
+    """The highest rate-limit ``field`` a connection may set: the contract's, or more if the admin allows
+    (:data:`RATE_LIMIT_CAPS`), so a connection cannot switch the client-side limit off."""
     from airflow.configuration import conf
 
     key, contract_value = RATE_LIMIT_CAPS[field]
@@ -449,22 +424,15 @@ def _check_schema(name: str, value: Any, schema: Mapping[str, Any], *, conn_id: 
 
 
 def _secret_schema_error(exc: Any) -> str:
-    """A schema error on a secret field, without its value: jsonschema's own message quotes the value.
-
-    ``redact`` only catches values shaped like Stripe secrets, and this message reaches places
-    the log masker does not (the Test button's answer, the CLI, exception text).
-    """
+    """A schema error on a secret field without its value (jsonschema's message quotes it, and reaches
+    places the log masker does not)."""
     if exc.validator == "type":
         return f"must be of type {exc.validator_value!r}, not {type(exc.instance).__name__} (value not shown: a secret)"
     return f"fails the {exc.validator!r} rule {exc.validator_value!r} (value not shown: a secret)"
 
 
 def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
-    """Parse and validate a ``stripe`` connection; raise naming the field at fault.
-
-    The steps: read every declared field (coerced to its type), check the API version, each
-    field's own schema, the contract's schemas, then the rules between fields.
-    """
+    """Parse and validate a ``stripe`` connection; raise naming the field at fault."""
     conn_id = conn.conn_id or "<unnamed>"
     raw = _read_fields(conn, conn_id)
     _check_api_version(raw["api_version"], conn_id)
@@ -480,11 +448,7 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
 
 
 def _read_fields(conn: ConnectionLike, conn_id: str) -> dict[str, Any]:
-    """Every declared field's value, from the extra (or its default), coerced to its schema's type.
-
-    A list field (the webhook secrets) is kept as the text stored until :func:`_check_fields`
-    has checked it; the API key may come from the connection's password.
-    """
+    """Every declared field's value from the extra (or its default), coerced; list fields stay text until checked."""
     extra = conn.extra_dejson or {}
     raw = {field.name: _coerce(field.name, _get_extra(extra, field), conn_id=conn_id) for field in CONNECTION_FIELDS}
     if not raw["api_key"] and conn.password:
@@ -503,10 +467,7 @@ def _check_api_version(api_version: str, conn_id: str) -> None:
 
 
 def _check_fields(raw: dict[str, Any], conn_id: str) -> None:
-    """Field-level rules (enum, minimum, type) from the connection form's schemas; list fields become tuples.
-
-    A number must be finite: JSON schema's bounds let ``nan`` through (it compares false).
-    """
+    """Field-level rules from the form's schemas (numbers must be finite: ``nan`` passes bounds)."""
     for field in CONNECTION_FIELDS:
         value = raw[field.name]
         if isinstance(value, float) and not math.isfinite(value):
@@ -528,10 +489,7 @@ def _check_fields(raw: dict[str, Any], conn_id: str) -> None:
 
 
 def _check_contract(raw: Mapping[str, Any], conn_id: str) -> None:
-    """The contract's secret and config schemas, on the contract's own (camelCase) names.
-
-    A list field gives the contract its first item: the contract knows one secret.
-    """
+    """The contract's secret and config schemas, on its camelCase names (a list field gives its first item)."""
 
     def contract_value(prop: str) -> Any:
         value = raw[snake_case(prop)]

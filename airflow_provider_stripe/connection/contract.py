@@ -1,13 +1,5 @@
-"""The payments.stripe integration contract, carried once as typed, immutable data.
-
-This module is the provider's single source of truth for the facts in
-``shared/spec/payments.stripe.integration.ts``: the connection form, the default and
-allowed ``Stripe-Version``, the health-check budget, the client-side rate limits, the
-REST base URL and the provider metadata are all derived from :data:`STRIPE_CONTRACT`.
-Nothing else in the package restates these values.
-
-It imports nothing heavy (no Stripe SDK, no Airflow), so it is cheap at DAG-parse time.
-"""
+"""The payments.stripe integration contract (``shared/spec/payments.stripe.integration.ts``) as typed,
+immutable data: :data:`STRIPE_CONTRACT`, the one source of its facts. No heavy imports."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""The ``stripe`` connection's fields, derived from the contract.
-
-Airflow 3.2+ renders custom connection fields from the declarative ``conn-fields`` /
-``ui-field-behaviour`` entries of ``get_provider_info()``; Airflow 3.1 ignores those and asks
-the hook (``get_connection_form_widgets`` / ``get_ui_field_behaviour``, WTForms fields). Both,
-the JSON schema the hook validates a connection against, and the hook's defaults all come
-from :data:`CONNECTION_FIELDS` below, which in turn takes its labels, descriptions,
-defaults and limits from :data:`~airflow_provider_stripe.connection.contract.STRIPE_CONTRACT`.
-"""
+"""The ``stripe`` connection's fields (:data:`CONNECTION_FIELDS`, from the contract): the source of the
+3.2+ declarative form, 3.1's WTForms widgets, the validation schema and the hook's defaults."""
 
 from __future__ import annotations
 
@@ -286,13 +279,8 @@ def conn_fields() -> dict[str, dict[str, Any]]:
 
 
 def form_widgets() -> dict[str, Any]:
-    """The same fields as WTForms fields, for Airflow 3.1's ``get_connection_form_widgets``.
-
-    Airflow 3.1 accepts only ``StringField``, ``IntegerField``, ``BooleanField`` and
-    ``PasswordField`` (its UI turns them into the same JSON-schema form 3.2+ builds from
-    ``conn-fields``): secrets become masked password fields, enums an ``any_of`` validator,
-    and a ``number`` (the timeout) a string field that the connection parser converts.
-    """
+    """The same fields as WTForms fields for Airflow 3.1, which takes only string, integer, boolean and
+    password fields (enums get an ``any_of`` validator; a number is a string the parser converts)."""
     from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
     from flask_babel import lazy_gettext
     from wtforms import BooleanField, IntegerField, PasswordField, StringField

@@ -1,10 +1,5 @@
-"""Stripe Connect OAuth (the contract's ``oauth2`` auth method), on the SDK's OAuth service.
-
-The flow is ``authorization_code`` with the contract's authorize and token URLs and scope.
-The platform's secret key (the connection's ``api_key``) authenticates the token exchange;
-afterwards requests act on the connected account by sending its ``stripe_user_id`` as
-``Stripe-Account``. Tokens are masked and never logged.
-"""
+"""Stripe Connect OAuth (the contract's ``oauth2`` method) on the SDK's OAuth service: the platform's
+key exchanges the code; the connected account is then sent as ``Stripe-Account``. Tokens are masked."""
 
 from __future__ import annotations
 

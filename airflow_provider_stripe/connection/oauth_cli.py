@@ -1,16 +1,8 @@
 """``airflow-stripe-oauth``: finish the Stripe Connect OAuth dance once, print the connection.
 
-Usage::
-
-    # 1. print the URL to send the account owner to
-    airflow-stripe-oauth authorize-url --client-id ca_...  [--redirect-uri https://...]
-    # 2. after they approve, Stripe redirects with ?code=ac_...; exchange it
-    airflow-stripe-oauth exchange --platform-conn stripe_platform --client-id ca_... --code ac_...
-
-Step 2 uses the platform's secret key from an existing ``stripe`` connection and prints
-the JSON of a new connection (``AIRFLOW_CONN_...`` form) acting on the connected account.
-The refresh token appears only in that printed connection, which is meant to go straight
-into your secrets backend.
+``authorize-url`` prints where to send the account owner; ``exchange`` trades the returned code
+(with the platform connection's key) for a new connection's JSON, refresh token included: put it
+straight into your secrets backend.
 """
 
 from __future__ import annotations

@@ -1,18 +1,6 @@
 """Stripe events as Airflow assets: the ``stripe://`` asset URIs and the event summary they carry.
 
-Both ways a Stripe event reaches Airflow -- pulled by
-:class:`~airflow_provider_stripe.triggers.events.StripeEventTrigger` or pushed to the
-webhook endpoint (:mod:`airflow_provider_stripe.events.endpoint`) -- describe the event with
-the same small, JSON-serialisable :func:`summarize_event` dict, so a DAG scheduled on either
-reads the same keys from its triggering asset event.
-
-Asset URIs: the webhook endpoint records an event of type ``T`` on every asset whose URI is
-``stripe://events/T`` (e.g. ``stripe://events/payout.paid``). Airflow accepts the
-``stripe`` scheme as is; :func:`normalize_stripe_uri` is registered for it through the
-provider info (``asset-uris``) so that a misspelt URI fails at DAG-parse time instead of
-silently never receiving an event.
-
-Nothing heavy is imported here (no Stripe SDK, no Airflow models): it runs at DAG-parse time.
+Polled and pushed events carry the same :func:`summarize_event` dict. Light imports only (DAG-parse time).
 """
 
 from __future__ import annotations
@@ -57,11 +45,7 @@ def event_asset_uri(event_type: str) -> str:
 
 
 def event_asset(event_type: str, **kwargs: Any) -> Asset:
-    """An :class:`airflow.sdk.Asset` for ``stripe://events/<event_type>`` (named after its URI).
-
-    Schedule a DAG on it to run for every ``event_type`` webhook delivery; extra keyword
-    arguments (``group``, ``extra``, ``watchers``...) go to ``Asset``.
-    """
+    """An :class:`airflow.sdk.Asset` for ``stripe://events/<event_type>``; other keyword arguments go to ``Asset``."""
     from airflow.sdk import Asset
 
     uri = event_asset_uri(event_type)
@@ -69,12 +53,8 @@ def event_asset(event_type: str, **kwargs: Any) -> Asset:
 
 
 def normalize_stripe_uri(parts: SplitResult) -> SplitResult:
-    """Airflow asset-URI handler for ``stripe://``: lower-case the host and refuse malformed URIs.
-
-    ``stripe://events/<event type>`` must name one concrete event type (the webhook endpoint
-    looks assets up by that exact URI). Other hosts are accepted with a plain path, so users can
-    name assets for polled streams (``stripe://polled/payouts``) without colliding with them.
-    """
+    """Airflow asset-URI handler for ``stripe://``: lower-case the host and refuse malformed URIs, so a
+    misspelt one fails at parse time; ``stripe://events/<type>`` must name one concrete type."""
     host = parts.netloc.lower()
     if not host:
         raise ValueError("a stripe:// asset URI needs a host, e.g. stripe://events/payout.paid")
@@ -92,18 +72,10 @@ def normalize_stripe_uri(parts: SplitResult) -> SplitResult:
 
 
 def summarize_event(event: Any) -> dict[str, Any]:
-    """The small, JSON-serialisable description of a Stripe event that Airflow records.
+    """The small, JSON-serialisable description of a Stripe event (dict or ``stripe.Event``) that Airflow records.
 
-    Keys: ``event_id``, ``type``, ``created`` (unix seconds), ``livemode``, ``account`` (the
-    connected account for Connect events, else ``None``), ``object_id`` and ``object_type``
-    (``data.object``'s ``id`` and ``object``, e.g. ``po_...`` / ``payout``). The object itself
-    is left out on purpose: asset-event extras live in the metadata DB and the UI, and the
-    object may hold personal data; a DAG that needs it retrieves it with the hook.
-
-    Accepts a parsed webhook body (``dict``) or a ``stripe.Event``. Raises ``ValueError``
-    when the input lacks an ``evt_``-style id or a type in Stripe's shape (dotted lowercase
-    words, :func:`is_event_type`: the type becomes an asset URI), i.e. is not a Stripe event.
-    ``created`` must be an integer number of seconds, as Stripe sends it (``1e400`` is refused).
+    Keys: ``event_id``, ``type``, ``created``, ``livemode``, ``account``, ``object_id``, ``object_type``;
+    never the object (it may hold personal data). ``ValueError`` when it is not a Stripe event.
     """
     event_id = read_field(event, "id")
     event_type = read_field(event, "type")

@@ -1,43 +1,9 @@
 """The Stripe webhook endpoint on Airflow's API server: signed Stripe events become asset events.
 
-Mounted by the provider's plugin (:mod:`airflow_provider_stripe.plugins`) at
-:data:`WEBHOOK_URL_PREFIX`, so the full URL to give Stripe (Dashboard > Developers >
-Webhooks > Add endpoint, or ``stripe listen --forward-to``) is::
-
-    https://<airflow api-server>/stripe/webhooks/<conn_id>
-
-where ``<conn_id>`` is a ``stripe`` connection holding that endpoint's signing secret
-(``whsec_...``; several while rotating). For each delivery the endpoint:
-
-1. refuses bodies over :data:`MAX_BODY_BYTES` (413) -- the body is read with a bounded
-   read; ``Content-Length`` is only a shortcut for refusing early -- and bodies not received
-   within :data:`BODY_READ_TIMEOUT_S` (408), so slow unauthenticated clients cannot hold
-   connections; a client that disconnects mid-body is logged in one line, nothing is recorded;
-2. checks the ``Stripe-Signature`` header's shape and timestamp (300 s tolerance) before any
-   look-up, then finds the ``stripe`` connection under exactly ``<conn_id>`` and verifies the
-   signature (HMAC-SHA256) with its secrets through :meth:`StripeHook.construct_event
-   <airflow_provider_stripe.hooks.stripe.StripeHook.construct_event>`; the event must have
-   Stripe's shape (id, a type such as ``payout.paid``, an integer ``created``);
-3. records one asset event on every asset whose URI is ``stripe://events/<event type>``
-   (e.g. ``stripe://events/payout.paid``; see :mod:`airflow_provider_stripe.events.assets`), with
-   ``extra = {"from_webhook": True, "conn_id": ..., "payload": <event summary>}`` -- the same
-   ``payload`` a :class:`~airflow_provider_stripe.triggers.events.StripeEventTrigger` gives --
-   so DAGs scheduled on that asset run;
-4. answers 200 with ``status`` ``recorded``, ``duplicate`` (an asset event for this event id
-   already exists: Stripe redelivered it, nothing new is recorded) or ``ignored`` (no DAG
-   uses an asset for this event type; Stripe will not retry it).
-
-There is no Airflow login on this route (Stripe cannot log in): the signature is the
-authentication. Anything not correctly signed by an unknown connection, a bad or stale
-signature, a body that is not a Stripe event -- gets the same 400 and a generic body, and
-nothing is recorded; the reason is logged on the server (never a secret, body or header).
-
-Assets are not created here: an asset exists once a parsed DAG references it. Recording and
-de-duplication run under one lock per API-server process and, on PostgreSQL, under a
-transaction-scoped advisory lock per event id (:func:`_lock_event`), so API-server processes
-(``--workers N``, several hosts) receiving the same event at once record it once. On other
-databases two processes could still both record it (Stripe retries are minutes apart, so this
-needs a manual resend racing a retry).
+Mounted by the plugin at ``/stripe/webhooks/<conn_id>``; see docs/webhooks.md. Body size and
+read time are bounded before the signature is checked; anything not correctly signed gets the
+same bare 400 (the signature is the only authentication). Recording is de-duplicated by event id
+under a process lock and, on PostgreSQL, an advisory lock (:func:`_lock_event`).
 """
 
 from __future__ import annotations
@@ -68,10 +34,7 @@ MAX_BODY_BYTES = 256 * 1024
 """Largest accepted body. Stripe events are a few KiB; the largest are well below this."""
 
 BODY_READ_TIMEOUT_S = 10.0
-"""Longest time the whole body may take to arrive (Stripe sends a few KiB at once): then 408.
-
-The body is read before the signature can be checked, so this bounds what an unauthenticated
-client can hold; a reverse proxy in front of the API server should use a body timeout too."""
+"""Longest time the whole body may take to arrive (then 408): it is read before the signature is checked."""
 
 DEDUP_WINDOW = timedelta(days=31)
 """How far back a redelivery is recognised: Stripe keeps (and can resend) events for 30 days."""
@@ -84,11 +47,7 @@ _record_lock = threading.Lock()
 
 
 def _lock_event(session: Any, event_id: str) -> None:
-    """On PostgreSQL, hold an advisory lock on ``event_id`` until the session commits.
-
-    The check for an earlier asset event and the insert then run one process at a time per
-    event id across every API-server process sharing the database.
-    """
+    """On PostgreSQL, lock ``event_id`` until commit, so API-server processes check and insert one at a time."""
     if session.get_bind().dialect.name != "postgresql":
         return
     from sqlalchemy import func, select
@@ -161,10 +120,8 @@ async def _read_body(request: Request) -> bytes:
 def _verify(conn_id: str, body: bytes, signature: str | None) -> dict[str, Any]:
     """Verify the delivery against the connection's secrets; return the event's summary.
 
-    The header's shape and timestamp are checked first, without any secret, so junk and
-    replays cost no connection look-up. Every failure, whatever its cause (a malformed
-    secret on the connection, a body Stripe would never send), is :class:`_Rejected`: the
-    caller answers the same bare 400, which tells nothing about the connection.
+    Header shape and timestamp are checked first, without a secret, so junk costs no look-up. Every
+    failure is :class:`_Rejected`: the same bare 400, telling nothing about the connection.
     """
     from airflow_provider_stripe.errors import WebhookSignatureError
     from airflow_provider_stripe.events.signature import check_header
@@ -212,13 +169,8 @@ def _construct_event(conn_id: str, body: bytes, signature: str | None) -> dict[s
 
 
 def _env_var_folds_case(conn_id: str) -> bool:
-    """True when Airflow would find ``conn_id`` in an env var meant for another spelling.
-
-    Airflow reads ``AIRFLOW_CONN_<CONN_ID upper-cased>``, so ``STRIPE_RT`` and ``stripe_rt``
-    both find ``AIRFLOW_CONN_STRIPE_RT``. The id of such a connection is, by Airflow's
-    convention, the lower-case suffix (``stripe_rt``): the spelling tasks use, and the one the
-    rate limiter and the recorded asset events carry. Any other spelling is refused.
-    """
+    """True when Airflow would find ``conn_id`` in an env var meant for another spelling (its lower-case
+    suffix, which tasks, the rate limiter and asset events use); such spellings are refused."""
     import os
 
     from airflow.secrets.environment_variables import CONN_ENV_PREFIX

@@ -1,9 +1,4 @@
-"""The webhook signing secret(s) a connection holds, as a tuple.
-
-Pure (no Airflow, no provider errors): the connection form's field declaration uses it, and
-provider info is loaded while Airflow initialises its configuration, where importing Airflow
-or the provider's error hierarchy would be circular.
-"""
+"""The webhook signing secret(s) a connection holds, as a tuple; pure, as provider info loads it early."""
 
 from __future__ import annotations
 
@@ -16,19 +11,8 @@ _SECRET_SEPARATORS = re.compile(r"[,\s]+")
 
 
 def parse_webhook_secrets(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Normalise the webhook signing secret(s) held by a connection into a tuple.
-
-    During a secret rotation an endpoint has several live secrets, so a connection may hold a
-    list, or one string with the secrets separated by commas, whitespace or newlines (what a
-    form field or an environment variable gives). A string that looks like a JSON list
-    (``'["whsec_a", "whsec_b"]'``, e.g. a connection extra typed into a text field) is read as
-    JSON rather than split into broken pieces. Each secret is stripped; empty entries are
-    dropped; order is kept (the first is tried first) and duplicates are removed.
-
-    Raises ``TypeError`` for anything that is not a string or a sequence of strings, and
-    ``ValueError`` for a string that starts like a JSON list but is not one. Error messages
-    never contain a secret.
-    """
+    """Normalise a connection's webhook secret(s) (a list, a JSON list, or text split on commas and
+    whitespace) into a tuple, in order, stripped and de-duplicated; errors never quote a secret."""
     if value is None:
         return ()
     items: Sequence[Any]

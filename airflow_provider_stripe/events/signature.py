@@ -1,20 +1,9 @@
 """Verify inbound Stripe webhooks in pure Python (``hmac`` + ``hashlib``), without the Stripe SDK.
 
-Why not ``stripe.Webhook``: its behaviour differs between the SDK versions this provider
-supports (stripe 14's ``WebhookSignature.verify_header`` signs ``bytes`` bodies as their
-``repr`` and so rejects them, stripe 16 decodes them first), it verifies one secret at a time
-(no key rotation), and it never refuses timestamps from the future. The scheme is a few lines,
-so it is implemented here once and gives the same answer whatever ``stripe`` is installed.
-This module imports neither ``stripe`` nor Airflow, so it is cheap to load in a web handler.
-
-The scheme (the contract's webhook transport: its signature header, HMAC-SHA256)::
-
-    <signature header>: t=<unix seconds>,v1=<hex>[,v1=<hex>...]   (other schemes, e.g. v0, ignored)
-    v1 = hex(HMAC-SHA256(key=<endpoint secret "whsec_...">, msg=b"<t>." + <raw request body>))
-
-A request is authentic when any ``v1`` equals the HMAC under any configured secret (several
-secrets may be live while one is rotated), and fresh when ``t`` is within ``tolerance`` seconds
-of now, in either direction.
+``stripe.Webhook`` differs between supported SDK versions, takes one secret (no rotation) and
+accepts future timestamps. Scheme: ``t=<unix>,v1=<hex>...`` with
+``v1 = hex(HMAC-SHA256(whsec_..., b"<t>." + body))``; any ``v1`` under any secret, ``t`` within
+``tolerance`` either way.
 """
 
 from __future__ import annotations
@@ -63,11 +52,7 @@ _UNSIGNED_INT = re.compile(r"[0-9]+")
 
 
 def _digest_for(algorithm: str) -> Callable[[], Any]:
-    """Map the contract's signing algorithm to a ``hashlib`` constructor.
-
-    Fails at import if the contract ever names an algorithm this module does not implement,
-    rather than silently verifying with the wrong one.
-    """
+    """Map the contract's signing algorithm to a ``hashlib`` constructor (fails at import on an unknown one)."""
     implemented: dict[str, Callable[[], Any]] = {"hmac-sha256": hashlib.sha256}
     try:
         return implemented[algorithm]
@@ -151,13 +136,7 @@ def _parse_header(header: str) -> tuple[int, list[str], list[str]]:
 
 
 def check_header(sig_header: str | None, tolerance: int = DEFAULT_TOLERANCE_SECONDS, now: float | None = None) -> None:
-    """Check a signature header's shape and timestamp without any secret; return ``None`` or raise.
-
-    A webhook endpoint runs this before looking up the connection, so junk and stale requests
-    cost no secret look-up (no database query). It refuses what :func:`verify_signature` would
-    refuse anyway: a missing or malformed header, no ``v1`` signature, or a timestamp outside
-    ``tolerance`` (in which case the request fails either way, authentic or not).
-    """
+    """Check a signature header's shape and timestamp without any secret, so junk costs no look-up."""
     _check_tolerance(tolerance)
     timestamp, _ = _v1_signatures(sig_header)
     _check_fresh(timestamp, tolerance, time.time() if now is None else now)
@@ -170,24 +149,12 @@ def verify_signature(
     tolerance: int = DEFAULT_TOLERANCE_SECONDS,
     now: float | None = None,
 ) -> None:
-    """Check that a webhook request was signed by Stripe recently; return ``None`` or raise.
+    """Check that the raw ``payload`` was signed by Stripe recently under one of ``secrets``; raise or ``None``.
 
-    ``payload`` is the raw request body exactly as received (bytes; a ``str`` is encoded as
-    UTF-8) -- verify before parsing, since re-serialised JSON no longer matches. ``sig_header``
-    is the value of the :data:`SIGNATURE_HEADER` header. ``secrets`` are the endpoint's signing
-    secrets, tried in turn so that old and new both verify during a rotation; they are
-    normalised with :func:`parse_webhook_secrets` (so a single string is parsed, never iterated
-    character by character). ``tolerance`` (seconds, must be > 0) bounds how old and how far in
-    the future the signed timestamp may be; ``now`` (unix seconds) defaults to the clock.
-
-    Checks run in this order, and the first failure raises :class:`WebhookSignatureError` with
-    its ``reason``: ``no_secret`` (nothing to verify with: a configuration error, reported first
-    so it is never masked by a bad request), ``missing_header`` (absent or blank),
-    ``malformed_header``, ``no_v1_signature``, ``no_match``, then -- only for an authentic
-    signature -- ``timestamp_too_old`` / ``timestamp_in_future``.
-
-    Raises ``TypeError`` / ``ValueError`` (not :class:`WebhookSignatureError`) for arguments
-    that are wrong in themselves: a non-bytes payload, a non-string header, a bad tolerance.
+    Verify before parsing (re-serialised JSON no longer matches). :class:`WebhookSignatureError`'s
+    ``reason``, first failure wins: ``no_secret`` (config, never masked by a bad request),
+    ``missing_header``, ``malformed_header``, ``no_v1_signature``, ``no_match``, then
+    ``timestamp_too_old`` / ``timestamp_in_future``. Wrong argument types raise ``TypeError``/``ValueError``.
     """
     _check_tolerance(tolerance)
     body = _body_bytes(payload)
@@ -278,13 +245,8 @@ def construct_event(
     tolerance: int = DEFAULT_TOLERANCE_SECONDS,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """Verify a webhook with :func:`verify_signature`, then return its body parsed as a JSON object.
-
-    Returns a plain ``dict`` (not a ``stripe.Event``), so the result is the same whatever SDK
-    version is installed and can go straight into XCom. Raises :class:`WebhookSignatureError`
-    when verification fails and :class:`WebhookPayloadError` when the body is authentic but is
-    not UTF-8 JSON whose top level is an object (so it cannot be a Stripe event).
-    """
+    """Verify with :func:`verify_signature`, then return the body as a plain ``dict`` (same for any SDK);
+    :class:`WebhookPayloadError` when it is not a JSON object."""
     verify_signature(payload, sig_header, secrets, tolerance=tolerance, now=now)
     body = _body_bytes(payload)
     try:
@@ -308,14 +270,7 @@ def construct_event(
 
 
 def sign_payload(payload: bytes | str, secret: str, timestamp: int | None = None) -> str:
-    """Return a signature header value for ``payload``, signed the way Stripe signs webhooks.
-
-    For tests, and for users exercising their own webhook endpoints without Stripe: send the
-    result in the :data:`SIGNATURE_HEADER` header along with exactly the same body bytes.
-    ``timestamp`` (unix seconds) defaults to now. The secret is stripped like
-    :func:`parse_webhook_secrets` does, and must be a single secret (no commas or whitespace),
-    so that what is signed here verifies with :func:`verify_signature`.
-    """
+    """A signature header value for ``payload``, signed as Stripe signs webhooks (one secret, stripped)."""
     if not isinstance(secret, str):
         raise TypeError(f"The webhook secret must be a str, not {type(secret).__name__}.")
     parsed = parse_webhook_secrets(secret)

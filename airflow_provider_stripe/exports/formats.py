@@ -1,20 +1,6 @@
-"""File formats of the exports, and the one atomic way they are written.
+"""File formats of the exports (JSON Lines, CSV, Parquet), streamed and written atomically.
 
-Rows stream in (an iterator) and go out as they arrive, so memory stays flat whatever the
-count: JSON Lines writes each object whole (every field, nested objects kept); CSV and
-Parquet write the declared columns of the resource (:mod:`airflow_provider_stripe.exports.resources`),
-a nested value JSON-encoded into its cell. Parquet needs the ``[parquet]`` extra (pyarrow)
-and buffers at most :data:`PARQUET_ROW_GROUP` rows (one row group) at a time.
-
-CSV files are opened by people, in spreadsheets: a text cell that a spreadsheet would read as
-a formula (a customer named ``=HYPERLINK(...)``) is neutralised by default, OWASP's way
-(:func:`neutralise_formula`), and times (``timestamp`` columns: epoch seconds from Stripe)
-are written as ISO-8601 in UTC by default (:func:`iso_utc`). Parquet stores them as UTC timestamps;
-JSON Lines is read by programs and keeps raw values.
-
-Every file is written under a temporary name beside the target and moved into place only
-once complete: a failed export leaves no half-written file, locally or in object storage
-(where closing a file commits it, even after an error).
+CSV is opened by people: formula-like text is neutralised and times are ISO-8601 UTC by default.
 """
 
 from __future__ import annotations
@@ -63,11 +49,7 @@ def _json(value: Any) -> str:
 
 
 def cell(value: Any, kind: ColumnType, column: str) -> Any:
-    """``value`` as the column's type: JSON text for nested values, ``None`` kept as null.
-
-    A value of another type than declared (a Stripe API change) fails naming the column,
-    rather than being silently nulled or coerced.
-    """
+    """``value`` as the column's type (nested: JSON text; ``None`` kept); another type fails naming the column."""
     if value is None:
         return None
     if kind == "json":
@@ -93,13 +75,7 @@ FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise_formula(text: str) -> str:
-    """``text`` prefixed with a single quote if a spreadsheet would run it as a formula.
-
-    OWASP's rule for CSV injection: a cell starting with ``=``, ``+``, ``-``, ``@``, TAB or CR
-    is shown as text (the quote is not displayed by Excel, LibreOffice or Google Sheets)
-    instead of being evaluated (``=HYPERLINK(...)``, ``+cmd|...``). Only for text cells:
-    numbers (a negative amount) are never passed here.
-    """
+    """``text`` prefixed with ``'`` if a spreadsheet would run it as a formula (OWASP's CSV injection rule)."""
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
 
 
@@ -192,12 +168,7 @@ def write_rows(
     escape_formulas: bool = True,
     csv_timestamps: CsvTimestamps = "iso",
 ) -> int:
-    """Write ``rows`` to ``target`` in ``fmt``, atomically; return how many were written.
-
-    CSV only: ``escape_formulas`` neutralises formula-leading text cells
-    (:func:`neutralise_formula`; turn it off only for files no spreadsheet opens), and
-    ``csv_timestamps`` writes ``timestamp`` columns as ISO-8601 UTC (``iso``) or epoch seconds.
-    """
+    """Write ``rows`` to ``target`` in ``fmt``, atomically; return how many were written."""
     with atomic_open(target) as handle:
         if fmt == "csv":
             return _write_csv(rows, handle, columns, escape_formulas=escape_formulas, timestamps=csv_timestamps)

@@ -1,20 +1,6 @@
-"""OpenLineage for the warehouse operators, following Airflow's OpenLineage provider.
-
-Each export, reconciliation and report task records what it read and wrote
-(:class:`LineageRecord`, in ``stripe_lineage``) while it runs; :class:`StripeLineageMixin` turns it into an
-``OperatorLineage`` in ``get_openlineage_facets_on_complete``, the hook the provider's
-listener calls after the task:
-
-* input dataset: namespace ``stripe://<account>`` (the connected account, or ``platform``
-  for the connection's own account), name ``<resource>`` (``charges``,
-  ``reporting/<report type>``...): ``stripe://<account>/<resource>``;
-* output dataset: from the target path, as Airflow's file-transfer operators name them:
-  ``file`` + absolute path locally, ``<scheme>://<bucket>`` + key in object storage;
-* facets: the output's schema (the declared columns, typed) and its statistics (rows, bytes).
-
-Nothing is imported from OpenLineage at module level: without the OpenLineage provider
-installed, the operators import and run as usual and report no lineage.
-"""
+"""OpenLineage for the warehouse operators: input ``stripe://<account>/<resource>``, output named
+as Airflow's file-transfer operators do, with schema and statistics facets. No OpenLineage import
+at module level: without it, nothing is reported."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
-"""Stripe's Reporting API as the report operator and its trigger use it: one place for the rules.
+"""Stripe's Reporting API rules shared by the report operator and its trigger (no SDK import).
 
-A report run (``POST /v1/reporting/report_runs``) is computed by Stripe asynchronously:
-``pending``, then ``succeeded`` (its ``result`` is a File, downloaded from the files host)
-or ``failed`` (its ``error`` says why). Stripe computes a report type only up to its
-``data_available_end``: an interval ending later is refused, so it is checked first and
-reported in words a user can act on.
-
-Nothing here imports the Stripe SDK (DAG-parse cost).
+Runs are computed asynchronously (``pending`` -> ``succeeded``/``failed``), and only up to the
+type's ``data_available_end``, which is checked first.
 """
 
 from __future__ import annotations

@@ -1,12 +1,5 @@
-"""The Stripe resources the exports know, declared once as data.
-
-Each :class:`StripeResource` says how the resource is listed (its ``client.v1`` service,
-which takes a ``created`` filter), what object type its list returns, which events carry
-its changes (for ``mode="changes"``), where it lives in the Dashboard, and its stable
-column schema for CSV and Parquet (JSON Lines keeps whole objects). Columns follow the
-API version of the contract (``2024-11-20.acacia``); amounts are ``int64`` minor units,
-times ``timestamp`` (epoch seconds as Stripe sends them), nested objects ``json`` text.
-"""
+"""The Stripe resources the exports know, declared once as data: listing service, object type,
+change events, Dashboard path and a stable CSV/Parquet schema (for the contract's API version)."""
 
 from __future__ import annotations
 
@@ -34,14 +27,8 @@ def _columns(*specific: str) -> Columns:
 
 @dataclass(frozen=True)
 class StripeResource:
-    """One listable Stripe resource.
-
-    :param name: the ``client.v1`` service and URL collection (``charges``).
-    :param object: the ``object`` of its items (``charge``).
-    :param event_type: the ``type`` filter of ``/v1/events`` whose events carry this
-        object's changes (``charge.*``), or ``None`` when it has no events.
-    :param columns: the stable CSV/Parquet schema.
-    """
+    """One listable Stripe resource: its ``client.v1`` service (``name``), item ``object``, the
+    ``/v1/events`` ``event_type`` filter carrying its changes (``None``: none) and its ``columns``."""
 
     name: str
     object: str

@@ -1,23 +1,8 @@
 """Time-sliced, parallel, resumable reads of one Stripe list window (the exports' reading side).
 
-Why: one auto-paging listing is strictly sequential (one page in flight, each waiting on
-Stripe's latency), so an export of a busy window is bound by latency, not by the
-connection's rate limit. Here the window ``[gte, lt)`` is cut into time slices (integer
-``created`` seconds, so every object is in exactly one slice: nothing lost or duplicated
-at a slice edge), read concurrently by a bounded thread pool, each slice auto-paginated
-through the hook's client (whose rate limiter every thread shares).
-
-Order: Stripe lists newest first, so the slices are planned newest to oldest and their
-rows are yielded slice after slice, each slice in the order Stripe gave it: the same
-sequence a sequential read of the whole window gives.
-
-Memory stays flat: each worker streams its slice into a JSON Lines spool file (written
-under a temporary name and renamed into place once the slice is complete), and the rows
-are read back from the spool files, in order, while later slices are still being read.
-
-Resume: the spool directory is a place a retry on the same storage finds (see
-:func:`spool_directory`); a slice whose file is there is not read again. The caller
-removes the directory once the final file is written.
+One listing is latency-bound; slices of whole ``created`` seconds (each object in exactly one)
+are read concurrently, spooled to JSON Lines files (flat memory; a retry skips finished ones)
+and yielded newest first: the same sequence a sequential read gives.
 """
 
 from __future__ import annotations
@@ -56,12 +41,8 @@ def _json_line(row: Mapping[str, Any]) -> bytes:
 
 
 def spool_directory(target: Path | ObjectStoragePath, identity: Mapping[str, Any]) -> Path | ObjectStoragePath:
-    """Where the finished slices of one export wait: a hidden directory beside ``target``.
-
-    Keyed by a digest of ``identity`` (what decides the rows: resource, mode, filters,
-    account, window), so a retry of the same export finds them and a different export
-    never mixes them in.
-    """
+    """Where one export's finished slices wait: a hidden directory beside ``target``, keyed by a digest
+    of ``identity`` (what decides the rows), so only a retry of the same export finds them."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return target.parent / f".{target.name}.slices-{digest}"
 
@@ -145,11 +126,9 @@ def read_slices(
     max_workers: int,
     stats: SlicedRead | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Every row of ``slices`` (read concurrently by ``read(gte, lt)``), yielded in the order of ``slices``.
+    """Every row of ``slices`` (read concurrently by ``read(gte, lt)``, spooled ones skipped), in order.
 
-    Slices already in ``spool`` are not read again. On a failure, slices being read are
-    finished (and kept for the retry), those not started are cancelled, and the error of
-    the first failed slice is raised.
+    On a failure, running slices finish (kept for the retry), others are cancelled; the first error is raised.
     """
     stats = stats if stats is not None else SlicedRead()
     stats.planned = len(slices)

@@ -1,22 +1,5 @@
-"""The day and the time window a DAG run covers, for every kind of run.
-
-Scheduled runs, manual runs given a logical date and ``dag.test()`` runs have a logical date
-and a data interval. Airflow 3 manual runs *without* a logical date (``airflow dags
-trigger``, the REST API with ``"logical_date": null``, the UI's default) have neither: the
-template variables ``ds``, ``logical_date`` and ``data_interval_*`` are undefined and
-``context["ds"]`` raises ``KeyError``. The rules here fall back on ``dag_run.run_after``
-(when the run was due), which every run has:
-
-* :func:`run_day` -- the run's day, ``YYYY-MM-DD`` (UTC): the logical date's day, else the
-  day of ``run_after``. For an ``@daily`` run this is ``ds``.
-* :func:`day_window` -- ``(start, end)``: the run's data interval, else the last complete UTC
-  day before ``run_after`` (what a daily data-interval schedule would have covered had the
-  run been scheduled then).
-
-Both take the task context (``**context`` in a ``@task``) and are registered as template
-macros by :data:`MACROS` (``user_defined_macros=MACROS``): ``{{ run_day() }}``,
-``{{ day_window()[0] | ds }}``. Pure functions of the context: cheap at DAG-parse time.
-"""
+"""The day and time window a DAG run covers, also for manual runs without a logical date
+(which lack ``ds`` and ``data_interval_*``): those fall back on ``dag_run.run_after``."""
 
 from __future__ import annotations
 

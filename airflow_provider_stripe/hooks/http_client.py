@@ -1,17 +1,5 @@
-"""The Stripe SDK's own HTTP clients, with the provider's rate limit and retry rule added.
-
-We keep the SDK's retry loop (exponential backoff with jitter, ``Stripe-Should-Retry``,
-automatic idempotency keys on retried POSTs) instead of writing our own, and change two
-things by subclassing its clients:
-
-* every attempt, retries included, first takes a slot from the connection's
-  :class:`~airflow_provider_stripe.hooks.ratelimit.StripeRateLimiter`;
-* a 429 is retried too (the SDK retries connection errors, 409 and 5xx only), unless
-  Stripe says ``Stripe-Should-Retry: false``.
-
-The number of retries is bounded by ``max_network_retries`` and each backoff by the SDK's
-cap, so the total time of one call is bounded.
-"""
+"""The Stripe SDK's own HTTP clients (its bounded retry loop kept), with two changes: every attempt
+first takes a rate-limiter slot, and a 429 is retried too unless ``Stripe-Should-Retry: false``."""
 
 from __future__ import annotations
 

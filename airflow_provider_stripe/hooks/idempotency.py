@@ -1,29 +1,12 @@
 """The idempotent-request engine: every money-moving request of the provider goes through it.
 
-Charges, captures, refunds, payout cancellations (one request per task) and payouts (one
-request per item of a batch; a single payout is a batch of one) all use
-:class:`IdempotentRequests`, with keys from :mod:`airflow_provider_stripe.payouts.keys`
-and generations kept by a ledger (:mod:`airflow_provider_stripe.payouts.ledger`). The
-requests themselves are :class:`~airflow_provider_stripe.hooks.requests.StripeRequests` methods.
-
-**The generation rule.** Stripe saves the result of the first request for a key --
-errors included -- and replays it for ~24 h. A request whose earlier attempt ended in a
-*definitive* Stripe error (:func:`allows_fresh_key`: nothing was created) would get that
-error back forever, so it moves to the next generation, a fresh key. A request whose
-response was lost (connection error, timeout, 5xx, 409, 429) keeps its generation: the
-money may have moved. Generations are always taken one after the other (0, 1, 2, ...),
-never skipped, so every try and every run meets the keys the others used.
-
-**The replay walk.** Without a task state store, a later try learns from Stripe's own
-answers (:func:`was_replayed`): the generation 0 key replays an earlier try's refusal, so
-the request moves on to the next generation at once, within the same try (at most
-:data:`MAX_KEY_HOPS` hops, or one per earlier try), each earlier key answered from
-Stripe's store (a refusal leads on, a success is returned instead of repeated).
-
-How callers use it: :meth:`IdempotentRequests.request` sends one request to its end
-(the operators' ``send_idempotent``). A concurrent caller (the payout batch) splits the
-same steps: :meth:`~IdempotentRequests.plan` and :meth:`~IdempotentRequests.settle` in
-the calling thread, :meth:`~IdempotentRequests.send` in worker threads.
+Stripe replays the first answer for a key, errors included, for ~24 h. So a request refused
+definitively (:func:`allows_fresh_key`: nothing created) moves to the next key generation; one
+whose answer was lost keeps its key, as money may have moved. Generations are taken in order,
+never skipped, so every try and run meets the keys the others used. Without a task state store,
+a later try walks replayed refusals forward (:func:`was_replayed`, at most :data:`MAX_KEY_HOPS`).
+:meth:`IdempotentRequests.request` sends one request to its end; the payout batch splits it into
+``plan``/``settle`` (calling thread) and ``send`` (worker threads).
 """
 
 from __future__ import annotations
@@ -51,22 +34,16 @@ generation per earlier try)."""
 
 
 def allows_fresh_key(error: StripeRequestError) -> bool:
-    """Whether the request may be retried under a fresh key: Stripe refused it and created nothing.
+    """Whether a retry may use a fresh key: Stripe refused it definitively and created nothing.
 
-    The single place that decides. A definitive client error qualifies
-    (:attr:`StripeRequestError.is_definitive`: 4xx other than 409/429, and not
-    ``idempotency_error``, which says the key was already used with *other* parameters,
+    The single place that decides: never for ``idempotency_error`` (key used with other parameters,
     so something may exist under it and a fresh key could move money twice).
     """
     return error.is_definitive
 
 
 def was_replayed(answer: Any) -> bool:
-    """Whether Stripe answered from its idempotency store (``Idempotent-Replayed: true``).
-
-    ``answer`` is a ``stripe.StripeError`` or a response (``obj.last_response``); both
-    carry the HTTP headers.
-    """
+    """Whether Stripe answered from its idempotency store (``Idempotent-Replayed: true``) on an error or response."""
     headers = getattr(answer, "headers", None) or {}
     for name, value in dict(headers).items():
         if str(name).lower() == "idempotent-replayed":
@@ -94,13 +71,10 @@ def without_key(error: StripeRequestError, key: str, operation: str | None = Non
 # -- the engine --------------------------------------------------------------------------------
 
 Outcome = Literal["created", "existing", "refused", "used_elsewhere", "unknown"]
-"""How a request ended: ``created`` by this try; ``existing``: Stripe replayed an earlier
-try's success; ``refused`` definitively (nothing done; the next attempt uses a fresh key);
-``used_elsewhere``: Stripe says the key was used with other parameters (another run sent
-this reference key, or the request changed): something may exist under it, the caller
-finds out what (:func:`used_elsewhere`); ``unknown``: the answer was lost or transient,
-or another request with the key stayed in flight: the object may exist, the next attempt
-reuses the key."""
+"""How a request ended: ``created`` by this try; ``existing`` (Stripe replayed an earlier success);
+``refused`` definitively (next attempt: fresh key); ``used_elsewhere`` (key used with other
+parameters: something may exist, see :func:`used_elsewhere`); ``unknown`` (lost, transient or
+still in flight: the object may exist, the next attempt reuses the key)."""
 
 IN_FLIGHT_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0)
 """Seconds to wait before sending again while Stripe says another request with the key is in
@@ -124,8 +98,7 @@ class Attempt:
 
     :param hops: fresh keys taken within this try after replayed refusals.
     :param sent_before: this generation's key may have been sent by an earlier try.
-    :param waits: times this attempt waited for another request with its key in flight;
-        :meth:`IdempotentRequests.send` first sleeps ``IN_FLIGHT_WAITS[waits - 1]``.
+    :param waits: waits so far for another request with this key in flight (see :data:`IN_FLIGHT_WAITS`).
     """
 
     reference: str
@@ -137,12 +110,8 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Answer(Generic[T]):
-    """What one :meth:`IdempotentRequests.send` brought back; ``outcome`` is set by ``settle``.
-
-    :param result: the SDK's answer (e.g. the Stripe object), on success.
-    :param error: the Stripe error, the idempotency key masked, on failure.
-    :param cause: the SDK exception to chain to ``error`` (``None`` if it quotes the key).
-    """
+    """What one :meth:`IdempotentRequests.send` brought back (``result`` or ``error``, the key masked);
+    ``cause`` is the SDK exception to chain, ``None`` if it quotes the key; ``settle`` sets ``outcome``."""
 
     attempt: Attempt
     key: str
@@ -155,13 +124,10 @@ class Answer(Generic[T]):
 
 
 class IdempotentRequests(Generic[T]):
-    """Sends requests of one scope under the provider's key rules (see the module docstring).
+    """Sends requests of one scope under the provider's key rules.
 
-    :param identity: the task instance's run identity.
     :param scope: the kind of request (``charges.create``, ``payout``): the derived keys' prefix.
-    :param ledger: where generations and outcomes are kept between tries.
-    :param key_for: ``(reference, generation) -> key`` (user-given or reference keys);
-        default the identity's task key.
+    :param key_for: ``(reference, generation) -> key``; default the identity's task key.
     """
 
     def __init__(
@@ -193,11 +159,7 @@ class IdempotentRequests(Generic[T]):
         return state.generation if state is not None else 0
 
     def plan(self, reference: str) -> Attempt:
-        """The first attempt of this try: the remembered generation, or a fresh one after a refusal.
-
-        A reference the ledger knows as created (``ok``) is the caller's to report; sending
-        it again is harmless (Stripe replays it) but costs a request.
-        """
+        """The first attempt of this try: the remembered generation, or the next one after a refusal."""
         state = self.ledger.get(reference)
         if state is None:
             return Attempt(reference, 0)
@@ -214,15 +176,10 @@ class IdempotentRequests(Generic[T]):
         key: str | None = None,
         contain: bool = False,
     ) -> Answer[T]:
-        """Make one request (any thread): ``call(key)`` sends it under the attempt's key.
+        """Send ``call(key)`` under the attempt's key (or ``key``), from any thread, after any in-flight wait.
 
-        ``call`` is a :class:`~airflow_provider_stripe.hooks.requests.StripeRequests` method,
-        so a Stripe error arrives as a :class:`StripeRequestError` chained to the SDK's error.
-        ``key``: the key to use instead of :meth:`key` (a caller choosing keys per item).
-        An attempt that waits for a request in flight first sleeps. A Stripe error is
-        returned in the answer, not raised. ``contain`` also turns any other exception
-        (e.g. a rate-limit wait beyond its bound) into an answer with an unknown outcome,
-        for worker threads that must not raise.
+        A Stripe error is returned in the answer, not raised; with ``contain`` any other exception
+        too (as an unknown outcome), for worker threads that must not raise.
         """
         key = key or self.key(attempt.reference, attempt.generation)
         if attempt.waits:
@@ -243,14 +200,11 @@ class IdempotentRequests(Generic[T]):
         return Answer(attempt, key, operation, result=result, replayed=replayed)
 
     def settle(self, answer: Answer[T], log: logging.Logger | Any) -> Attempt | Answer[T]:
-        """Record an answer in the ledger (calling thread); return a follow-up or the final answer.
+        """Record an answer in the ledger (calling thread); return a follow-up :class:`Attempt` or the final answer.
 
-        A definitive refusal that Stripe *replayed* is an earlier try's (nothing was done
-        under that key): the request goes on at once under a fresh key, the returned
-        :class:`Attempt`, within :attr:`max_hops`. While another request with the key is in
-        flight, the same attempt is returned to be sent again after a wait
-        (:data:`IN_FLIGHT_WAITS`): never under another key, since that request may pay.
-        Anything else is final: the answer with its :data:`Outcome`.
+        A replayed refusal is an earlier try's: it goes on at once under a fresh key (within
+        :attr:`max_hops`). A key still in flight is retried after a wait, never under another key,
+        since that request may pay.
         """
         attempt = answer.attempt
         reference = attempt.reference

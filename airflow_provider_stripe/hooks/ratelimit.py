@@ -1,25 +1,10 @@
 """Client-side rate limiting of Stripe requests: both of the contract's windows at once.
 
-A moving window never lets more than N requests into *any* 60 s (or 3600 s) span, unlike
-a fixed window or a token bucket that allow bursts at window edges.
-
-* ``redis://...`` (and any other shared storage): the ``limits`` library's moving-window
-  strategy, so workers on many machines share one limit.
-* ``memory://`` (the default): a small log of request times per window, in this module.
-  We measured ``limits``' in-memory storage starting a timer thread about every 10 ms
-  while requests flow (its expiry sweep), which cost 0.1-0.35 ms per request and slowed
-  every thread of the process; a deque per window does the same job in microseconds.
-
-Each window is :data:`WINDOW_MARGIN_S` longer than nominal: a slot is taken just before a
-request leaves, and a request can reach Stripe a few milliseconds later than its slot, so
-a window of exactly 60 s would occasionally let N+1 requests land in one 60 s span at
-Stripe. The margin costs under 2% of throughput.
-
-Stripe counts requests per account, whichever connection sends them, so a limiter is keyed by
-the Stripe account the requests go to (:func:`limit_key`: the API key's fingerprint and the
-``Stripe-Account``), not by connection: two connections holding one key share one limit. One
-limiter exists per (key, limits, storage) in a process; every hook, thread and coroutine sending
-to that account with those limits waits on it (across processes too, with shared storage).
+Moving windows (never N+1 requests in any span, unlike fixed windows or token buckets):
+``limits``' strategy on shared storage (``redis://``), or a deque per window for ``memory://``
+(``limits``' in-memory storage runs a timer thread per ~10 ms, costing 0.1-0.35 ms a request).
+Windows are :data:`WINDOW_MARGIN_S` longer, as a request reaches Stripe after its slot. Keyed by
+the account the requests go to (:func:`limit_key`), since Stripe counts per account.
 """
 
 from __future__ import annotations
@@ -47,11 +32,7 @@ STORAGE_TIMEOUT_S = 5.0
 
 
 def hide_userinfo(uri: str) -> str:
-    """``redis://:secret@host:6379/0`` -> ``redis://***@host:6379/0``: a storage URI safe to print.
-
-    Everything between ``://`` and the last ``@`` is hidden, so a password holding ``@`` or
-    ``/`` is hidden whole (a URI without ``@`` is returned unchanged).
-    """
+    """``redis://:secret@host:6379/0`` -> ``redis://***@host:6379/0``: all up to the last ``@`` is hidden."""
     start = uri.find("://")
     at = uri.rfind("@")
     if start < 0 or at < start:
@@ -82,21 +63,10 @@ def masked(text: str, uri: str) -> str:
 
 
 def limit_key(api_key: str, account: str | None) -> str:
-    """``stripe:<key fingerprint>:<account>``: the limiter key of requests sent with ``api_key`` to
-    ``account`` (``platform`` without ``Stripe-Account``).
-
-    The fingerprint is the first 16 hex digits of the key's SHA-256: it tells keys apart, in
-    process and in a shared Redis, without holding the key.
-    """
+    """``stripe:<key fingerprint>:<account>``: the limiter key of ``api_key``'s requests to ``account``
+    (``platform`` without ``Stripe-Account``); the fingerprint (16 hex of SHA-256) never holds the key."""
     fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16]
     return f"stripe:{fingerprint}:{account or 'platform'}"
-
-
-def clear_rate_limiters() -> None:
-    """Forget this process's limiters (not the counts in shared storage): the next request of any
-    account starts a fresh in-memory window. For a process reused for unrelated work (tests)."""
-    with _registry_lock:
-        _registry.clear()
 
 
 @dataclass(frozen=True)

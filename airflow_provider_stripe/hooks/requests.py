@@ -1,20 +1,9 @@
 """Every Stripe request of the provider is made here, and only here.
 
-:class:`StripeRequests` (``hook.requests``) has one method per Stripe operation the
-provider uses. Each sends through the hook's ``StripeClient``, whose HTTP client waits on
-the connection's shared rate limiter (:mod:`airflow_provider_stripe.hooks.ratelimit`) before
-every attempt and retries per the connection. Money-moving methods take the idempotency
-key the engine chose (:class:`~airflow_provider_stripe.hooks.idempotency.IdempotentRequests`
-owns the key rules); nothing here picks a key. Every SDK error becomes the provider's
-:class:`~airflow_provider_stripe.errors.StripeRequestError` (:func:`translated`, shared by
-the sync and async methods), chained to the SDK's error so the engine can read its
-headers. Listings follow Stripe's pages with the SDK's auto-pagination, and a later
-page's error is translated too.
-
-The connection test (:func:`check_health`) lives here as well: it reads the SDK's error
-classes itself, to say which kind of failure it met.
-
-The Stripe SDK is imported only inside functions (DAG-parse cost).
+:class:`StripeRequests` (``hook.requests``) has one method per operation, on the hook's
+rate-limited client; money-moving methods take the key the engine chose. Every SDK error
+becomes a chained :class:`~airflow_provider_stripe.errors.StripeRequestError` (:func:`translated`).
+The SDK is imported only inside functions (DAG-parse cost).
 """
 
 from __future__ import annotations
@@ -38,11 +27,8 @@ _SAFETY_MARGIN_S = 0.25
 
 @contextmanager
 def translated(operation: str, *, chain: bool = True) -> Iterator[None]:
-    """Raise a Stripe SDK error inside as :class:`StripeRequestError` naming ``operation``.
-
-    Chained to the SDK's error (the engine reads its headers), unless ``chain`` is false:
-    OAuth errors may quote the code or token sent, so they are not chained.
-    """
+    """Raise a Stripe SDK error inside as :class:`StripeRequestError` naming ``operation``; not chained
+    when ``chain`` is false (OAuth errors may quote the code or token sent)."""
     import stripe
 
     try:
@@ -57,10 +43,7 @@ def _keyed(key: str) -> dict[str, Any]:
 
 
 class StripeRequests:
-    """The provider's Stripe requests on one configured client (see the module docstring).
-
-    :param client: the hook's rate-limited, retrying ``StripeClient`` for one account.
-    """
+    """The provider's Stripe requests on one configured client (the hook's, for one account)."""
 
     def __init__(self, client: StripeClient) -> None:
         self.client = client
@@ -111,10 +94,7 @@ class StripeRequests:
             return await self.client.v1.reporting.report_runs.retrieve_async(run_id)
 
     def file_contents(self, file_id: str, *, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-        """The contents of a Stripe file (``/v1/files/{id}/contents`` on the files host), chunk by chunk.
-
-        Authenticated like every request, read as it arrives: never held whole in memory.
-        """
+        """The contents of a Stripe file (files host, authenticated), chunk by chunk, never whole in memory."""
         with translated(f"files.contents({file_id})"):
             # The SDK's own streaming request (as quotes.pdf uses), against the files base.
             response = self.client.v1.files._request_stream(
@@ -163,12 +143,8 @@ class StripeRequests:
 def check_health(hook: StripeHook) -> tuple[bool, str]:
     """The contract's ``ping`` (``GET /v1/balance``) within its ``timeoutMs``, behind the Test button.
 
-    Airflow's UI Test button (``POST /api/v2/connections/test``, run inside the API server)
-    and ``airflow connections test`` both land here through ``StripeHook.test_connection()``.
-    The balance may be read by every secret key and most restricted keys, tells test from
-    live mode, and moves nothing. The whole check, including an optional look-up of the
-    account, fits in the budget with no retries, even against a server that accepts the
-    connection and never answers.
+    The balance is readable by most keys, tells test from live, moves nothing; the whole check fits
+    the budget with no retries, even against a server that never answers.
     """
     import stripe
 

@@ -1,13 +1,7 @@
 """StripeHook: one configured, rate-limited, retrying ``StripeClient`` per Airflow connection.
 
-The hook reads a ``stripe`` connection, validates it against the contract
-(:mod:`airflow_provider_stripe.connection.config`), registers every secret with Airflow's secrets
-masker, and builds the official SDK's ``StripeClient`` (never the global
-``stripe.api_key``) with the contract's ``Stripe-Version``, the connected account as
-``Stripe-Account``, the base URL, a timeout, bounded retries and the connection's shared
-rate limiter. Every request goes through :attr:`StripeHook.requests`
-(:mod:`airflow_provider_stripe.hooks.requests`). The Stripe SDK is imported only when a
-client is built, so importing this module at DAG-parse time stays cheap.
+Validates the connection, masks its secrets, and builds the SDK's ``StripeClient`` (never the
+global ``stripe.api_key``); the SDK is imported only when a client is built (DAG-parse cost).
 """
 
 from __future__ import annotations
@@ -39,12 +33,8 @@ _sdk_logger_quieted = False
 
 
 def _quiet_sdk_logger() -> None:
-    """Set the SDK's logger to WARNING, once per process, unless the user configured its level.
-
-    In a task the root logger is at INFO, so every request would log its URL and status,
-    and some error lines quote idempotency keys. A level set by the user (anything but
-    ``NOTSET``) is left alone.
-    """
+    """Set the SDK's logger to WARNING once, unless the user set its level: at INFO it logs every
+    request, and some lines quote idempotency keys."""
     global _sdk_logger_quieted
     if _sdk_logger_quieted:
         return
@@ -58,10 +48,8 @@ class StripeHook(BaseHook):
     """Interact with Stripe through the official SDK, configured from a ``stripe`` connection.
 
     :param stripe_conn_id: the Airflow connection holding the key and settings.
-    :param account_id: a connected account (``acct_...``) to act on, overriding the
-        connection's ``account_id``; sent as ``Stripe-Account``. Checked here
-        (:func:`~airflow_provider_stripe.validation.validate_account_id`): a bad one raises
-        :class:`~airflow_provider_stripe.errors.StripeInputError` before any request.
+    :param account_id: a connected account (``acct_...``, sent as ``Stripe-Account``) overriding the
+        connection's; a bad one raises :class:`~airflow_provider_stripe.errors.StripeInputError` here.
     """
 
     conn_name_attr = "stripe_conn_id"
@@ -127,8 +115,7 @@ class StripeHook(BaseHook):
     ) -> StripeClient:
         """A configured ``StripeClient``: what :attr:`requests` sends through.
 
-        :param account_id: act on this connected account instead of the hook's (``None``
-            for the platform account itself).
+        :param account_id: act on this connected account instead of the hook's (``None``: the platform).
         :param max_network_retries: override the connection's retry count (0 disables).
         :param timeout: override the connection's per-request timeout, in seconds.
         :param rate_limited: wait on the connection's shared rate limiter before each attempt.

@@ -1,12 +1,5 @@
-"""The "Stripe Dashboard" extra link of the money operators and the payout sensor.
-
-Like the dbt Cloud provider's job-run link: shown on the task in the Airflow UI, built on
-the worker when the task ends (Airflow 3 stores it as an XCom), from the task's result:
-one object (a charge, refund or payout) links to its page; several payouts (a batch, a
-sensor over many) link to the payouts list. The URL is the live or test Dashboard (from
-the result's ``livemode``, else the connection's key) and acting as the connected account
-when there is one: ``https://dashboard.stripe.com[/acct_...][/test]/<path>[/<id>]``.
-"""
+"""The "Stripe Dashboard" extra link of the money operators and the payout sensor, built from the
+task's result: one object's page, or the payouts list; live or test, as the connected account."""
 
 from __future__ import annotations
 

@@ -1,24 +1,4 @@
-"""Plumbing shared by every Stripe operator: hook, idempotency, dry runs, results.
-
-Operators send their requests through ``self.hook.requests``
-(:mod:`airflow_provider_stripe.hooks.requests`). Operators that move money (charges,
-refunds, payouts) derive from :class:`StripeMoneyOperator`, which gives them, in this
-order of use:
-
-1. input validation is theirs (:mod:`airflow_provider_stripe.validation`), before anything else;
-2. :meth:`~StripeMoneyOperator.idempotent_requests`: the provider's idempotent-request
-   engine (:class:`~airflow_provider_stripe.hooks.idempotency.IdempotentRequests`) for one
-   operation: the user's key, or one derived from the task instance
-   (:class:`~airflow_provider_stripe.payouts.keys.RunIdentity`) and the operation;
-3. :meth:`~StripeMoneyOperator.dry_run_result` when ``dry_run=True``: log what would be
-   sent, send nothing;
-4. :meth:`~StripeMoneyOperator.guard_live_mode`: refuse live keys unless the connection
-   allows them;
-5. :meth:`~StripeMoneyOperator.send_idempotent`: the request under that key, by the
-   engine's generation rule (:mod:`airflow_provider_stripe.hooks.idempotency`); a definitive
-   refusal fails the task without automatic retries;
-6. :meth:`~StripeMoneyOperator.log_movement` and :func:`summarize`: one log line and a
-   small JSON-safe result for XCom (never a whole Stripe object, never a key).
+"""Plumbing shared by every Stripe operator: hook, idempotency, dry runs, live-mode guard, results.
 
 Nothing here imports the Stripe SDK at module level (DAG-parse cost).
 """
@@ -63,11 +43,7 @@ def _scalar(value: Any) -> Any:
 
 
 def summarize(obj: Any, fields: Sequence[str], **extra: Any) -> dict[str, Any]:
-    """A small JSON-serialisable dict of ``fields`` picked from a Stripe object, plus ``extra``.
-
-    Missing fields are ``None`` (Stripe-compatible servers differ in what they return);
-    an expanded sub-object is reduced to its id.
-    """
+    """A small JSON-serialisable dict of ``fields`` of a Stripe object (missing: ``None``; sub-objects: ids)."""
     data = as_dict(obj)
     out = {name: _scalar(data.get(name)) for name in fields}
     out.update(extra)
@@ -97,11 +73,7 @@ class StripeBaseOperator(BaseOperator):
         return StripeHook(self.stripe_conn_id, account_id=self.account_id or None)
 
     def checked_account(self) -> str | None:
-        """The account this task acts on (``None``: the platform), validated now.
-
-        Call it before a path or a request uses anything: building the hook checks the task's
-        ``account_id`` (rendered, mapped), reading the connection checks the connection's.
-        """
+        """The account this task acts on (``None``: the platform), validated before any path or request uses it."""
         hook = self.hook  # building it checks the task's account_id
         _ = hook.config  # reading it checks the connection's
         return hook.account_id
@@ -120,19 +92,13 @@ class StripeBaseOperator(BaseOperator):
 class StripeMoneyOperator(StripeBaseOperator):
     """Base for operators that move money: dry runs, live-mode guard, idempotency, one log line.
 
-    :param dry_run: validate and log what would be sent, send nothing, return
-        ``{"dry_run": True, ...}``.
-    :param idempotency_key: Stripe idempotency key for the request. Default: derived
-        from the task instance, so retries of the same task never move money twice.
-        An explicit key is used as is: in a mapped task, template it per item (e.g.
-        ``"order-{{ ti.map_index }}"``) or leave the default. After a definitive refusal
-        the next attempt sends ``<key>-retry<n>`` (at most 240 characters).
+    :param dry_run: validate and log what would be sent, send nothing, return ``{"dry_run": True, ...}``.
+    :param idempotency_key: default derived from the task instance, so retries never move money twice.
+        An explicit key is used as is (template it per item in a mapped task); after a definitive
+        refusal the next attempt sends ``<key>-retry<n>``.
 
-    Refusals and retries follow the engine's generation rule
-    (:mod:`airflow_provider_stripe.hooks.idempotency`): a definitive refusal fails the task with
-    ``AirflowFailException`` (clear it once the cause is fixed: it is sent under a fresh
-    key); a lost answer fails it with a retryable
-    :class:`~airflow_provider_stripe.errors.StripeRequestError` that reuses the key.
+    A definitive refusal fails the task without retries (clear it once fixed: a fresh key is used);
+    a lost answer raises a retryable :class:`~airflow_provider_stripe.errors.StripeRequestError` reusing the key.
     """
 
     template_fields: Sequence[str] = (*StripeBaseOperator.template_fields, "idempotency_key")
@@ -145,13 +111,7 @@ class StripeMoneyOperator(StripeBaseOperator):
         self.idempotency_key = idempotency_key
 
     def idempotent_requests(self, context: Context, operation: str) -> IdempotentRequests[Any]:
-        """The idempotent-request engine for this task's ``operation`` requests.
-
-        Keys are derived from the run identity, or from the explicit ``idempotency_key``;
-        the generation lives in the task state store (``stripe_idempotency_generation:<operation>``).
-        Without a store a try walks the generations earlier tries used (nothing else can
-        find an earlier success of a single request).
-        """
+        """The idempotent-request engine for this task's ``operation``, its generation in the task state store."""
         from airflow_provider_stripe.hooks.idempotency import IdempotentRequests
         from airflow_provider_stripe.payouts.keys import RunIdentity, explicit_key_function
         from airflow_provider_stripe.payouts.ledger import SingleRequestLedger
@@ -180,13 +140,8 @@ class StripeMoneyOperator(StripeBaseOperator):
     ) -> tuple[T, str]:
         """Send ``call(key)`` (a ``self.hook.requests`` method) under the engine's key; return its result and the key.
 
-        ``operation`` and ``key_parts`` (e.g. a charge id) name the request: its key and its
-        generation in the task state store (see :meth:`idempotent_requests`). The engine
-        (:meth:`~airflow_provider_stripe.hooks.idempotency.IdempotentRequests.request`) applies
-        the generation rule. A refusal of a fresh request raises ``AirflowFailException``
-        chained to the :class:`StripeRequestError` (or, with ``fail_on_refusal=False``, the
-        :class:`StripeRequestError` itself, for an operator that inspects it). Any other
-        error is raised as the :class:`StripeRequestError`: a retry reuses the key.
+        A refusal raises ``AirflowFailException`` chained to the :class:`StripeRequestError` (or, with
+        ``fail_on_refusal=False``, that error itself); any other error raises it retryably.
         """
         answer = self.idempotent_requests(context, operation).request(_reference(key_parts), call, operation, self.log)
         if answer.error is None:
@@ -207,11 +162,7 @@ class StripeMoneyOperator(StripeBaseOperator):
         self.hook.ensure_live_mode_allowed(action)
 
     def dry_run_result(self, operation: str, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
-        """Log the request that a real run would send and return a dict saying it was a dry run.
-
-        The connection is still read and validated (no request is made), so a dry run
-        also reports whether the key is live and whether a real run would be allowed.
-        """
+        """Log what a real run would send and return a dry-run dict; the connection is still validated."""
         cfg = self.hook.config
         live_allowed = not cfg.livemode or cfg.allow_live_mode
         self.log.info(

@@ -1,20 +1,7 @@
 """Create, capture and refund Stripe charges.
 
-Stripe calls the Charges API *legacy* for new payments: it cannot run 3-D Secure / SCA
-authentication or most non-card payment methods. Use these operators for server-side
-work on cards or sources already vaulted on a customer (recurring merchant-initiated
-charges, back-office captures and refunds, integrations that already store charge ids);
-for any new customer-facing payment flow, create a **PaymentIntent** instead, which
-handles authentication, retries and every payment method.
-
-Each operator validates its inputs before any request (a bad input fails the task and
-sends nothing), refuses live keys unless the connection allows live mode, sends a
-Stripe idempotency key that is stable across Airflow retries of the same task instance,
-supports ``dry_run``, and returns a small JSON-safe dict for XCom.
-
-Refusals and lost answers follow the provider's key rule
-(:mod:`airflow_provider_stripe.hooks.idempotency`): a definitive refusal (a declined card:
-nothing moved) fails the task without automatic retries; clear it once the cause is fixed.
+The Charges API is legacy (no SCA, few payment methods): for vaulted cards and back-office work.
+New customer-facing payments should use a PaymentIntent.
 """
 
 from __future__ import annotations
@@ -75,33 +62,23 @@ def _optional_text(value: Any, field: str) -> str | None:
 class StripeCreateChargeOperator(StripeMoneyOperator):
     """Charge a customer's card or a payment source through the (legacy) Charges API.
 
-    Prefer a PaymentIntent for new customer-facing payments (see the module docstring).
-
-    :param amount: in the currency's minor unit (``1250`` = 12.50 EUR, ``500`` = ¥500);
-        an ``int``, never rounded; at least Stripe's minimum charge for the currency.
+    :param amount: in the currency's minor unit (``1250`` = 12.50 EUR), an ``int``, never rounded;
+        at least Stripe's minimum charge.
     :param currency: 3-letter ISO code.
     :param customer: ``cus_...``; with no ``source`` its default source is charged.
-    :param source: a card, source or payment method id (``card_...``, ``src_...``,
-        ``tok_...``, ``pm_...``). At least one of ``customer``/``source`` is required.
-        Stripe's test mode takes test cards such as ``pm_card_visa`` or ``tok_visa``.
-    :param capture: ``False`` only authorizes; capture later with
-        :class:`StripeCaptureChargeOperator` (within 7 days).
+    :param source: ``card_...``, ``src_...``, ``tok_...`` or ``pm_...`` (test mode: ``pm_card_visa``).
+        ``customer`` or ``source`` is required.
+    :param capture: ``False`` only authorizes; capture with :class:`StripeCaptureChargeOperator` within 7 days.
     :param description: shown in the Dashboard and receipts.
-    :param metadata: up to 50 string pairs (values are converted with ``str``).
+    :param metadata: up to 50 string pairs.
     :param statement_descriptor_suffix: appended to the account's descriptor prefix.
     :param receipt_email: where Stripe sends the receipt.
-    :param application_fee_amount: Connect: fee kept by the platform (minor units,
-        at most ``amount``).
+    :param application_fee_amount: Connect: fee the platform keeps (minor units, at most ``amount``).
     :param on_behalf_of: Connect: the account the charge is made for (``acct_...``).
-    :param transfer_data: Connect destination charge: ``{"destination": "acct_...",
-        "amount": <optional int>}``.
-    :param account_id: act on this connected account (``Stripe-Account``).
-    :param idempotency_key: default derived from dag_id, logical date (or run id),
-        task_id, map_index and the operation; a fresh one after a definitive refusal.
-    :param dry_run: validate and log the request, send nothing.
-    :param stripe_conn_id: the ``stripe`` connection.
+    :param transfer_data: Connect destination charge: ``{"destination": "acct_...", "amount": <int>?}``.
 
-    Returns ``{"id", "amount", "currency", "status", "captured", "refunded", "livemode", ...}``.
+    Also the :class:`StripeMoneyOperator` arguments. Returns ``{"id", "amount", "currency", "status",
+    "captured", "refunded", "livemode", ...}``.
     """
 
     template_fields: Sequence[str] = (
@@ -240,13 +217,9 @@ class StripeCaptureChargeOperator(StripeMoneyOperator):
     :param charge_id: ``ch_...``, templated: the create task's, e.g.
         ``"{{ ti.xcom_pull(task_ids='create_charge')['id'] }}"``
         (``create_task.output["id"]`` pulls an XCom *key* ``id``, which no operator pushes).
-    :param amount: capture only this much (minor units); the rest is released
-        (Stripe records it as refunded). Default: the full authorized amount.
-    :param idempotency_key: default derived from dag_id, logical date (or run id),
-        task_id, map_index and the operation; a fresh one after a definitive refusal.
-    :param dry_run: validate and log the request, send nothing.
-    :param account_id: act on this connected account (``Stripe-Account``).
-    :param stripe_conn_id: the ``stripe`` connection.
+    :param amount: capture only this much (minor units; the rest is released). Default: all.
+
+    Also the :class:`StripeMoneyOperator` arguments.
     """
 
     template_fields: Sequence[str] = (*StripeMoneyOperator.template_fields, "charge_id", "amount")
@@ -290,14 +263,9 @@ class StripeRefundChargeOperator(StripeMoneyOperator):
     :param metadata: up to 50 string pairs on the refund.
     :param reverse_transfer: Connect: also reverse the transfer to the destination account.
     :param refund_application_fee: Connect: also refund the platform's application fee.
-    :param idempotency_key: default derived from dag_id, logical date (or run id),
-        task_id, map_index and the operation; a fresh one after a definitive refusal.
-    :param dry_run: validate and log the request, send nothing.
-    :param account_id: act on this connected account (``Stripe-Account``).
-    :param stripe_conn_id: the ``stripe`` connection.
 
-    Returns the refund (``id``, ``amount``, ``currency``, ``status``, ``charge``) and the
-    charge's totals after it (``refunded``: fully refunded?, ``amount_refunded``).
+    Also the :class:`StripeMoneyOperator` arguments. Returns the refund (``id``, ``amount``,
+    ``currency``, ``status``, ``charge``) and the charge's ``refunded`` and ``amount_refunded``.
     """
 
     template_fields: Sequence[str] = (*StripeMoneyOperator.template_fields, "charge_id", "amount", "reason", "metadata")

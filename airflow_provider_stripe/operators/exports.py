@@ -1,14 +1,5 @@
-"""Export any listable Stripe resource created (or changed) in a DAG run's data interval.
-
-The window is ``[data_interval_start, data_interval_end)`` (override with
-``created_gte`` / ``created_lt``), sent to Stripe as ``created[gte]`` / ``created[lt]``.
-Objects are read with the SDK's auto-pagination and written one line each as they
-arrive (JSON Lines, CSV or Parquet, see :mod:`airflow_provider_stripe.exports.formats`), so memory
-stays flat however many there are. The file goes to a local path
-(written to a temporary name, then renamed: no half-written file on failure) or to any
-Airflow :class:`~airflow.sdk.ObjectStoragePath` (``s3://...``, ``gs://...``, with
-``storage_conn_id``).
-"""
+"""Export any listable Stripe resource created (or changed) in a DAG run's data interval, streamed
+to a local file (atomically) or an :class:`~airflow.sdk.ObjectStoragePath`; see docs/exports.md."""
 
 from __future__ import annotations
 
@@ -48,12 +39,8 @@ MAX_WORKERS = 32
 
 
 def to_epoch_seconds(value: Any, field: str) -> int:
-    """A window bound as Stripe's integer ``created`` seconds, rounded up.
-
-    Accepts an aware ``datetime`` (naive means UTC, Airflow's convention), epoch seconds,
-    or an ISO-8601 string (what ``{{ data_interval_start }}`` renders to). Rounding up
-    keeps ``created >= bound`` and ``created < bound`` exact for integer ``created``.
-    """
+    """A window bound (aware or naive-UTC ``datetime``, epoch seconds, ISO-8601 text) as Stripe's integer
+    ``created`` seconds, rounded up so ``>=`` and ``<`` stay exact."""
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
         return math.ceil(moment.timestamp())
@@ -116,49 +103,23 @@ def first_each(objects: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
     """Export a Stripe resource's objects created (or changed) in the run's data interval.
 
-    :param resource: what to export, one of :data:`~airflow_provider_stripe.exports.resources.RESOURCES`
-        (``charges``, ``payment_intents``, ``refunds``, ``disputes``, ``payouts``,
-        ``balance_transactions``, ``customers``, ``invoices``, ``transfers``,
-        ``application_fees``, ``events``).
-    :param path: local path or object storage URL (templated, e.g.
-        ``/data/stripe/charges/{{ day_window()[0] | ds }}.parquet`` with
-        ``user_defined_macros=run_window.MACROS``, also for manual runs without a logical
-        date). Replaced if it exists.
-    :param file_format: ``jsonl`` (whole objects), ``csv`` or ``parquet`` (the resource's
-        declared columns; Parquet needs the ``[parquet]`` extra).
-    :param escape_csv_formulas: in a CSV file, prefix with ``'`` every text cell starting with
-        ``=``, ``+``, ``-``, ``@``, TAB or CR (default ``True``), so a spreadsheet shows a customer
-        named ``=HYPERLINK(...)`` as text instead of running it (OWASP's CSV injection rule;
-        numbers, such as negative amounts, are never touched). Set ``False`` only for files that
-        programs read, never people. JSON Lines and Parquet always keep the raw values.
-    :param csv_timestamps: in a CSV file, times (``created``, ``arrival_date``...) as ``iso``
-        (default: ISO-8601 in UTC, ``2024-11-20T09:30:00Z``) or ``epoch`` seconds as Stripe
-        sends them. Parquet stores UTC timestamps; JSON Lines keeps Stripe's epoch seconds.
-    :param mode: ``created`` (default): the objects created in the window. ``changes``: the
-        objects *changed* in the window (a charge refunded, a dispute won), found through
-        the window's ``/v1/events`` and written once each, in their latest state in the
-        window. Stripe keeps events 30 days: an older window fails, saying so.
+    :param resource: one of :data:`~airflow_provider_stripe.exports.resources.RESOURCES` (``charges``, ``payouts``...).
+    :param path: local path or object storage URL, templated (e.g. ``{{ day_window()[0] | ds }}`` with
+        ``user_defined_macros=run_window.MACROS``); replaced if it exists.
+    :param file_format: ``jsonl`` (whole objects), ``csv`` or ``parquet`` (declared columns; ``[parquet]`` extra).
+    :param escape_csv_formulas: CSV only: prefix ``'`` to text cells starting with ``= + - @``, TAB or CR
+        (default ``True``, OWASP CSV injection); ``False`` only for files no person opens.
+    :param csv_timestamps: CSV only: times as ``iso`` (UTC, default) or ``epoch`` seconds.
+    :param mode: ``created`` (default) or ``changes``: objects changed in the window, from its events
+        (Stripe keeps 30 days), once each in their latest state.
     :param created_gte: window start (inclusive); default ``data_interval_start``.
     :param created_lt: window end (exclusive); default ``data_interval_end``.
-    :param list_params: extra Stripe list filters, e.g. ``{"customer": "cus_..."}``
-        (``created`` mode only).
+    :param list_params: extra Stripe list filters, e.g. ``{"customer": "cus_..."}`` (``created`` mode only).
     :param page_size: objects per request (1-100).
-    :param max_workers: how many time slices of the window are read at once (1-32,
-        default 8; 1 reads the window as one sequential listing). Every request goes
-        through the connection's shared rate limiter, so the workers together never
-        exceed it. An export whose first page holds the whole window costs that one
-        request; for a larger one that page is kept (as the newest slice) and the rest of
-        the window is cut into ``4 * max_workers`` equal time slices (whole seconds), read
-        concurrently and written in the order a sequential read gives (newest first), so
-        the file is the same. Slices are equal spans of time: objects crowded into a small
-        part of the window are read by fewer workers. Finished slices are kept in a
-        hidden directory beside ``path`` (``.<name>.slices-<digest>``, keyed by resource,
-        mode, filters, account and window): a retry reads only the slices not finished;
-        the directory is removed once the file is written.
+    :param max_workers: time slices read at once (1-32, default 8), all within the connection's rate
+        limit; the file is the same as a sequential read's, and a retry reads only unfinished slices.
     :param storage_conn_id: connection for an object storage ``path``.
-    :param account_id: export a connected account's objects (``Stripe-Account``). For many
-        accounts, map it: ``.partial(...).expand(account_id=[...])`` with a path templated
-        on ``{{ task.account_id }}``.
+    :param account_id: a connected account's objects (``Stripe-Account``); map it for many accounts.
     :param stripe_conn_id: the ``stripe`` connection.
 
     Returns ``{"path", "count", "created_gte", "created_lt", "account_id"}``. Exported
@@ -282,17 +243,6 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
                 field="created_gte",
             )
 
-    def iter_changes(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """Each object changed in ``[gte, lt)``, once, in its latest state in the window.
-
-        Read from the window's events (``/v1/events``, filtered by the resource's event
-        type), newest first as Stripe lists them: the first event naming an object holds
-        its latest state, later (older) ones are skipped. Memory holds the ids seen, not
-        the objects.
-        """
-        self._check_event_retention(gte)
-        return self._changed_objects(self._listing("events", self._event_params(gte, lt)))
-
     def _read_slice(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
         """One slice's rows: the objects created in it, or (``changes``) each object changed in it once."""
         if self.mode == "changes":
@@ -300,17 +250,10 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         return self.iter_objects(gte, lt)
 
     def iter_rows(self, target: Path | ObjectStoragePath, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """The export's rows in the order a sequential read gives, read in parallel time slices.
+        """The export's rows in a sequential read's order, read in parallel time slices.
 
-        With ``max_workers=1``: one sequential listing. Otherwise one page of the whole
-        window first: without more, that page is the whole export (one request, as a
-        sequential read). Else that page is kept as the newest slice (the seconds after
-        its oldest object, all of which it holds) and the rest of the window is read as
-        :data:`~airflow_provider_stripe.exports.slices.SLICES_PER_WORKER` time slices per worker
-        (:mod:`airflow_provider_stripe.exports.slices`), finished slices kept beside ``target``
-        for a retry (which finds the newest slice there and sends no first page).
-        ``changes`` mode merges the slices newest first with one set of the ids seen, so
-        an object appears once, in its latest state.
+        One first page of the whole window; if there is more, it is kept as the newest slice and the rest
+        is read as :mod:`~airflow_provider_stripe.exports.slices` kept beside ``target`` for a retry.
         """
         from airflow_provider_stripe.exports.slices import (
             SLICES_PER_WORKER,
@@ -369,11 +312,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
     # -- writing ------------------------------------------------------------------------
 
     def _target(self) -> Path | ObjectStoragePath:
-        """A local ``Path``, or an ``ObjectStoragePath`` for URLs (``file://`` becomes local).
-
-        The account is checked first, and the rendered path against its template
-        (:func:`~airflow_provider_stripe.storage.resolve`): nothing is created before both hold.
-        """
+        """A local ``Path``, or an ``ObjectStoragePath`` for URLs, once the account and rendered path are checked."""
         from airflow_provider_stripe.storage import resolve
 
         self.checked_account()

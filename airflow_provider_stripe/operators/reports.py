@@ -1,18 +1,7 @@
-"""StripeReportRunOperator: run a Stripe report for the data interval and land its file.
+"""StripeReportRunOperator: run a Stripe report for the data interval and stream its file to storage.
 
-1. reads the report type (``GET /v1/reporting/report_types/{type}``) and fails clearly when
-   Stripe has no data for the interval yet (``data_available_end``; retryable: the data
-   arrives later);
-2. creates the report run (``POST /v1/reporting/report_runs`` with ``interval_start`` /
-   ``interval_end`` from the data interval, and ``payout``, ``columns`` and any other
-   parameters given);
-3. waits for it: deferrable (:class:`~airflow_provider_stripe.triggers.reports.StripeReportRunTrigger`
-   in the triggerer, no worker slot held) or polling on the worker;
-4. streams the result file (``/v1/files/{id}/contents`` on Stripe's files host, authenticated)
-   to a local path or an ``ObjectStoragePath``, chunk by chunk, atomically: never whole in memory.
-
-A failed run fails the task with Stripe's ``error``, without retries (Stripe would compute
-the same). The Stripe SDK is imported only when the task runs.
+Fails retryably while Stripe has no data for the interval yet, and without retries when the run
+fails (Stripe would compute the same). Waits deferrable or on the worker.
 """
 
 from __future__ import annotations

@@ -1,43 +1,10 @@
 """The payout batch: create a validated batch exactly once, concurrently, within the rate limit.
 
-For each item, in order:
-
-1. remembered as created in the task state store -> reported, nothing sent;
-2. found by listing this task instance's payouts (metadata reference + run tag) ->
-   reported, nothing sent (a found payout whose amount or currency differs is a
-   *conflict*: the item fails and nothing is sent);
-3. a protected reference (:class:`~airflow_provider_stripe.payouts.recovery.CrossRun`)
-   found in the same listing as paid by *another* run or DAG in its scope within the
-   look-back -> ``already_paid_by_run`` (that run's id), nothing sent;
-4. otherwise ``POST /v1/payouts`` through the provider's idempotent-request engine
-   (:class:`~airflow_provider_stripe.hooks.idempotency.IdempotentRequests`, one request per
-   item, per-item progress in a
-   :class:`~airflow_provider_stripe.payouts.ledger.BatchLedger`): a protected reference
-   under its reference key (the same for every run: Stripe refuses a second payment),
-   any other item under its task key, at the item's generation.
-
-Answers follow the engine's generation rule (:mod:`airflow_provider_stripe.hooks.idempotency`):
-``created`` (or ``existing``), ``refused`` (nothing paid) or *unknown* (the next try reuses
-the key and the listing finds the payout). A reference key that another task instance
-used (``400 idempotency_error``): the item is *contended*; once the pool is drained one
-listing settles every contended item -- paid by another run (``already_paid_by_run``),
-paid by this one (``existing``), or nothing that moved money under it, then the next
-generation is sent (at most :data:`CONTENTION_ROUNDS` rounds).
-
-After a try that met contention and created protected payouts, one more listing (of the
-payouts created since the try began) checks that no protected reference of the batch has
-two payouts that moved money: any such reference is reported in ``paid_twice`` and fails
-the task loudly (:class:`~airflow_provider_stripe.errors.StripeDuplicatePayoutError`).
-
-Run-level results: every payout of this run is attributed to the try that created it --
-this try for ``created``; for one found, the ledger's record or, by its creation time,
-the try timeline the ledger keeps (:meth:`~airflow_provider_stripe.payouts.ledger.BatchLedger.try_that_created`).
-
-Concurrency: a bounded thread pool of ``max_workers`` fed lazily from the spool (at most
-``2 * max_workers`` items in flight, ``max_workers`` with ``on_failure="stop"``), so
-memory does not grow with the batch; every request first takes a slot from the
-connection's rate limiter (in the hook's requests). All bookkeeping -- state store writes,
-results, log lines -- happens in the calling thread.
+Per item: remembered or found by listing -> reported; paid by another run in its scope ->
+``already_paid_by_run``; else ``POST /v1/payouts`` through the idempotent-request engine. Keys used
+by another run are settled by one listing after the pool drains (:data:`CONTENTION_ROUNDS`); a
+protected reference paid twice fails loudly. See docs/payout-safety.md. A bounded pool feeds
+lazily from the spool; all bookkeeping runs in the calling thread.
 """
 
 from __future__ import annotations
@@ -66,7 +33,7 @@ from airflow_provider_stripe.payouts.recovery import (
     CrossRun,
     PaidByRun,
     PayoutFacts,
-    Reconciliation,
+    PayoutListing,
     find_existing,
 )
 from airflow_provider_stripe.payouts.results import ItemResult, ResultSink
@@ -84,13 +51,7 @@ CONTENTION_ROUNDS = 3
 
 @dataclass(frozen=True)
 class PayoutKeys:
-    """Which key and metadata each item is sent with (see the module docstring).
-
-    :param identity: the run identity (task keys, metadata).
-    :param cross_run: protection across runs and DAGs (``None``: off).
-    :param key_for: a user-given ``(reference, generation) -> key`` (a single payout's
-        ``idempotency_key``); it replaces every derived key.
-    """
+    """Which key and metadata each item is sent with; ``key_for`` (a single payout's key) replaces derived keys."""
 
     identity: PayoutIdentity
     cross_run: CrossRun | None = None
@@ -117,16 +78,9 @@ class PayoutKeys:
 
 
 class PayoutEngine:
-    """Runs one batch (or a single payout) for one run identity. See the module docstring.
+    """Runs one batch (or a single payout) for one run identity.
 
-    :param requests: the hook's requests (for the target account).
-    :param identity: the run identity (task keys, metadata tag, listing window).
-    :param progress: per-item progress, backed by the task state store when available.
-    :param log: where the one-line-per-movement log goes.
-    :param max_workers: concurrent requests (threads).
-    :param on_failure: ``continue`` attempts every item; ``stop`` stops feeding new items
-        at the first failure (in-flight ones finish) and reports the rest not attempted.
-    :param keys: each item's key and metadata.
+    :param on_failure: ``continue`` attempts every item; ``stop`` feeds no new item after a failure.
     """
 
     def __init__(
@@ -152,7 +106,7 @@ class PayoutEngine:
         self.on_failure = on_failure
         self.keys = keys
         self.cross_run = keys.cross_run
-        self.reconciliation: Reconciliation | None = None
+        self.reconciliation: PayoutListing | None = None
         self.paid_twice: dict[str, list[str]] = {}
         """Protected references of this batch with more than one payout that moved money: payout ids."""
         self._contended: list[tuple[PayoutInstruction, Attempt]] = []
@@ -187,7 +141,7 @@ class PayoutEngine:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _reconcile(self, count: int) -> Reconciliation | None:
+    def _reconcile(self, count: int) -> PayoutListing | None:
         if self.progress.remembered and self.progress.resumed and self.progress.created_count() >= count:
             self.log.info(
                 "Task state store: all %d payout(s) of this run were already created; no listing needed", count
@@ -206,7 +160,7 @@ class PayoutEngine:
             )
         return result
 
-    def _list(self, since: int, other_runs_since: int | None) -> Reconciliation:
+    def _list(self, since: int, other_runs_since: int | None) -> PayoutListing:
         result = find_existing(
             self.stripe, self.identity, since, cross_run=self.cross_run, other_runs_since=other_runs_since
         )
@@ -257,13 +211,13 @@ class PayoutEngine:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _plan(self, instruction: PayoutInstruction, listing: Reconciliation | None, sink: ResultSink) -> Attempt | None:
+    def _plan(self, instruction: PayoutInstruction, listing: PayoutListing | None, sink: ResultSink) -> Attempt | None:
         """Decide an item without a request if possible; else return the engine's attempt to send."""
         if self._decide(instruction, listing, sink):
             return None
         return self.requests.plan(instruction.reference)
 
-    def _decide(self, instruction: PayoutInstruction, listing: Reconciliation | None, sink: ResultSink) -> bool:
+    def _decide(self, instruction: PayoutInstruction, listing: PayoutListing | None, sink: ResultSink) -> bool:
         """Report an item the ledger or a listing already accounts for; ``False`` when it must be sent."""
         reference = instruction.reference
         state = self.progress.get(reference)
@@ -301,7 +255,7 @@ class PayoutEngine:
         self._log_movement("Payout already created (found in Stripe)", instruction, found.id, found.status)
         return True
 
-    def _paid_by_other_run(self, instruction: PayoutInstruction, listing: Reconciliation | None) -> PaidByRun | None:
+    def _paid_by_other_run(self, instruction: PayoutInstruction, listing: PayoutListing | None) -> PaidByRun | None:
         """The payout another task instance made in this item's scope, if the item is protected."""
         scope = self.keys.scope_of(instruction)
         if scope is None or listing is None:
@@ -393,12 +347,8 @@ class PayoutEngine:
         return None
 
     def _settle_contended(self, sink: ResultSink) -> None:
-        """One listing for every contended item: report what it finds, send the next generation for the rest.
-
-        A key used with other parameters was sent by another task instance whose request
-        is done (else Stripe answers 409): what it created, if anything, was created
-        within the keys' lifetime, so the listing covers at least that.
-        """
+        """One listing for every contended item: report what it finds, send the next generation for the rest
+        (the other request is done, else 409, so the listing covers what it created)."""
         contended, self._contended = self._contended, []
         since = int((datetime.now(timezone.utc) - KEY_LIFETIME - WINDOW_SLACK).timestamp())
         window = self.identity.window_start(self.progress.first_attempt)

@@ -1,15 +1,7 @@
 """Payout instructions: one validated, normalised item of a batch (or a single payout).
 
-:func:`check_instruction` validates a raw dict with the shared rules of
-:mod:`airflow_provider_stripe.validation` and reports *every* problem of the item, each
-naming the item's index, its reference and the field, so a batch can be rejected with
-one complete list before anything is sent.
-
-An item's ``reference`` is the user's stable name for it (an invoice or settlement id).
-Without one, the reference is a hash of the item's canonical contents: the same item
-gets the same reference on every try, and two identical items in one batch collide --
-which is reported, because two identical payouts without distinct references are far
-more often a mistake than an intention.
+Without a ``reference``, an item's is the hash of its contents: stable across tries, and two
+identical items collide (reported: far more often a mistake than an intention).
 """
 
 from __future__ import annotations
@@ -94,11 +86,7 @@ class PayoutInstruction:
 
     @property
     def has_explicit_reference(self) -> bool:
-        """Whether the user named the item (its reference is not the hash of its contents).
-
-        Cross-run protection covers these by default: an explicit reference (an invoice or
-        settlement id) names one payment, while equal contents may well be paid every run.
-        """
+        """Whether the user named the item (not a content hash): protected across runs by default."""
         return self.reference != content_reference(self)
 
 
@@ -221,11 +209,7 @@ def _metadata(raw: Mapping[str, Any], where: dict[str, Any], errors: list[Stripe
 
 
 def check_instruction(raw: Any, index: int | None) -> tuple[PayoutInstruction | None, list[StripeInputError]]:
-    """Validate one raw item; return the instruction, or ``None`` and every problem found.
-
-    ``index`` is the item's position in a batch (``None`` for a single payout: messages
-    then name only the field).
-    """
+    """Validate one raw item (``index``: its position, ``None`` for a single payout); return it or every problem."""
     errors: list[StripeInputError] = []
     if not isinstance(raw, Mapping):
         errors.append(

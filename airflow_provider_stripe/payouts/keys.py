@@ -1,24 +1,9 @@
 """Idempotency keys: what makes a Stripe request "the same" across tries, runs and DAGs.
 
-A key is derived from *what the request pays*, then a *generation* (which generation is
-current: :mod:`airflow_provider_stripe.hooks.idempotency`, the engine that sends under a key):
-
-* a payout whose reference names one payment (an explicit reference under cross-run
-  protection, or any reference with ``cross_run_protection=True``) gets a *reference key*
-  (:meth:`ReferenceScope.key`): the Stripe account, the scope name (``account`` by
-  default, an explicit ``reference_scope``, or ``dag:<dag id>`` for content-hash
-  references), the reference, the generation. Every run and every DAG that pays the
-  reference in that scope sends the *same* key, so Stripe itself refuses the second
-  payment at the moment of creation: ``409 idempotency_key_in_use`` while the first
-  request is in flight, ``400 idempotency_error`` (other parameters: the run is in the
-  metadata) once it is done. That is the rule that makes "never pays twice" hold for
-  concurrent runs; :mod:`airflow_provider_stripe.payouts.recovery` lists payouts for
-  what is older than the keys' ~24 h (:data:`KEY_LIFETIME`).
-* every other request gets a *task key* (:meth:`RunIdentity.idempotency_key`): DAG,
-  logical date -- or run id when the run has none --, task, map index, a scope (what kind
-  of request) and a reference (which request of the task). A retry of the same task
-  instance derives the same key, so Stripe replays what the first request did; the next
-  run has other keys. A user-given key replaces the derived one (:func:`explicit_key_function`).
+A payout whose reference names one payment gets a *reference key* (:meth:`ReferenceScope.key`),
+the same for every run and DAG in its scope, so Stripe itself refuses a second payment; every
+other request a *task key* (:meth:`RunIdentity.idempotency_key`), the same across retries of one
+task instance. A user-given key replaces either (:func:`explicit_key_function`).
 """
 
 from __future__ import annotations
@@ -65,16 +50,10 @@ def _utc(value: Any) -> datetime | None:
 class RunIdentity:
     """What makes a request "the same" across task retries, and different in the next run.
 
-    :param dag_id: the DAG.
     :param run: the logical date (ISO, UTC) when the run has one, else its run id.
-    :param task_id: the task.
-    :param map_index: the mapped task's index (-1 when not mapped).
-    :param try_number: the current try (1 for the first); only used to pick a fresh key
-        generation when no task state store remembers one.
-    :param earliest: the earliest moment anything this run sent can have been created
-        (e.g. the start of the window a retry lists payouts in).
-    :param run_id: the Airflow run id (what users see; ``run`` when not given). It names
-        the run in payout metadata, so a later run can say which run paid a reference.
+    :param try_number: the current try; picks a fresh generation when no task state store remembers one.
+    :param earliest: the earliest moment anything this run sent can have been created.
+    :param run_id: the Airflow run id, naming the run in payout metadata (``run`` when not given).
     """
 
     dag_id: str
@@ -131,13 +110,7 @@ class RunIdentity:
         return digest("run", self.dag_id, self.run, self.task_id, self.map_index)[:32]
 
     def idempotency_key(self, scope: str, reference: str, generation: int = 0) -> str:
-        """The ``Idempotency-Key`` of one request of this task instance. Never log it.
-
-        :param scope: the kind of request (``payout``, ``charges.create``, ...), readable
-            in the key's prefix.
-        :param reference: tells apart the requests of one scope made by one task.
-        :param generation: 0, then higher after definitive refusals (a fresh key).
-        """
+        """The ``Idempotency-Key`` of one request of this task instance (never log it)."""
         return f"{KEY_PREFIX}{scope}-" + digest(
             self.dag_id, self.run, self.task_id, self.map_index, reference, generation
         )
@@ -183,12 +156,8 @@ ACCOUNT_SCOPE = "account"
 
 @dataclass(frozen=True)
 class ReferenceScope:
-    """Where a reference names one payment, whichever run or DAG pays it (see the module docstring).
-
-    :param name: ``account`` (default for explicit references), a user-given
-        ``reference_scope``, or ``dag:<dag id>`` (content-hash references).
-    :param account: the connected account paying (``Stripe-Account``), ``None`` for the platform.
-    """
+    """Where a reference names one payment, whichever run or DAG pays it: ``name`` (``account``, a
+    ``reference_scope`` or ``dag:<dag id>``) on ``account`` (``None``: the platform)."""
 
     name: str
     account: str | None = None
@@ -200,12 +169,7 @@ class ReferenceScope:
 
 
 class PayoutIdentity(RunIdentity):
-    """A :class:`RunIdentity` with what payouts add: their task key, metadata stamp and listing window.
-
-    Every payout carries its reference and the run's tag in its metadata, so a retry after
-    Stripe forgot the keys (~24 h) still finds what was paid by listing payouts
-    (:mod:`airflow_provider_stripe.payouts.recovery`).
-    """
+    """A :class:`RunIdentity` with what payouts add: their task key, metadata stamp and listing window."""
 
     def payout_key(self, reference: str, generation: int) -> str:
         """The task key of an unprotected item's payout at one generation. Never log it."""
@@ -214,11 +178,8 @@ class PayoutIdentity(RunIdentity):
     def stamp(self, reference: str, scope: ReferenceScope | None = None) -> dict[str, str]:
         """The metadata every payout of this run carries, to be found again by listing.
 
-        The run tag finds this task instance's own payouts (a retry); the scope name marks a
-        protected reference, so any other run in the scope refuses it; the DAG id and run id
-        say who paid. Stripe allows 500 characters per value; Airflow ids are at most 250.
-        Because the metadata differs between task instances, a reference key sent by
-        another run is answered with Stripe's ``idempotency_error``, never replayed as ours.
+        Run tag, scope, DAG and run ids; it differs per task instance, so a reference key sent by another
+        run is answered ``idempotency_error``, never replayed as ours.
         """
         stamp = {REFERENCE_METADATA_KEY: reference, RUN_METADATA_KEY: self.tag}
         if scope is not None:

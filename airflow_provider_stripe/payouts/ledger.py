@@ -1,14 +1,5 @@
-"""Where each request's key generation and outcome live between tries: the ledgers.
-
-Which generation is current (:mod:`airflow_provider_stripe.hooks.idempotency` says when it
-moves), and what became of it, is kept in Airflow's task state store
-(``context["task_state_store"]``, Airflow 3.3+) by a :class:`Ledger`, written *before* a
-new generation is used. A task with one request per scope keeps just the generation to
-use next (:class:`SingleRequestLedger`, key ``stripe_idempotency_generation:<scope>``); a
-batch keeps every item's generation and outcome in chunks (:class:`BatchLedger`, keys
-``stripe_payout_batch`` and ``stripe_payout_batch/<i>``). On Airflow < 3.3 there is no
-store: the ledgers remember nothing and every try starts at generation 0.
-"""
+"""Where each request's key generation and outcome live between tries, in the task state store
+(Airflow 3.3+), written before a new generation is used; without a store they remember nothing."""
 
 from __future__ import annotations
 
@@ -58,13 +49,8 @@ GENERATION_STATE_PREFIX = "stripe_idempotency_generation:"
 
 
 class SingleRequestLedger:
-    """The ledger of a task that sends one request per scope (charges, captures, refunds, cancels).
-
-    It keeps only the generation the next attempt uses, an ``int`` under
-    ``stripe_idempotency_generation:<scope>`` (nothing while it is 0): the outcome of that
-    generation is learnt from Stripe by sending its key again. The scope names the
-    request, so ``reference`` only shapes the key, not the store.
-    """
+    """The ledger of a one-request-per-scope task: just the next generation, under
+    ``stripe_idempotency_generation:<scope>``; the outcome is learnt by sending its key again."""
 
     def __init__(self, store: Any | None, scope: str) -> None:
         self.store = store
@@ -127,26 +113,11 @@ def _is_created(entry: Any) -> bool:
 class BatchLedger:
     """A batch's per-item generations and outcomes; durable when given a task state store.
 
-    A retry resumes where the last attempt stopped: created items are not requested again.
-    A new generation is written (and flushed) *before* its first request is sent, so after
-    a crash a retry never forgets which key may have paid.
-
-    Layout (compact JSON, a few bytes per item): ``stripe_payout_batch`` holds
-    ``{"v": 2, "first_attempt": iso, "tries": {"<try>": iso}}`` (``tries``: when each try
-    of the run started, written before the try sends anything; it tells which try created a
-    payout found by listing). The entries are an append-only log: each flush writes the
-    entries changed since the last one as ``stripe_payout_batch/<n>`` (n = 0, 1, ...; at
-    most :data:`BATCH_LOG_VALUE_ITEMS` each, far below the store's 64 KB per-value policy),
-    and a load replays them in order, later entries replacing earlier ones. So a flush costs
-    what changed, not the batch's size. An entry ``{reference: entry}`` is just the object
-    id for the common case (created by try 1 with the first key), else ``[generation, code,
-    object_id?]`` or, for a created object, ``[generation, "ok", object_id, made_by_try]``.
-    Outcomes are flushed at most every ``flush_interval`` seconds (outcomes lost in a crash
-    are re-learnt from Stripe: the key is the same, or the payout is found by listing).
-
-    Without a store (Airflow < 3.3, or an operator run outside a task), it remembers
-    nothing (each item is planned once per try, so memory would not help) and ``tries``
-    holds only the current try.
+    A new generation is flushed before its first request, so a retry never forgets a key that may
+    have paid. ``stripe_payout_batch`` holds the header (``first_attempt``, each try's start);
+    ``stripe_payout_batch/<n>`` an append-only log of changed entries (at most
+    :data:`BATCH_LOG_VALUE_ITEMS` each), replayed in order. Outcomes are flushed every
+    ``flush_interval`` s (lost ones are re-learnt from Stripe).
     """
 
     def __init__(self, store: Any | None, *, flush_interval: float = 2.0) -> None:
@@ -167,11 +138,7 @@ class BatchLedger:
         return self.store is not None
 
     def load(self, item_count: int, try_number: int = 1) -> None:
-        """Read what earlier tries stored, or write the header of a first try; note this try's start.
-
-        Called before any request of the try, so a payout created by this try is never
-        older than its recorded start. ``item_count`` is the batch's size (for the log).
-        """
+        """Read what earlier tries stored, or write a first try's header; note this try's start (before any request)."""
         now = datetime.now(timezone.utc)
         if self.store is None:
             self.first_attempt = now
@@ -201,13 +168,7 @@ class BatchLedger:
         return {str(n): t.isoformat() for n, t in sorted(self.tries.items())}
 
     def try_that_created(self, created: int, current_try: int) -> int | None:
-        """Which earlier try of the run created an object at Unix time ``created``, or ``None`` if unknown.
-
-        The latest try that started no later than ``created`` (Stripe's times are whole
-        seconds, hence the second of slack). Exact with a store, which records every try's
-        start before it sends anything. Without one only the current try is known: try 2
-        can only have followed try 1; later tries cannot tell.
-        """
+        """The latest try started by Unix time ``created`` (1 s slack); ``None`` if unknown (no store, try 3+)."""
         if self.store is None:
             return 1 if current_try == 2 else None
         started = [n for n, t in self.tries.items() if n < current_try and t.timestamp() <= created + 1]

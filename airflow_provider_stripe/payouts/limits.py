@@ -1,18 +1,6 @@
-"""Per-run limits of a payout batch: at most ``max_items`` items and ``max_total`` per currency.
-
-A guard against a batch far larger than intended (a file joined twice, amounts in the main
-unit instead of minor units, a currency nobody expected). The limits are checked on the
-validated batch -- its count and its total per currency, from
-:func:`~airflow_provider_stripe.payouts.sources.validate_batch` -- and before any request
-to Stripe, listings included; a batch above them fails the task with
-:class:`~airflow_provider_stripe.errors.StripeBatchLimitError` (no retry), naming every limit
-exceeded with the batch's totals.
-
-``max_total`` is per currency, in the currency's minor unit like every amount of the
-provider (``{"eur": 5_000_000}`` is 50,000.00 EUR; ``{"jpy": 500_000}`` is 500,000 JPY). A
-currency it does not name is refused: once totals are capped, a currency nobody capped is
-itself unusual.
-"""
+"""Per-run limits of a payout batch: at most ``max_items`` items and ``max_total`` per currency
+(minor units), checked on the validated batch before any request: a guard against a batch far
+larger than intended. A currency ``max_total`` does not name is refused."""
 
 from __future__ import annotations
 

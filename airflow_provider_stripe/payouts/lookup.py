@@ -1,21 +1,8 @@
 """Fetch the status of many Stripe payouts with as few requests as possible.
 
-One ``GET /v1/payouts/{id}`` per payout would cost 500 requests per poke for a batch of
-500 -- half of the contract's 1000 requests/minute. Instead the payouts are *listed*, 100
-per request (Stripe's maximum page size), with the SDK's own auto-pagination, keeping the
-wanted ids client-side and stopping as soon as all of them have been seen: a batch of
-``n`` recent payouts costs ``ceil(n / 100)`` requests (Stripe lists newest first, so a
-recent batch comes first).
-
-Listing is bounded: after ``ceil(n / 100) + LIST_SLACK_PAGES`` pages, any id not seen yet
-(an old payout, a wrong account) is retrieved individually, and an id Stripe does not
-know is reported as missing. No ``created`` filter is sent: the sensor knows the payouts'
-ids, not when they were created, and early stopping already bounds the pages.
-For a handful of ids (``<= RETRIEVE_AT_MOST``) retrieving each is cheapest.
-
-The sync and async variants differ only in which requests they send
-(:class:`~airflow_provider_stripe.hooks.requests.StripeRequests`); the bookkeeping is one
-:class:`_Scan`.
+Listing 100 a page and stopping once every id is seen costs ``ceil(n / 100)`` for recent payouts;
+after :data:`LIST_SLACK_PAGES` extra pages the rest are retrieved one by one (missing if unknown),
+and a handful (``<= RETRIEVE_AT_MOST``) are retrieved directly.
 """
 
 from __future__ import annotations

@@ -1,28 +1,7 @@
 """Find the payouts an earlier attempt of this run -- or another run or DAG -- already created.
 
-Idempotency keys protect a payment for about 24 h; after that (or if the state store was
-cleared), the only record of what was paid is Stripe itself. Every payout carries the
-item's reference, the task instance's tag, the scope name of a protected reference, the
-DAG id and the run id in its metadata
-(:meth:`~airflow_provider_stripe.payouts.keys.PayoutIdentity.stamp`), so listing the
-payouts created since a moment, with the SDK's auto-pagination, finds them.
-
-**Cross-run protection** (:class:`CrossRun`): a protected reference
-(:meth:`CrossRun.scope_for`) is sent under its *reference key*, the same for every run in
-its :class:`~airflow_provider_stripe.payouts.keys.ReferenceScope`, so two runs racing
-are told apart by Stripe at creation (see :mod:`airflow_provider_stripe.hooks.idempotency`).
-The listing adds what the keys no longer know: a payout whose metadata names the same
-scope (an unprotected payout counts in ``dag:<its DAG>``) and reference but another task
-instance, created within the look-back, is indexed as paid by that run -- unless its
-status is ``failed`` or ``canceled`` (:data:`NOT_PAID_STATUSES`: the money did not
-leave, so it does not block a new payout).
-Two payouts made under protection that moved money for one reference are duplicates.
-
-The listing asks Stripe for ``created[gte]=<start>``, 100 per page, newest first: it
-costs ``ceil(payouts in the window / 100)`` ``GET /v1/payouts`` requests -- all payouts
-of the account (or connected account) in the window, because Stripe cannot filter
-payouts by metadata. A connected account's batch lists that account's payouts only
-(``Stripe-Account``), as its keys are that account's.
+Keys protect ~24 h; past that only Stripe knows what was paid, so payouts are listed by their
+metadata (:meth:`~airflow_provider_stripe.payouts.keys.PayoutIdentity.stamp`). See docs/payout-safety.md.
 """
 
 from __future__ import annotations
@@ -99,15 +78,8 @@ class PaidByRun:
 class CrossRun:
     """Cross-run protection of one batch: which items it covers, in which scope, how far back it looks.
 
-    :param protect: ``explicit`` (the default mode): items with a reference of their own;
-        ``all``: content-hash references too (the same payout contents are refused again
-        by any run of the DAG).
-    :param lookback: how far before the run's first try another run's payouts count (the
-        keys cover the last ~24 h in any case).
-    :param reference_scope: the scope of explicit references; ``None``: the whole Stripe
-        account (:data:`~airflow_provider_stripe.payouts.keys.ACCOUNT_SCOPE`), whichever DAG pays.
-    :param account: the connected account paying (``None``: the platform).
-    :param dag_id: the DAG (content-hash references are protected within it).
+    :param protect: ``explicit`` (items with their own reference) or ``all`` (content-hash references too).
+    :param reference_scope: the scope of explicit references; ``None``: the whole account (:data:`ACCOUNT_SCOPE`).
     """
 
     protect: Literal["explicit", "all"]
@@ -134,16 +106,9 @@ class CrossRun:
 
 
 @dataclass
-class Reconciliation:
-    """What one listing found, by reference.
-
-    :param found: this task instance's payouts (its tag), newest per reference.
-    :param other_runs: with cross-run protection, per ``(scope name, reference)``, the
-        newest payout that moved money made by another task instance since
-        ``other_runs_since`` (Unix time).
-    :param duplicates: references with more than one payout of this task instance, or
-        more than one payout that moved money in a protected scope: payout ids.
-    """
+class PayoutListing:
+    """What one listing of payouts found, by reference: this task instance's (``found``), other runs'
+    in a protected scope that moved money (``other_runs``), and references paid more than once."""
 
     found: dict[str, PayoutFacts]
     listed: int
@@ -160,13 +125,9 @@ def find_existing(
     *,
     cross_run: CrossRun | None = None,
     other_runs_since: int | None = None,
-) -> Reconciliation:
-    """List payouts created since the earlier of ``since`` and ``other_runs_since`` (Unix times), once.
-
-    This task instance's payouts (its tag) are indexed by reference from ``since``; with
-    ``cross_run`` and ``other_runs_since``, so are the payouts of other task instances in
-    the batch's scopes (see the module docstring) from that time on.
-    """
+) -> PayoutListing:
+    """List payouts once, from the earlier of ``since`` (this task instance's) and ``other_runs_since``
+    (other runs' in the batch's scopes, with ``cross_run``), both Unix times."""
     tag = identity.tag
     found: dict[str, PayoutFacts] = {}
     own_extra: dict[str, list[str]] = {}
@@ -199,7 +160,7 @@ def find_existing(
         if len(ids) > 1:
             duplicates.setdefault(ref, []).extend(ids)
     duplicates = {ref: list(dict.fromkeys(ids)) for ref, ids in duplicates.items()}
-    return Reconciliation(
+    return PayoutListing(
         found=found,
         listed=listed,
         duplicates=duplicates,

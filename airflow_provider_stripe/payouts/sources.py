@@ -1,16 +1,5 @@
-"""Where a batch's payout instructions come from, and the validation pass over all of them.
-
-A batch is given as a list (templated, or an XCom), a path to a JSON array or JSON Lines
-file (local, or any :class:`~airflow.sdk.ObjectStoragePath` URL such as ``s3://...``),
-or a callable returning an iterable. Every source is read as a stream.
-
-:func:`validate_batch` reads the source once, validates every item and writes the
-normalised instructions to a temporary JSON Lines *spool*: if any item is invalid it
-raises :class:`StripeBatchInputError` listing them all, and nothing is ever sent.
-Otherwise the batch is replayed from the spool, so a generator or a remote file is read
-only once and memory stays flat however many items there are (only a 64-bit digest per
-reference is kept, to find duplicates).
-"""
+"""Where a batch's payout instructions come from (a list, a JSON/JSONL file or URL, a callable), and
+:func:`validate_batch`: one streamed pass that spools the valid batch or raises listing every problem."""
 
 from __future__ import annotations
 
@@ -104,11 +93,7 @@ class _DuplicateKey(ValueError):
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``object_pairs_hook`` for instruction files: ``{"amount": 100, "amount": 100000}`` is refused.
-
-    The ``json`` module would silently keep the last value, and for an amount that is the
-    difference between two payouts.
-    """
+    """``object_pairs_hook`` refusing duplicate keys, which ``json`` would resolve silently (a wrong amount)."""
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
@@ -143,12 +128,8 @@ def _prefixed_lines(handle: IO[str], prefix: str) -> Iterator[str]:
 
 
 class _JsonArrayReader:
-    """Streams the elements of a JSON array (its ``[`` already read) without loading the whole file.
-
-    Uses :meth:`json.JSONDecoder.raw_decode` on a sliding buffer. A value is accepted only
-    once a character follows it in the buffer (or the file ended), so a number split
-    across two reads (``12`` of ``1250``) is never taken for a complete one.
-    """
+    """Streams the elements of a JSON array (its ``[`` read), accepting a value only once a character
+    follows it, so a number split across reads is never taken whole."""
 
     def __init__(self, handle: IO[str], path: Any) -> None:
         self.handle = handle
@@ -219,11 +200,7 @@ class _JsonArrayReader:
 
 @dataclass
 class ValidatedBatch:
-    """Every instruction of a batch, validated, spooled to a temporary JSON Lines file.
-
-    Iterate it (as often as needed) to stream :class:`PayoutInstruction` objects; call
-    :meth:`close` (or use it as a context manager) to delete the spool.
-    """
+    """Every instruction of a batch, validated and spooled; iterate it as often as needed, ``close`` deletes it."""
 
     path: Path
     count: int

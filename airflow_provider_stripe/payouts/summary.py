@@ -1,16 +1,7 @@
 """What a person approving a payout batch needs to see: count, total per currency, largest items.
 
-:func:`summarize_batch` reads and validates the batch exactly as
-:class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator` will
-(:func:`~airflow_provider_stripe.payouts.sources.validate_batch`: invalid items fail here,
-before anyone is asked), checks the batch's limits, and returns a small, JSON-serialisable
-summary -- the XCom of a summary task -- with a Markdown ``text`` for Airflow's
-human-in-the-loop ``ApprovalOperator`` (its ``body``). ``digest`` names the validated
-instructions: pass it to the batch as ``approved_digest`` and the batch pays only what was
-approved; if the file changed after the summary, the batch is refused before any request.
-
-``dags_examples/stripe_payout_batch_approval.py`` shows the gate: summary -> approval -> batch.
-Nothing here talks to Stripe.
+Validated exactly as the batch will be; ``digest`` names the instructions, so the batch given it
+as ``approved_digest`` pays only what was approved. Nothing here talks to Stripe.
 """
 
 from __future__ import annotations
@@ -36,16 +27,8 @@ def summarize_batch(
 ) -> dict[str, Any]:
     """Validate the batch and summarise it for an approver; raise if it is invalid or above ``limits``.
 
-    :param source: what the batch operator's ``payouts`` takes (a list, a JSON/JSONL path or
-        URL, a callable).
-    :param limits: the batch's limits (:meth:`BatchLimits.from_arguments` with the batch
-        operator's ``max_items`` / ``max_total``): a batch above them fails here, with the same
-        message, instead of asking someone to approve what would be refused.
-    :param largest: how many of the largest items to list per currency.
-
-    Returns ``{"count", "totals": {currency: minor units}, "totals_text", "largest":
-    {currency: [{"index", "reference", "amount", "amount_text", "description"?}, ...]},
-    "explicit_references", "limits", "digest", "text"}``.
+    Returns ``{"count", "totals", "totals_text", "largest", "explicit_references", "limits", "digest",
+    "text"}`` (``text``: Markdown for an ``ApprovalOperator``'s body).
     """
     with validate_batch(source, context) as batch:
         if limits is not None:

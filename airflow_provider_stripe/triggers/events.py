@@ -1,54 +1,12 @@
 """StripeEventTrigger: poll Stripe's ``/v1/events`` and fire each new event once, oldest first.
 
-Use it in an :class:`airflow.sdk.AssetWatcher` so Stripe events drive asset-scheduled DAGs
-without a public webhook endpoint::
-
-    Asset(
-        name="stripe_payout_outcomes",
-        uri="stripe://polled/payout-outcomes",
-        watchers=[AssetWatcher(name="stripe_payouts", trigger=StripeEventTrigger(types=["payout.paid"]))],
-    )
-
-How it reads the stream
-    Every ``poll_interval`` seconds it lists events created at or after its cursor's *floor*
-    (``created[gte]``), one request chain per entry of ``types`` (Stripe's ``type`` filter,
-    which also takes wildcards such as ``payout.*``; no types means every event), through the
-    SDK's async client and auto-pagination. Stripe lists newest first, so each listing is
-    reversed and the union is ordered by ``created``: events fire oldest first. Events
-    created in the same second keep Stripe's relative order.
-
-Exactly once
-    The cursor remembers the ids of the events it already fired that are younger than
-    ``lookback`` seconds, and the floor trails the newest fired event by ``lookback``: an event
-    that shows up in Stripe's list a little late (lists are eventually consistent) is still
-    fired, and none fires twice. ``lookback=0`` disables the overlap.
-
-Surviving a triggerer restart
-    When the triggerer runs it as an asset watcher, Airflow 3.3 gives the trigger the watched
-    asset's state store (AIP-103, ``self.asset_state_store``): the cursor is saved there under
-    :func:`cursor_key`, and a restarted trigger resumes from it. The cursor that passes a batch
-    is saved on the first poll at least :data:`COMMIT_DELAY_SECONDS` after the batch was handed
-    to the triggerer, which by then has stored the resulting asset events (it forwards events
-    about every second). A crash or restart inside that window replays the batch: delivery
-    across a crash is at least once, never lossy; consumers that must not act twice should key
-    on ``event_id``. (Airflow's shared-stream "ack mode" confirms persistence exactly, but is
-    built for brokers shared by many triggers; a cursor per trigger does not need it.)
-    Run outside an asset watcher (no state store), the cursor lives in the trigger instance
-    only (:attr:`StripeEventTrigger.cursor`, also returned by :meth:`serialize`); a new process
-    starts again from the ``cursor`` / ``start_from`` it was built with.
-
-Stripe keeps events for 30 days
-    A cursor last advanced more than 30 days ago cannot be resumed without a gap: the trigger
-    logs a warning naming the period whose events may be lost and resumes from the oldest
-    retained event (``on_expired_cursor="oldest"``) or from now (``"now"``).
-
-Errors
-    Failed polls (network, 5xx after the SDK's own retries, 429, a bad key) are logged and
-    retried with a bounded exponential backoff (``poll_interval`` doubling up to
-    ``max_backoff``, with jitter); the trigger never gives up, so fixing the connection is
-    enough to resume. Every request waits on the connection's shared rate limiter.
-
-The trigger's kwargs hold only the connection id, filters, cursor and intervals: never a key.
+For an :class:`airflow.sdk.AssetWatcher`, so Stripe events drive asset-scheduled DAGs without a
+public webhook endpoint. Each poll lists, per entry of ``types``, events created since the
+cursor's floor, which trails the newest fired event by ``lookback`` so late-listed events still
+fire; ids already fired are skipped. Under an asset watcher (Airflow 3.3, AIP-103) the cursor is
+saved in the asset state store once the triggerer has stored the batch
+(:data:`COMMIT_DELAY_SECONDS`): across a crash delivery is at least once, never lossy. Failed
+polls back off (bounded, jittered) and never give up. The kwargs never hold a key.
 """
 
 from __future__ import annotations
@@ -80,11 +38,8 @@ MIN_POLL_INTERVAL = 1.0
 """Seconds between polls, at least."""
 
 COMMIT_DELAY_SECONDS = 5.0
-"""Least time between handing a batch to the triggerer and saving its cursor in the state store.
-
-The triggerer forwards fired events to its supervisor about every second, which stores them
-as asset events; saving the cursor earlier could let a crash skip events instead of replaying them.
-"""
+"""Least time between handing a batch to the triggerer and saving its cursor: the triggerer
+stores fired events about every second, so saving earlier could skip events in a crash."""
 
 HEARTBEAT_SECONDS = 3600
 """How often an idle trigger re-saves its cursor, so a restart can tell downtime from quiet."""
@@ -100,11 +55,7 @@ ExpiredPolicy = Literal["oldest", "now"]
 
 
 def backoff_delay(failures: int, base: float, cap: float, *, rng: random.Random | None = None) -> float:
-    """Seconds to wait after ``failures`` consecutive failed polls: ``base * 2**(failures-1)``, at most ``cap``.
-
-    "Equal jitter": the result lies in ``[d/2, d]`` for that capped ``d``, so many triggers that
-    failed together do not retry in lock-step, and the wait is never above ``cap``.
-    """
+    """Seconds to wait after ``failures`` failed polls: ``base * 2**(failures-1)`` capped, with equal jitter."""
     if failures < 1:
         return 0.0
     delay = min(cap, base * 2 ** min(failures - 1, 32))
@@ -202,11 +153,7 @@ class CursorStore(Protocol):
 
 
 class AssetStateCursorStore:
-    """The watched assets' AIP-103 state store (Airflow >= 3.3, trigger run as an asset watcher).
-
-    Several assets may watch one trigger (identical watcher triggers are shared): the cursor
-    is written to each of them and the most advanced copy is read back.
-    """
+    """The watched assets' AIP-103 state stores: the cursor is written to each, the most advanced read back."""
 
     commit_delay = COMMIT_DELAY_SECONDS
 
@@ -252,26 +199,18 @@ class InstanceCursorStore:
 
 
 class StripeEventTrigger(BaseEventTrigger):
-    """Fire a :class:`TriggerEvent` for each new Stripe event of the given types, oldest first.
-
-    The event payload is :func:`~airflow_provider_stripe.events.assets.summarize_event`'s small dict
-    (``event_id``, ``type``, ``created``, ``livemode``, ``account``, ``object_id``,
-    ``object_type``). See the module documentation for ordering, restarts and retention.
+    """Fire a :class:`TriggerEvent` (payload: :func:`~airflow_provider_stripe.events.assets.summarize_event`)
+    for each new Stripe event of the given types, oldest first.
 
     :param stripe_conn_id: the ``stripe`` connection to poll with.
-    :param types: event types to fire for (Stripe ``type`` filters; ``payout.*`` wildcards
-        allowed; one list request per entry). Empty: every event.
-    :param account_id: a connected account (``acct_...``) whose events to read; default: the
-        connection's account, or the platform account.
-    :param cursor: a saved :meth:`EventCursor.to_dict` to start from (a cursor in the asset
-        state store takes precedence).
-    :param start_from: where a trigger without a cursor starts: ``"now"`` (only new events),
-        ``"oldest"`` (every event Stripe still keeps, up to 30 days) or a unix timestamp.
+    :param types: Stripe ``type`` filters (``payout.*`` allowed), one list request each; empty: every event.
+    :param account_id: connected account (``acct_...``) to read; default: the connection's, or the platform.
+    :param cursor: a saved :meth:`EventCursor.to_dict` (one in the asset state store takes precedence).
+    :param start_from: without a cursor: ``"now"``, ``"oldest"`` (up to 30 days back) or a unix timestamp.
     :param poll_interval: seconds between polls (at least 1).
-    :param max_backoff: upper bound, in seconds, of the wait after failed polls.
+    :param max_backoff: longest wait, in seconds, after failed polls.
     :param lookback: seconds of overlap between polls, to catch events Stripe lists late.
-    :param on_expired_cursor: ``"oldest"`` or ``"now"``: where to resume when the cursor is
-        older than Stripe's 30-day event retention.
+    :param on_expired_cursor: ``"oldest"`` or ``"now"``: where to resume past Stripe's 30-day retention.
     :param page_size: events per list request (1-100).
     """
 
@@ -453,12 +392,7 @@ class StripeEventTrigger(BaseEventTrigger):
         self.cursor = data
 
     def _within_retention(self, cursor: EventCursor, now: int) -> EventCursor:
-        """Warn about, and step over, events Stripe deleted before this trigger could list them.
-
-        Everything from ``floor`` up to the last successful poll (less ``lookback``) has been
-        listed; if that point is older than the retention period (by more than an hour, so a
-        slow start is not reported), the events in between are gone.
-        """
+        """Warn about, and step over, events Stripe deleted (30-day retention) before they were listed."""
         oldest_kept = now - EVENT_RETENTION_S
         listed_until = max(cursor.floor, cursor.polled_at - self.lookback)
         if listed_until >= oldest_kept - HEARTBEAT_SECONDS:
