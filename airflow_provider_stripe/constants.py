@@ -7,6 +7,9 @@ DEFAULT_CONN_ID = "stripe_default"
 #: Where the plugin mounts the webhook endpoint on the API server.
 WEBHOOK_URL_PREFIX = "/stripe"
 
+#: Where the plugin mounts the payout-batch view (:mod:`airflow_provider_stripe.plugins.payout_view`).
+PAYOUT_VIEW_URL_PREFIX = "/stripe-payouts"
+
 #: The Airflow config option (``[stripe] allowed_base_urls``) listing the base URLs a
 #: connection may send its key to besides Stripe's; see :mod:`airflow_provider_stripe.connection.config`.
 ALLOWED_BASE_URLS_SECTION = "stripe"

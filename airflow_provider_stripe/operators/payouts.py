@@ -384,7 +384,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
     :param stripe_conn_id: the ``stripe`` connection.
 
     Returns ``{"summary": {"total", "created", "existing", "already_paid_by_run", "failed",
-    "amounts", "this_run": {...}, "cross_run_protection": {...}, ...}, "results": [{"index",
+    "amounts", "this_run": {...}, "cross_run_protection": {...}, "livemode", "account_id", ...}, "results": [{"index",
     "reference", "outcome", "payout_id", "status", "amount", "currency", "created_by_try"?,
     "paid_by_run"?, "error"?}, ...]}``: counts per outcome describe this try,
     ``this_run`` the whole run by try
@@ -467,7 +467,9 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
                         extra["duplicate_payouts"] = paid_twice
             finally:
                 sink.close()
-        value = sink.value(run=identity.describe(), **extra)
+        # Which Dashboard (live or test, connected account) the payout ids belong to: for the payout view.
+        where = {"livemode": self.hook.config.livemode, "account_id": self.hook.account_id}
+        value = sink.value(run=identity.describe(), **{**where, **extra})
         self.log.info("Payout batch done: %s", value["summary"])
         if not self.is_dry_run:
             self.log.info("Payout batch, the whole run: %s", sink.describe_run())
@@ -523,7 +525,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
             )
         if not live_allowed:
             self.log.warning("A real run would be REFUSED: the connection holds a live key and does not allow it")
-        return {"dry_run": True, "livemode": cfg.livemode, "live_mode_allowed": live_allowed}
+        return {"dry_run": True, "live_mode_allowed": live_allowed}
 
 
 class StripeCancelPayoutOperator(StripeMoneyOperator):

@@ -1,21 +1,24 @@
 """The provider's Airflow plugin: what it adds to the API server.
 
 * the Stripe webhook endpoint (see :mod:`airflow_provider_stripe.events.endpoint`);
+* the payout-batch view, a "Stripe payouts" menu entry and a tab on each DAG run
+  (see :mod:`airflow_provider_stripe.plugins.payout_view`);
 * a middleware that lets the Test button work for Stripe connections on Airflow
   3.3.1-3.3.2 (see :mod:`airflow_provider_stripe.plugins.connection_test_fix`).
 
 Registered through the ``airflow.plugins`` entry point, so installing the package is enough.
 Workers and the scheduler load plugins too, so loading this one imports no web framework:
-the webhook app is built on its first request (FastAPI alone costs about 0.3 s to import).
+each app is built on its first request (FastAPI alone costs about 0.3 s to import).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from airflow_provider_stripe.constants import WEBHOOK_URL_PREFIX
+from airflow_provider_stripe.constants import PAYOUT_VIEW_URL_PREFIX, WEBHOOK_URL_PREFIX
 from airflow_provider_stripe.plugins.connection_test_fix import (
     ASGIApp,
     Receive,
@@ -25,24 +28,48 @@ from airflow_provider_stripe.plugins.connection_test_fix import (
 )
 
 
-class LazyWebhookApp:
-    """An ASGI app that builds the webhook FastAPI app when the first request arrives."""
+class LazyApp:
+    """An ASGI app that builds a FastAPI app (``module:factory``) when the first request arrives."""
 
-    def __init__(self) -> None:
+    def __init__(self, factory: str) -> None:
+        self._factory = factory
         self._app: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
-            from airflow_provider_stripe.events.endpoint import create_webhook_app
-
-            self._app = create_webhook_app()
+            module, name = self._factory.split(":")
+            self._app = getattr(importlib.import_module(module), name)()
         await self._app(scope, receive, send)
 
 
 class StripePlugin(AirflowPlugin):
     name = "stripe"
     fastapi_apps: list[dict[str, Any]] = [
-        {"app": LazyWebhookApp(), "url_prefix": WEBHOOK_URL_PREFIX, "name": "Stripe webhooks"}
+        {
+            "app": LazyApp("airflow_provider_stripe.events.endpoint:create_webhook_app"),
+            "url_prefix": WEBHOOK_URL_PREFIX,
+            "name": "Stripe webhooks",
+        },
+        {
+            "app": LazyApp("airflow_provider_stripe.plugins.payout_view:create_payout_view_app"),
+            "url_prefix": PAYOUT_VIEW_URL_PREFIX,
+            "name": "Stripe payout batches",
+        },
+    ]
+    external_views: list[dict[str, Any]] = [
+        {
+            "name": "Stripe payouts",
+            "href": f"{PAYOUT_VIEW_URL_PREFIX}/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "stripe_payouts",
+        },
+        {
+            "name": "Payout batch",
+            "href": f"{PAYOUT_VIEW_URL_PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}",
+            "destination": "dag_run",
+            "url_route": "stripe_payout_batch",
+        },
     ]
     fastapi_root_middlewares = [
         {
