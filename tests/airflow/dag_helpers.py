@@ -129,11 +129,26 @@ def drop_finished_triggers() -> None:
     named by the (finished) task instance's ``trigger_id``. A triggerer's first loop assigns itself
     every trigger a task instance names, whatever that task's state, and deletes the finished ones
     only after starting them: an earlier test's payout trigger then polls localstripe (``GET
-    /v1/payouts``, its payouts long flushed) for a second or two, into a later test's request log.
-    This is Airflow's own cleanup (``Trigger.clean_unused``), run before the triggerer's first loop.
+    /v1/payouts``, its payouts long flushed) into a later test's request log. Airflow's own cleanup
+    (``Trigger.clean_unused``) unlinks triggers from task instances ``WHERE state != 'deferred'``,
+    which in SQL skips a cleared task instance (state NULL, its ``trigger_id`` kept): that trigger
+    stays, and the triggerer runs it again after each event, for good (seen on 3.1: a payout batch
+    run cleared by a later ``dag.test()``). So those are unlinked first, then the cleanup runs,
+    before the triggerer's first loop.
     """
+    from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import or_, update
 
+    with create_session() as session:
+        session.execute(
+            update(TaskInstance)
+            .where(TaskInstance.trigger_id.is_not(None))
+            .where(or_(TaskInstance.state.is_(None), TaskInstance.state != TaskInstanceState.DEFERRED))
+            .values(trigger_id=None)
+        )
     Trigger.clean_unused()
 
 
