@@ -54,7 +54,7 @@ def export_peak(conn: str, tmp_path: Path, since: int) -> tuple[int, int]:
         path=str(target),
         created_gte=since,
         created_lt=int(time.time()) + 1,
-        max_workers=1,  # four slices, read one after the other: each first page reads the whole list upstream
+        max_workers=1,  # one listing: the front reads all of localstripe's list at each slice's first page
     )
     op.hook.get_client()  # connection parsing and client set-up are not part of the streaming
     gc.collect()
