@@ -364,8 +364,9 @@ def test_ten_thousand_payouts_against_localstripe_keep_memory_flat_per_item(
         print(
             f"\n{count} payouts in localstripe: peak {peak / 1e6:.2f} MB = {peak / count:.0f} B/item, {seconds:.1f} s"
         )
-    assert measured[10_000] <= measured[1_000] * 1.1, f"memory per item grows with the batch: {measured}"
-    assert measured[10_000] < 2_000, f"too much memory per item: {measured}"
+    # What each item beyond the first 1,000 costs (the fixed part cancels out): ~400 B measured here.
+    marginal = (measured[10_000] * 10_000 - measured[1_000] * 1_000) / 9_000
+    assert marginal < 600, f"each item costs {marginal:.0f} B of memory: {measured} (B/item)"
 
 
 # -- issue 8: no input slips through ----------------------------------------------------------------
