@@ -7,10 +7,14 @@ Connect (``oauth2``) connection, so the refresh token is a real part of it. One 
 charge DAG gives the connection a ``base_url`` with a password in its userinfo: refused before
 any request, and the password must appear nowhere either. A module-scoped fixture
 starts a real ``airflow api-server`` (execution API and the provider's webhook endpoint) and
-a real ``airflow triggerer`` on the session's AIRFLOW_HOME, then runs each example DAG in
-``dags_examples/`` once with ``dag.test(use_executor=True)``: the LocalExecutor runs every
-task in its own supervised process, which writes the task log files, exactly as in
-production. Against the session's real localstripe:
+a real ``airflow triggerer`` on the session's AIRFLOW_HOME, then runs every example DAG found in
+``dags_examples/`` once with ``dag.test(use_executor=True)`` (:data:`RUN_BY_DAG` says how, by
+DAG id, where a plain run is not enough; :func:`test_every_example_dag_is_run` fails if one is
+left out): the LocalExecutor runs every task in its own supervised process, which writes the
+task log files, exactly as in production. Against the session's real localstripe behind one
+front with Stripe's reporting and balance-transaction routes (``run_ledger_front``), through
+which everything else (the simulated bank too) goes: that front alone knows which connected
+account owns each payout:
 
 * ``stripe_charge_capture_refund``: to success; then configured to fail (localstripe declines
   the card: a real ``card_declined`` 402), once more in this process too, so the exception
@@ -18,7 +22,12 @@ production. Against the session's real localstripe:
 * ``stripe_payout_batch``: the batch, then the deferrable sensor waits in the triggerer
   (trigger kwargs stored encrypted) until a simulated bank, which starts only once the
   sensor has deferred, settles the payouts;
-* ``stripe_payouts_mapped`` and ``stripe_daily_export`` (export files written);
+* ``stripe_payout_batch_approval``: approved through the api-server's human-in-the-loop
+  endpoint, as a person does in the UI, then paid;
+* ``stripe_warehouse``: paid (the bank settles through the same front), reconciled, exported;
+* ``stripe_report_run``: the report run waits in the triggerer until the front has computed it;
+* ``stripe_payouts_mapped``, ``stripe_daily_export`` and ``stripe_export_accounts`` (export
+  files written);
 * ``stripe_payout_events_polled``: unpaused, so Airflow stores its watcher's trigger row; the
   example's own :class:`StripeEventTrigger` (made to poll every second) fires the
   ``payout.paid`` / ``payout.failed`` events of two new payouts, submitted with
@@ -37,7 +46,7 @@ run's exceptions (message, traceback, cause chain, attributes).
 
 Also, without DAG runs: the search itself finds each secret however it is written, and the
 Test button's answer (valid or malformed connection) and ``repr`` of the parsed connection
-hold no secret. About 90-100 s in all on this 2-core machine under load, most of it the
+hold no secret. About 150 s in all on this 2-core machine under load, most of it the
 fixture.
 """
 
@@ -84,11 +93,12 @@ from tests.airflow.test_example_payout_batch_dag import SAMPLE
 from tests.airflow.test_webhook_endpoint import serialize_example_dag
 from tests.integration.payout_helpers import eur_items, write_jsonl
 from tests.integration.test_rate_limit import redis_server
-from tests.servers.localstripe_server import flush_localstripe, register_webhook
+from tests.servers.localstripe_server import LocalStripe, flush_localstripe, register_webhook
+from tests.servers.stripe_reporting import LedgerFront, run_ledger_front
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
-RUNS_TIMEOUT = 400.0
-"""Seconds the module's DAG runs may take in all (about 80 s on an idle 2-core machine) before they are stopped."""
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(720)]
+RUNS_TIMEOUT = 600.0
+"""Seconds the module's DAG runs may take in all (about 120 s on an idle 2-core machine) before they are stopped."""
 
 CANARY = "LEAKCANARY"
 """Part of every secret below; found anywhere, it is a leak (searched case-insensitively)."""
@@ -302,6 +312,10 @@ class Runs:
     started: float = field(default_factory=time.monotonic)
     stopped_because: list[str] = field(default_factory=list)
     """Why :func:`dag_tests_bounded` stopped the DAG runs (a dead triggerer, the deadline), if it did."""
+    dag_ids: set[str] = field(default_factory=set)
+    """The DAGs that were run."""
+    keep: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    """What stays on until the metadata DB has been searched (the watched events DAG, the Fernet key)."""
 
     def mark(self, what: str) -> None:
         """Note when a step ended (seconds since the fixture started): shown when a check fails."""
@@ -318,6 +332,7 @@ class Runs:
             timeline = "\n".join(self.timeline)
             raise AssertionError(f"DAG runs stopped at {label!r}: {self.stopped_because[0]}\n{timeline}")
         self.states[label] = str(dag_run.state)
+        self.dag_ids.add(dag_run.dag_id)
         self.task_states[label] = task_states(dag_run)
         self.run_ids[label] = dag_run.run_id
         return dag_run
@@ -539,65 +554,186 @@ def _run_events_dags(base_url: str, api: ApiServer, runs: Runs) -> None:
         register_webhook(base_url, WEBHOOK_ID, f"{api.url}/gone", "whsec_unused", ["leak_test.disabled"])
 
 
-@pytest.fixture(scope="module")
-def runs(
-    request: pytest.FixtureRequest, localstripe_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Runs]:
-    """Every example DAG, run once (the charge DAG also made to fail) with the canary connection."""
+def example_dag_ids() -> list[str]:
+    """Every DAG id in ``dags_examples/``, parsed as the DAG processor would (a new example is found here)."""
+    from airflow_provider_stripe.compat import dagbag_module
+
+    bag = dagbag_module().DagBag(dag_folder=str(airflow_env.DAGS_FOLDER))
+    assert not bag.import_errors, bag.import_errors
+    return sorted(bag.dag_ids)
+
+
+@dataclass
+class Stage:
+    """What a DAG's runner needs: the runs so far, the canary connection's front and the services."""
+
+    runs: Runs
+    front: LedgerFront
+    local_url: str
+    """The session's local Stripe (its own front): localstripe's webhooks are registered there."""
+    api: ApiServer
+    workdir: Path
+    redis_uri: str
+
+
+def _run_charges(stage: Stage) -> None:
+    """To success, declined (a real 402), refused for its base_url password, and declined in process."""
     from airflow_provider_stripe.operators.charges import StripeCreateChargeOperator
 
+    runs, charges = stage.runs, example_dag("stripe_charge_capture_refund")
+    runs.record("charges", charges.test(use_executor=True))
+    declined = {"source": DECLINED_SOURCE}
+    runs.record("charges declined", charges.test(use_executor=True, run_conf=declined))
+    with pytest.MonkeyPatch.context() as patch:  # refused before any request, never quoted
+        patch.setenv(CONN_ENV, connection_json(with_userinfo(stage.front.url), stage.redis_uri))
+        runs.record("charges, base_url with a password, in process", charges.test())
+    with pytest.MonkeyPatch.context() as patch:
+        _record_failures(patch, StripeCreateChargeOperator, runs)
+        runs.record("charges declined in process", charges.test(run_conf=declined))
+
+
+def _run_payout_batch(stage: Stage) -> None:
+    with bank_settling_after_deferral(stage.front.url, stage.runs):
+        conf = {"instructions_file": str(SAMPLE), "poll_seconds": 0.5}
+        stage.runs.record("payout batch", example_dag("stripe_payout_batch").test(use_executor=True, run_conf=conf))
+
+
+def _run_approval(stage: Stage) -> None:
+    """Approved by a person through the api-server's human-in-the-loop endpoint, then paid."""
+    from tests.airflow.test_payout_batch_approval_dag import approver
+
+    conf = {"instructions_file": write_jsonl(stage.workdir / "approval.jsonl", eur_items(2, "approval"))}
+    with approver(stage.api, "Approve") as seen:
+        dag_run = example_dag("stripe_payout_batch_approval").test(use_executor=True, run_conf=conf)
+    stage.runs.record("payout batch approval", dag_run)
+    assert "response" in seen, f"nobody was asked to approve: {seen}"
+
+
+def _run_payouts_mapped(stage: Stage) -> None:
+    conf = {
+        "region_files": [write_jsonl(stage.workdir / "north.jsonl", eur_items(2, "north"))],
+        "bonuses": [{"reference": "bonus-leak", "amount": 2500, "description": "Referral bonus"}],
+    }
+    stage.runs.record("payouts mapped", example_dag("stripe_payouts_mapped").test(use_executor=True, run_conf=conf))
+
+
+def _today() -> datetime:
+    return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _run_daily_export(stage: Stage) -> None:
+    export = example_dag("stripe_daily_export").test(
+        use_executor=True,
+        logical_date=_today() + timedelta(days=1),
+        run_conf={"export_dir": str(stage.runs.export_dir)},
+    )
+    stage.runs.record("daily export", export)
+
+
+def _run_export_accounts(stage: Stage) -> None:
+    now = datetime.now(timezone.utc)
+    conf = {
+        "accounts": [LEAK_TEST_ACCOUNT],
+        "warehouse": str(stage.runs.export_dir / "accounts"),
+        "since": (now - timedelta(hours=1)).isoformat(),
+        "until": (now + timedelta(minutes=5)).isoformat(),
+    }
+    stage.runs.record("export accounts", example_dag("stripe_export_accounts").test(use_executor=True, run_conf=conf))
+
+
+def _run_report(stage: Stage) -> None:
+    """Stripe (the ledger front) computes the report in the triggerer's polls; its file lands in the exports."""
+    now = datetime.now(timezone.utc)
+    stage.front.reporting.add_report_type(
+        "balance_change_from_activity.itemized.3", data_available_start=0, data_available_end=int(now.timestamp())
+    )
+    conf = {
+        "interval_start": (_today() - timedelta(days=1)).isoformat(),
+        "interval_end": _today().isoformat(),
+        "warehouse": str(stage.runs.export_dir / "reports"),
+        "poll_seconds": 0.2,
+    }
+    stage.runs.record("report run", example_dag("stripe_report_run").test(use_executor=True, run_conf=conf))
+
+
+def _run_warehouse(stage: Stage) -> None:
+    """Paid by the bank (settled through the same front, which knows the payouts' account), reconciled, exported."""
+    now = datetime.now(timezone.utc)
+    conf = {
+        "instructions_file": write_jsonl(stage.workdir / "warehouse.jsonl", eur_items(2, "warehouse")),
+        "warehouse": str(stage.runs.export_dir / "warehouse"),
+        "poll_seconds": 0.5,
+        "changes_since": (now - timedelta(minutes=5)).isoformat(),
+        "changes_until": (now + timedelta(minutes=5)).isoformat(),
+    }
+    with SettlementSimulator(stage.front.url, API_KEY, delay=1.0, accounts=[LEAK_TEST_ACCOUNT]):
+        dag_run = example_dag("stripe_warehouse").test(use_executor=True, logical_date=now, run_conf=conf)
+    stage.runs.record("warehouse", dag_run)
+
+
+def _run_events(stage: Stage) -> None:
+    """Both payout-events DAGs (one runner); the polled one stays watched until the DB has been searched."""
+    stage.runs.keep.enter_context(watched(POLLED_DAG))
+    stage.runs.mark("events DAG watched")
+    _run_events_dags(stage.local_url, stage.api, stage.runs)
+
+
+RUN_BY_DAG = {
+    "stripe_charge_capture_refund": _run_charges,
+    "stripe_daily_export": _run_daily_export,
+    "stripe_export_accounts": _run_export_accounts,
+    "stripe_payout_batch": _run_payout_batch,
+    "stripe_payout_batch_approval": _run_approval,
+    "stripe_payouts_mapped": _run_payouts_mapped,
+    "stripe_report_run": _run_report,
+    "stripe_warehouse": _run_warehouse,
+    POLLED_DAG: _run_events,
+    WEBHOOK_DAG: _run_events,
+}
+"""How to run an example that needs more than a plain run (a conf, a bank, an approver), by DAG id."""
+LAST = (POLLED_DAG, WEBHOOK_DAG)
+"""Run after the others: the polled DAG stays unpaused (watched) until the end."""
+
+
+def _run_plainly(dag_id: str) -> Any:
+    def run(stage: Stage) -> None:
+        stage.runs.record(dag_id, example_dag(dag_id).test(use_executor=True))
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(
+    request: pytest.FixtureRequest, local_stripe: LocalStripe, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runs]:
+    """Every example DAG of ``dags_examples/``, run with the canary connection (see :data:`RUN_BY_DAG`)."""
     result = Runs()
-    keep_redis = contextlib.ExitStack()
-    request.addfinalizer(keep_redis.close)
+    servers = contextlib.ExitStack()  # until the module's tests are done (the triggerer may still poll)
+    request.addfinalizer(servers.close)
     airflow_env.migrate()
-    flush_localstripe(localstripe_url)
+    flush_localstripe(local_stripe.url)
     result.mark("metadata DB migrated")
     workdir = tmp_path_factory.mktemp("leak")
     result.export_dir = workdir / "exports"
-    redis_uri = keep_redis.enter_context(redis_server(password=REDIS_PASSWORD))
+    redis_uri = servers.enter_context(redis_server(password=REDIS_PASSWORD))
     assert REDIS_PASSWORD in redis_uri
-    env = {
-        CONN_ENV: connection_json(localstripe_url, redis_uri),
-    }
-    with contextlib.ExitStack() as keep:  # the polled DAG stays watched until the DB has been searched
-        keep.enter_context(production_fernet_key())
+    # One front for every request: it alone knows which connected account owns each payout.
+    front = servers.enter_context(run_ledger_front(local_stripe.upstream_url))
+    env = {CONN_ENV: connection_json(front.url, redis_uri)}
+    with result.keep:  # the polled DAG stays watched until the DB has been searched
+        result.keep.enter_context(production_fernet_key())
         with (
             pytest.MonkeyPatch.context() as monkeypatch,
             captured(request) as (output, handler),
             airflow_services(monkeypatch, env, workdir, result) as api,
         ):
-            charges = example_dag("stripe_charge_capture_refund")
-            result.record("charges", charges.test(use_executor=True))
-            declined = {"source": DECLINED_SOURCE}
-            result.record("charges declined", charges.test(use_executor=True, run_conf=declined))
-            with pytest.MonkeyPatch.context() as url_patch:  # refused before any request, never quoted
-                url_patch.setenv(CONN_ENV, connection_json(with_userinfo(localstripe_url), redis_uri))
-                result.record("charges, base_url with a password, in process", charges.test())
-            _record_failures(monkeypatch, StripeCreateChargeOperator, result)
-            result.record("charges declined in process", charges.test(run_conf=declined))
-
-            with bank_settling_after_deferral(localstripe_url, result):
-                batch = example_dag("stripe_payout_batch")
-                conf = {"instructions_file": str(SAMPLE), "poll_seconds": 0.5}
-                result.record("payout batch", batch.test(use_executor=True, run_conf=conf))
-
-            conf = {
-                "region_files": [write_jsonl(workdir / "north.jsonl", eur_items(2, "north"))],
-                "bonuses": [{"reference": "bonus-leak", "amount": 2500, "description": "Referral bonus"}],
-            }
-            result.record("payouts mapped", example_dag("stripe_payouts_mapped").test(use_executor=True, run_conf=conf))
-
-            today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-            export = example_dag("stripe_daily_export").test(
-                use_executor=True,
-                logical_date=today + timedelta(days=1),
-                run_conf={"export_dir": str(result.export_dir)},
-            )
-            result.record("daily export", export)
-
-            keep.enter_context(watched(POLLED_DAG))
-            result.mark("events DAG watched")
-            _run_events_dags(localstripe_url, api, result)
+            stage = Stage(result, front, local_stripe.url, api, workdir, redis_uri)
+            done: set[Any] = set()
+            for dag_id in sorted(example_dag_ids(), key=lambda d: (d in LAST, d)):
+                runner = RUN_BY_DAG.get(dag_id) or _run_plainly(dag_id)
+                if runner not in done:
+                    done.add(runner)
+                    runner(stage)
         result.output, result.log_lines = output, handler.lines
         yield result
 
@@ -683,15 +819,26 @@ EXPECTED_STATES = {
     "charges, base_url with a password, in process": "failed",
     "charges declined in process": "failed",
     "payout batch": "success",
+    "payout batch approval": "success",
     "payouts mapped": "success",
     "daily export": "success",
+    "export accounts": "success",
+    "report run": "success",
+    "warehouse": "success",
     "events polled": "success",
     "events webhook": "success",
 }
 
 
+def test_every_example_dag_is_run(runs: Runs) -> None:
+    """Each DAG of ``dags_examples/`` ran: a new example is run and searched without editing this test."""
+    missing = sorted(set(example_dag_ids()) - runs.dag_ids)
+    assert not missing, f"example DAGs never run by the leak test: {missing}; give them a runner in RUN_BY_DAG"
+
+
 def test_every_example_ran_and_the_declined_one_failed(runs: Runs) -> None:
-    assert runs.states == EXPECTED_STATES, (runs.task_states, runs.timeline)
+    expected = {**EXPECTED_STATES, **{label: "success" for label in runs.states if label not in EXPECTED_STATES}}
+    assert runs.states == expected, (runs.task_states, runs.timeline)
     for label in ("charges declined", "charges declined in process"):
         authorize = {state for (task, _), state in runs.task_states[label].items() if task == "authorize"}
         assert authorize == {"failed"}, runs.task_states[label]
@@ -707,6 +854,8 @@ def test_every_example_ran_and_the_declined_one_failed(runs: Runs) -> None:
             ("payout.paid", "paid", True),
         ]
     assert list((runs.export_dir / "charges").glob("*.jsonl")) and list((runs.export_dir / "payouts").glob("*.jsonl"))
+    for landed in ("accounts/*/*/customers.parquet", "reports/*/*.csv", "warehouse/*/payouts_changed.parquet"):
+        assert list(runs.export_dir.glob(landed)), f"nothing landed as {landed}"
 
 
 # -- where secrets could end up -----------------------------------------------------------------

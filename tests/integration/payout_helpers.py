@@ -8,9 +8,7 @@
 * :func:`payouts_by_reference` -- what a Stripe-compatible server holds, grouped by the
   provider's metadata reference (read with plain HTTP, not through the provider);
 * :class:`FakePayoutsApi` -- a scripted payouts API for the recording stub
-  (create/list, refusals on demand);
-* :class:`InProcessPayoutClient` -- a minimal in-process stand-in for
-  ``StripeClient.v1.payouts`` (no HTTP) to measure the engine's own memory.
+  (create/list, refusals on demand).
 """
 
 from __future__ import annotations
@@ -182,38 +180,6 @@ class FakePayoutsApi:
 def insufficient_funds(message: str = "You have insufficient funds in your Stripe account.") -> StubResponse:
     """Stripe's answer to a payout the balance cannot cover (a definitive 400)."""
     return stripe_error(400, "invalid_request_error", "balance_insufficient", message)
-
-
-class _FakePayout(dict[str, Any]):
-    last_response = None
-
-
-class InProcessPayoutClient:
-    """Just enough of ``StripeClient`` for the engine: ``v1.payouts.create`` and ``.list``.
-
-    Creates nothing it keeps (only a counter), so a memory measurement sees the engine's
-    own allocations, not the fake's.
-    """
-
-    def __init__(self) -> None:
-        self.created = 0
-        self._lock = threading.Lock()
-        self.v1 = SimpleNamespace(payouts=self)
-
-    def create(self, params: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> _FakePayout:
-        with self._lock:
-            self.created += 1
-            number = self.created
-        return _FakePayout(
-            id=f"po_mem{number:010d}",
-            amount=params["amount"],
-            currency=params["currency"],
-            status="pending",
-            created=int(time.time()),
-        )
-
-    def list(self, params: Mapping[str, Any] | None = None) -> Any:
-        return SimpleNamespace(auto_paging_iter=lambda: iter(()))
 
 
 def iter_lines(path: Any) -> Iterator[dict[str, Any]]:
