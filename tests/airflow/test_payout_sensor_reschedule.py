@@ -4,8 +4,9 @@ Each reschedule runs the sensor in a fresh task process and nothing is carried b
 them: the settle period counts from Stripe's ``arrival_date``, so it works on every Airflow
 version. ``airflow dags test`` runs a one-task DAG (written to a temporary DAGs folder, own
 AIRFLOW_HOME, so the session's example DAGs are untouched); once its first poke has seen the
-payouts pending, they are paid: with a 5 s settle period and 1 s pokes, the sensor must
-reschedule, count down from ``arrival_date`` across task processes, and then succeed.
+payouts pending, they are paid: with a 15 s settle period and 1 s pokes (a task run takes
+2-3 s on Airflow 3.1), the sensor must reschedule, count down from ``arrival_date`` across
+task processes, and then succeed.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ DAG_FILE = textwrap.dedent(
             task_id="wait_for_payouts",
             payout_ids=os.environ["PAYOUT_IDS"].split(","),
             mode="reschedule",
-            settle_period=5,
+            settle_period=float(os.environ["SETTLE_PERIOD"]),
             poll_interval=1,
             timeout=120,
         )
@@ -52,6 +53,7 @@ DAG_FILE = textwrap.dedent(
 
 PENDING_POKE = "Stripe payouts: 5 of 5 payouts not settled yet (pending: 5)"
 SUCCESS = "Stripe payouts: all 5 payouts are paid"
+SETTLE_S = 15
 
 
 def test_reschedule_mode_counts_the_settle_period_from_arrival_date(localstripe: str, tmp_path: Path) -> None:
@@ -70,6 +72,7 @@ def test_reschedule_mode_counts_the_settle_period_from_arrival_date(localstripe:
         AIRFLOW__CORE__DAGS_FOLDER=str(dags),
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
         PAYOUT_IDS=",".join(ids),
+        SETTLE_PERIOD=str(SETTLE_S),
         PYTHONUNBUFFERED="1",
         **connection_env("stripe_default", base_url=localstripe),
     )
@@ -116,4 +119,4 @@ def test_reschedule_mode_counts_the_settle_period_from_arrival_date(localstripe:
     assert countdown == sorted(countdown, reverse=True) and countdown[-1] < countdown[0], countdown
     assert "new_state=up_for_reschedule" in log
     arrival = session.get(f"{localstripe}/v1/payouts/{ids[0]}", timeout=5).json()["arrival_date"]
-    assert succeeded_at and succeeded_at[0] >= arrival + 5, "succeeded before the settle period after arrival_date"
+    assert succeeded_at and succeeded_at[0] >= arrival + SETTLE_S, "succeeded before arrival_date + settle period"
