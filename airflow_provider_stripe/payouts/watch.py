@@ -1,19 +1,18 @@
 """When is a set of Stripe payouts done? One answer, shared by the sensor and the trigger.
 
 :class:`PayoutWatch` holds what a wait has observed so far -- the payout ids and, for each
-payout seen ``paid``, when it was first seen paid -- and turns each new observation into
-a :class:`Verdict`:
+payout seen ``paid``, its ``arrival_date`` -- and turns each new observation into a
+:class:`Verdict`:
 
 * ``failure`` as soon as any payout is ``failed`` or ``canceled`` (or does not exist):
   waiting longer cannot help, so the caller fails at once, naming each payout with its
   ``failure_code`` and ``failure_message``;
-* ``success`` once every payout is ``paid`` -- and, with a grace period, has been seen
-  ``paid`` for at least that long; with a settle period, once that long has passed since
-  its ``arrival_date`` (Stripe notes that a paid payout can still turn ``failed`` within a
-  few business days; a payout seen paid and then failed is named as such);
+* ``success`` once every payout is ``paid`` -- and, with a settle period, once that long has
+  passed since its ``arrival_date`` (Stripe notes that a paid payout can still turn ``failed``
+  within a few business days; a payout seen paid and then failed is named as such);
 * ``waiting`` otherwise, with counts per status for the log.
 
-A payout past both periods is *settled* and is not looked up again (the arrival dates are
+A payout past the settle period is *settled* and is not looked up again (the arrival dates are
 kept in memory only, so after a reschedule a settled payout is looked up once more).
 :func:`normalize_payout_ids` accepts every shape a DAG hands the sensor (one id, a list,
 the batch operator's result). Pure Python: no Stripe SDK, no Airflow.
@@ -182,7 +181,7 @@ class Verdict:
     payout_ids: tuple[str, ...]
     failures: tuple[PayoutSnapshot, ...] = ()
     waiting: Mapping[str, int] = field(default_factory=dict)
-    grace_left: float | None = None
+    settle_left: float | None = None
 
     @property
     def done(self) -> bool:
@@ -200,8 +199,8 @@ class Verdict:
             return describe_failures([f.as_dict() for f in self.failures])
         counts = ", ".join(f"{status}: {n}" for status, n in sorted(self.waiting.items()))
         line = f"{sum(self.waiting.values())} of {len(self.payout_ids)} payouts not settled yet ({counts})"
-        if self.grace_left is not None:
-            line += f"; the next grace period ends in {self.grace_left:.0f}s"
+        if self.settle_left is not None:
+            line += f"; the next settle period ends in {self.settle_left:.0f}s"
         return line
 
     def as_event(self) -> dict[str, Any]:
@@ -243,36 +242,24 @@ class PayoutWatch:
     """What a wait for ``payout_ids`` has observed so far.
 
     :param payout_ids: the payouts to wait for.
-    :param grace_period: seconds each payout must have been seen ``paid`` before it counts.
-    :param paid_since: payout id -> epoch seconds when it was first seen ``paid`` (carried
-        between pokes, reschedules or into a trigger so the grace period is not restarted).
     :param settle_period: seconds after a paid payout's ``arrival_date`` (Stripe's field,
         taken as the time it was paid) before it counts.
     """
 
     payout_ids: tuple[str, ...]
-    grace_period: float = 0.0
-    paid_since: dict[str, float] = field(default_factory=dict)
     settle_period: float = 0.0
-    arrived: dict[str, float] = field(default_factory=dict)
+    arrived: dict[str, float | None] = field(default_factory=dict)
     """Payout id -> ``arrival_date`` of the payouts last seen paid (re-read at every poll)."""
 
-    def __post_init__(self) -> None:
-        wanted = set(self.payout_ids)
-        self.paid_since = {k: float(v) for k, v in self.paid_since.items() if k in wanted}
-
     def is_settled(self, payout_id: str, now: float) -> bool:
-        since = self.paid_since.get(payout_id)
-        if since is None or now - since < self.grace_period:
+        if payout_id not in self.arrived:
             return False
-        return not self.settle_period or now - self.arrived.get(payout_id, now) >= self.settle_period
+        return not self.settle_period or now >= self._settles_at(payout_id)
 
     def _settles_at(self, payout_id: str) -> float:
-        """Epoch seconds when a paid payout will count as settled."""
-        at = self.paid_since[payout_id] + self.grace_period
-        if self.settle_period and payout_id in self.arrived:
-            at = max(at, self.arrived[payout_id] + self.settle_period)
-        return at
+        """Epoch seconds when a paid payout will count as settled (never without an ``arrival_date``)."""
+        arrival = self.arrived[payout_id]
+        return float("inf") if arrival is None else arrival + self.settle_period
 
     def to_poll(self, now: float) -> tuple[str, ...]:
         """The payouts whose status still matters (not yet settled)."""
@@ -284,11 +271,9 @@ class PayoutWatch:
         for payout_id in polled:
             snap = found.get(payout_id) or PayoutSnapshot.missing(payout_id)
             if snap.status == PAID:
-                self.paid_since.setdefault(payout_id, now)
-                if snap.arrival_date is not None:
-                    self.arrived[payout_id] = float(snap.arrival_date)
+                self.arrived[payout_id] = None if snap.arrival_date is None else float(snap.arrival_date)
                 continue
-            was_paid = self.paid_since.pop(payout_id, None) is not None  # e.g. paid -> failed while settling
+            was_paid = payout_id in self.arrived  # e.g. paid -> failed while settling
             self.arrived.pop(payout_id, None)
             if snap.status in FAILED_STATUSES or snap.status == NOT_FOUND:
                 failures.append(replace(snap, was_paid=was_paid))
@@ -298,6 +283,6 @@ class PayoutWatch:
         if not unsettled:
             return Verdict("success", self.payout_ids)
         status_of = {p: (found[p].status if p in found else "unknown") for p in unsettled}
-        waiting = Counter("paid (grace period)" if status_of[p] == PAID else status_of[p] for p in unsettled)
-        in_grace = [self._settles_at(p) - now for p in unsettled if p in self.paid_since]
-        return Verdict("waiting", self.payout_ids, waiting=dict(waiting), grace_left=min(in_grace, default=None))
+        waiting = Counter("paid (settle period)" if status_of[p] == PAID else status_of[p] for p in unsettled)
+        settling = [self._settles_at(p) - now for p in unsettled if self.arrived.get(p) is not None]
+        return Verdict("waiting", self.payout_ids, waiting=dict(waiting), settle_left=min(settling, default=None))

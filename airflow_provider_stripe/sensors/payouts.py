@@ -3,9 +3,8 @@
 Works in all three of Airflow's waiting styles:
 
 * ``mode="poke"`` -- holds a worker slot, polls every ``poll_interval`` seconds;
-* ``mode="reschedule"`` -- frees the slot between polls; what was observed (first-seen-paid
-  times, for the grace period) is kept in the task state store (Airflow >= 3.3), since
-  XComs are cleared at every reschedule;
+* ``mode="reschedule"`` -- frees the slot between polls; each poll starts afresh (the settle
+  period counts from Stripe's ``arrival_date``, so nothing needs remembering);
 * ``deferrable=True`` -- polls once on the worker, then hands the wait to
   :class:`~airflow_provider_stripe.triggers.payouts.StripePayoutTrigger` in the triggerer.
 
@@ -31,7 +30,6 @@ from airflow_provider_stripe.compat import (
     AirflowSensorTimeout,
     AirflowSkipException,
     conf,
-    task_state_store,
 )
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.links.dashboard import StripeDashboardLink
@@ -46,16 +44,6 @@ DEFAULT_POLL_INTERVAL = timedelta(seconds=60)
 """How often the sensor asks Stripe, unless ``poll_interval`` says otherwise: a payout's status
 changes a few times over days, and each poll is one listing request per 100 payouts."""
 
-STATE_KEY = "stripe_payout_paid_since"
-"""Task state store key holding ``{payout_id: epoch seconds first seen paid}`` (reschedule mode)."""
-
-
-def _seconds(name: str, value: float | timedelta | None) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value or 0)
-    if seconds < 0:
-        raise ValueError(f"{name} must be >= 0 seconds, got {seconds}")
-    return seconds
-
 
 class StripePayoutSensor(BaseSensorOperator):
     """Wait until every given Stripe payout is ``paid``; fail without retries if any is not.
@@ -66,13 +54,11 @@ class StripePayoutSensor(BaseSensorOperator):
     :param stripe_conn_id: the ``stripe`` connection.
     :param account_id: connected account the payouts belong to (``Stripe-Account``); defaults
         to the connection's. Templated.
-    :param grace_period: succeed only once every payout has been seen ``paid`` for this long
-        (seconds or timedelta). Stripe notes a paid payout can still turn ``failed``; a
-        failure seen during the grace period fails the task. ``None``: succeed on ``paid``.
     :param settle_period: succeed only once this long (timedelta or seconds) has passed since
-        each paid payout's ``arrival_date`` (Stripe's field, taken as the time it was paid): a
-        flip to ``failed`` inside it fails the task, naming the payout as failed after being
-        paid. Needs no task state store (Stripe keeps the date). ``None``: succeed on ``paid``.
+        each paid payout's ``arrival_date`` (Stripe's field, taken as the time it was paid), as
+        Stripe notes a paid payout can still turn ``failed``: a flip inside it fails the task
+        (naming the payout as failed after being paid if this poll or trigger saw it paid).
+        Works in every mode (Stripe keeps the date). ``None``: succeed on ``paid``.
     :param deferrable: wait in the triggerer instead of on a worker.
     :param poll_interval: seconds (or timedelta) between polls, in every mode; default
         :data:`DEFAULT_POLL_INTERVAL` (60 s). Templated: a string such as
@@ -95,7 +81,6 @@ class StripePayoutSensor(BaseSensorOperator):
         payout_ids: Any,
         stripe_conn_id: str = DEFAULT_CONN_ID,
         account_id: str | None = None,
-        grace_period: float | timedelta | None = None,
         settle_period: float | timedelta | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float | timedelta | str | None = None,
@@ -112,8 +97,10 @@ class StripePayoutSensor(BaseSensorOperator):
         self.payout_ids = payout_ids
         self.stripe_conn_id = stripe_conn_id
         self.account_id = account_id
-        self.grace_period = _seconds("grace_period", grace_period)
-        self.settle_period = _seconds("settle_period", settle_period)
+        seconds = settle_period.total_seconds() if isinstance(settle_period, timedelta) else float(settle_period or 0)
+        if seconds < 0:
+            raise ValueError(f"settle_period must be >= 0 seconds, got {seconds}")
+        self.settle_period = seconds
         self.deferrable = deferrable
         self._watch: PayoutWatch | None = None
 
@@ -131,35 +118,13 @@ class StripePayoutSensor(BaseSensorOperator):
 
         return normalize_payout_ids(self.payout_ids)
 
-    def _load_watch(self, context: Context) -> PayoutWatch:
-        """The observations so far: this instance's (poke mode), or the task state store's (reschedule)."""
+    def _load_watch(self) -> PayoutWatch:
+        """This instance's observations (kept across pokes in poke mode; a reschedule starts afresh)."""
         from airflow_provider_stripe.payouts.watch import PayoutWatch
 
         if self._watch is None:
-            paid_since: dict[str, float] = {}
-            store = self._state_store(context)
-            # Timers stored by an earlier try are ignored: a new try observes afresh.
-            if store is not None and context["ti"].get_first_reschedule_date(context) is not None:
-                paid_since = dict(store.get(STATE_KEY) or {})
-            self._watch = PayoutWatch(self._ids(), self.grace_period, paid_since, self.settle_period)
+            self._watch = PayoutWatch(self._ids(), self.settle_period)
         return self._watch
-
-    def _save_watch(self, context: Context, watch: PayoutWatch) -> None:
-        store = self._state_store(context)
-        if store is not None:
-            store.set(STATE_KEY, watch.paid_since)
-
-    def _state_store(self, context: Context) -> Any:
-        """The task state store in reschedule mode (``None`` in other modes)."""
-        if not self.reschedule or self.deferrable:
-            return None
-        store = task_state_store(context)
-        if store is None and self.grace_period:
-            raise AirflowException(
-                "reschedule mode with a grace period needs Airflow >= 3.3 (task state store) to remember when "
-                "each payout was first seen paid; use mode='poke' or deferrable=True, or drop grace_period"
-            )
-        return store
 
     def _conclude(self, verdict: Verdict) -> PokeReturnValue:
         self.log.info("Stripe payouts: %s", verdict.describe())
@@ -173,17 +138,14 @@ class StripePayoutSensor(BaseSensorOperator):
         from airflow_provider_stripe.payouts.lookup import fetch_payouts
         from airflow_provider_stripe.payouts.watch import Verdict
 
-        watch = self._load_watch(context)
+        watch = self._load_watch()
         if not watch.payout_ids:
             self.log.warning("No payout ids to wait for (empty input): nothing to do")
             return PokeReturnValue(is_done=True, xcom_value=Verdict("success", ()).result())
         polled = watch.to_poll(time.time())
         lookup = fetch_payouts(self.hook.requests, polled)
         self.log.info("%s", lookup.describe())
-        verdict = watch.observe(polled, lookup.found, time.time())
-        if not verdict.done:
-            self._save_watch(context, watch)
-        return self._conclude(verdict)
+        return self._conclude(watch.observe(polled, lookup.found, time.time()))
 
     # -- deferrable -----------------------------------------------------------------
 
@@ -221,9 +183,7 @@ class StripePayoutSensor(BaseSensorOperator):
                 stripe_conn_id=self.stripe_conn_id,
                 account_id=self.account_id or None,
                 poll_interval=self.poke_interval,
-                grace_period=self.grace_period,
                 settle_period=self.settle_period,
-                paid_since=self._watch.paid_since,
                 deadline=time.time() + self.timeout,
             ),
             method_name="execute_complete",

@@ -5,16 +5,15 @@ connection's rate limiter, retries, ``Stripe-Version`` and account apply) and de
 the same :class:`~airflow_provider_stripe.payouts.watch.PayoutWatch` as the sensor. It
 fires exactly one event:
 
-* ``{"status": "success", "count": n}`` -- every payout paid (and past the grace and settle periods);
+* ``{"status": "success", "count": n}`` -- every payout paid (and past the settle period);
 * ``{"status": "failure", "failures": [{payout_id, status, failure_code, failure_message}]}``;
 * ``{"status": "timeout", "message": ...}`` -- the deadline passed (also enforced by Airflow's
   deferral timeout; kept here so ``dag.test()``, which runs triggers inline, is bounded too);
 * ``{"status": "error", "message": ...}`` -- Stripe could not be asked (message redacted).
 
-Its serialized kwargs hold only the connection id, payout ids, account, timings and the
-first-seen-paid times known when it was created -- never a key. Grace-period timers
-observed *while deferred* live in memory only: if the triggerer restarts, the trigger is
-rebuilt from its kwargs and re-observes, which can lengthen the wait, never shorten it.
+Its serialized kwargs hold only the connection id, payout ids, account and timings -- never
+a key. The settle period counts from each payout's ``arrival_date``, which Stripe keeps, so a
+trigger rebuilt after a triggerer restart waits exactly as long.
 """
 
 from __future__ import annotations
@@ -44,9 +43,7 @@ class StripePayoutTrigger(BaseTrigger):
     :param account_id: connected account to look on (``Stripe-Account``); ``None`` uses the
         connection's.
     :param poll_interval: seconds between polls.
-    :param grace_period: seconds each payout must have been paid before it counts.
     :param settle_period: seconds after each paid payout's ``arrival_date`` before it counts.
-    :param paid_since: payout id -> epoch seconds first seen paid, carried from the sensor.
     :param deadline: epoch seconds after which a ``timeout`` event is fired (``None``: never).
     """
 
@@ -57,9 +54,7 @@ class StripePayoutTrigger(BaseTrigger):
         stripe_conn_id: str = DEFAULT_CONN_ID,
         account_id: str | None = None,
         poll_interval: float = 60.0,
-        grace_period: float = 0.0,
         settle_period: float = 0.0,
-        paid_since: dict[str, float] | None = None,
         deadline: float | None = None,
     ) -> None:
         super().__init__()
@@ -67,9 +62,7 @@ class StripePayoutTrigger(BaseTrigger):
         self.stripe_conn_id = stripe_conn_id
         self.account_id = account_id
         self.poll_interval = float(poll_interval)
-        self.grace_period = float(grace_period)
         self.settle_period = float(settle_period)
-        self.paid_since = dict(paid_since or {})
         self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -80,15 +73,13 @@ class StripePayoutTrigger(BaseTrigger):
                 "stripe_conn_id": self.stripe_conn_id,
                 "account_id": self.account_id,
                 "poll_interval": self.poll_interval,
-                "grace_period": self.grace_period,
                 "settle_period": self.settle_period,
-                "paid_since": self.paid_since,
                 "deadline": self.deadline,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        watch = PayoutWatch(tuple(self.payout_ids), self.grace_period, dict(self.paid_since), self.settle_period)
+        watch = PayoutWatch(tuple(self.payout_ids), self.settle_period)
         try:
             requests = await run_blocking(self._requests)
             while True:

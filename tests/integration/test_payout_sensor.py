@@ -12,7 +12,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,11 +22,10 @@ from airflow_provider_stripe.compat import AirflowFailException, AirflowSkipExce
 from airflow_provider_stripe.errors import PayoutIdsError
 from airflow_provider_stripe.payouts.lookup import afetch_payouts, fetch_payouts
 from airflow_provider_stripe.payouts.watch import normalize_payout_ids
-from airflow_provider_stripe.sensors.payouts import STATE_KEY, StripePayoutSensor
+from airflow_provider_stripe.sensors.payouts import StripePayoutSensor
 from airflow_provider_stripe.testing.connection import LOCAL_TEST_KEY, connection_env
 from airflow_provider_stripe.testing.settlement import PAID, Settlement, SettlementSimulator
 from airflow_provider_stripe.triggers.payouts import StripePayoutTrigger
-from tests.integration.payout_helpers import MemoryStateStore
 from tests.servers.fault_proxy import FaultProxy
 from tests.servers.stub_stripe import refused_url
 
@@ -167,54 +166,6 @@ def test_unknown_payout_id_fails_naming_it(bank: LocalPayouts, conn_for: Any, lo
         _sensor(conn_for(localstripe), ["po_doesnotexist"]).poke({})
 
 
-def test_grace_period_waits_after_paid_and_catches_a_late_failure(
-    bank: LocalPayouts, conn_for: Any, localstripe: str
-) -> None:
-    conn_id = conn_for(localstripe)
-    ok, late = bank.create(2)
-    for payout_id in (ok, late):
-        bank.set_status(payout_id, "paid")
-    sensor = _sensor(conn_id, [ok], grace_period=0.6)
-    assert not sensor.poke({}), "paid, but not yet for the grace period"
-    threading.Event().wait(0.7)
-    assert sensor.poke({})
-
-    late_sensor = _sensor(conn_id, [late], grace_period=5)
-    assert not late_sensor.poke({})
-    bank.set_status(late, "failed", failure_code="could_not_process", failure_message="Bank returned the payout")
-    with pytest.raises(AirflowFailException, match="could_not_process"):
-        late_sensor.poke({})
-
-
-class _TI:
-    def __init__(self, first_reschedule: datetime | None) -> None:
-        self.first_reschedule = first_reschedule
-
-    def get_first_reschedule_date(self, context: Any) -> datetime | None:
-        return self.first_reschedule
-
-
-def test_reschedule_mode_keeps_grace_timers_in_the_task_state_store(
-    bank: LocalPayouts, conn_for: Any, localstripe: str
-) -> None:
-    conn_id = conn_for(localstripe)
-    ids = bank.create(4)
-    for payout_id in ids:
-        bank.set_status(payout_id, "paid")
-    store = MemoryStateStore()
-    first: Any = {"ti": _TI(None), "task_state_store": store}
-    assert not _sensor(conn_id, ids, mode="reschedule", grace_period=0.5).poke(first)
-    paid_since = store.get(STATE_KEY)
-    assert set(paid_since) == set(ids)
-
-    threading.Event().wait(0.6)
-    # A reschedule runs a new sensor instance in a new process: only the store remembers.
-    later: Any = {"ti": _TI(datetime.now(timezone.utc)), "task_state_store": store}
-    assert _sensor(conn_id, ids, mode="reschedule", grace_period=0.5).poke(later)
-    # Without the store's timers (a new try) the grace period starts again.
-    assert not _sensor(conn_id, ids, mode="reschedule", grace_period=0.5).poke(first)
-
-
 # -- requests per poke ------------------------------------------------------------------
 
 
@@ -295,21 +246,14 @@ def test_trigger_yields_failure_with_codes(bank: LocalPayouts, conn_for: Any, lo
     ]
 
 
-def test_trigger_grace_period_and_deadline(bank: LocalPayouts, conn_for: Any, localstripe: str) -> None:
+def test_trigger_deadline(bank: LocalPayouts, conn_for: Any, localstripe: str) -> None:
     import time
-
-    conn_id = conn_for(localstripe)
-    (paid,) = bank.create(1)
-    bank.set_status(paid, "paid")
-    start = time.monotonic()
-    event = _run_trigger(
-        StripePayoutTrigger(payout_ids=[paid], stripe_conn_id=conn_id, poll_interval=0.2, grace_period=0.8)
-    )
-    assert event["status"] == "success" and time.monotonic() - start >= 0.8
 
     (pending,) = bank.create(1)
     event = _run_trigger(
-        StripePayoutTrigger(payout_ids=[pending], stripe_conn_id=conn_id, poll_interval=0.2, deadline=time.time() + 1)
+        StripePayoutTrigger(
+            payout_ids=[pending], stripe_conn_id=conn_for(localstripe), poll_interval=0.2, deadline=time.time() + 1
+        )
     )
     assert event["status"] == "timeout" and pending in event["message"]
 
@@ -331,8 +275,7 @@ def test_trigger_serializes_ids_and_timings_but_never_the_key(conn_for: Any, loc
         stripe_conn_id=conn_for(localstripe),
         account_id="acct_1Connected",
         poll_interval=30,
-        grace_period=60,
-        paid_since={"po_1": 1700000000.0},
+        settle_period=60,
         deadline=1800000000.0,
     )
     classpath, kwargs = trigger.serialize()
@@ -342,9 +285,7 @@ def test_trigger_serializes_ids_and_timings_but_never_the_key(conn_for: Any, loc
         "stripe_conn_id",
         "account_id",
         "poll_interval",
-        "grace_period",
         "settle_period",
-        "paid_since",
         "deadline",
     }
     dumped = json.dumps(kwargs)
@@ -355,21 +296,21 @@ def test_trigger_serializes_ids_and_timings_but_never_the_key(conn_for: Any, loc
 # -- deferrable: the sensor side -------------------------------------------------------------
 
 
-def test_deferrable_sensor_polls_once_then_defers_carrying_grace_timers(
+def test_deferrable_sensor_polls_once_then_defers_carrying_the_settle_period(
     bank: LocalPayouts, conn_for: Any, localstripe: str
 ) -> None:
     conn_id = conn_for(localstripe)
     ids = bank.create(4)
     bank.set_status(ids[0], "paid")
-    sensor = _sensor(conn_id, ids, deferrable=True, grace_period=30, poll_interval=5, timeout=600)
+    sensor = _sensor(conn_id, ids, deferrable=True, settle_period=30, poll_interval=5, timeout=600)
     with pytest.raises(TaskDeferred) as info:
         sensor.execute({})
     trigger = info.value.trigger
     assert isinstance(trigger, StripePayoutTrigger)
     assert info.value.method_name == "execute_complete"
     _, kwargs = trigger.serialize()
-    assert kwargs["payout_ids"] == ids and set(kwargs["paid_since"]) == {ids[0]}
-    assert kwargs["poll_interval"] == 5 and kwargs["grace_period"] == 30
+    assert kwargs["payout_ids"] == ids
+    assert kwargs["poll_interval"] == 5 and kwargs["settle_period"] == 30
 
     for payout_id in ids:
         bank.set_status(payout_id, "paid")
@@ -443,6 +384,8 @@ def test_settle_period_in_reschedule_mode_needs_no_state_store(
 def test_trigger_settle_period_catches_the_flip_and_waits_for_the_rest(
     bank: LocalPayouts, conn_for: Any, localstripe: str
 ) -> None:
+    import time
+
     conn_id = conn_for(localstripe)
     ids = bank.create(2)
     with SettlementSimulator(
@@ -464,6 +407,8 @@ def test_trigger_settle_period_catches_the_flip_and_waits_for_the_rest(
     with pytest.raises(AirflowFailException, match=f"{ids[0]} is failed after being paid"):
         _sensor(conn_id, ids, deferrable=True).execute_complete({}, event)
     event = _run_trigger(
-        StripePayoutTrigger(payout_ids=[ids[1]], stripe_conn_id=conn_id, poll_interval=0.2, settle_period=1)
+        StripePayoutTrigger(payout_ids=[ids[1]], stripe_conn_id=conn_id, poll_interval=0.2, settle_period=3)
     )
-    assert event["status"] == "success"
+    finished = time.time()
+    paid = requests.get(f"{localstripe}/v1/payouts/{ids[1]}", auth=(LOCAL_TEST_KEY, ""), timeout=5).json()
+    assert event["status"] == "success" and finished >= paid["arrival_date"] + 3
