@@ -74,16 +74,12 @@ DEFERRAL_RACE = AIRFLOW_VERSION < (3, 2)
 trigger resumes the deferred ``approve`` (state ``scheduled``) before the executor's report of its
 process's exit after ``defer()`` is processed, 3.1 takes that report for a task killed externally and
 fails it ("state mismatch"). Here the answer can come within that second, a person's cannot; so on 3.1
-the approver answers once that report is processed (:func:`executor_reports`), the no-answer test's
+:func:`approver` answers once that report is processed (:func:`executor_reports`), the no-answer test's
 timeout is longer than the report takes (:data:`SHORT_TIMEOUT`), and every run checks that no state
 mismatch was logged (a pass for the wrong reason fails)."""
 
 SHORT_TIMEOUT = timedelta(seconds=20 if DEFERRAL_RACE else 3)
 """The no-answer test's approval timeout (the example's is 12 h)."""
-
-_reported: set[str] = set()
-"""Task ids whose executor report ``dag.test(use_executor=True)`` has processed, this test."""
-
 
 END_GRACE_S = 5.0
 """Seconds ``dag.test(use_executor=True)`` may wait in ``LocalExecutor.end()`` before its lost shutdown
@@ -113,11 +109,12 @@ def services(localstripe_url: str) -> Iterator[tuple[ApiServer, Triggerer | None
         yield server, triggerer
 
 
-@pytest.fixture(autouse=True)
-def executor_reports(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Record (in :data:`_reported`) the task ids of each executor report ``dag.test()`` processes; changes nothing."""
-    _reported.clear()
+@contextlib.contextmanager
+def executor_reports() -> Iterator[set[str]]:
+    """Yield the task ids of each executor report ``dag.test()`` processes inside the block; changes nothing."""
+    reported: set[str] = set()
     if not USE_EXECUTOR:
+        yield reported
         return
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 
@@ -126,10 +123,12 @@ def executor_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     def recorded(cls: Any, executor: Any, **kwargs: Any) -> Any:
         task_ids = {key.task_id for key in executor.event_buffer}
         result = process(executor=executor, **kwargs)
-        _reported.update(task_ids)
+        reported.update(task_ids)
         return result
 
-    monkeypatch.setattr(SchedulerJobRunner, "process_executor_events", classmethod(recorded))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(SchedulerJobRunner, "process_executor_events", classmethod(recorded))
+        yield reported
 
 
 def _state_mismatches(dag_run: Any) -> list[str]:
@@ -217,20 +216,21 @@ def approver(api: ApiServer, answer: str | None, before: Callable[[], None] | No
             seen["request"] = asked.json()
             if answer is None:
                 continue
-            while DEFERRAL_RACE and "approve" not in _reported and not stop.wait(0.2):
+            while DEFERRAL_RACE and "approve" not in reported and not stop.wait(0.2):
                 pass  # Airflow 3.1: not before the executor's report of the deferral is processed
             if before is not None:
                 before()
             answered = api.api("PATCH", path, json={"chosen_options": [answer], "params_input": {}})
             seen["response"] = (answered.status_code, answered.json())
 
-    thread = threading.Thread(target=act, daemon=True, name="approver")
-    thread.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+    with executor_reports() as reported:
+        thread = threading.Thread(target=act, daemon=True, name="approver")
+        thread.start()
+        try:
+            yield seen
+        finally:
+            stop.set()
+            thread.join(timeout=30)
 
 
 @contextlib.contextmanager
