@@ -36,7 +36,6 @@ __all__ = [
     "read_field",
     "run_blocking",
     "task_state_store",
-    "watcher_trigger_ids",
 ]
 
 
@@ -114,13 +113,6 @@ def approval_operator() -> type[ApprovalOperator]:
             "with max_items / max_total, and a dry_run=True task to review the batch first."
         ) from exc
     return ApprovalOperator
-
-
-def watcher_trigger_ids(asset: Any) -> list[int]:
-    """Ids of the trigger rows of a stored asset's watchers (an ``AssetModel`` in a session)."""
-    if AIRFLOW_VERSION >= (3, 2):
-        return [watcher.trigger_id for watcher in asset.watchers]
-    return [trigger.id for trigger in asset.triggers]
 
 
 def task_state_store(context: Any) -> Any | None:

@@ -57,6 +57,12 @@ def _run_dag(d: Deployment, dag: str, path: str, timeout: float) -> tuple[float,
     return took, run
 
 
+def _paid_once(d: Deployment, tag: str, n: int) -> tuple[bool, Counter[str]]:
+    """Whether the ``n`` references of run ``tag`` were each paid once at Stripe, and the payouts per reference."""
+    paid = payouts_by_description(d.stripe_url, tag)
+    return len(paid) == n and set(paid.values()) == {1}, paid
+
+
 def requests_per_payout(d: Deployment, workdir: Path, n: int) -> list[report.Measurement]:
     rows: list[report.Measurement] = []
     for label, plan in (
@@ -67,8 +73,7 @@ def requests_per_payout(d: Deployment, workdir: Path, n: int) -> list[report.Mea
         d.proxy.set_plan(plan, seed=7)
         d.proxy.reset()
         _run_dag(d, BATCH_DAG, write_jsonl(workdir / f"{tag}.jsonl", instructions(tag, n)), timeout=900)
-        paid = payouts_by_description(d.stripe_url, tag)
-        once = len(paid) == n and set(paid.values()) == {1}
+        once, paid = _paid_once(d, tag, n)
         arrivals = d.proxy.arrivals()
         posts = sum(1 for a in arrivals if a.method == "POST")
         per = len(arrivals) / n
@@ -114,8 +119,7 @@ def racing_runs(d: Deployment, workdir: Path, n: int) -> list[report.Measurement
             max(datetime.fromisoformat(r["end_date"]) for r in runs)
             - min(datetime.fromisoformat(r["start_date"]) for r in runs)
         ).total_seconds()
-        paid = payouts_by_description(d.stripe_url, tag)
-        once = len(paid) == n and set(paid.values()) == {1}
+        once, _ = _paid_once(d, tag, n)
         stats = d.faithful.stats
         per = (len(d.faithful.records) - before) / n
         if i < 2:
@@ -226,8 +230,8 @@ def batch_vs_mapped(d: Deployment, workdir: Path, n: int) -> report.Measurement:
         d, MAPPED_DAG, write_jsonl(workdir / "bvm-mapped.jsonl", instructions("bvm-mapped", n)), 3000
     )
     for tag in ("bvm-batch", "bvm-mapped"):
-        paid = payouts_by_description(d.stripe_url, tag)
-        assert len(paid) == n and set(paid.values()) == {1}, f"{tag}: {paid.most_common(3)}"
+        once, paid = _paid_once(d, tag, n)
+        assert once, f"{tag}: {paid.most_common(3)}"
     ratio = mapped_s / batch_s
     return report.Measurement(
         key="deployment_batch_vs_mapped",

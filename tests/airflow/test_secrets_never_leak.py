@@ -462,11 +462,14 @@ def _submit_like_the_triggerer(asset_uri: str, events: list[Any]) -> None:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from airflow_provider_stripe.compat import watcher_trigger_ids
+    from airflow_provider_stripe.compat import AIRFLOW_VERSION
 
     with create_session() as session:
         asset = session.scalars(select(AssetModel).where(AssetModel.uri == asset_uri)).one()
-        (trigger_id,) = watcher_trigger_ids(asset)
+        if AIRFLOW_VERSION >= (3, 2):  # the watcher rows link asset and trigger
+            (trigger_id,) = [watcher.trigger_id for watcher in asset.watchers]
+        else:
+            (trigger_id,) = [trigger.id for trigger in asset.triggers]
         for event in events:
             Trigger.submit_event(trigger_id, event, session=session)
 
