@@ -1,7 +1,8 @@
 """The payouts every benchmark creates: the same items for the bare loop, the batch and the mapped DAG.
 
 localstripe accepts payouts only in ``eur``; amounts vary a little so that no two items
-look alike, and each item has a stable ``reference`` (what the operators key on).
+look alike, and each item has a stable ``reference`` (what the operators key on). Each benchmark run
+pays references of its own (prefixed with its connection id): a reference is paid once per Stripe account.
 """
 
 from __future__ import annotations

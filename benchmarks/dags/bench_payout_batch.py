@@ -18,7 +18,7 @@ COUNT, MAX_WORKERS, CONN_ID = dag_settings()
 with DAG(dag_id="bench_payout_batch", schedule=None, start_date=datetime(2025, 1, 1), catchup=False):
     StripePayoutBatchOperator(
         task_id="pay",
-        payouts=payout_items(COUNT),
+        payouts=payout_items(COUNT, prefix=CONN_ID),  # references of its own: each run pays new ones
         max_workers=MAX_WORKERS,
         stripe_conn_id=CONN_ID,
     )

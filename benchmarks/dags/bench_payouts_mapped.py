@@ -16,4 +16,6 @@ from benchmarks.workload import dag_settings, payout_items
 COUNT, _, CONN_ID = dag_settings()
 
 with DAG(dag_id="bench_payouts_mapped", schedule=None, start_date=datetime(2025, 1, 1), catchup=False):
-    StripeCreatePayoutOperator.partial(task_id="pay", stripe_conn_id=CONN_ID).expand_kwargs(payout_items(COUNT))
+    StripeCreatePayoutOperator.partial(task_id="pay", stripe_conn_id=CONN_ID).expand_kwargs(
+        payout_items(COUNT, prefix=CONN_ID)  # references of its own: each run pays new ones
+    )
