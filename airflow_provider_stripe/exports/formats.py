@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from airflow_provider_stripe.errors import StripeInputError
-from airflow_provider_stripe.storage import atomic_open
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -169,6 +168,8 @@ def write_rows(
     csv_timestamps: CsvTimestamps = "iso",
 ) -> int:
     """Write ``rows`` to ``target`` in ``fmt``, atomically; return how many were written."""
+    from airflow_provider_stripe.storage import atomic_open  # at run time: DAG files import this module
+
     with atomic_open(target) as handle:
         if fmt == "csv":
             return _write_csv(rows, handle, columns, escape_formulas=escape_formulas, timestamps=csv_timestamps)
@@ -177,6 +178,8 @@ def write_rows(
 
 def write_chunks(target: Path | ObjectStoragePath, chunks: Iterable[bytes]) -> int:
     """Write a byte stream to ``target`` as it arrives, atomically; return the byte count."""
+    from airflow_provider_stripe.storage import atomic_open
+
     size = 0
     with atomic_open(target) as handle:
         for chunk in chunks:

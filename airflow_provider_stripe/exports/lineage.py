@@ -4,9 +4,8 @@ at module level: without it, nothing is reported."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow_provider_stripe.compat import is_object_storage_path
 
@@ -44,8 +43,7 @@ def path_dataset(target: Path | ObjectStoragePath) -> tuple[str, str]:
     return (f"{protocol}://{bucket}" if bucket else protocol), key or "/"
 
 
-@dataclass(frozen=True)
-class LineageRecord:
+class LineageRecord(NamedTuple):
     """What one task read and wrote."""
 
     inputs: tuple[tuple[str, str], ...]

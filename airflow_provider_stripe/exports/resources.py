@@ -3,7 +3,7 @@ change events, Dashboard path and a stable CSV/Parquet schema (for the contract'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.exports.formats import Columns, ColumnType
@@ -25,8 +25,7 @@ def _columns(*specific: str) -> Columns:
     return (*_COMMON, *parsed)
 
 
-@dataclass(frozen=True)
-class StripeResource:
+class StripeResource(NamedTuple):
     """One listable Stripe resource: its ``client.v1`` service (``name``), item ``object``, the
     ``/v1/events`` ``event_type`` filter carrying its changes (``None``: none) and its ``columns``."""
 
