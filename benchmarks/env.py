@@ -15,7 +15,6 @@ benchmarks therefore write and read byte code in a cache outside the repository
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -57,23 +56,21 @@ def migrate() -> None:
     airflow_env.migrate()
 
 
-def stripe_connection(conn_id: str, base_url: str, **extras: Any) -> dict[str, str]:
-    """``{"AIRFLOW_CONN_<ID>": json}``: a test-key ``stripe`` connection to ``base_url`` with extra settings."""
+def stripe_connection(conn_id: str, base_url: str, **fields: Any) -> dict[str, str]:
+    """``{"AIRFLOW_CONN_<ID>": json}``: a test-key ``stripe`` connection to ``base_url`` with further fields."""
     from airflow_provider_stripe.testing.connection import connection_env
 
-    env = connection_env(conn_id, base_url=base_url)
-    ((name, value),) = env.items()
-    conn = json.loads(value)
-    conn["extra"].update(extras)
-    return {name: json.dumps(conn)}
+    return connection_env(conn_id, base_url=base_url, **fields)
 
 
-def unlimited_connection(conn_id: str, base_url: str) -> dict[str, str]:
+def unlimited_connection(conn_id: str, base_url: str, **fields: Any) -> dict[str, str]:
     """A connection whose rate limits never bind (to measure everything but the limiter's waits),
     with the admin options that allow such limits."""
     from tests import airflow_env
 
     return {
-        **stripe_connection(conn_id, base_url, rate_limit_per_minute=UNLIMITED, rate_limit_per_hour=UNLIMITED),
+        **stripe_connection(
+            conn_id, base_url, rate_limit_per_minute=UNLIMITED, rate_limit_per_hour=UNLIMITED, **fields
+        ),
         **airflow_env.rate_limit_caps_env(UNLIMITED, UNLIMITED),
     }

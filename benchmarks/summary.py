@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -67,14 +66,14 @@ def _warehouse_rows(doc: dict[str, Any]) -> Iterator[Row]:
         f"rows/s), peak RSS +{export['ours_peak_bytes'] / 2**20:.1f} MiB "
         f"(+{export['ours_peak_bytes_tenth'] / 2**20:.1f} MiB for a tenth)",
         "<= 1.05x the time, flat memory",
-        export["ratio"] <= 1.05,
+        export["met"],
     )
     recon = doc["reconciliation"]
     yield Row(
         "Reconciliation requests per automatic payout",
         ", ".join(f"{r['transactions']:,} transactions: {r['requests']}" for r in recon),
-        "ceil(transactions / 100)",
-        all(r["requests"] == math.ceil(r["transactions"] / 100) and not r["other_requests"] for r in recon),
+        "ceil(transactions / 100), 1 lookup of the payout",
+        all(r["met"] for r in recon),
     )
 
 

@@ -132,9 +132,11 @@ def run_side(side: str, url: str, path: str, objects: int) -> None:
                 rows += 1
     else:
         from airflow_provider_stripe.operators.exports import StripeExportOperator
-        from airflow_provider_stripe.testing.connection import connection_env
+        from benchmarks.env import unlimited_connection
 
-        os.environ.update(connection_env("stripe_bench", api_key=KEY, base_url=url))
+        # Limits lifted, as the bare loop has none: this measures the export itself (benchmarks.exports
+        # measures it against the connection's rate limit).
+        os.environ.update(unlimited_connection("stripe_bench", url, api_key=KEY))
         op = StripeExportOperator(
             task_id="export", stripe_conn_id="stripe_bench", resource="charges", path=path,
             created_gte=window["gte"], created_lt=window["lt"],
@@ -213,12 +215,14 @@ def bench_reconciliation(sizes: tuple[int, ...] = (1, 99, 100, 101, 250, 1000)) 
                 task_id="r", stripe_conn_id="stripe_bench_recon", path=f"{tmp}/{size}.jsonl", payout_ids=payout["id"]
             ).execute({"ti": None})  # type: ignore[typeddict-item]
             requests = sum(1 for r in front.records if r.path == "/v1/balance_transactions")
+            lookups = sum(1 for r in front.records if r.path == f"/v1/payouts/{payout['id']}")
             out.append(
                 {
                     "transactions": result["count"],
                     "requests": requests,
                     "goal": math.ceil(result["count"] / 100),
-                    "other_requests": len(front.records) - requests,
+                    "payout_lookups": lookups,  # its status, for the rows' payout_status
+                    "other_requests": len(front.records) - requests - lookups,
                 }
             )
     return out
@@ -243,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     recon = bench_reconciliation()
     export_met = export["ratio"] <= 1.05
     flat = export["ours_peak_bytes"] <= export["ours_peak_bytes_tenth"] * 1.5 + 1_000_000
-    recon_met = all(r["requests"] == r["goal"] and r["other_requests"] == 0 for r in recon)
+    recon_met = [r["requests"] == r["goal"] and r["payout_lookups"] == 1 and r["other_requests"] == 0 for r in recon]
+    export["met"] = export_met and flat  # read by benchmarks.summary: the targets live here only
+    for r, met in zip(recon, recon_met, strict=True):
+        r["met"] = met
     kib = 1024
     lines = [
         "| Measurement | Ours | Baseline | Ratio | Target | Met? |",
@@ -256,18 +263,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{export['ours_peak_bytes_tenth'] // kib:,} KiB for a tenth | {export['bare_peak_bytes'] // kib:,} KiB "
         f"(bare loop) | file {export['file_bytes'] // kib:,} KiB | flat | {'met' if flat else 'NOT met'} |",
     ]
-    for r in recon:
+    for r, met in zip(recon, recon_met, strict=True):
         lines.append(
             f"| Reconciliation, payout of {r['transactions']:,} transactions | {r['requests']} requests "
-            f"(+{r['other_requests']} other) | ceil(n/100) = {r['goal']} | "
-            f"{r['requests'] / r['goal']:.2f}x | ceil(n/100) | {'met' if r['requests'] == r['goal'] else 'NOT met'} |"
+            f"(+{r['payout_lookups']} payout lookup, +{r['other_requests']} other) | ceil(n/100) = {r['goal']} | "
+            f"{r['requests'] / r['goal']:.2f}x | ceil(n/100), 1 lookup of the payout | {'met' if met else 'NOT met'} |"
         )
     table = "\n".join(lines)
     print(table)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "warehouse.json").write_text(json.dumps({"export": export, "reconciliation": recon}, indent=2))
     (RESULTS_DIR / "warehouse.md").write_text(table + "\n")
-    return 0 if export_met and flat and recon_met else 1
+    return 0 if export_met and flat and all(recon_met) else 1
 
 
 if __name__ == "__main__":
