@@ -32,9 +32,6 @@ class UnreadableItem:
     message: str
 
 
-# -- reading sources -------------------------------------------------------------------
-
-
 def iter_source(source: Any, context: Mapping[str, Any] | None = None) -> Iterator[Any]:
     """Yield the raw items of any supported source, lazily."""
     if callable(source) and not isinstance(source, (str, os.PathLike)):
@@ -193,9 +190,6 @@ class _JsonArrayReader:
 
     def _fail(self, what: str) -> SourceError:
         return SourceError(f"payouts file {str(self.path)!r} is not a valid JSON array: {what}")
-
-
-# -- the validation pass -----------------------------------------------------------------
 
 
 @dataclass

@@ -1,22 +1,7 @@
-"""When is a set of Stripe payouts done? One answer, shared by the sensor and the trigger.
-
-:class:`PayoutWatch` holds what a wait has observed so far -- the payout ids and, for each
-payout seen ``paid``, its ``arrival_date`` -- and turns each new observation into a
-:class:`Verdict`:
-
-* ``failure`` as soon as any payout is ``failed`` or ``canceled`` (or does not exist):
-  waiting longer cannot help, so the caller fails at once, naming each payout with its
-  ``failure_code`` and ``failure_message``;
-* ``success`` once every payout is ``paid`` -- and, with a settle period, once that long has
-  passed since its ``arrival_date`` (Stripe notes that a paid payout can still turn ``failed``
-  within a few business days; a payout seen paid and then failed is named as such);
-* ``waiting`` otherwise, with counts per status for the log.
-
-A payout past the settle period is *settled* and is not looked up again (the arrival dates are
-kept in memory only, so after a reschedule a settled payout is looked up once more).
-:func:`normalize_payout_ids` accepts every shape a DAG hands the sensor (one id, a list,
-the batch operator's result). Pure Python: no Stripe SDK, no Airflow.
-"""
+"""When is a set of Stripe payouts done? One answer (:meth:`PayoutWatch.observe`), shared by the sensor
+and the trigger: ``failure`` as soon as one is ``failed``, ``canceled`` or unknown (waiting cannot help);
+``success`` once all are ``paid`` and past the settle period after ``arrival_date`` (a paid payout can
+still fail for a few business days); else ``waiting``. Pure Python: no Stripe SDK, no Airflow."""
 
 from __future__ import annotations
 
@@ -44,15 +29,8 @@ VerdictState = Literal["success", "failure", "waiting"]
 
 
 def normalize_payout_ids(value: Any) -> tuple[str, ...]:
-    """Return the payout ids in ``value``, de-duplicated, in order.
-
-    Accepts a ``po_...`` id; a list of ids; the batch operator's result (a dict whose
-    ``results`` list holds dicts with ``payout_id``, or whose ``summary.results_path``
-    names the JSON Lines file of every item's result); one such item dict or a list of
-    them; or any of these as JSON / Python-literal text (what a Jinja template renders an
-    XCom to). Items without a ``payout_id`` (payouts never created: failed, dry run) are
-    skipped: there is nothing to wait for.
-    """
+    """The payout ids in ``value`` (an id, a list, the batch operator's result or one of its items, or any
+    of these as JSON or Python-literal text), de-duplicated, in order; items without a ``payout_id`` are skipped."""
     ids: dict[str, None] = {}
     for item in _flatten(_parse_text(value)):
         if not item.startswith(PAYOUT_ID_PREFIX) or len(item) <= len(PAYOUT_ID_PREFIX):
