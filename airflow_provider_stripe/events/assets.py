@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Asset
 
 ASSET_SCHEME = "stripe"
-"""The URI scheme of every Stripe asset."""
 
 EVENTS_HOST = "events"
 """``stripe://events/<event type>``: the assets the webhook endpoint records events on."""
