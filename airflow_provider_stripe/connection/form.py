@@ -87,12 +87,7 @@ class ConnField:
 
 
 def _contract_field(
-    prop: str,
-    label: str,
-    extra_help: str,
-    *,
-    secret: bool,
-    parse_items: Callable[[Any], tuple[str, ...]] | None = None,
+    prop: str, label: str, extra_help: str, *, secret: bool, parse_items: Callable[[Any], tuple[str, ...]] | None = None
 ) -> ConnField:
     source = STRIPE_CONTRACT.secrets if secret else STRIPE_CONTRACT.config
     schema = thaw(source.properties[prop])
@@ -113,10 +108,7 @@ KEY_SCOPES: tuple[tuple[str, str], ...] = (
     ("customers:read", "StripeCreateChargeOperator (charging a customer)"),
     ("refunds:write", "StripeRefundChargeOperator"),
     ("charges:read", "StripeExportOperator (resource='charges')"),
-    (
-        "payouts:write",
-        "StripeCreatePayoutOperator, StripePayoutBatchOperator, StripeCancelPayoutOperator",
-    ),
+    ("payouts:write", "StripeCreatePayoutOperator, StripePayoutBatchOperator, StripeCancelPayoutOperator"),
     (
         "payouts:read",
         "StripePayoutBatchOperator (finds payouts already made), StripePayoutSensor, StripePayoutTrigger, "
@@ -311,8 +303,4 @@ def form_widgets() -> dict[str, Any]:
 
 def ui_field_behaviour() -> dict[str, Any]:
     """The ``ui-field-behaviour`` entry of ``get_provider_info()``."""
-    return {
-        "hidden-fields": list(HIDDEN_STANDARD_FIELDS),
-        "relabeling": {},
-        "placeholders": {},
-    }
+    return {"hidden-fields": list(HIDDEN_STANDARD_FIELDS), "relabeling": {}, "placeholders": {}}

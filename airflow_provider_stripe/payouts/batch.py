@@ -29,13 +29,7 @@ from airflow_provider_stripe.payouts.keys import (
     ReferenceScope,
 )
 from airflow_provider_stripe.payouts.ledger import BatchLedger
-from airflow_provider_stripe.payouts.recovery import (
-    CrossRun,
-    PaidByRun,
-    PayoutFacts,
-    PayoutListing,
-    find_existing,
-)
+from airflow_provider_stripe.payouts.recovery import CrossRun, PaidByRun, PayoutFacts, PayoutListing, find_existing
 from airflow_provider_stripe.payouts.results import ItemResult, ResultSink
 from airflow_provider_stripe.validation import format_amount
 

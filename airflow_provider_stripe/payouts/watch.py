@@ -74,8 +74,10 @@ def _flatten(value: Any) -> Iterable[str]:
                 yield str(value["payout_id"])
             return
         summary = value.get("summary")
-        if isinstance(summary, Mapping) and summary.get("results_path"):
-            yield from _flatten(_read_results_file(summary["results_path"]))
+        if isinstance(summary, Mapping) and summary.get("results_path"):  # every item's result, streamed there
+            from airflow_provider_stripe.payouts.sources import iter_source
+
+            yield from _flatten(iter_source(str(summary["results_path"])))
             return
         if isinstance(summary, Mapping) and summary.get("results_truncated"):
             raise PayoutIdsError(
@@ -96,13 +98,6 @@ def _flatten(value: Any) -> Iterable[str]:
             yield from _flatten(item)
         return
     raise PayoutIdsError(f"payout_ids must be ids, a list of ids or a batch result, not {type(value).__name__}")
-
-
-def _read_results_file(path: Any) -> Iterable[Any]:
-    """The per-item results the batch operator streamed to ``results_path`` (local or object storage)."""
-    from airflow_provider_stripe.payouts.sources import iter_source
-
-    return iter_source(str(path))
 
 
 @dataclass(frozen=True)
@@ -184,11 +179,7 @@ class Verdict:
     def as_event(self) -> dict[str, Any]:
         """The trigger's event payload for a final verdict (JSON-serialisable, no secrets)."""
         if self.outcome == "failure":
-            return {
-                "status": "failure",
-                "message": self.describe(),
-                "failures": [f.as_dict() for f in self.failures],
-            }
+            return {"status": "failure", "message": self.describe(), "failures": [f.as_dict() for f in self.failures]}
         # Ids are left out (a batch can be large): the sensor already has them.
         return {"status": "success", "message": self.describe(), "count": len(self.payout_ids)}
 
