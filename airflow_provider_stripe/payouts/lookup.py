@@ -21,9 +21,7 @@ if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.requests import StripeRequests
 
 LIST_SLACK_PAGES = 2
-"""Extra list pages allowed beyond ``ceil(n / PAGE_SIZE)`` before falling back to retrieving."""
 RETRIEVE_AT_MOST = 3
-"""Up to this many ids, retrieve each instead of listing."""
 
 
 @dataclass

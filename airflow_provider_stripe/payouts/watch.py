@@ -208,12 +208,8 @@ def describe_failures(failures: Iterable[Mapping[str, Any]]) -> str:
 
 @dataclass
 class PayoutWatch:
-    """What a wait for ``payout_ids`` has observed so far.
-
-    :param payout_ids: the payouts to wait for.
-    :param settle_period: seconds after a paid payout's ``arrival_date`` (Stripe's field,
-        taken as the time it was paid) before it counts.
-    """
+    """What a wait for ``payout_ids`` has observed so far; a paid payout counts ``settle_period`` seconds
+    after its ``arrival_date`` (taken as the time it was paid)."""
 
     payout_ids: tuple[str, ...]
     settle_period: float = 0.0
