@@ -115,7 +115,7 @@ class PayoutEngine:
             self.log.info("The batch has no payout instructions: nothing to pay, no request sent to Stripe")
             return
         self.requests.started = int(time.time()) - 1
-        self.progress.load(count, self.identity.try_number)
+        self.progress.load(self.identity.try_number)
         try:
             listing = self._reconcile(count)
             self._run(iter(instructions), lambda i: self._plan(i, listing, sink), sink)
