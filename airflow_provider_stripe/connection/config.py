@@ -66,11 +66,8 @@ def _as_is(value: Any) -> Any:
 
 @dataclass(frozen=True, repr=False)
 class StripeConnectionConfig:
-    """Everything the hook needs from a ``stripe`` connection, validated; ``repr`` leaves out the secrets.
-
-    ``values``: one validated value per field of :data:`~airflow_provider_stripe.connection.form.CONNECTION_FIELDS`
-    (a list field as a tuple); the properties only type them.
-    """
+    """Everything the hook needs from a ``stripe`` connection, validated: one value per field of
+    :data:`~airflow_provider_stripe.connection.form.CONNECTION_FIELDS` (a list as a tuple); ``repr`` hides secrets."""
 
     conn_id: str
     values: Mapping[str, Any]
