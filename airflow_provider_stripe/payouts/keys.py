@@ -138,7 +138,6 @@ WINDOW_SLACK = timedelta(minutes=10)
 """Listing starts this long before the run's earliest known time (clock skew between hosts)."""
 
 PAYOUT_SCOPE = "payout"
-"""Payout keys are ``airflow-payout-<sha256>``."""
 
 ACCOUNT_SCOPE = "account"
 """The default :class:`ReferenceScope` name: an explicit reference names one payment of the account."""

@@ -45,7 +45,6 @@ class Ledger(Protocol):
 
 
 GENERATION_STATE_PREFIX = "stripe_idempotency_generation:"
-"""Task state store key of a single request's generation: ``<prefix><scope>``."""
 
 
 class SingleRequestLedger:
