@@ -1,4 +1,1 @@
-"""The Stripe connection: its form fields (:mod:`.form`), the config parsed from it
-(:mod:`.config`), the integration contract both follow (:mod:`.contract`), and Stripe Connect
-OAuth (:mod:`.oauth`, with the ``airflow-stripe-oauth`` command in :mod:`.oauth_cli`).
-"""
+"""The Stripe connection: its form fields, the config parsed from it, the contract both follow, Connect OAuth."""

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT, Mode, snake_case, thaw
 from airflow_provider_stripe.connection.form import (
-    AUTH_API_KEY,
     AUTH_OAUTH2,
     CONNECTION_FIELDS,
     FIELDS_BY_NAME,
@@ -32,6 +31,8 @@ from airflow_provider_stripe.validation import validate_account_id
 STRIPE_FILES_BASE_URL = "https://files.stripe.com"
 """Where Stripe serves file uploads and downloads (report results); the contract names no files host."""
 
+T = TypeVar("T")
+
 _API_KEY_RE = re.compile(r"(?P<kind>sk|rk)_(?P<env>test|live)_[A-Za-z0-9]{1,247}")
 
 
@@ -46,13 +47,27 @@ class ConnectionLike(Protocol):
     def extra_dejson(self) -> dict[str, Any]: ...
 
 
+class _Value(Generic[T]):
+    """A config property: ``values[key]`` (the attribute's name by default), typed by ``cast``."""
+
+    def __init__(self, cast: Callable[[Any], T], key: str | None = None) -> None:
+        self.cast, self.key = cast, key
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = self.key or name
+
+    def __get__(self, config: StripeConnectionConfig, owner: type | None = None) -> T:
+        return self.cast(config.values[str(self.key)])
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
 @dataclass(frozen=True, repr=False)
 class StripeConnectionConfig:
-    """Everything the hook needs from a ``stripe`` connection, validated; ``repr`` leaves out the secrets.
-
-    ``values``: one validated value per field of :data:`~airflow_provider_stripe.connection.form.CONNECTION_FIELDS`
-    (a list field as a tuple); the properties only type them.
-    """
+    """Everything the hook needs from a ``stripe`` connection, validated: one value per field of
+    :data:`~airflow_provider_stripe.connection.form.CONNECTION_FIELDS` (a list as a tuple); ``repr`` hides secrets."""
 
     conn_id: str
     values: Mapping[str, Any]
@@ -66,69 +81,22 @@ class StripeConnectionConfig:
     def __hash__(self) -> int:
         return hash((self.conn_id, tuple(self.values.items())))
 
-    @property
-    def api_key(self) -> str:
-        return str(self.values["api_key"])
-
-    @property
-    def webhook_secrets(self) -> tuple[str, ...]:
-        return tuple(self.values["webhook_secret"])
-
-    @property
-    def account_id(self) -> str | None:
-        return self.values["account_id"]
-
-    @property
-    def region(self) -> str | None:
-        return self.values["region"]
-
-    @property
-    def mode(self) -> Mode:
-        return Mode(self.values["mode"])
-
-    @property
-    def auth_type(self) -> str:
-        return str(self.values["auth_type"])
-
-    @property
-    def api_version(self) -> str:
-        return str(self.values["api_version"])
-
-    @property
-    def oauth_client_id(self) -> str | None:
-        return self.values["oauth_client_id"]
-
-    @property
-    def oauth_refresh_token(self) -> str | None:
-        return self.values["oauth_refresh_token"]
-
-    @property
-    def allow_live_mode(self) -> bool:
-        return bool(self.values["allow_live_mode"])
-
-    @property
-    def rate_limit_per_minute(self) -> int:
-        return int(self.values["rate_limit_per_minute"])
-
-    @property
-    def rate_limit_per_hour(self) -> int:
-        return int(self.values["rate_limit_per_hour"])
-
-    @property
-    def rate_limit_storage_uri(self) -> str:
-        return str(self.values["rate_limit_storage_uri"])
-
-    @property
-    def max_network_retries(self) -> int:
-        return int(self.values["max_network_retries"])
-
-    @property
-    def timeout(self) -> float:
-        return float(self.values["timeout"])
-
-    @property
-    def base_url(self) -> str:
-        return str(self.values["base_url"])
+    api_key = _Value(str)
+    webhook_secrets = _Value[tuple[str, ...]](tuple, "webhook_secret")
+    account_id = _Value[str | None](_as_is)
+    region = _Value[str | None](_as_is)
+    mode = _Value(Mode)
+    auth_type = _Value(str)
+    api_version = _Value(str)
+    oauth_client_id = _Value[str | None](_as_is)
+    oauth_refresh_token = _Value[str | None](_as_is)
+    allow_live_mode = _Value(bool)
+    rate_limit_per_minute = _Value(int)
+    rate_limit_per_hour = _Value(int)
+    rate_limit_storage_uri = _Value(str)
+    max_network_retries = _Value(int)
+    timeout = _Value(float)
+    base_url = _Value(str)
 
     @property
     def livemode(self) -> bool:
@@ -202,26 +170,20 @@ def describe_key(api_key: str) -> str:
 def validate_api_key(api_key: str | None, *, conn_id: str | None = None) -> str:
     """Return the key if it is a secret (``sk_``) or restricted (``rk_``) key, else raise."""
     if not api_key:
-        raise StripeConfigurationError(
-            "no API key: set api_key (or the connection password) to a secret sk_... or restricted rk_... key",
-            field="api_key",
-            conn_id=conn_id,
-        )
-    if api_key.startswith("pk_"):
-        raise StripeConfigurationError(
+        problem = "no API key: set api_key (or the connection password) to a secret sk_... or restricted rk_... key"
+    elif api_key.startswith("pk_"):
+        problem = (
             "a publishable key (pk_...) cannot call the Stripe API from a server; use a secret sk_... or "
-            "restricted rk_... key",
-            field="api_key",
-            conn_id=conn_id,
+            "restricted rk_... key"
         )
-    if not _API_KEY_RE.fullmatch(api_key):
-        raise StripeConfigurationError(
+    elif not _API_KEY_RE.fullmatch(api_key):
+        problem = (
             "malformed API key: expected sk_test_..., sk_live_..., rk_test_... or rk_live_... followed by "
-            "letters and digits (check for stray spaces or quotes)",
-            field="api_key",
-            conn_id=conn_id,
+            "letters and digits (check for stray spaces or quotes)"
         )
-    return api_key
+    else:
+        return api_key
+    raise StripeConfigurationError(problem, field="api_key", conn_id=conn_id)
 
 
 def admin_env(key: str) -> str:
@@ -529,5 +491,3 @@ def _check_auth(raw: Mapping[str, Any], mode: Mode, conn_id: str) -> None:
             field="auth_type",
             conn_id=conn_id,
         )
-    if auth_type not in (AUTH_API_KEY, AUTH_OAUTH2):  # pragma: no cover - enum check above
-        raise StripeConfigurationError(f"unknown auth type {auth_type!r}", field="auth_type", conn_id=conn_id)

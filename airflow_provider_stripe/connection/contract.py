@@ -224,11 +224,7 @@ STRIPE_CONTRACT = IntegrationContract(
     capabilities=Capabilities(
         provides=(CapabilityRef(key="payments.psp", version="1.0.0"),),
         requires=(
-            CapabilityRef(
-                key="platform.webhooks",
-                optional=True,
-                reason="Recommended for reliable event ingestion",
-            ),
+            CapabilityRef(key="platform.webhooks", optional=True, reason="Recommended for reliable event ingestion"),
         ),
     ),
     config=SchemaWithExample(
@@ -240,10 +236,7 @@ STRIPE_CONTRACT = IntegrationContract(
                         "type": "string",
                         "description": "Connected account ID when using Stripe Connect (BYOK).",
                     },
-                    "region": {
-                        "type": "string",
-                        "description": "Optional Stripe region or data residency hint.",
-                    },
+                    "region": {"type": "string", "description": "Optional Stripe region or data residency hint."},
                 },
             }
         ),
@@ -255,14 +248,8 @@ STRIPE_CONTRACT = IntegrationContract(
                 "type": "object",
                 "required": ["apiKey", "webhookSecret"],
                 "properties": {
-                    "apiKey": {
-                        "type": "string",
-                        "description": "Stripe secret API key (sk_live_... or sk_test_...).",
-                    },
-                    "webhookSecret": {
-                        "type": "string",
-                        "description": "Signing secret for webhook verification.",
-                    },
+                    "apiKey": {"type": "string", "description": "Stripe secret API key (sk_live_... or sk_test_...)."},
+                    "webhookSecret": {"type": "string", "description": "Signing secret for webhook verification."},
                 },
             }
         ),

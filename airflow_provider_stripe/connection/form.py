@@ -30,7 +30,6 @@ HIDDEN_STANDARD_FIELDS: tuple[str, ...] = ("host", "port", "login", "schema", "p
 AUTH_API_KEY = "api_key"
 AUTH_OAUTH2 = "oauth2"
 
-_DOCS = STRIPE_CONTRACT.docs_url
 _RL = STRIPE_CONTRACT.rate_limit
 
 MAX_TIMEOUT_S = 600
@@ -49,9 +48,8 @@ class ConnField:
     secret: bool = False
     #: The contract property this field carries, if any (``apiKey`` for ``api_key``).
     contract_property: str | None = None
-    #: For a field holding a list written as one comma-separated text (the webhook secrets
-    #: during a rotation): turns the stored value into its items, raising ``TypeError`` /
-    #: ``ValueError`` (never quoting the value) when it is not one. ``None``: a single value.
+    #: For a list stored as one comma-separated text (webhook secrets during a rotation): its items, or
+    #: ``TypeError`` / ``ValueError`` never quoting the value. ``None``: a single value.
     parse_items: Callable[[Any], tuple[str, ...]] | None = None
     #: A URI that may carry credentials in its userinfo (``redis://:password@host``): shown
     #: without them, and its credentials are secrets.
@@ -87,12 +85,7 @@ class ConnField:
 
 
 def _contract_field(
-    prop: str,
-    label: str,
-    extra_help: str,
-    *,
-    secret: bool,
-    parse_items: Callable[[Any], tuple[str, ...]] | None = None,
+    prop: str, label: str, extra_help: str, *, secret: bool, parse_items: Callable[[Any], tuple[str, ...]] | None = None
 ) -> ConnField:
     source = STRIPE_CONTRACT.secrets if secret else STRIPE_CONTRACT.config
     schema = thaw(source.properties[prop])
@@ -113,10 +106,7 @@ KEY_SCOPES: tuple[tuple[str, str], ...] = (
     ("customers:read", "StripeCreateChargeOperator (charging a customer)"),
     ("refunds:write", "StripeRefundChargeOperator"),
     ("charges:read", "StripeExportOperator (resource='charges')"),
-    (
-        "payouts:write",
-        "StripeCreatePayoutOperator, StripePayoutBatchOperator, StripeCancelPayoutOperator",
-    ),
+    ("payouts:write", "StripeCreatePayoutOperator, StripePayoutBatchOperator, StripeCancelPayoutOperator"),
     (
         "payouts:read",
         "StripePayoutBatchOperator (finds payouts already made), StripePayoutSensor, StripePayoutTrigger, "
@@ -138,7 +128,7 @@ def _byok_help() -> str:
         f"BYOK setup: {setup.setup_instructions} Required scopes (contract): {', '.join(setup.required_scopes)}. "
         f"A restricted key needs, per task: {scopes}. Grant only what your DAGs use. "
         "Rotate keys without downtime: create the new key, update this field, then roll the old "
-        f"key in the Stripe Dashboard. Docs: {_DOCS}"
+        f"key in the Stripe Dashboard. Docs: {STRIPE_CONTRACT.docs_url}"
     )
 
 
@@ -311,8 +301,4 @@ def form_widgets() -> dict[str, Any]:
 
 def ui_field_behaviour() -> dict[str, Any]:
     """The ``ui-field-behaviour`` entry of ``get_provider_info()``."""
-    return {
-        "hidden-fields": list(HIDDEN_STANDARD_FIELDS),
-        "relabeling": {},
-        "placeholders": {},
-    }
+    return {"hidden-fields": list(HIDDEN_STANDARD_FIELDS), "relabeling": {}, "placeholders": {}}

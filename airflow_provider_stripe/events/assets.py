@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Asset
 
 ASSET_SCHEME = "stripe"
-"""The URI scheme of every Stripe asset."""
 
 EVENTS_HOST = "events"
 """``stripe://events/<event type>``: the assets the webhook endpoint records events on."""
@@ -72,11 +71,8 @@ def normalize_stripe_uri(parts: SplitResult) -> SplitResult:
 
 
 def summarize_event(event: Any) -> dict[str, Any]:
-    """The small, JSON-serialisable description of a Stripe event (dict or ``stripe.Event``) that Airflow records.
-
-    Keys: ``event_id``, ``type``, ``created``, ``livemode``, ``account``, ``object_id``, ``object_type``;
-    never the object (it may hold personal data). ``ValueError`` when it is not a Stripe event.
-    """
+    """The small, JSON-serialisable description of a Stripe event (dict or ``stripe.Event``) that Airflow records:
+    never the object (it may hold personal data). ``ValueError`` when it is not a Stripe event."""
     event_id = read_field(event, "id")
     event_type = read_field(event, "type")
     if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):

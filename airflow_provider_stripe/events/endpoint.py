@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from airflow_provider_stripe.events.assets import event_asset_uri, is_event_type, summarize_event
-from airflow_provider_stripe.events.signature import DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER
+from airflow_provider_stripe.events.signature import DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, check_header
 
 log = logging.getLogger(__name__)
 
@@ -118,21 +118,16 @@ async def _read_body(request: Request) -> bytes:
 
 
 def _verify(conn_id: str, body: bytes, signature: str | None) -> dict[str, Any]:
-    """Verify the delivery against the connection's secrets; return the event's summary.
-
-    Header shape and timestamp are checked first, without a secret, so junk costs no look-up. Every
-    failure is :class:`_Rejected`: the same bare 400, telling nothing about the connection.
-    """
+    """The event's summary once the header (first, without a secret) and then the signature check out; every
+    failure is :class:`_Rejected`: the same bare 400, telling nothing about the connection."""
     from airflow_provider_stripe.errors import WebhookSignatureError
-    from airflow_provider_stripe.events.signature import check_header
 
     try:
         check_header(signature, tolerance=DEFAULT_TOLERANCE_SECONDS)
     except WebhookSignatureError as exc:
         raise _Rejected(f"signature header refused before any look-up ({exc.reason})") from None
     try:
-        event = _construct_event(conn_id, body, signature)
-        return summarize_event(event)
+        return summarize_event(_construct_event(conn_id, body, signature))
     except _Rejected:
         raise
     except Exception as exc:  # a bad request must never become a 500; the type is enough to log

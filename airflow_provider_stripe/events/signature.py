@@ -20,19 +20,6 @@ from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.errors import WebhookPayloadError, WebhookSignatureError, WebhookSignatureReason
 from airflow_provider_stripe.events.secrets import parse_webhook_secrets
 
-__all__ = [
-    "DEFAULT_TOLERANCE_SECONDS",
-    "SIGNATURE_HEADER",
-    "WebhookPayloadError",
-    "WebhookSignatureError",
-    "WebhookSignatureReason",
-    "check_header",
-    "construct_event",
-    "parse_webhook_secrets",
-    "sign_payload",
-    "verify_signature",
-]
-
 SIGNATURE_HEADER: str = STRIPE_CONTRACT.webhook.signature_header
 """Name of the HTTP header that carries the signature, taken from the contract."""
 
@@ -51,19 +38,8 @@ _UNSIGNED_INT = re.compile(r"[0-9]+")
 """ASCII digits only: ``int()`` alone would also accept ``+1``, `` 1``, ``1_0`` and non-ASCII digits."""
 
 
-def _digest_for(algorithm: str) -> Callable[[], Any]:
-    """Map the contract's signing algorithm to a ``hashlib`` constructor (fails at import on an unknown one)."""
-    implemented: dict[str, Callable[[], Any]] = {"hmac-sha256": hashlib.sha256}
-    try:
-        return implemented[algorithm]
-    except KeyError:
-        raise RuntimeError(
-            f"The Stripe contract's webhook signing algorithm {algorithm!r} is not implemented by "
-            f"{__name__} (it implements {sorted(implemented)})."
-        ) from None
-
-
-_DIGEST = _digest_for(STRIPE_CONTRACT.webhook.signing_algorithm)
+_DIGEST: Callable[[], Any] = {"hmac-sha256": hashlib.sha256}[STRIPE_CONTRACT.webhook.signing_algorithm]
+"""The contract's signing algorithm as a ``hashlib`` constructor."""
 
 
 def _body_bytes(payload: bytes | str) -> bytes:

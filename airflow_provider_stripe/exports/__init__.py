@@ -1,4 +1,1 @@
-"""Exports: which resources can be listed and their stable schemas (:mod:`.resources`),
-the file formats (:mod:`.formats`), the run's time window (:mod:`.windows`), parallel time
-slices (:mod:`.slices`), Stripe's report runs (:mod:`.reports`) and OpenLineage (:mod:`.lineage`).
-"""
+"""Exports: resources and schemas, file formats, run windows, parallel slices, report runs, lineage."""

@@ -70,7 +70,6 @@ def cell(value: Any, kind: ColumnType, column: str) -> Any:
 
 
 FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
-"""First characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection list)."""
 
 
 def neutralise_formula(text: str) -> str:

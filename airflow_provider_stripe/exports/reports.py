@@ -37,11 +37,7 @@ def check_available(report_type: Any, interval_start: int, interval_end: int) ->
 
 
 def run_event(run: Any) -> dict[str, Any] | None:
-    """The trigger event of a finished report run, ``None`` while it is pending.
-
-    ``{"status": "success", "report_run_id", "file_id", "size"}`` or
-    ``{"status": "failure", "report_run_id", "message"}``.
-    """
+    """The trigger event of a finished report run, ``None`` while it is pending."""
     status = read_field(run, "status")
     run_id = read_field(run, "id")
     if status == PENDING:

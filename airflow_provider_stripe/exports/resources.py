@@ -1,5 +1,5 @@
 """The Stripe resources the exports know, declared once as data: listing service, object type,
-change events, Dashboard path and a stable CSV/Parquet schema (for the contract's API version)."""
+change events and a stable CSV/Parquet schema (for the contract's API version)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ _COMMON: tuple[tuple[str, ColumnType], ...] = (
 )
 
 
-def _columns(*specific: str) -> Columns:
-    """Common columns, then ``name:type`` specs (type defaults to string)."""
+def _columns(specs: str) -> Columns:
+    """Common columns, then the space-separated ``name:type`` specs (type defaults to string)."""
     parsed: list[tuple[str, ColumnType]] = []
-    for spec in specific:
+    for spec in specs.split():
         name, _, kind = spec.partition(":")
         parsed.append((name, kind or "string"))  # type: ignore[arg-type]
     return (*_COMMON, *parsed)
@@ -43,22 +43,9 @@ RESOURCES: dict[str, StripeResource] = {
             "charge",
             "charge.*",
             _columns(
-                "amount:int64",
-                "amount_captured:int64",
-                "amount_refunded:int64",
-                "currency",
-                "status",
-                "paid:boolean",
-                "captured:boolean",
-                "refunded:boolean",
-                "disputed:boolean",
-                "customer",
-                "payment_intent",
-                "balance_transaction",
-                "failure_code",
-                "failure_message",
-                "description",
-                "metadata:json",
+                "amount:int64 amount_captured:int64 amount_refunded:int64 currency status paid:boolean "
+                "captured:boolean refunded:boolean disputed:boolean customer payment_intent balance_transaction "
+                "failure_code failure_message description metadata:json"
             ),
         ),
         StripeResource(
@@ -66,48 +53,24 @@ RESOURCES: dict[str, StripeResource] = {
             "payment_intent",
             "payment_intent.*",
             _columns(
-                "amount:int64",
-                "amount_received:int64",
-                "currency",
-                "status",
-                "customer",
-                "payment_method",
-                "latest_charge",
-                "canceled_at:timestamp",
-                "cancellation_reason",
-                "description",
-                "metadata:json",
+                "amount:int64 amount_received:int64 currency status customer payment_method latest_charge "
+                "canceled_at:timestamp cancellation_reason description metadata:json"
             ),
         ),
+        # refund.* and charge.refund.updated: read every event, keep refunds
         StripeResource(
             "refunds",
             "refund",
-            None,  # refund.* and charge.refund.updated: read every event, keep refunds
-            _columns(
-                "amount:int64",
-                "currency",
-                "status",
-                "reason",
-                "charge",
-                "payment_intent",
-                "balance_transaction",
-                "metadata:json",
-            ),
+            None,
+            _columns("amount:int64 currency status reason charge payment_intent balance_transaction metadata:json"),
         ),
         StripeResource(
             "disputes",
             "dispute",
             "charge.dispute.*",
             _columns(
-                "amount:int64",
-                "currency",
-                "status",
-                "reason",
-                "charge",
-                "payment_intent",
-                "is_charge_refundable:boolean",
-                "balance_transactions:json",
-                "metadata:json",
+                "amount:int64 currency status reason charge payment_intent is_charge_refundable:boolean "
+                "balance_transactions:json metadata:json"
             ),
         ),
         StripeResource(
@@ -115,20 +78,8 @@ RESOURCES: dict[str, StripeResource] = {
             "payout",
             "payout.*",
             _columns(
-                "amount:int64",
-                "currency",
-                "arrival_date:timestamp",
-                "automatic:boolean",
-                "status",
-                "method",
-                "type",
-                "destination",
-                "balance_transaction",
-                "failure_code",
-                "failure_message",
-                "description",
-                "statement_descriptor",
-                "metadata:json",
+                "amount:int64 currency arrival_date:timestamp automatic:boolean status method type destination "
+                "balance_transaction failure_code failure_message description statement_descriptor metadata:json"
             ),
         ),
         StripeResource(
@@ -136,18 +87,8 @@ RESOURCES: dict[str, StripeResource] = {
             "balance_transaction",
             None,
             _columns(
-                "amount:int64",
-                "fee:int64",
-                "net:int64",
-                "currency",
-                "type",
-                "reporting_category",
-                "status",
-                "available_on:timestamp",
-                "source",
-                "description",
-                "exchange_rate:float64",
-                "fee_details:json",
+                "amount:int64 fee:int64 net:int64 currency type reporting_category status available_on:timestamp "
+                "source description exchange_rate:float64 fee_details:json"
             ),
         ),
         StripeResource(
@@ -155,15 +96,7 @@ RESOURCES: dict[str, StripeResource] = {
             "customer",
             "customer.*",
             _columns(
-                "email",
-                "name",
-                "phone",
-                "description",
-                "currency",
-                "balance:int64",
-                "delinquent:boolean",
-                "address:json",
-                "metadata:json",
+                "email name phone description currency balance:int64 delinquent:boolean address:json metadata:json"
             ),
         ),
         StripeResource(
@@ -171,21 +104,9 @@ RESOURCES: dict[str, StripeResource] = {
             "invoice",
             "invoice.*",
             _columns(
-                "customer",
-                "status",
-                "currency",
-                "amount_due:int64",
-                "amount_paid:int64",
-                "amount_remaining:int64",
-                "subtotal:int64",
-                "total:int64",
-                "number",
-                "subscription",
-                "due_date:timestamp",
-                "period_start:timestamp",
-                "period_end:timestamp",
-                "hosted_invoice_url",
-                "metadata:json",
+                "customer status currency amount_due:int64 amount_paid:int64 amount_remaining:int64 subtotal:int64 "
+                "total:int64 number subscription due_date:timestamp period_start:timestamp period_end:timestamp "
+                "hosted_invoice_url metadata:json"
             ),
         ),
         StripeResource(
@@ -193,17 +114,8 @@ RESOURCES: dict[str, StripeResource] = {
             "transfer",
             "transfer.*",
             _columns(
-                "amount:int64",
-                "amount_reversed:int64",
-                "currency",
-                "destination",
-                "destination_payment",
-                "source_transaction",
-                "transfer_group",
-                "reversed:boolean",
-                "balance_transaction",
-                "description",
-                "metadata:json",
+                "amount:int64 amount_reversed:int64 currency destination destination_payment source_transaction "
+                "transfer_group reversed:boolean balance_transaction description metadata:json"
             ),
         ),
         StripeResource(
@@ -211,22 +123,12 @@ RESOURCES: dict[str, StripeResource] = {
             "application_fee",
             "application_fee.*",
             _columns(
-                "amount:int64",
-                "amount_refunded:int64",
-                "currency",
-                "account",
-                "application",
-                "charge",
-                "originating_transaction",
-                "refunded:boolean",
-                "balance_transaction",
+                "amount:int64 amount_refunded:int64 currency account application charge originating_transaction "
+                "refunded:boolean balance_transaction"
             ),
         ),
         StripeResource(
-            "events",
-            "event",
-            None,
-            _columns("type", "api_version", "account", "pending_webhooks:int64", "request:json", "data:json"),
+            "events", "event", None, _columns("type api_version account pending_webhooks:int64 request:json data:json")
         ),
     )
 }

@@ -37,8 +37,5 @@ def day_window(context: Mapping[str, Any]) -> tuple[datetime, datetime]:
     return midnight - timedelta(days=1), midnight
 
 
-MACROS: dict[str, Any] = {
-    "run_day": pass_context(run_day),
-    "day_window": pass_context(day_window),
-}
+MACROS: dict[str, Any] = {"run_day": pass_context(run_day), "day_window": pass_context(day_window)}
 """``user_defined_macros`` for a DAG: ``{{ run_day() }}`` and ``{{ day_window() }}`` in templates."""

@@ -29,13 +29,7 @@ from airflow_provider_stripe.payouts.keys import (
     ReferenceScope,
 )
 from airflow_provider_stripe.payouts.ledger import BatchLedger
-from airflow_provider_stripe.payouts.recovery import (
-    CrossRun,
-    PaidByRun,
-    PayoutFacts,
-    PayoutListing,
-    find_existing,
-)
+from airflow_provider_stripe.payouts.recovery import CrossRun, PaidByRun, PayoutFacts, PayoutListing, find_existing
 from airflow_provider_stripe.payouts.results import ItemResult, ResultSink
 from airflow_provider_stripe.validation import format_amount
 
@@ -106,7 +100,6 @@ class PayoutEngine:
         self.on_failure = on_failure
         self.keys = keys
         self.cross_run = keys.cross_run
-        self.reconciliation: PayoutListing | None = None
         self.paid_twice: dict[str, list[str]] = {}
         """Protected references of this batch with more than one payout that moved money: payout ids."""
         self._contended: list[tuple[PayoutInstruction, Attempt]] = []
@@ -116,18 +109,16 @@ class PayoutEngine:
             identity=identity, scope=PAYOUT_SCOPE, ledger=progress, key_for=keys.key_for
         )
 
-    # -- public ------------------------------------------------------------------------------
-
     def run(self, instructions: Iterable[PayoutInstruction], count: int, sink: ResultSink) -> None:
         """Create every instruction's payout (or find it); results go to ``sink``. An empty batch sends nothing."""
         if count == 0:
             self.log.info("The batch has no payout instructions: nothing to pay, no request sent to Stripe")
             return
         self.requests.started = int(time.time()) - 1
-        self.progress.load(count, self.identity.try_number)
+        self.progress.load(self.identity.try_number)
         try:
-            self.reconciliation = self._reconcile(count)
-            self._run(iter(instructions), lambda i: self._plan(i, self.reconciliation, sink), sink)
+            listing = self._reconcile(count)
+            self._run(iter(instructions), lambda i: self._plan(i, listing, sink), sink)
             for _round in range(CONTENTION_ROUNDS):
                 if not self._contended:
                     break
@@ -138,8 +129,6 @@ class PayoutEngine:
             self._check_paid_twice()
         finally:
             self.progress.flush(force=True)
-
-    # -- steps -------------------------------------------------------------------------------
 
     def _reconcile(self, count: int) -> PayoutListing | None:
         if self.progress.remembered and self.progress.resumed and self.progress.created_count() >= count:

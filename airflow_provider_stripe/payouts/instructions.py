@@ -61,24 +61,16 @@ class PayoutInstruction:
 
     def create_params(self, stamp: Mapping[str, str]) -> dict[str, Any]:
         """The ``POST /v1/payouts`` parameters, with the run's metadata ``stamp`` added."""
-        params: dict[str, Any] = {"amount": self.amount, "currency": self.currency}
-        for name in ("destination", "method", "description", "statement_descriptor", "source_type"):
-            value = getattr(self, name)
-            if value is not None:
-                params[name] = value
-        params["metadata"] = {**self.metadata, **stamp}
-        return params
+        return {**_content(self), "metadata": {**self.metadata, **stamp}}
 
     def to_json(self) -> dict[str, Any]:
         """A compact JSON form (for the validated spool file); ``None`` fields are left out."""
-        out: dict[str, Any] = {"index": self.index, "reference": self.reference}
-        out.update(_content(self))
-        return out
+        return {"index": self.index, "reference": self.reference, **_content(self)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PayoutInstruction:
         """Inverse of :meth:`to_json` (the data was validated when it was written)."""
-        return cls(**{k: data[k] for k in data})
+        return cls(**data)
 
     def where(self) -> str:
         """``item 3, reference 'inv-1'``: how messages name the item."""
@@ -172,18 +164,9 @@ def _checked(errors: list[StripeInputError], check: Callable[..., T], *args: Any
         return None
 
 
-def _destination(raw: Mapping[str, Any], where: dict[str, Any], errors: list[StripeInputError]) -> str | None:
-    value = raw.get("destination")
-    if value is None:
-        return None
-    return _checked(errors, validate_object_id, value, field="destination", prefixes=DESTINATION_PREFIXES, **where)
-
-
 def _metadata(raw: Mapping[str, Any], where: dict[str, Any], errors: list[StripeInputError]) -> dict[str, str]:
-    try:
-        metadata = validate_metadata(raw.get("metadata"), **where)
-    except StripeInputError as exc:
-        errors.append(exc)
+    metadata = _checked(errors, validate_metadata, raw.get("metadata"), **where)
+    if metadata is None:
         return {}
     reserved = sorted(set(metadata) & set(RESERVED_METADATA_KEYS))
     if reserved:
@@ -237,7 +220,11 @@ def check_instruction(raw: Any, index: int | None) -> tuple[PayoutInstruction | 
         field="statement_descriptor",
         **where,
     )
-    destination = _destination(raw, where, errors)
+    destination = raw.get("destination")
+    if destination is not None:
+        destination = _checked(
+            errors, validate_object_id, destination, field="destination", prefixes=DESTINATION_PREFIXES, **where
+        )
     method = _choice(raw, "method", PAYOUT_METHODS, where, errors)
     description = _text(raw, "description", where, errors)
     source_type = _choice(raw, "source_type", SOURCE_TYPES, where, errors)

@@ -75,20 +75,10 @@ class RunIdentity:
             raise ValueError("the task context has neither a logical date nor a run id; cannot derive Stripe keys")
         run = logical_date.astimezone(timezone.utc).isoformat() if logical_date else str(run_id)
         map_index = getattr(ti, "map_index", -1)
-        # Nothing of this run can predate the run: its logical date (fixed for the run's
-        # life) or run_after (fixed too). start_date/queued_at move when a task is
-        # cleared, so they only count when earlier.
-        times = [
-            t
-            for t in (
-                logical_date,
-                _utc(getattr(dag_run, "run_after", None)),
-                _utc(getattr(dag_run, "start_date", None)),
-                _utc(getattr(dag_run, "queued_at", None)),
-                datetime.now(timezone.utc),
-            )
-            if t is not None
-        ]
+        # Nothing of this run can predate its logical date or run_after (both fixed for the run's life);
+        # start_date/queued_at move when a task is cleared, so they only count when earlier.
+        run_times = [_utc(getattr(dag_run, name, None)) for name in ("run_after", "start_date", "queued_at")]
+        times = [t for t in (logical_date, *run_times, datetime.now(timezone.utc)) if t is not None]
         return cls(
             dag_id=str(getattr(ti, "dag_id", None) or context["dag"].dag_id),
             run=run,
@@ -148,7 +138,6 @@ WINDOW_SLACK = timedelta(minutes=10)
 """Listing starts this long before the run's earliest known time (clock skew between hosts)."""
 
 PAYOUT_SCOPE = "payout"
-"""Payout keys are ``airflow-payout-<sha256>``."""
 
 ACCOUNT_SCOPE = "account"
 """The default :class:`ReferenceScope` name: an explicit reference names one payment of the account."""

@@ -45,7 +45,6 @@ class Ledger(Protocol):
 
 
 GENERATION_STATE_PREFIX = "stripe_idempotency_generation:"
-"""Task state store key of a single request's generation: ``<prefix><scope>``."""
 
 
 class SingleRequestLedger:
@@ -137,15 +136,11 @@ class BatchLedger:
     def remembered(self) -> bool:
         return self.store is not None
 
-    def load(self, item_count: int, try_number: int = 1) -> None:
+    def load(self, try_number: int = 1) -> None:
         """Read what earlier tries stored, or write a first try's header; note this try's start (before any request)."""
         now = datetime.now(timezone.utc)
-        if self.store is None:
-            self.first_attempt = now
-            self.tries = {try_number: now}
-            return
-        meta = self.store.get(BATCH_STATE_KEY, None)
-        if isinstance(meta, dict) and meta.get("v") == BATCH_FORMAT_VERSION:
+        meta = None if self.store is None else self.store.get(BATCH_STATE_KEY, None)
+        if self.store is not None and isinstance(meta, dict) and meta.get("v") == BATCH_FORMAT_VERSION:
             self.first_attempt = datetime.fromisoformat(str(meta["first_attempt"]))
             for n in range(MAX_LOG_VALUES):
                 value = self.store.get(f"{BATCH_STATE_KEY}/{n}", None)
@@ -161,8 +156,9 @@ class BatchLedger:
             return
         self.first_attempt = now
         self.tries = {try_number: now}
-        header = {"v": BATCH_FORMAT_VERSION, "first_attempt": now.isoformat(), "tries": self._tries_json()}
-        self.store.set(BATCH_STATE_KEY, header)
+        if self.store is not None:
+            header = {"v": BATCH_FORMAT_VERSION, "first_attempt": now.isoformat(), "tries": self._tries_json()}
+            self.store.set(BATCH_STATE_KEY, header)
 
     def _tries_json(self) -> dict[str, str]:
         return {str(n): t.isoformat() for n, t in sorted(self.tries.items())}

@@ -5,7 +5,7 @@ larger than intended. A currency ``max_total`` does not name is refused."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_stripe.errors import StripeBatchLimitError, StripeInputError
@@ -17,7 +17,7 @@ class BatchLimits:
     """A batch's limits, checked (:meth:`from_arguments`); ``None`` means no limit."""
 
     max_items: int | None = None
-    max_total: Mapping[str, int] | None = field(default=None)
+    max_total: Mapping[str, int] | None = None
 
     @classmethod
     def from_arguments(cls, max_items: Any, max_total: Any) -> BatchLimits:
@@ -45,10 +45,6 @@ class BatchLimits:
                 )
             caps[currency] = cap
         return cls(max_items, caps)
-
-    @property
-    def enabled(self) -> bool:
-        return self.max_items is not None or self.max_total is not None
 
     def problems(self, count: int, totals: Mapping[str, int]) -> list[str]:
         """One line per limit the batch exceeds (empty when within them)."""

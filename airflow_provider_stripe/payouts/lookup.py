@@ -21,9 +21,7 @@ if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.requests import StripeRequests
 
 LIST_SLACK_PAGES = 2
-"""Extra list pages allowed beyond ``ceil(n / PAGE_SIZE)`` before falling back to retrieving."""
 RETRIEVE_AT_MOST = 3
-"""Up to this many ids, retrieve each instead of listing."""
 
 
 @dataclass
@@ -57,10 +55,6 @@ class _Scan:
         self._budget = pages * PAGE_SIZE
         self._listed = 0
 
-    @staticmethod
-    def list_params() -> dict[str, Any]:
-        return {"limit": PAGE_SIZE}
-
     def start_list(self) -> None:
         self.result.list_requests = 1
 
@@ -86,8 +80,8 @@ class _Scan:
 
 
 @contextmanager
-def _missing_is_none(payout_id: str) -> Iterator[None]:
-    """A 404 while retrieving ``payout_id`` is swallowed (the payout stays ``None``); other errors raise."""
+def _missing_is_none() -> Iterator[None]:
+    """A 404 while retrieving a payout is swallowed (it stays ``None``); other errors raise."""
     try:
         yield
     except StripeRequestError as error:
@@ -100,12 +94,12 @@ def fetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) -> Payout
     scan = _Scan(payout_ids)
     if scan.use_list:
         scan.start_list()
-        for payout in requests.list_all("payouts", scan.list_params()):
+        for payout in requests.list_all("payouts", {"limit": PAGE_SIZE}):
             if scan.add_listed(payout):
                 break
     for payout_id in scan.remaining():
         retrieved: Any = None
-        with _missing_is_none(payout_id):
+        with _missing_is_none():
             retrieved = requests.payouts_retrieve(payout_id)
         scan.add_retrieved(payout_id, retrieved)
     return scan.result
@@ -116,12 +110,12 @@ async def afetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) ->
     scan = _Scan(payout_ids)
     if scan.use_list:
         scan.start_list()
-        async for payout in requests.list_all_async("payouts", scan.list_params()):
+        async for payout in requests.list_all_async("payouts", {"limit": PAGE_SIZE}):
             if scan.add_listed(payout):
                 break
     for payout_id in scan.remaining():
         retrieved: Any = None
-        with _missing_is_none(payout_id):
+        with _missing_is_none():
             retrieved = await requests.payouts_retrieve_async(payout_id)
         scan.add_retrieved(payout_id, retrieved)
     return scan.result

@@ -114,7 +114,6 @@ class PayoutListing:
     listed: int
     duplicates: dict[str, list[str]]
     other_runs: dict[tuple[str, str], PaidByRun] = field(default_factory=dict)
-    other_runs_since: int | None = None
     pages: int = 0
 
 
@@ -165,6 +164,5 @@ def find_existing(
         listed=listed,
         duplicates=duplicates,
         other_runs=other_runs,
-        other_runs_since=other_runs_since,
         pages=-(-listed // PAGE_SIZE) if listed else 1,
     )

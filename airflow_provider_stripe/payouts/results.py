@@ -1,29 +1,7 @@
-"""Per-item results of a batch and its summary: small, JSON-serialisable, never Stripe objects.
-
-The task's return value (its XCom) is ``{"summary": {...}, "results": [...]}``. A batch
-can be large, and XComs live in the metadata database, so:
-
-* with ``results_path`` set, every item's result is streamed to that JSON Lines file
-  (local path or any ObjectStoragePath URL, e.g. ``s3://bucket/payouts/{{ run_day() }}.jsonl``)
-  and the return value carries its path, the summary and the failed items only;
-* without it, results are returned inline up to ``inline_limit`` items; beyond that only
-  failed items are (up to the same limit), ``summary["results_truncated"]`` is true, and
-  the task log still has one line per item.
-
-Each result: ``index``, ``reference``, ``outcome`` (``created``, ``existing``,
-``already_paid_by_run``, ``failed``, ``not_attempted``, ``dry_run``), and ``payout_id``,
-``status``, ``amount``, ``currency``, ``created_by_try``, ``paid_by_run``, ``paid_by_dag``,
-``error`` when known. ``created``/``existing`` are what *this try* did (it created the
-payout / found it, created earlier); ``already_paid_by_run`` means another run
-(``paid_by_run``, its run id, of DAG ``paid_by_dag``; ``payout_id``, its payout) paid the
-protected reference -- at the same time or within the look-back --, so nothing was sent.
-
-The summary's counts per outcome describe this try; ``summary["this_run"]`` describes the
-run across its tries (:meth:`ResultSink.run_totals`): ``paid`` (payouts of this run),
-``created_by_try`` (``{"1": 148, "2": 2}``; ``"earlier"`` when the try is not known, e.g.
-no task state store and a third try), ``found`` (paid by earlier tries, found by this
-one), ``already_paid_by_run`` (``{run_id: items}``), ``failed`` and ``not_attempted``.
-"""
+"""Per-item results of a batch and its summary: the task's return value ``{"summary", "results"}``
+(outcomes and ``this_run``: docs/payout-safety.md), JSON-serialisable, never Stripe objects. With
+``results_path`` every result is streamed to that JSON Lines file and only failed items are returned;
+without it up to ``inline_limit`` items are (beyond that the failed ones, ``results_truncated``)."""
 
 from __future__ import annotations
 
@@ -109,7 +87,7 @@ class ResultSink:
         self._stack.close()
 
     def run_totals(self) -> dict[str, Any]:
-        """What the run did across its tries (see the module docstring); counts only, XCom-small."""
+        """What the run did across its tries; counts only, XCom-small."""
         return {
             "try_number": self.try_number,
             "paid": self.counts["created"] + self.counts["existing"],

@@ -32,9 +32,6 @@ class UnreadableItem:
     message: str
 
 
-# -- reading sources -------------------------------------------------------------------
-
-
 def iter_source(source: Any, context: Mapping[str, Any] | None = None) -> Iterator[Any]:
     """Yield the raw items of any supported source, lazily."""
     if callable(source) and not isinstance(source, (str, os.PathLike)):
@@ -59,22 +56,15 @@ def iter_source(source: Any, context: Mapping[str, Any] | None = None) -> Iterat
     yield from source
 
 
-@contextlib.contextmanager
-def _open_text(path: Any) -> Iterator[IO[str]]:
-    """Open a local path, or any ObjectStoragePath / URL (``s3://``, ``file://``...), as text."""
+def _iter_file(path: Any) -> Iterator[Any]:
+    """The items of a local path, or any ObjectStoragePath / URL (``s3://``, ``file://``...)."""
     from airflow_provider_stripe.storage import open_text, resolve
 
     target = resolve(path, field="payouts")
     if not is_object_storage_path(target) and not target.is_file():
         raise SourceError(f"payouts file {str(path)!r} does not exist (or is not a file) on this worker")
     with open_text(target) as handle:
-        yield handle
-
-
-def _iter_file(path: Any) -> Iterator[Any]:
-    with _open_text(path) as handle:
-        suffix = Path(str(path)).suffix.lower()
-        if suffix in _JSONL_SUFFIXES:
+        if Path(str(path)).suffix.lower() in _JSONL_SUFFIXES:
             yield from _iter_jsonl(handle)
             return
         first = _peek_first_char(handle)
@@ -134,7 +124,6 @@ class _JsonArrayReader:
     def __init__(self, handle: IO[str], path: Any) -> None:
         self.handle = handle
         self.path = path
-        self.decoder = _DECODER
         self.buffer, self.pos, self.eof = "", 0, False
 
     def __iter__(self) -> Iterator[Any]:
@@ -164,7 +153,7 @@ class _JsonArrayReader:
         """Decode the value at the current position, reading on until it is complete."""
         while True:
             try:
-                value, end = self.decoder.raw_decode(self.buffer, self.pos)
+                value, end = _DECODER.raw_decode(self.buffer, self.pos)
             except _DuplicateKey as exc:
                 raise self._fail(str(exc)) from None
             except json.JSONDecodeError as exc:
@@ -193,9 +182,6 @@ class _JsonArrayReader:
 
     def _fail(self, what: str) -> SourceError:
         return SourceError(f"payouts file {str(self.path)!r} is not a valid JSON array: {what}")
-
-
-# -- the validation pass -----------------------------------------------------------------
 
 
 @dataclass
@@ -253,10 +239,7 @@ def _check_item(raw: Any, index: int, seen: dict[int, int]) -> tuple[PayoutInstr
 
 
 def validate_batch(
-    source: Any,
-    context: Mapping[str, Any] | None = None,
-    *,
-    on_error: Callable[[StripeInputError], None] | None = None,
+    source: Any, context: Mapping[str, Any] | None = None, *, on_error: Callable[[StripeInputError], None] | None = None
 ) -> ValidatedBatch:
     """Read and validate every item; spool the valid batch, or raise listing every problem.
 

@@ -25,11 +25,8 @@ def summarize_batch(
     limits: BatchLimits | None = None,
     largest: int = LARGEST_ITEMS,
 ) -> dict[str, Any]:
-    """Validate the batch and summarise it for an approver; raise if it is invalid or above ``limits``.
-
-    Returns ``{"count", "totals", "totals_text", "largest", "explicit_references", "limits", "digest",
-    "text"}`` (``text``: Markdown for an ``ApprovalOperator``'s body).
-    """
+    """Validate the batch and summarise it for an approver (``text``: Markdown for an ``ApprovalOperator``'s
+    body); raise if it is invalid or above ``limits``."""
     with validate_batch(source, context) as batch:
         if limits is not None:
             limits.check(batch.count, batch.totals)

@@ -1,22 +1,7 @@
-"""When is a set of Stripe payouts done? One answer, shared by the sensor and the trigger.
-
-:class:`PayoutWatch` holds what a wait has observed so far -- the payout ids and, for each
-payout seen ``paid``, its ``arrival_date`` -- and turns each new observation into a
-:class:`Verdict`:
-
-* ``failure`` as soon as any payout is ``failed`` or ``canceled`` (or does not exist):
-  waiting longer cannot help, so the caller fails at once, naming each payout with its
-  ``failure_code`` and ``failure_message``;
-* ``success`` once every payout is ``paid`` -- and, with a settle period, once that long has
-  passed since its ``arrival_date`` (Stripe notes that a paid payout can still turn ``failed``
-  within a few business days; a payout seen paid and then failed is named as such);
-* ``waiting`` otherwise, with counts per status for the log.
-
-A payout past the settle period is *settled* and is not looked up again (the arrival dates are
-kept in memory only, so after a reschedule a settled payout is looked up once more).
-:func:`normalize_payout_ids` accepts every shape a DAG hands the sensor (one id, a list,
-the batch operator's result). Pure Python: no Stripe SDK, no Airflow.
-"""
+"""When is a set of Stripe payouts done? One answer (:meth:`PayoutWatch.observe`), shared by the sensor
+and the trigger: ``failure`` as soon as one is ``failed``, ``canceled`` or unknown (waiting cannot help);
+``success`` once all are ``paid`` and past the settle period after ``arrival_date`` (a paid payout can
+still fail for a few business days); else ``waiting``. Pure Python: no Stripe SDK, no Airflow."""
 
 from __future__ import annotations
 
@@ -44,15 +29,8 @@ VerdictState = Literal["success", "failure", "waiting"]
 
 
 def normalize_payout_ids(value: Any) -> tuple[str, ...]:
-    """Return the payout ids in ``value``, de-duplicated, in order.
-
-    Accepts a ``po_...`` id; a list of ids; the batch operator's result (a dict whose
-    ``results`` list holds dicts with ``payout_id``, or whose ``summary.results_path``
-    names the JSON Lines file of every item's result); one such item dict or a list of
-    them; or any of these as JSON / Python-literal text (what a Jinja template renders an
-    XCom to). Items without a ``payout_id`` (payouts never created: failed, dry run) are
-    skipped: there is nothing to wait for.
-    """
+    """The payout ids in ``value`` (an id, a list, the batch operator's result or one of its items, or any
+    of these as JSON or Python-literal text), de-duplicated, in order; items without a ``payout_id`` are skipped."""
     ids: dict[str, None] = {}
     for item in _flatten(_parse_text(value)):
         if not item.startswith(PAYOUT_ID_PREFIX) or len(item) <= len(PAYOUT_ID_PREFIX):
@@ -96,8 +74,10 @@ def _flatten(value: Any) -> Iterable[str]:
                 yield str(value["payout_id"])
             return
         summary = value.get("summary")
-        if isinstance(summary, Mapping) and summary.get("results_path"):
-            yield from _flatten(_read_results_file(summary["results_path"]))
+        if isinstance(summary, Mapping) and summary.get("results_path"):  # every item's result, streamed there
+            from airflow_provider_stripe.payouts.sources import iter_source
+
+            yield from _flatten(iter_source(str(summary["results_path"])))
             return
         if isinstance(summary, Mapping) and summary.get("results_truncated"):
             raise PayoutIdsError(
@@ -118,13 +98,6 @@ def _flatten(value: Any) -> Iterable[str]:
             yield from _flatten(item)
         return
     raise PayoutIdsError(f"payout_ids must be ids, a list of ids or a batch result, not {type(value).__name__}")
-
-
-def _read_results_file(path: Any) -> Iterable[Any]:
-    """The per-item results the batch operator streamed to ``results_path`` (local or object storage)."""
-    from airflow_provider_stripe.payouts.sources import iter_source
-
-    return iter_source(str(path))
 
 
 @dataclass(frozen=True)
@@ -206,11 +179,7 @@ class Verdict:
     def as_event(self) -> dict[str, Any]:
         """The trigger's event payload for a final verdict (JSON-serialisable, no secrets)."""
         if self.outcome == "failure":
-            return {
-                "status": "failure",
-                "message": self.describe(),
-                "failures": [f.as_dict() for f in self.failures],
-            }
+            return {"status": "failure", "message": self.describe(), "failures": [f.as_dict() for f in self.failures]}
         # Ids are left out (a batch can be large): the sensor already has them.
         return {"status": "success", "message": self.describe(), "count": len(self.payout_ids)}
 
@@ -239,12 +208,8 @@ def describe_failures(failures: Iterable[Mapping[str, Any]]) -> str:
 
 @dataclass
 class PayoutWatch:
-    """What a wait for ``payout_ids`` has observed so far.
-
-    :param payout_ids: the payouts to wait for.
-    :param settle_period: seconds after a paid payout's ``arrival_date`` (Stripe's field,
-        taken as the time it was paid) before it counts.
-    """
+    """What a wait for ``payout_ids`` has observed so far; a paid payout counts ``settle_period`` seconds
+    after its ``arrival_date`` (taken as the time it was paid)."""
 
     payout_ids: tuple[str, ...]
     settle_period: float = 0.0

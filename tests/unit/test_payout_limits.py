@@ -38,7 +38,7 @@ def test_max_total_is_a_cap_per_currency_in_minor_units(max_total: Any, problem:
 def test_currencies_are_normalised_and_no_limits_means_none() -> None:
     assert BatchLimits.from_arguments(None, {"EUR": 100}).max_total == {"eur": 100}
     unlimited = BatchLimits.from_arguments(None, None)
-    assert not unlimited.enabled
+    assert unlimited == BatchLimits()
     unlimited.check(10**6, {"eur": 10**12})
 
 

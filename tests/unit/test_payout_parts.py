@@ -175,7 +175,7 @@ class _Store:
 def test_progress_writes_a_new_generation_before_it_is_used_and_resumes() -> None:
     store = _Store()
     progress = BatchLedger(store, flush_interval=3600)
-    progress.load(450)
+    progress.load()
     assert store.writes == ["stripe_payout_batch"]
     progress.record("a", 0, "ok", "po_1")
     progress.record("b", 0, "refused")
@@ -185,14 +185,14 @@ def test_progress_writes_a_new_generation_before_it_is_used_and_resumes() -> Non
     progress.flush(force=True)
 
     resumed = BatchLedger(store)
-    resumed.load(450)
+    resumed.load()
     assert resumed.resumed and resumed.created_count() == 1
     assert resumed.get("a") == progress.get("a") and resumed.get("a").object_id == "po_1"  # type: ignore[union-attr]
     assert resumed.get("b").generation == 1 and resumed.get("b").code == "sent"  # type: ignore[union-attr]
     assert resumed.get("c") is None
 
     forgetful = BatchLedger(None)
-    forgetful.load(10)
+    forgetful.load()
     forgetful.record("a", 2, "sent")
     assert not forgetful.remembered and forgetful.get("a") is None
 
@@ -201,7 +201,7 @@ def test_a_flush_writes_what_changed_whatever_the_batch_size() -> None:
     for size in (100, 10_000):
         store = _Store()
         ledger = BatchLedger(store, flush_interval=3600)
-        ledger.load(size)
+        ledger.load()
         for n in range(size):
             ledger.record(f"ref-{n}", 0, "ok", f"po_{n}", made_by=1)
         ledger.flush(force=True)
@@ -212,7 +212,7 @@ def test_a_flush_writes_what_changed_whatever_the_batch_size() -> None:
         written = [store.data[key] for key in store.writes]
         assert len(written) == 1 and len(written[0]) == 10, f"{size} items: {len(written)} values written"
         resumed = BatchLedger(store)
-        resumed.load(size)
+        resumed.load()
         assert (
             resumed.created_count() == size and resumed.get(f"ref-{size // 10}").object_id == f"po_again_{size // 10}"
         )  # type: ignore[union-attr]
@@ -221,7 +221,7 @@ def test_a_flush_writes_what_changed_whatever_the_batch_size() -> None:
 def test_ledger_keeps_when_each_try_started_and_which_try_created_each_payout() -> None:
     store = _Store()
     first = BatchLedger(store, flush_interval=3600)
-    first.load(10, 1)
+    first.load(1)
     assert list(store.data["stripe_payout_batch"]["tries"]) == ["1"], "written before the try sends anything"
     first.record("a", 0, "ok", "po_1", made_by=1)
     first.record("b", 0, "ok", "po_2", made_by=None)  # replayed: its try is learnt later
@@ -229,14 +229,14 @@ def test_ledger_keeps_when_each_try_started_and_which_try_created_each_payout() 
     assert store.data["stripe_payout_batch/0"] == {"a": "po_1", "b": [0, "ok", "po_2"]}, "try 1's stays compact"
 
     second = BatchLedger(store, flush_interval=3600)
-    second.load(10, 2)
+    second.load(2)
     assert sorted(store.data["stripe_payout_batch"]["tries"]) == ["1", "2"]
     assert second.tries[1] == first.tries[1], "an earlier try's start is kept as written"
     second.record("c", 1, "ok", "po_3", made_by=2)
     second.flush(force=True)
     assert store.data["stripe_payout_batch/1"] == {"c": [1, "ok", "po_3", 2]}, "a flush appends what changed"
     third = BatchLedger(store)
-    third.load(10, 3)
+    third.load(3)
     assert [(third.get(r) or ItemState(0, "sent")).made_by for r in "abc"] == [1, None, 2]
 
     third.tries = {
@@ -250,7 +250,7 @@ def test_ledger_keeps_when_each_try_started_and_which_try_created_each_payout() 
     assert third.try_that_created(at(0), 3) is None, "older than the run's first try: not this run's tries"
 
     without_store = BatchLedger(None)
-    without_store.load(10, 2)
+    without_store.load(2)
     assert without_store.try_that_created(at(5), 2) == 1, "try 2 can only follow try 1"
     assert without_store.try_that_created(at(5), 3) is None, "a third try cannot tell"
 
