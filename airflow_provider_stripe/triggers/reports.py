@@ -1,16 +1,7 @@
 """StripeReportRunTrigger: wait for a Stripe report run in the triggerer, no worker slot held.
 
-Polls ``GET /v1/reporting/report_runs/{id}`` with the SDK's async client (through
-:class:`~airflow_provider_stripe.hooks.stripe.StripeHook`: the connection's rate limit,
-retries, ``Stripe-Version`` and account apply) and fires one event, decided by
-:func:`airflow_provider_stripe.exports.reports.run_event`:
-
-* ``{"status": "success", "report_run_id", "file_id", "size"}``;
-* ``{"status": "failure", "report_run_id", "message"}`` -- Stripe's ``error``;
-* ``{"status": "timeout", "report_run_id", "message"}`` -- the deadline passed;
-* ``{"status": "error", "report_run_id", "message"}`` -- Stripe could not be asked (redacted).
-
-Its serialized kwargs hold the connection id, never a key.
+Fires one event, decided by :func:`airflow_provider_stripe.exports.reports.run_event`, or a
+``timeout`` or (redacted) ``error`` one; the kwargs never hold a key.
 """
 
 from __future__ import annotations
@@ -35,9 +26,7 @@ class StripeReportRunTrigger(BaseTrigger):
     """Poll a report run until it succeeds, fails, or the deadline passes.
 
     :param report_run_id: the ``frr_...`` id.
-    :param stripe_conn_id: the Airflow connection (only its id is stored).
     :param account_id: connected account (``Stripe-Account``); ``None``: the connection's.
-    :param poll_interval: seconds between polls.
     :param deadline: epoch seconds after which a ``timeout`` event fires (``None``: never).
     """
 
@@ -58,16 +47,8 @@ class StripeReportRunTrigger(BaseTrigger):
         self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "report_run_id": self.report_run_id,
-                "stripe_conn_id": self.stripe_conn_id,
-                "account_id": self.account_id,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-            },
-        )
+        kwargs = ("report_run_id", "stripe_conn_id", "account_id", "poll_interval", "deadline")
+        return f"{type(self).__module__}.{type(self).__qualname__}", {k: getattr(self, k) for k in kwargs}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
