@@ -1,12 +1,9 @@
 """The idempotent-request engine: every money-moving request of the provider goes through it.
 
 Stripe replays the first answer for a key, errors included, for ~24 h. So a request refused
-definitively (:func:`allows_fresh_key`: nothing created) moves to the next key generation; one
-whose answer was lost keeps its key, as money may have moved. Generations are taken in order,
-never skipped, so every try and run meets the keys the others used. Without a task state store,
-a later try walks replayed refusals forward (:func:`was_replayed`, at most :data:`MAX_KEY_HOPS`).
-:meth:`IdempotentRequests.request` sends one request to its end; the payout batch splits it into
-``plan``/``settle`` (calling thread) and ``send`` (worker threads).
+definitively (``StripeRequestError.is_definitive``: nothing created) moves to the next key
+generation; one whose answer was lost keeps its key, as money may have moved. Generations are
+taken in order, never skipped, so every try and run meets the keys the others used.
 """
 
 from __future__ import annotations
@@ -31,15 +28,6 @@ T = TypeVar("T")
 MAX_KEY_HOPS = 3
 """How many times one try moves on to a fresh key after *replayed* refusals (or more: one
 generation per earlier try)."""
-
-
-def allows_fresh_key(error: StripeRequestError) -> bool:
-    """Whether a retry may use a fresh key: Stripe refused it definitively and created nothing.
-
-    The single place that decides: never for ``idempotency_error`` (key used with other parameters,
-    so something may exist under it and a fresh key could move money twice).
-    """
-    return error.is_definitive
 
 
 def was_replayed(answer: Any) -> bool:
@@ -67,8 +55,6 @@ def without_key(error: StripeRequestError, key: str, operation: str | None = Non
         param=error.param,
     )
 
-
-# -- the engine --------------------------------------------------------------------------------
 
 Outcome = Literal["created", "existing", "refused", "used_elsewhere", "unknown"]
 """How a request ended: ``created`` by this try; ``existing`` (Stripe replayed an earlier success);
@@ -227,7 +213,7 @@ class IdempotentRequests(Generic[T]):
                 IN_FLIGHT_WAITS[attempt.waits],
             )
             return replace(attempt, waits=attempt.waits + 1)
-        if not allows_fresh_key(error):
+        if not error.is_definitive:
             self.ledger.record(reference, attempt.generation, "unknown")
             return replace(answer, outcome="used_elsewhere" if used_elsewhere(error) else "unknown")
         if answer.replayed and attempt.hops < self.max_hops:

@@ -1,10 +1,8 @@
-"""Client-side rate limiting of Stripe requests: both of the contract's windows at once.
+"""Client-side rate limiting of Stripe requests: both of the contract's moving windows at once
+(never N+1 requests in any span), per account the requests go to (:func:`limit_key`), as Stripe counts.
 
-Moving windows (never N+1 requests in any span, unlike fixed windows or token buckets):
-``limits``' strategy on shared storage (``redis://``), or a deque per window for ``memory://``
-(``limits``' in-memory storage runs a timer thread per ~10 ms, costing 0.1-0.35 ms a request).
-Windows are :data:`WINDOW_MARGIN_S` longer, as a request reaches Stripe after its slot. Keyed by
-the account the requests go to (:func:`limit_key`), since Stripe counts per account.
+``limits``' strategy on shared storage (``redis://``), a deque per window for ``memory://`` (``limits``'
+in-memory storage runs a timer thread, costing 0.1-0.35 ms a request).
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ if TYPE_CHECKING:
     from limits import RateLimitItem
     from limits.strategies import MovingWindowRateLimiter
 
-#: Seconds added to each window (see the module docstring).
+#: Seconds added to each window, as a request reaches Stripe after its slot.
 WINDOW_MARGIN_S = 1
 STORAGE_TIMEOUT_S = 5.0
 """How long a shared storage (Redis) may take to connect or answer before the request fails
@@ -101,10 +99,6 @@ class _MemoryWindows:
             log.append(now)
         return 0.0
 
-    def reset(self) -> None:
-        for log in self._logs:
-            log.clear()
-
 
 class StripeRateLimiter:
     """Admits a request only when every window has room; otherwise says how long to wait."""
@@ -176,15 +170,6 @@ class StripeRateLimiter:
                 # the slots already taken make this limiter stricter, never looser.
                 return 0.05
         return 0.0
-
-    def reset(self) -> None:
-        """Forget every request counted so far (tests; a new deployment of limits)."""
-        with self._lock:
-            if self._memory is not None:
-                self._memory.reset()
-            elif self._shared is not None:
-                for item in self._items:
-                    self._shared.clear(item, self.key)
 
     def acquire(self, max_wait: float | None = None) -> float:
         """Block until a slot is free; return the seconds waited."""
