@@ -45,7 +45,6 @@ class StripeConfigurationError(StripeDeterministicError, ValueError):
 
     def __init__(self, message: str, *, field: str | None = None, conn_id: str | None = None) -> None:
         self.field = field
-        self.conn_id = conn_id
         self.problem = redact(message)  # without the connection's name, for messages naming it another way
         where = f"connection {conn_id!r}" if conn_id else "the Stripe connection"
         prefix = f"{where}, field {field!r}: " if field else f"{where}: "
@@ -98,8 +97,6 @@ class StripeBatchInputError(StripeDeterministicError, ValueError):
         total_errors: int | None = None,
     ) -> None:
         self.errors = list(errors)
-        self.invalid_items = invalid_items
-        self.total_items = total_items
         self.total_errors = len(self.errors) if total_errors is None else total_errors
         lines = [
             f"{invalid_items} of {total_items} payout instruction(s) are invalid, so no payout was created. "
@@ -135,8 +132,6 @@ class StripeBatchChangedError(StripeDeterministicError, ValueError):
     """The batch's validated instructions are not the ones approved (``approved_digest``); nothing was sent."""
 
     def __init__(self, *, approved: str, actual: str, count: int, totals_text: str) -> None:
-        self.approved = approved
-        self.actual = actual
         super().__init__(
             f"Payout batch refused before any request to Stripe: its instructions ({count} item(s), {totals_text}; "
             f"digest {actual[:16]}) are not the ones approved (digest {approved[:16]}), so the source changed after "

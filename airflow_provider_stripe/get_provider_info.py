@@ -1,7 +1,5 @@
-"""``get_provider_info()``: what Airflow's ProvidersManager learns about this provider.
-
-Everything here is derived from the contract and the connection form; nothing is restated.
-"""
+"""``get_provider_info()``: what Airflow's ProvidersManager learns about this provider, derived from
+the contract and the connection form."""
 
 from __future__ import annotations
 
@@ -31,11 +29,7 @@ def get_provider_info() -> dict[str, Any]:
         ),
         "versions": [__version__],
         "integrations": [
-            {
-                "integration-name": meta.title,
-                "external-doc-url": STRIPE_CONTRACT.docs_url,
-                "tags": ["service"],
-            }
+            {"integration-name": meta.title, "external-doc-url": STRIPE_CONTRACT.docs_url, "tags": ["service"]}
         ],
         "hooks": [{"integration-name": meta.title, "python-modules": ["airflow_provider_stripe.hooks.stripe"]}],
         "operators": [

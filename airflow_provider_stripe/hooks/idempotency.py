@@ -117,12 +117,7 @@ class IdempotentRequests(Generic[T]):
     """
 
     def __init__(
-        self,
-        *,
-        identity: RunIdentity,
-        scope: str,
-        ledger: Ledger,
-        key_for: KeyFunction | None = None,
+        self, *, identity: RunIdentity, scope: str, ledger: Ledger, key_for: KeyFunction | None = None
     ) -> None:
         self.identity = identity
         self.scope = scope

@@ -90,7 +90,8 @@ class StripeConnectionTestPortFix:
             size += len(chunk)
             more = bool(message.get("more_body", False))
             if size > _MAX_BODY:
-                await self.app(scope, _replay_then(chunks, more, receive), send)
+                head = {"type": "http.request", "body": b"".join(chunks), "more_body": more}
+                await self.app(scope, _replay([head], receive), send)
                 return
         body = b"".join(chunks)
         token = TESTED_CONNECTION_ID.set(tested_connection_id(body))
@@ -106,23 +107,13 @@ class StripeConnectionTestPortFix:
             TESTED_CONNECTION_ID.reset(token)
 
 
-def _replay(messages: list[Message]) -> Receive:
+def _replay(messages: list[Message], downstream: Receive | None = None) -> Receive:
+    """``messages``, then ``downstream``'s (or a disconnect)."""
     pending = list(messages)
 
     async def receive() -> Message:
         if pending:
             return pending.pop(0)
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
-def _replay_then(chunks: list[bytes], more: bool, downstream: Receive) -> Receive:
-    pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": more}]
-
-    async def receive() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await downstream()
+        return await downstream() if downstream is not None else {"type": "http.disconnect"}
 
     return receive

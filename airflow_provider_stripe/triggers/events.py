@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
@@ -116,10 +116,7 @@ class EventCursor:
         try:
             seen = tuple((str(event_id), int(created)) for event_id, created in data.get("seen", ()))
             return cls(
-                floor=int(data["floor"]),
-                high=int(data["high"]),
-                seen=seen,
-                polled_at=int(data.get("polled_at", 0)),
+                floor=int(data["floor"]), high=int(data["high"]), seen=seen, polled_at=int(data.get("polled_at", 0))
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed Stripe event cursor ({type(exc).__name__}: {exc})") from None
@@ -133,17 +130,6 @@ def cursor_key(stripe_conn_id: str, account_id: str | None, types: Sequence[str]
     return key
 
 
-class CursorStore(Protocol):
-    """Where a trigger keeps its cursor between polls and across restarts."""
-
-    commit_delay: float
-    """Seconds to wait after a batch went out before saving the cursor that passes it."""
-
-    async def load(self) -> dict[str, Any] | None: ...
-
-    async def save(self, cursor: dict[str, Any]) -> None: ...
-
-
 class AssetStateCursorStore:
     """The watched assets' AIP-103 state stores: the cursor is written to each, the most advanced read back."""
 
@@ -154,11 +140,8 @@ class AssetStateCursorStore:
         self.key = key
 
     async def load(self) -> dict[str, Any] | None:
-        found: list[dict[str, Any]] = []
-        for accessor in self._accessors:
-            value = await accessor.aget(self.key)
-            if isinstance(value, dict):
-                found.append(value)
+        values = [await accessor.aget(self.key) for accessor in self._accessors]
+        found: list[dict[str, Any]] = [value for value in values if isinstance(value, dict)]
         return max(found, key=lambda v: (v.get("high", 0), v.get("polled_at", 0)), default=None)
 
     async def save(self, cursor: dict[str, Any]) -> None:
@@ -187,6 +170,10 @@ class InstanceCursorStore:
 
     async def save(self, cursor: dict[str, Any]) -> None:
         self._trigger.cursor = cursor
+
+
+CursorStore = AssetStateCursorStore | InstanceCursorStore
+"""Where a trigger keeps its cursor between polls and across restarts."""
 
 
 class StripeEventTrigger(BaseEventTrigger):

@@ -56,9 +56,12 @@ class StripePayoutTrigger(BaseTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", {k: getattr(self, k) for k in kwargs}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_stripe.hooks.stripe import StripeHook
+
         watch = PayoutWatch(tuple(self.payout_ids), self.settle_period)
         try:
-            requests = await run_blocking(self._requests)
+            hook = StripeHook(self.stripe_conn_id, account_id=self.account_id)
+            requests = await run_blocking(getattr, hook, "requests")  # reads the connection
             while True:
                 event = await self._poll_once(requests, watch)
                 if event is not None:
@@ -73,12 +76,6 @@ class StripePayoutTrigger(BaseTrigger):
         except Exception as exc:
             self.log.exception("Polling Stripe payouts failed")
             yield TriggerEvent({"status": "error", "message": redact(f"{type(exc).__name__}: {exc}")})
-
-    def _requests(self) -> StripeRequests:
-        """Read the connection and build the client (blocking: runs in a worker thread)."""
-        from airflow_provider_stripe.hooks.stripe import StripeHook
-
-        return StripeHook(self.stripe_conn_id, account_id=self.account_id).requests
 
     async def _poll_once(self, requests: StripeRequests, watch: PayoutWatch) -> dict[str, Any] | None:
         polled = watch.to_poll(time.time())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -17,9 +17,6 @@ from airflow_provider_stripe.compat import run_blocking
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import redact
 from airflow_provider_stripe.exports.reports import run_event
-
-if TYPE_CHECKING:
-    from airflow_provider_stripe.hooks.requests import StripeRequests
 
 
 class StripeReportRunTrigger(BaseTrigger):
@@ -51,8 +48,11 @@ class StripeReportRunTrigger(BaseTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", {k: getattr(self, k) for k in kwargs}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_stripe.hooks.stripe import StripeHook
+
         try:
-            requests = await run_blocking(self._requests)
+            hook = StripeHook(self.stripe_conn_id, account_id=self.account_id)
+            requests = await run_blocking(getattr, hook, "requests")  # reads the connection
             while True:
                 run = await requests.report_run_retrieve_async(self.report_run_id)
                 event = run_event(run)
@@ -76,9 +76,3 @@ class StripeReportRunTrigger(BaseTrigger):
             self.log.exception("Polling Stripe report run %s failed", self.report_run_id)
             message = redact(f"{type(exc).__name__}: {exc}")
             yield TriggerEvent({"status": "error", "report_run_id": self.report_run_id, "message": message})
-
-    def _requests(self) -> StripeRequests:
-        """Read the connection and build the client (blocking: runs in a worker thread)."""
-        from airflow_provider_stripe.hooks.stripe import StripeHook
-
-        return StripeHook(self.stripe_conn_id, account_id=self.account_id).requests
