@@ -75,13 +75,9 @@ class StripeInputError(StripeDeterministicError, ValueError):
         self.index = index
         self.reference = reference
         self.problem = message
-        where = []
-        if index is not None:
-            where.append(f"item {index}")
-        if reference is not None:
-            where.append(f"reference {reference!r}")
-        prefix = (", ".join(where) + ", " if where else "") + f"field {field!r}: "
-        super().__init__(prefix + message)
+        item = f"item {index}, " if index is not None else ""
+        ref = f"reference {reference!r}, " if reference is not None else ""
+        super().__init__(f"{item}{ref}field {field!r}: {message}")
 
 
 class StripeBatchInputError(StripeDeterministicError, ValueError):

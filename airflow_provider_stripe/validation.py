@@ -102,20 +102,16 @@ def validate_currency(
     currency: Any, *, field: str = "currency", index: int | None = None, reference: str | None = None
 ) -> str:
     """Return the currency as a lowercase ISO 4217 code, else raise :class:`StripeInputError`."""
+    where: dict[str, Any] = {"field": field, "index": index, "reference": reference}
     if not isinstance(currency, str) or not _CURRENCY_RE.fullmatch(currency):
         raise StripeInputError(
-            f"{_describe(currency)} is not a currency: pass a 3-letter ISO 4217 code such as 'eur' or 'usd'",
-            field=field,
-            index=index,
-            reference=reference,
+            f"{_describe(currency)} is not a currency: pass a 3-letter ISO 4217 code such as 'eur' or 'usd'", **where
         )
     code = currency.lower()
     if code not in ISO_4217_CURRENCIES:
         raise StripeInputError(
             f"{_describe(currency)} is not an ISO 4217 currency code: check the spelling (e.g. 'eur', 'usd', 'gbp')",
-            field=field,
-            index=index,
-            reference=reference,
+            **where,
         )
     return code
 

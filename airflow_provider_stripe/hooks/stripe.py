@@ -207,15 +207,10 @@ def _mask_raw_secrets(conn: Any) -> None:
     extra = conn.extra_dejson or {}
     if conn.password:
         _mask(conn.password)
-    for field in CONNECTION_FIELDS:
-        if not field.secret:
-            continue
+    for field in (f for f in CONNECTION_FIELDS if f.secret):
         for key in field.extra_keys:
             value = extra.get(key)
-            if isinstance(value, str) and value:
-                for part in field.items(value):
+            parts = field.items(value) if isinstance(value, str) and value else value if isinstance(value, list) else ()
+            for part in parts:
+                if isinstance(part, str) and part:
                     _mask(part)
-            elif isinstance(value, list):
-                for part in value:
-                    if isinstance(part, str) and part:
-                        _mask(part)

@@ -251,8 +251,6 @@ class StripeEventTrigger(BaseEventTrigger):
         kwargs += ["lookback", "on_expired_cursor", "page_size"]
         return f"{type(self).__module__}.{type(self).__qualname__}", {k: getattr(self, k) for k in kwargs}
 
-    # -- the loop ---------------------------------------------------------------------------
-
     async def run(self) -> AsyncGenerator[TriggerEvent, None]:
         store = self._cursor_store()
         hook = self._hook()
@@ -315,8 +313,6 @@ class StripeEventTrigger(BaseEventTrigger):
                 if cursor.is_new(summary):
                     new.setdefault(summary["event_id"], summary)
         return sorted(new.values(), key=lambda s: s["created"] or 0)
-
-    # -- cursor handling ------------------------------------------------------------------------
 
     def _cursor_store(self) -> CursorStore:
         key = cursor_key(self.stripe_conn_id, self.account_id, self.types)
