@@ -1,8 +1,5 @@
-"""Every exception the provider raises, under one root: :class:`StripeProviderError`.
-
-Each also keeps its stdlib base (``ValueError``, ``RuntimeError``, ...), so ``except ValueError``
-code keeps working. Imports only :mod:`.compat`, so any module may import it.
-"""
+"""Every exception the provider raises, under one root (:class:`StripeProviderError`), each keeping its
+stdlib base (``ValueError``, ``RuntimeError``...). Imports only :mod:`.compat`, so any module may import it."""
 
 from __future__ import annotations
 

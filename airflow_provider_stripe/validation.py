@@ -254,11 +254,8 @@ def validate_statement_descriptor(
 def validate_metadata(
     metadata: Any, *, field: str = "metadata", index: int | None = None, reference: str | None = None
 ) -> dict[str, str]:
-    """Return metadata as Stripe stores it (``dict[str, str]``), or raise naming the bad key.
-
-    Numbers become ``str``; ``None``, bools and nested values are refused (Stripe would unset or
-    mangle them).
-    """
+    """Return metadata as Stripe stores it (``dict[str, str]``), or raise naming the bad key: numbers become
+    ``str``; ``None``, bools and nested values are refused (Stripe would unset or mangle them)."""
     where: dict[str, Any] = {"field": field, "index": index, "reference": reference}
     if metadata is None:
         return {}

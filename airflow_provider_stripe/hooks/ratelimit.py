@@ -82,24 +82,6 @@ class RateLimitSpec:
         )
 
 
-class _MemoryWindows:
-    """Request times per window, oldest first; the caller holds the lock."""
-
-    def __init__(self, windows: tuple[tuple[int, float], ...]) -> None:
-        self._windows = windows
-        self._logs: tuple[deque[float], ...] = tuple(deque() for _ in windows)
-
-    def try_acquire(self, now: float) -> float:
-        for (limit, span), log in zip(self._windows, self._logs, strict=True):
-            while log and log[0] <= now - span:
-                log.popleft()
-            if len(log) >= limit:
-                return max(log[0] + span - now, 0.001)
-        for log in self._logs:
-            log.append(now)
-        return 0.0
-
-
 class StripeRateLimiter:
     """Admits a request only when every window has room; otherwise says how long to wait."""
 
@@ -111,7 +93,7 @@ class StripeRateLimiter:
             (spec.per_hour, 3600 + WINDOW_MARGIN_S),
         )
         self._in_memory = spec.storage_uri.startswith(MEMORY_STORAGE)
-        self._memory = _MemoryWindows(self.windows) if self._in_memory else None
+        self._logs: tuple[deque[float], ...] = tuple(deque() for _ in self.windows)  # memory://: times, oldest first
         self._shared: MovingWindowRateLimiter | None = None
         self._items: tuple[RateLimitItem, ...] = ()
         if not self._in_memory:
@@ -139,13 +121,11 @@ class StripeRateLimiter:
         self._lock = threading.Lock()
 
     def try_acquire(self) -> float:
-        """Take a slot in every window and return 0, or return the seconds until one frees up.
-
-        :raises RateLimitStorageError: the shared storage failed (nothing may be sent).
-        """
+        """Take a slot in every window and return 0, or return the seconds until one frees up; raise
+        :class:`RateLimitStorageError` if the shared storage failed (nothing may be sent)."""
         with self._lock:
-            if self._memory is not None:
-                return self._memory.try_acquire(time.monotonic())
+            if self._in_memory:
+                return self._try_memory(time.monotonic())
             from limits.errors import StorageError
 
             try:
@@ -157,6 +137,16 @@ class StripeRateLimiter:
                     "no request was sent. Check that it is up and reachable from this worker, or fix the "
                     "connection's rate_limit_storage_uri"
                 ) from None
+
+    def _try_memory(self, now: float) -> float:
+        for (limit, span), log in zip(self.windows, self._logs, strict=True):
+            while log and log[0] <= now - span:
+                log.popleft()
+            if len(log) >= limit:
+                return max(log[0] + span - now, 0.001)
+        for log in self._logs:
+            log.append(now)
+        return 0.0
 
     def _try_shared(self) -> float:
         assert self._shared is not None
