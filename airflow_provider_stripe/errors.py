@@ -71,7 +71,6 @@ class StripeInputError(StripeDeterministicError, ValueError):
         self.field = field
         self.index = index
         self.reference = reference
-        self.problem = message
         item = f"item {index}, " if index is not None else ""
         ref = f"reference {reference!r}, " if reference is not None else ""
         super().__init__(f"{item}{ref}field {field!r}: {message}")

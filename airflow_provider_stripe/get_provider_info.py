@@ -7,10 +7,12 @@ from typing import Any
 
 from airflow_provider_stripe import __version__
 from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
-from airflow_provider_stripe.connection.form import CONN_TYPE, HOOK_NAME, conn_fields, ui_field_behaviour
+from airflow_provider_stripe.connection.form import conn_fields, ui_field_behaviour
 from airflow_provider_stripe.constants import (
     ALLOWED_BASE_URLS_KEY,
     ALLOWED_BASE_URLS_SECTION,
+    CONN_TYPE,
+    HOOK_NAME,
     MAX_RATE_LIMIT_PER_HOUR_KEY,
     MAX_RATE_LIMIT_PER_MINUTE_KEY,
 )

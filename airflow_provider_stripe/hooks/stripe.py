@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from airflow_provider_stripe.connection.config import StripeConnectionConfig, config_from_connection
-from airflow_provider_stripe.connection.form import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
+from airflow_provider_stripe.constants import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
 from airflow_provider_stripe.errors import LiveModeNotAllowedError
 from airflow_provider_stripe.events.signature import DEFAULT_TOLERANCE_SECONDS
 from airflow_provider_stripe.validation import validate_account_id

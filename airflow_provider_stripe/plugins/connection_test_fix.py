@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
-from airflow_provider_stripe.connection.form import CONN_TYPE
+from airflow_provider_stripe.constants import CONN_TYPE
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
