@@ -30,8 +30,7 @@ def translated(operation: str, *, chain: bool = True) -> Iterator[None]:
     try:
         yield
     except stripe.StripeError as exc:
-        error = from_stripe_error(exc, operation)
-        raise error from (exc if chain else None)
+        raise from_stripe_error(exc, operation) from (exc if chain else None)
 
 
 def _keyed(key: str) -> dict[str, Any]:
