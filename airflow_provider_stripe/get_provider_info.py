@@ -33,30 +33,10 @@ def get_provider_info() -> dict[str, Any]:
         "integrations": [
             {"integration-name": meta.title, "external-doc-url": STRIPE_CONTRACT.docs_url, "tags": ["service"]}
         ],
-        "hooks": [{"integration-name": meta.title, "python-modules": ["airflow_provider_stripe.hooks.stripe"]}],
-        "operators": [
-            {
-                "integration-name": meta.title,
-                "python-modules": [
-                    "airflow_provider_stripe.operators.charges",
-                    "airflow_provider_stripe.operators.payouts",
-                    "airflow_provider_stripe.operators.exports",
-                    "airflow_provider_stripe.operators.reconciliation",
-                    "airflow_provider_stripe.operators.reports",
-                ],
-            }
-        ],
-        "sensors": [{"integration-name": meta.title, "python-modules": ["airflow_provider_stripe.sensors.payouts"]}],
-        "triggers": [
-            {
-                "integration-name": meta.title,
-                "python-modules": [
-                    "airflow_provider_stripe.triggers.payouts",
-                    "airflow_provider_stripe.triggers.events",
-                    "airflow_provider_stripe.triggers.reports",
-                ],
-            }
-        ],
+        "hooks": _modules("hooks", "stripe"),
+        "operators": _modules("operators", "charges", "payouts", "exports", "reconciliation", "reports"),
+        "sensors": _modules("sensors", "payouts"),
+        "triggers": _modules("triggers", "payouts", "events", "reports"),
         "extra-links": ["airflow_provider_stripe.links.dashboard.StripeDashboardLink"],
         "connection-types": [
             {
@@ -72,6 +52,12 @@ def get_provider_info() -> dict[str, Any]:
             {"schemes": ["stripe"], "handler": "airflow_provider_stripe.events.assets.normalize_stripe_uri"}
         ],
     }
+
+
+def _modules(kind: str, *names: str) -> list[dict[str, Any]]:
+    """The entry listing the modules ``airflow_provider_stripe.<kind>.<name>``."""
+    modules = [f"airflow_provider_stripe.{kind}.{name}" for name in names]
+    return [{"integration-name": STRIPE_CONTRACT.meta.title, "python-modules": modules}]
 
 
 def _config_options() -> dict[str, Any]:

@@ -159,9 +159,8 @@ class IdempotentRequests(Generic[T]):
     ) -> Answer[T]:
         """Send ``call(key)`` under the attempt's key (or ``key``), from any thread, after any in-flight wait.
 
-        A Stripe error is returned in the answer, not raised; with ``contain`` any other exception
-        too (as an unknown outcome), for worker threads that must not raise.
-        """
+        A Stripe error is returned in the answer, not raised; with ``contain`` any other exception too
+        (as an unknown outcome), for worker threads that must not raise."""
         key = key or self.key(attempt.reference, attempt.generation)
         if attempt.waits:
             time.sleep(IN_FLIGHT_WAITS[attempt.waits - 1])
@@ -183,10 +182,8 @@ class IdempotentRequests(Generic[T]):
     def settle(self, answer: Answer[T], log: logging.Logger | Any) -> Attempt | Answer[T]:
         """Record an answer in the ledger (calling thread); return a follow-up :class:`Attempt` or the final answer.
 
-        A replayed refusal is an earlier try's: it goes on at once under a fresh key (within
-        :attr:`max_hops`). A key still in flight is retried after a wait, never under another key,
-        since that request may pay.
-        """
+        A replayed refusal (an earlier try's) goes on at once under a fresh key; a key still in flight is
+        retried after a wait, never under another key, since that request may pay."""
         attempt = answer.attempt
         reference = attempt.reference
         if answer.error is None:
