@@ -196,11 +196,7 @@ def validate_amount(
 
 def _is_latin(char: str) -> bool:
     """Printable ASCII, or a letter from a Latin script (é, ß, ø...): what Stripe accepts on statements."""
-    if " " <= char <= "~":
-        return True
-    if not char.isalpha():
-        return False
-    return unicodedata.name(char, "").startswith("LATIN ")
+    return " " <= char <= "~" or (char.isalpha() and unicodedata.name(char, "").startswith("LATIN "))
 
 
 def validate_statement_descriptor(
