@@ -1,7 +1,6 @@
 """The one place that knows how the supported Airflow versions (3.1-3.3) and stripe SDKs (14-16) differ.
 
-Type checkers see the newest names; at run time the installed version's branch is taken. Imports
-only ``airflow``, ``airflow.sdk`` and its exceptions, never the Stripe SDK.
+Type checkers see the newest names. Imports only ``airflow``, never the Stripe SDK.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AIRFLOW_VERSION",
-    "HAS_STATE_STORES",
     "AirflowException",
     "AirflowFailException",
     "AirflowSensorTimeout",
@@ -49,10 +47,6 @@ def _release(version: str) -> tuple[int, int]:
 
 
 AIRFLOW_VERSION: tuple[int, int] = _release(airflow.__version__)
-"""The installed Airflow's ``(major, minor)``."""
-
-HAS_STATE_STORES: bool = AIRFLOW_VERSION >= (3, 3)
-"""Whether tasks get a task state store and event triggers an asset state store (Airflow >= 3.3)."""
 
 if TYPE_CHECKING or AIRFLOW_VERSION >= (3, 2):
     from airflow.sdk import conf
@@ -133,11 +127,8 @@ def is_object_storage_path(path: object) -> TypeIs[ObjectStoragePath]:
 
 
 async def run_blocking(func: Callable[..., _T], *args: Any) -> _T:
-    """``await func(*args)`` in a worker thread, for blocking code that may message Airflow's supervisor.
-
-    Through asgiref's ``sync_to_async``: on Airflow 3.1 a plain thread's message can race the trigger
-    runner's and kill it; 3.2+ is safe either way, so every version takes this path.
-    """
+    """``await func(*args)`` in a worker thread through asgiref's ``sync_to_async``: on Airflow 3.1 a
+    plain thread's message to the supervisor can race the trigger runner's and kill it."""
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(func, thread_sensitive=False)(*args)

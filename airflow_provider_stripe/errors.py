@@ -1,8 +1,5 @@
-"""Every exception the provider raises, under one root: :class:`StripeProviderError`.
-
-Each also keeps its stdlib base (``ValueError``, ``RuntimeError``, ...), so ``except ValueError``
-code keeps working. Imports only :mod:`.compat`, so any module may import it.
-"""
+"""Every exception the provider raises, under one root (:class:`StripeProviderError`), each keeping its
+stdlib base (``ValueError``, ``RuntimeError``...). Imports only :mod:`.compat`, so any module may import it."""
 
 from __future__ import annotations
 
@@ -45,9 +42,7 @@ class StripeConfigurationError(StripeDeterministicError, ValueError):
 
     def __init__(self, message: str, *, field: str | None = None, conn_id: str | None = None) -> None:
         self.field = field
-        self.conn_id = conn_id
-        self.problem = redact(message)
-        """What is wrong, without the connection's name (for messages that name it another way)."""
+        self.problem = redact(message)  # without the connection's name, for messages naming it another way
         where = f"connection {conn_id!r}" if conn_id else "the Stripe connection"
         prefix = f"{where}, field {field!r}: " if field else f"{where}: "
         super().__init__(redact(prefix + message))
@@ -76,14 +71,9 @@ class StripeInputError(StripeDeterministicError, ValueError):
         self.field = field
         self.index = index
         self.reference = reference
-        self.problem = message
-        where = []
-        if index is not None:
-            where.append(f"item {index}")
-        if reference is not None:
-            where.append(f"reference {reference!r}")
-        prefix = (", ".join(where) + ", " if where else "") + f"field {field!r}: "
-        super().__init__(prefix + message)
+        item = f"item {index}, " if index is not None else ""
+        ref = f"reference {reference!r}, " if reference is not None else ""
+        super().__init__(f"{item}{ref}field {field!r}: {message}")
 
 
 class StripeBatchInputError(StripeDeterministicError, ValueError):
@@ -99,8 +89,6 @@ class StripeBatchInputError(StripeDeterministicError, ValueError):
         total_errors: int | None = None,
     ) -> None:
         self.errors = list(errors)
-        self.invalid_items = invalid_items
-        self.total_items = total_items
         self.total_errors = len(self.errors) if total_errors is None else total_errors
         lines = [
             f"{invalid_items} of {total_items} payout instruction(s) are invalid, so no payout was created. "
@@ -136,8 +124,6 @@ class StripeBatchChangedError(StripeDeterministicError, ValueError):
     """The batch's validated instructions are not the ones approved (``approved_digest``); nothing was sent."""
 
     def __init__(self, *, approved: str, actual: str, count: int, totals_text: str) -> None:
-        self.approved = approved
-        self.actual = actual
         super().__init__(
             f"Payout batch refused before any request to Stripe: its instructions ({count} item(s), {totals_text}; "
             f"digest {actual[:16]}) are not the ones approved (digest {approved[:16]}), so the source changed after "
@@ -179,8 +165,7 @@ class WebhookSignatureError(StripeProviderError, ValueError):
         super().__init__(message)
         self.reason: WebhookSignatureReason = reason
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keep the exception picklable (Airflow may pickle task exceptions).
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable: Airflow may pickle task exceptions
         return (type(self), (self.reason, str(self)))
 
 
@@ -214,7 +199,6 @@ class StripeRequestError(StripeProviderError, RuntimeError):
         self.http_status = http_status
         self.decline_code = decline_code
         self.param = param
-        parts = [f"Stripe {operation} failed"]
         detail = ", ".join(
             f"{k}={v}"
             for k, v in (
@@ -227,15 +211,12 @@ class StripeRequestError(StripeProviderError, RuntimeError):
             )
             if v is not None
         )
-        if detail:
-            parts.append(f" ({detail})")
-        parts.append(f": {message}")
-        super().__init__(redact("".join(parts)))
+        super().__init__(redact(f"Stripe {operation} failed" + (f" ({detail})" if detail else "") + f": {message}"))
 
     @property
     def is_definitive(self) -> bool:
-        """Stripe refused for good and created nothing: a 4xx other than 409/429, except ``idempotency_error``
-        (key used with other parameters: something may exist under it)."""
+        """Stripe refused for good and created nothing, so a retry may use a fresh key: a 4xx other than
+        409/429, except ``idempotency_error`` (key used with other parameters: something may exist under it)."""
         if self.error_type == "idempotency_error":
             return False
         return self.http_status is not None and 400 <= self.http_status < 500 and self.http_status not in (409, 429)
@@ -259,9 +240,7 @@ class StripePayoutError(StripeProviderError, RuntimeError):
 
     def __init__(self, summary: dict[str, Any], failures: list[dict[str, Any]], failed_total: int) -> None:
         self.summary = summary
-        # In input order, whatever order the concurrent workers finished in.
-        failures = sorted(failures, key=lambda row: row.get("index", 0))
-        self.failures = failures
+        self.failures = failures = sorted(failures, key=lambda row: row.get("index", 0))  # input order
         counts = ", ".join(f"{summary.get(k, 0)} {k}" for k in ("created", "existing", "failed", "not_attempted"))
         lines = [f"{failed_total} of {summary['total']} payout(s) failed ({counts})."]
         for row in failures[:FAILURES_IN_MESSAGE]:
@@ -327,10 +306,8 @@ def from_stripe_error(exc: BaseException, operation: str) -> StripeRequestError:
     import stripe
 
     if isinstance(exc, stripe.StripeError):
-        err = exc.error
-        error_type = getattr(err, "type", None) if err is not None else None
-        code = exc.code or (getattr(err, "code", None) if err is not None else None)
-        message = (getattr(err, "message", None) if err is not None else None) or exc.user_message or str(exc)
+        err = exc.error  # None, or a StripeObject: getattr(None, name, None) is None too
+        error_type = getattr(err, "type", None)
         if error_type is None:
             error_type = {
                 stripe.APIConnectionError: "api_connection_error",
@@ -340,12 +317,12 @@ def from_stripe_error(exc: BaseException, operation: str) -> StripeRequestError:
         return StripeRequestError(
             operation=operation,
             error_type=error_type,
-            code=code,
-            message=str(message),
+            code=exc.code or getattr(err, "code", None),
+            message=str(getattr(err, "message", None) or exc.user_message or str(exc)),
             request_id=exc.request_id,
             http_status=exc.http_status,
-            decline_code=getattr(err, "decline_code", None) if err is not None else None,
-            param=getattr(err, "param", None) if err is not None else None,
+            decline_code=getattr(err, "decline_code", None),
+            param=getattr(err, "param", None),
         )
     return StripeRequestError(
         operation=operation,

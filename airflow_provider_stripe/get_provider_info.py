@@ -1,7 +1,5 @@
-"""``get_provider_info()``: what Airflow's ProvidersManager learns about this provider.
-
-Everything here is derived from the contract and the connection form; nothing is restated.
-"""
+"""``get_provider_info()``: what Airflow's ProvidersManager learns about this provider, derived from
+the contract and the connection form."""
 
 from __future__ import annotations
 
@@ -9,10 +7,12 @@ from typing import Any
 
 from airflow_provider_stripe import __version__
 from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
-from airflow_provider_stripe.connection.form import CONN_TYPE, HOOK_NAME, conn_fields, ui_field_behaviour
+from airflow_provider_stripe.connection.form import conn_fields, ui_field_behaviour
 from airflow_provider_stripe.constants import (
     ALLOWED_BASE_URLS_KEY,
     ALLOWED_BASE_URLS_SECTION,
+    CONN_TYPE,
+    HOOK_NAME,
     MAX_RATE_LIMIT_PER_HOUR_KEY,
     MAX_RATE_LIMIT_PER_MINUTE_KEY,
 )
@@ -31,36 +31,12 @@ def get_provider_info() -> dict[str, Any]:
         ),
         "versions": [__version__],
         "integrations": [
-            {
-                "integration-name": meta.title,
-                "external-doc-url": STRIPE_CONTRACT.docs_url,
-                "tags": ["service"],
-            }
+            {"integration-name": meta.title, "external-doc-url": STRIPE_CONTRACT.docs_url, "tags": ["service"]}
         ],
-        "hooks": [{"integration-name": meta.title, "python-modules": ["airflow_provider_stripe.hooks.stripe"]}],
-        "operators": [
-            {
-                "integration-name": meta.title,
-                "python-modules": [
-                    "airflow_provider_stripe.operators.charges",
-                    "airflow_provider_stripe.operators.payouts",
-                    "airflow_provider_stripe.operators.exports",
-                    "airflow_provider_stripe.operators.reconciliation",
-                    "airflow_provider_stripe.operators.reports",
-                ],
-            }
-        ],
-        "sensors": [{"integration-name": meta.title, "python-modules": ["airflow_provider_stripe.sensors.payouts"]}],
-        "triggers": [
-            {
-                "integration-name": meta.title,
-                "python-modules": [
-                    "airflow_provider_stripe.triggers.payouts",
-                    "airflow_provider_stripe.triggers.events",
-                    "airflow_provider_stripe.triggers.reports",
-                ],
-            }
-        ],
+        "hooks": _modules("hooks", "stripe"),
+        "operators": _modules("operators", "charges", "payouts", "exports", "reconciliation", "reports"),
+        "sensors": _modules("sensors", "payouts"),
+        "triggers": _modules("triggers", "payouts", "events", "reports"),
         "extra-links": ["airflow_provider_stripe.links.dashboard.StripeDashboardLink"],
         "connection-types": [
             {
@@ -76,6 +52,12 @@ def get_provider_info() -> dict[str, Any]:
             {"schemes": ["stripe"], "handler": "airflow_provider_stripe.events.assets.normalize_stripe_uri"}
         ],
     }
+
+
+def _modules(kind: str, *names: str) -> list[dict[str, Any]]:
+    """The entry listing the modules ``airflow_provider_stripe.<kind>.<name>``."""
+    modules = [f"airflow_provider_stripe.{kind}.{name}" for name in names]
+    return [{"integration-name": STRIPE_CONTRACT.meta.title, "python-modules": modules}]
 
 
 def _config_options() -> dict[str, Any]:

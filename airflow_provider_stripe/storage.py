@@ -55,11 +55,6 @@ STALE_PART_AGE_S = 60
 write's leftover. The age only covers the instant between a part's creation and its lock."""
 
 
-def _part_name_re(target: Path) -> re.Pattern[str]:
-    """The names of ``target``'s part files, ``.<name>.<token>.part``, and no other target's."""
-    return re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]+\.part")
-
-
 def _create_part(target: Path) -> tuple[int, Path]:
     """A new part file beside ``target``, locked while open, with the replaced file's mode (or the umask's default)."""
     existing = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
@@ -82,12 +77,13 @@ def _create_part(target: Path) -> tuple[int, Path]:
         return fd, part
 
 
-def remove_stale_parts(target: Path, *, keep: Path | None = None) -> list[Path]:
-    """Remove and return ``target``'s part files left by crashed writes: unlocked (its writer died)
+def remove_stale_parts(target: Path, *, keep: Path) -> None:
+    """Remove ``target``'s part files but ``keep`` left by crashed writes: unlocked (its writer died)
     and older than :data:`STALE_PART_AGE_S`."""
-    pattern, now, removed = _part_name_re(target), time.time(), []
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]+\.part")  # its parts, no other target's
+    now = time.time()
     with os.scandir(target.parent) as entries:
-        candidates = [e for e in entries if pattern.fullmatch(e.name) and (keep is None or e.name != keep.name)]
+        candidates = [e for e in entries if pattern.fullmatch(e.name) and e.name != keep.name]
     for entry in candidates:
         try:
             if not entry.is_file(follow_symlinks=False) or now - entry.stat().st_mtime < STALE_PART_AGE_S:
@@ -98,12 +94,10 @@ def remove_stale_parts(target: Path, *, keep: Path | None = None) -> list[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.unlink(entry.path)
-            removed.append(Path(entry.path))
         except OSError:  # held by a live writer, or already gone
             continue
         finally:
             os.close(fd)
-    return removed
 
 
 @contextlib.contextmanager

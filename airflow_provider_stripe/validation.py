@@ -1,7 +1,4 @@
-"""Check what a task is about to send, with Stripe's own rules, before any request leaves the worker.
-
-Pure (no SDK, no Airflow), so cheap and unit-testable.
-"""
+"""Check what a task is about to send, with Stripe's own rules, before any request leaves the worker."""
 
 from __future__ import annotations
 
@@ -91,11 +88,8 @@ def _describe(value: Any) -> str:
 
 
 def validate_account_id(value: Any, *, field: str = "account_id", conn_id: str | None = None) -> str:
-    """Return ``value`` if a Stripe account id (:data:`ACCOUNT_ID_RE`), else raise naming ``field``.
-
-    Checked wherever an id enters, before it goes in a path or ``Stripe-Account`` (``../`` or CR/LF).
-    With ``conn_id``: :class:`StripeConfigurationError`, else :class:`StripeInputError`.
-    """
+    """Return ``value`` if a Stripe account id, before it goes in a path or ``Stripe-Account``, else raise
+    naming ``field``: :class:`StripeConfigurationError` with ``conn_id``, else :class:`StripeInputError`."""
     if isinstance(value, str) and ACCOUNT_ID_RE.fullmatch(value):
         return value
     message = f"{_describe(value)} is not a Stripe account id: pass acct_ followed by letters and digits"
@@ -108,20 +102,16 @@ def validate_currency(
     currency: Any, *, field: str = "currency", index: int | None = None, reference: str | None = None
 ) -> str:
     """Return the currency as a lowercase ISO 4217 code, else raise :class:`StripeInputError`."""
+    where: dict[str, Any] = {"field": field, "index": index, "reference": reference}
     if not isinstance(currency, str) or not _CURRENCY_RE.fullmatch(currency):
         raise StripeInputError(
-            f"{_describe(currency)} is not a currency: pass a 3-letter ISO 4217 code such as 'eur' or 'usd'",
-            field=field,
-            index=index,
-            reference=reference,
+            f"{_describe(currency)} is not a currency: pass a 3-letter ISO 4217 code such as 'eur' or 'usd'", **where
         )
     code = currency.lower()
     if code not in ISO_4217_CURRENCIES:
         raise StripeInputError(
             f"{_describe(currency)} is not an ISO 4217 currency code: check the spelling (e.g. 'eur', 'usd', 'gbp')",
-            field=field,
-            index=index,
-            reference=reference,
+            **where,
         )
     return code
 
@@ -206,11 +196,7 @@ def validate_amount(
 
 def _is_latin(char: str) -> bool:
     """Printable ASCII, or a letter from a Latin script (é, ß, ø...): what Stripe accepts on statements."""
-    if " " <= char <= "~":
-        return True
-    if not char.isalpha():
-        return False
-    return unicodedata.name(char, "").startswith("LATIN ")
+    return " " <= char <= "~" or (char.isalpha() and unicodedata.name(char, "").startswith("LATIN "))
 
 
 def validate_statement_descriptor(
@@ -264,18 +250,14 @@ def validate_statement_descriptor(
 def validate_metadata(
     metadata: Any, *, field: str = "metadata", index: int | None = None, reference: str | None = None
 ) -> dict[str, str]:
-    """Return metadata as Stripe stores it (``dict[str, str]``), or raise naming the bad key.
-
-    Numbers become ``str``; ``None``, bools and nested values are refused (Stripe would unset or
-    mangle them).
-    """
+    """Return metadata as Stripe stores it (``dict[str, str]``), or raise naming the bad key: numbers become
+    ``str``; ``None``, bools and nested values are refused (Stripe would unset or mangle them)."""
     where: dict[str, Any] = {"field": field, "index": index, "reference": reference}
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
         raise StripeInputError(
-            f"{_describe(metadata)} is a {type(metadata).__name__}, not a mapping: pass a dict of str -> str",
-            **where,
+            f"{_describe(metadata)} is a {type(metadata).__name__}, not a mapping: pass a dict of str -> str", **where
         )
     if len(metadata) > METADATA_MAX_KEYS:
         raise StripeInputError(
@@ -287,15 +269,13 @@ def validate_metadata(
             raise StripeInputError(f"key {_describe(key)} is not a non-empty string: use text keys", **where)
         if len(key) > METADATA_KEY_MAX:
             raise StripeInputError(
-                f"key {key!r} has {len(key)} characters; Stripe allows at most {METADATA_KEY_MAX}: shorten it",
-                **where,
+                f"key {key!r} has {len(key)} characters; Stripe allows at most {METADATA_KEY_MAX}: shorten it", **where
             )
         if "[" in key or "]" in key:
             raise StripeInputError(f"key {key!r} contains square brackets, which Stripe refuses: rename it", **where)
         if value is None or isinstance(value, bool):
             raise StripeInputError(
-                f"value of key {key!r} is {value!r}: pass text (e.g. 'true'/'false'), or leave the key out",
-                **where,
+                f"value of key {key!r} is {value!r}: pass text (e.g. 'true'/'false'), or leave the key out", **where
             )
         if isinstance(value, (int, float, Decimal)):
             text = str(value)
@@ -309,8 +289,7 @@ def validate_metadata(
             )
         if len(text) > METADATA_VALUE_MAX:
             raise StripeInputError(
-                f"value of key {key!r} has {len(text)} characters; Stripe allows at most {METADATA_VALUE_MAX}",
-                **where,
+                f"value of key {key!r} has {len(text)} characters; Stripe allows at most {METADATA_VALUE_MAX}", **where
             )
         out[key] = text
     return out
@@ -320,12 +299,7 @@ _OBJECT_ID_RE = re.compile(r"[A-Za-z0-9_]+")
 
 
 def validate_object_id(
-    value: Any,
-    *,
-    field: str,
-    prefixes: Sequence[str],
-    index: int | None = None,
-    reference: str | None = None,
+    value: Any, *, field: str, prefixes: Sequence[str], index: int | None = None, reference: str | None = None
 ) -> str:
     """Return ``value`` if it looks like a Stripe id with one of ``prefixes``, catching mix-ups before a request."""
     if not isinstance(value, str) or not value.startswith(tuple(prefixes)) or not _OBJECT_ID_RE.fullmatch(value):

@@ -34,19 +34,11 @@ class GovernedRequestsClient(RequestsClient):
     name = "airflow-stripe-requests"
 
     def __init__(self, *, timeout: float, limiter: StripeRateLimiter | None, **kwargs: Any) -> None:
-        super().__init__(
-            timeout=timeout,
-            async_fallback_client=GovernedAsyncClient(timeout=timeout),
-            **kwargs,
-        )
+        super().__init__(timeout=timeout, async_fallback_client=GovernedAsyncClient(timeout=timeout), **kwargs)
         self.limiter = limiter
 
     def _should_retry(
-        self,
-        response: Any,
-        api_connection_error: Any,
-        num_retries: int,
-        max_network_retries: int | None,
+        self, response: Any, api_connection_error: Any, num_retries: int, max_network_retries: int | None
     ) -> bool:
         decided = _retry_429(response, num_retries, max_network_retries)
         if decided is not None:

@@ -1,12 +1,9 @@
 """The idempotent-request engine: every money-moving request of the provider goes through it.
 
 Stripe replays the first answer for a key, errors included, for ~24 h. So a request refused
-definitively (:func:`allows_fresh_key`: nothing created) moves to the next key generation; one
-whose answer was lost keeps its key, as money may have moved. Generations are taken in order,
-never skipped, so every try and run meets the keys the others used. Without a task state store,
-a later try walks replayed refusals forward (:func:`was_replayed`, at most :data:`MAX_KEY_HOPS`).
-:meth:`IdempotentRequests.request` sends one request to its end; the payout batch splits it into
-``plan``/``settle`` (calling thread) and ``send`` (worker threads).
+definitively (``StripeRequestError.is_definitive``: nothing created) moves to the next key
+generation; one whose answer was lost keeps its key, as money may have moved. Generations are
+taken in order, never skipped, so every try and run meets the keys the others used.
 """
 
 from __future__ import annotations
@@ -31,15 +28,6 @@ T = TypeVar("T")
 MAX_KEY_HOPS = 3
 """How many times one try moves on to a fresh key after *replayed* refusals (or more: one
 generation per earlier try)."""
-
-
-def allows_fresh_key(error: StripeRequestError) -> bool:
-    """Whether a retry may use a fresh key: Stripe refused it definitively and created nothing.
-
-    The single place that decides: never for ``idempotency_error`` (key used with other parameters,
-    so something may exist under it and a fresh key could move money twice).
-    """
-    return error.is_definitive
 
 
 def was_replayed(answer: Any) -> bool:
@@ -67,8 +55,6 @@ def without_key(error: StripeRequestError, key: str, operation: str | None = Non
         param=error.param,
     )
 
-
-# -- the engine --------------------------------------------------------------------------------
 
 Outcome = Literal["created", "existing", "refused", "used_elsewhere", "unknown"]
 """How a request ended: ``created`` by this try; ``existing`` (Stripe replayed an earlier success);
@@ -131,12 +117,7 @@ class IdempotentRequests(Generic[T]):
     """
 
     def __init__(
-        self,
-        *,
-        identity: RunIdentity,
-        scope: str,
-        ledger: Ledger,
-        key_for: KeyFunction | None = None,
+        self, *, identity: RunIdentity, scope: str, ledger: Ledger, key_for: KeyFunction | None = None
     ) -> None:
         self.identity = identity
         self.scope = scope
@@ -178,9 +159,8 @@ class IdempotentRequests(Generic[T]):
     ) -> Answer[T]:
         """Send ``call(key)`` under the attempt's key (or ``key``), from any thread, after any in-flight wait.
 
-        A Stripe error is returned in the answer, not raised; with ``contain`` any other exception
-        too (as an unknown outcome), for worker threads that must not raise.
-        """
+        A Stripe error is returned in the answer, not raised; with ``contain`` any other exception too
+        (as an unknown outcome), for worker threads that must not raise."""
         key = key or self.key(attempt.reference, attempt.generation)
         if attempt.waits:
             time.sleep(IN_FLIGHT_WAITS[attempt.waits - 1])
@@ -202,10 +182,8 @@ class IdempotentRequests(Generic[T]):
     def settle(self, answer: Answer[T], log: logging.Logger | Any) -> Attempt | Answer[T]:
         """Record an answer in the ledger (calling thread); return a follow-up :class:`Attempt` or the final answer.
 
-        A replayed refusal is an earlier try's: it goes on at once under a fresh key (within
-        :attr:`max_hops`). A key still in flight is retried after a wait, never under another key,
-        since that request may pay.
-        """
+        A replayed refusal (an earlier try's) goes on at once under a fresh key; a key still in flight is
+        retried after a wait, never under another key, since that request may pay."""
         attempt = answer.attempt
         reference = attempt.reference
         if answer.error is None:
@@ -227,7 +205,7 @@ class IdempotentRequests(Generic[T]):
                 IN_FLIGHT_WAITS[attempt.waits],
             )
             return replace(attempt, waits=attempt.waits + 1)
-        if not allows_fresh_key(error):
+        if not error.is_definitive:
             self.ledger.record(reference, attempt.generation, "unknown")
             return replace(answer, outcome="used_elsewhere" if used_elsewhere(error) else "unknown")
         if answer.replayed and attempt.hops < self.max_hops:

@@ -1,10 +1,8 @@
-"""Client-side rate limiting of Stripe requests: both of the contract's windows at once.
+"""Client-side rate limiting of Stripe requests: both of the contract's moving windows at once
+(never N+1 requests in any span), per account the requests go to (:func:`limit_key`), as Stripe counts.
 
-Moving windows (never N+1 requests in any span, unlike fixed windows or token buckets):
-``limits``' strategy on shared storage (``redis://``), or a deque per window for ``memory://``
-(``limits``' in-memory storage runs a timer thread per ~10 ms, costing 0.1-0.35 ms a request).
-Windows are :data:`WINDOW_MARGIN_S` longer, as a request reaches Stripe after its slot. Keyed by
-the account the requests go to (:func:`limit_key`), since Stripe counts per account.
+``limits``' strategy on shared storage (``redis://``), a deque per window for ``memory://`` (``limits``'
+in-memory storage runs a timer thread, costing 0.1-0.35 ms a request).
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ if TYPE_CHECKING:
     from limits import RateLimitItem
     from limits.strategies import MovingWindowRateLimiter
 
-#: Seconds added to each window (see the module docstring).
+#: Seconds added to each window, as a request reaches Stripe after its slot.
 WINDOW_MARGIN_S = 1
 STORAGE_TIMEOUT_S = 5.0
 """How long a shared storage (Redis) may take to connect or answer before the request fails
@@ -84,28 +82,6 @@ class RateLimitSpec:
         )
 
 
-class _MemoryWindows:
-    """Request times per window, oldest first; the caller holds the lock."""
-
-    def __init__(self, windows: tuple[tuple[int, float], ...]) -> None:
-        self._windows = windows
-        self._logs: tuple[deque[float], ...] = tuple(deque() for _ in windows)
-
-    def try_acquire(self, now: float) -> float:
-        for (limit, span), log in zip(self._windows, self._logs, strict=True):
-            while log and log[0] <= now - span:
-                log.popleft()
-            if len(log) >= limit:
-                return max(log[0] + span - now, 0.001)
-        for log in self._logs:
-            log.append(now)
-        return 0.0
-
-    def reset(self) -> None:
-        for log in self._logs:
-            log.clear()
-
-
 class StripeRateLimiter:
     """Admits a request only when every window has room; otherwise says how long to wait."""
 
@@ -117,7 +93,7 @@ class StripeRateLimiter:
             (spec.per_hour, 3600 + WINDOW_MARGIN_S),
         )
         self._in_memory = spec.storage_uri.startswith(MEMORY_STORAGE)
-        self._memory = _MemoryWindows(self.windows) if self._in_memory else None
+        self._logs: tuple[deque[float], ...] = tuple(deque() for _ in self.windows)  # memory://: times, oldest first
         self._shared: MovingWindowRateLimiter | None = None
         self._items: tuple[RateLimitItem, ...] = ()
         if not self._in_memory:
@@ -145,13 +121,11 @@ class StripeRateLimiter:
         self._lock = threading.Lock()
 
     def try_acquire(self) -> float:
-        """Take a slot in every window and return 0, or return the seconds until one frees up.
-
-        :raises RateLimitStorageError: the shared storage failed (nothing may be sent).
-        """
+        """Take a slot in every window and return 0, or return the seconds until one frees up; raise
+        :class:`RateLimitStorageError` if the shared storage failed (nothing may be sent)."""
         with self._lock:
-            if self._memory is not None:
-                return self._memory.try_acquire(time.monotonic())
+            if self._in_memory:
+                return self._try_memory(time.monotonic())
             from limits.errors import StorageError
 
             try:
@@ -163,6 +137,16 @@ class StripeRateLimiter:
                     "no request was sent. Check that it is up and reachable from this worker, or fix the "
                     "connection's rate_limit_storage_uri"
                 ) from None
+
+    def _try_memory(self, now: float) -> float:
+        for (limit, span), log in zip(self.windows, self._logs, strict=True):
+            while log and log[0] <= now - span:
+                log.popleft()
+            if len(log) >= limit:
+                return max(log[0] + span - now, 0.001)
+        for log in self._logs:
+            log.append(now)
+        return 0.0
 
     def _try_shared(self) -> float:
         assert self._shared is not None
@@ -176,15 +160,6 @@ class StripeRateLimiter:
                 # the slots already taken make this limiter stricter, never looser.
                 return 0.05
         return 0.0
-
-    def reset(self) -> None:
-        """Forget every request counted so far (tests; a new deployment of limits)."""
-        with self._lock:
-            if self._memory is not None:
-                self._memory.reset()
-            elif self._shared is not None:
-                for item in self._items:
-                    self._shared.clear(item, self.key)
 
     def acquire(self, max_wait: float | None = None) -> float:
         """Block until a slot is free; return the seconds waited."""

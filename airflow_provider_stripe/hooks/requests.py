@@ -1,10 +1,6 @@
-"""Every Stripe request of the provider is made here, and only here.
-
-:class:`StripeRequests` (``hook.requests``) has one method per operation, on the hook's
-rate-limited client; money-moving methods take the key the engine chose. Every SDK error
-becomes a chained :class:`~airflow_provider_stripe.errors.StripeRequestError` (:func:`translated`).
-The SDK is imported only inside functions (DAG-parse cost).
-"""
+"""Every Stripe request of the provider is made here, and only here: one :class:`StripeRequests`
+method per operation (money-moving ones take the engine's key); SDK errors become a chained
+:class:`~airflow_provider_stripe.errors.StripeRequestError` (:func:`translated`)."""
 
 from __future__ import annotations
 
@@ -34,8 +30,7 @@ def translated(operation: str, *, chain: bool = True) -> Iterator[None]:
     try:
         yield
     except stripe.StripeError as exc:
-        error = from_stripe_error(exc, operation)
-        raise error from (exc if chain else None)
+        raise from_stripe_error(exc, operation) from (exc if chain else None)
 
 
 def _keyed(key: str) -> dict[str, Any]:
@@ -52,8 +47,6 @@ class StripeRequests:
         with translated(operation):
             return method(*args)
 
-    # -- money movement (keyed) ---------------------------------------------------------------
-
     def charges_create(self, params: Mapping[str, Any], key: str) -> Any:
         return self._call("charges.create", self.client.v1.charges.create, dict(params), _keyed(key))
 
@@ -68,8 +61,6 @@ class StripeRequests:
 
     def payouts_cancel(self, payout_id: str, key: str) -> Any:
         return self._call("payouts.cancel", self.client.v1.payouts.cancel, payout_id, None, _keyed(key))
-
-    # -- reads --------------------------------------------------------------------------------
 
     def payouts_retrieve(self, payout_id: str) -> Any:
         return self._call(f"payouts.retrieve({payout_id})", self.client.v1.payouts.retrieve, payout_id)
@@ -115,8 +106,6 @@ class StripeRequests:
         with translated("OAuth deauthorize", chain=False):
             return self.client.oauth.deauthorize(dict(params))  # type: ignore[arg-type]
 
-    # -- listings -----------------------------------------------------------------------------
-
     def first_page(self, service: str, params: Mapping[str, Any]) -> tuple[list[Any], bool]:
         """One page of ``client.v1.<service>.list``: ``(objects, has_more)``."""
         with translated(f"{service}.list"):
@@ -141,11 +130,8 @@ class StripeRequests:
 
 
 def check_health(hook: StripeHook) -> tuple[bool, str]:
-    """The contract's ``ping`` (``GET /v1/balance``) within its ``timeoutMs``, behind the Test button.
-
-    The balance is readable by most keys, tells test from live, moves nothing; the whole check fits
-    the budget with no retries, even against a server that never answers.
-    """
+    """The contract's ``ping`` (``GET /v1/balance``: readable by most keys, tells test from live, moves
+    nothing) within its ``timeoutMs`` without retries, even against a server that never answers."""
     import stripe
 
     from airflow_provider_stripe.hooks.ratelimit import RateLimitWaitExceeded, hide_userinfo

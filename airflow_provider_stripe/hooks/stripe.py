@@ -1,8 +1,5 @@
-"""StripeHook: one configured, rate-limited, retrying ``StripeClient`` per Airflow connection.
-
-Validates the connection, masks its secrets, and builds the SDK's ``StripeClient`` (never the
-global ``stripe.api_key``); the SDK is imported only when a client is built (DAG-parse cost).
-"""
+"""StripeHook: one validated connection, its secrets masked, and its rate-limited, retrying
+``StripeClient`` (never the global ``stripe.api_key``; the SDK is imported only to build one)."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 from airflow_provider_stripe.connection.config import StripeConnectionConfig, config_from_connection
-from airflow_provider_stripe.connection.form import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
+from airflow_provider_stripe.constants import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME
 from airflow_provider_stripe.errors import LiveModeNotAllowedError
 from airflow_provider_stripe.events.signature import DEFAULT_TOLERANCE_SECONDS
 from airflow_provider_stripe.validation import validate_account_id
@@ -63,8 +60,6 @@ class StripeHook(BaseHook):
         self._account_override = None if not account_id else validate_account_id(account_id)
         self._clients: dict[tuple[Any, ...], StripeClient] = {}
 
-    # -- configuration ------------------------------------------------------------------
-
     @cached_property
     def config(self) -> StripeConnectionConfig:
         """The validated connection; its secrets are registered with the masker first."""
@@ -102,8 +97,6 @@ class StripeHook(BaseHook):
                 f"so this task will not {action}. If this Airflow really should move real money, switch on "
                 "'Allow live mode' (extra allow_live_mode=true) on the connection."
             )
-
-    # -- clients --------------------------------------------------------------------------
 
     def get_client(
         self,
@@ -159,15 +152,10 @@ class StripeHook(BaseHook):
 
         return StripeRequests(self.get_client())
 
-    # -- health check ---------------------------------------------------------------------
-
     def test_connection(self) -> tuple[bool, str]:
         """The contract's ``ping`` within its time budget; backs the UI's Test button and CLI."""
         from airflow_provider_stripe.errors import StripeConfigurationError, redact
         from airflow_provider_stripe.hooks.requests import check_health
-
-        # The Test button runs this under a random transient conn id: name the user's connection
-        # (the request's connection_id, kept by the plugin's middleware) or "this connection".
         from airflow_provider_stripe.plugins.connection_test_fix import TESTED_CONNECTION_ID
 
         tested = TESTED_CONNECTION_ID.get()
@@ -181,8 +169,6 @@ class StripeHook(BaseHook):
             return False, f"{label} could not be read: {type(exc).__name__}: {redact(str(exc))}"
         return check_health(self)
 
-    # -- webhooks -------------------------------------------------------------------------
-
     def construct_event(
         self, payload: bytes | str, sig_header: str | None, tolerance: int = DEFAULT_TOLERANCE_SECONDS
     ) -> dict[str, Any]:
@@ -191,9 +177,7 @@ class StripeHook(BaseHook):
 
         return construct_event(payload, sig_header, self.config.webhook_secrets, tolerance=tolerance)
 
-    # Airflow 3.1 builds the connection form from these two; 3.2+ reads conn-fields and
-    # ui-field-behaviour from get_provider_info() instead and does not call them. Both come
-    # from connection_form.CONNECTION_FIELDS / HIDDEN_STANDARD_FIELDS.
+    # Airflow 3.1 builds the connection form from these two; 3.2+ reads get_provider_info() instead.
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -223,15 +207,10 @@ def _mask_raw_secrets(conn: Any) -> None:
     extra = conn.extra_dejson or {}
     if conn.password:
         _mask(conn.password)
-    for field in CONNECTION_FIELDS:
-        if not field.secret:
-            continue
+    for field in (f for f in CONNECTION_FIELDS if f.secret):
         for key in field.extra_keys:
             value = extra.get(key)
-            if isinstance(value, str) and value:
-                for part in field.items(value):
+            parts = field.items(value) if isinstance(value, str) and value else value if isinstance(value, list) else ()
+            for part in parts:
+                if isinstance(part, str) and part:
                     _mask(part)
-            elif isinstance(value, list):
-                for part in value:
-                    if isinstance(part, str) and part:
-                        _mask(part)

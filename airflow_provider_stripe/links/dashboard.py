@@ -94,11 +94,11 @@ class StripeDashboardLink(BaseOperatorLink):
         if pull is None or getattr(state, "value", state) in _NO_RESULT_YET:
             return ""
         result = pull(task_ids=ti_key.task_id, key="return_value", map_indexes=ti_key.map_index)
-        if (isinstance(result, Mapping) and result.get("dry_run")) or not _ids(result):
+        meta = result if isinstance(result, Mapping) else {}
+        if meta.get("dry_run") or not _ids(result):
             return ""  # nothing to link to (and a failed task's connection may be what failed)
         hook = operator.hook
-        livemode = result.get("livemode") if isinstance(result, Mapping) else None
-        account = result.get("account_id") if isinstance(result, Mapping) else None
+        livemode, account = meta.get("livemode"), meta.get("account_id")
         return link_for_result(
             result,
             livemode=livemode if isinstance(livemode, bool) else hook.config.livemode,

@@ -1,14 +1,7 @@
-"""The provider's Airflow plugin: what it adds to the API server.
+"""The provider's Airflow plugin: the webhook endpoint, the payout-batch view and the Test button fix.
 
-* the Stripe webhook endpoint (see :mod:`airflow_provider_stripe.events.endpoint`);
-* the payout-batch view, a "Stripe payouts" menu entry and a tab on each DAG run
-  (see :mod:`airflow_provider_stripe.plugins.payout_view`);
-* a middleware that lets the Test button work for Stripe connections on Airflow
-  3.3.1-3.3.2 (see :mod:`airflow_provider_stripe.plugins.connection_test_fix`).
-
-Registered through the ``airflow.plugins`` entry point, so installing the package is enough.
-Workers and the scheduler load plugins too, so loading this one imports no web framework:
-each app is built on its first request (FastAPI alone costs about 0.3 s to import).
+Workers and the scheduler load plugins too, so this imports no web framework: each app is built on
+its first request (FastAPI alone costs about 0.3 s to import).
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""Make the connection list's Test button work for Stripe connections on Airflow 3.3.1-3.3.2.
+"""Make the Test button work for Stripe connections on Airflow 3.3.1-3.3.2.
 
-A Stripe connection has no port. The 3.3 UI posts ``port: Number(null)``, i.e. ``0``, to
-``POST /api/v2/connections/test``; Airflow 3.3.1-3.3.2 compare that 0 with the stored NULL,
-decide the caller is testing a different destination, and answer 400 (apache/airflow
-PR 73298 fixes it in the API). This ASGI middleware, installed by the provider's plugin,
-drops ``port: 0`` from test requests for ``stripe`` connections before the route sees
-them, which is exactly what the upstream fix does. Nothing addresses port 0, so the change
-is safe on fixed versions too; every other request passes through untouched.
-
-It also remembers, for the duration of the request, which connection the user tested
-(:data:`TESTED_CONNECTION_ID`): Airflow runs the test under a random transient connection
-id, and the hook's answer should name the user's connection instead.
+A Stripe connection has no port; the 3.3 UI posts ``port: 0`` to ``POST /api/v2/connections/test``,
+which 3.3.1-3.3.2 compare with the stored NULL and answer 400 (apache/airflow PR 73298). This ASGI
+middleware drops ``port: 0`` from Stripe test requests, as the upstream fix does (safe on fixed
+versions too), and keeps the tested connection's id (:data:`TESTED_CONNECTION_ID`) for the request.
 """
 
 from __future__ import annotations
@@ -21,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
-from airflow_provider_stripe.connection.form import CONN_TYPE
+from airflow_provider_stripe.constants import CONN_TYPE
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,7 +27,7 @@ TEST_PATH_SUFFIX = "/api/v2/connections/test"
 _MAX_BODY = 1 << 20
 
 TESTED_CONNECTION_ID: ContextVar[str | None] = ContextVar("stripe_tested_connection_id", default=None)
-"""The ``connection_id`` of the Stripe connection being tested by the current Test request, if any."""
+"""The Stripe connection the current Test request tests: Airflow runs it under a random conn id."""
 
 _PRINTABLE_CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 
@@ -97,7 +90,8 @@ class StripeConnectionTestPortFix:
             size += len(chunk)
             more = bool(message.get("more_body", False))
             if size > _MAX_BODY:
-                await self.app(scope, _replay_then(chunks, more, receive), send)
+                head = {"type": "http.request", "body": b"".join(chunks), "more_body": more}
+                await self.app(scope, _replay([head], receive), send)
                 return
         body = b"".join(chunks)
         token = TESTED_CONNECTION_ID.set(tested_connection_id(body))
@@ -113,23 +107,13 @@ class StripeConnectionTestPortFix:
             TESTED_CONNECTION_ID.reset(token)
 
 
-def _replay(messages: list[Message]) -> Receive:
+def _replay(messages: list[Message], downstream: Receive | None = None) -> Receive:
+    """``messages``, then ``downstream``'s (or a disconnect)."""
     pending = list(messages)
 
     async def receive() -> Message:
         if pending:
             return pending.pop(0)
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
-def _replay_then(chunks: list[bytes], more: bool, downstream: Receive) -> Receive:
-    pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": more}]
-
-    async def receive() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await downstream()
+        return await downstream() if downstream is not None else {"type": "http.disconnect"}
 
     return receive

@@ -1,12 +1,8 @@
 """The payout-batch view in the Airflow UI: what each batch run paid, so finance need not read task logs.
 
-Mounted by the plugin at :data:`~airflow_provider_stripe.constants.PAYOUT_VIEW_URL_PREFIX`:
 ``/`` lists recent runs with a batch task (of DAGs the user may read), ``/runs/{dag_id}/{run_id}``
-shows one run's batches: counts per outcome, totals per currency and outcome, and each item's
-reference, amount, outcome, payout id, status and Stripe Dashboard link. It reads the batch
-tasks' results (their ``return_value`` XComs, see :mod:`airflow_provider_stripe.payouts.results`)
-from the metadata DB, read-only. Every request needs an Airflow user allowed to read the DAG
-(Airflow's own ``requires_access_dag`` check, as its XCom routes use); everything shown is escaped.
+shows one run's batches, read-only from their ``return_value`` XComs. Each request needs a user
+allowed to read the DAG (Airflow's ``requires_access_dag``); everything shown is escaped.
 """
 
 from __future__ import annotations

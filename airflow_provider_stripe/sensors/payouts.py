@@ -1,17 +1,8 @@
 """StripePayoutSensor: wait until Stripe payouts are paid; fail at once when one is not.
 
-Works in all three of Airflow's waiting styles:
-
-* ``mode="poke"`` -- holds a worker slot, polls every ``poll_interval`` seconds;
-* ``mode="reschedule"`` -- frees the slot between polls; each poll starts afresh (the settle
-  period counts from Stripe's ``arrival_date``, so nothing needs remembering);
-* ``deferrable=True`` -- polls once on the worker, then hands the wait to
-  :class:`~airflow_provider_stripe.triggers.payouts.StripePayoutTrigger` in the triggerer.
-
-Whatever the style, the decision is made by the same
-:class:`~airflow_provider_stripe.payouts.watch.PayoutWatch`, and the statuses are fetched
-by listing (100 per request) rather than one request per payout
-(:mod:`airflow_provider_stripe.payouts.lookup`). The Stripe SDK is not imported at DAG-parse time.
+In poke, reschedule or deferrable mode (then in
+:class:`~airflow_provider_stripe.triggers.payouts.StripePayoutTrigger`), always deciding with
+:class:`~airflow_provider_stripe.payouts.watch.PayoutWatch`.
 """
 
 from __future__ import annotations
@@ -41,34 +32,24 @@ if TYPE_CHECKING:
     from airflow_provider_stripe.payouts.watch import PayoutWatch, Verdict
 
 DEFAULT_POLL_INTERVAL = timedelta(seconds=60)
-"""How often the sensor asks Stripe, unless ``poll_interval`` says otherwise: a payout's status
-changes a few times over days, and each poll is one listing request per 100 payouts."""
+"""A payout's status changes a few times over days; each poll lists 100 payouts a request."""
 
 
 class StripePayoutSensor(BaseSensorOperator):
     """Wait until every given Stripe payout is ``paid``; fail without retries if any is not.
 
-    :param payout_ids: a ``po_...`` id, a list of ids, or the result of
-        ``StripePayoutBatchOperator`` (``create_payouts.output``): a dict whose per-item
-        results carry ``payout_id``, or a list of such items. Templated.
-    :param stripe_conn_id: the ``stripe`` connection.
-    :param account_id: connected account the payouts belong to (``Stripe-Account``); defaults
-        to the connection's. Templated.
-    :param settle_period: succeed only once this long (timedelta or seconds) has passed since
-        each paid payout's ``arrival_date`` (Stripe's field, taken as the time it was paid), as
-        Stripe notes a paid payout can still turn ``failed``: a flip inside it fails the task
-        (naming the payout as failed after being paid if this poll or trigger saw it paid).
-        Works in every mode (Stripe keeps the date). ``None``: succeed on ``paid``.
+    :param payout_ids: a ``po_...`` id, a list of ids, or ``StripePayoutBatchOperator``'s result
+        (a dict whose per-item results carry ``payout_id``, or a list of such items). Templated.
+    :param account_id: connected account of the payouts (``Stripe-Account``); default the connection's. Templated.
+    :param settle_period: succeed only once this long (timedelta or seconds) has passed since each
+        paid payout's ``arrival_date``, as a paid payout can still turn ``failed`` (which then fails
+        the task). ``None``: succeed on ``paid``.
     :param deferrable: wait in the triggerer instead of on a worker.
-    :param poll_interval: seconds (or timedelta) between polls, in every mode; default
-        :data:`DEFAULT_POLL_INTERVAL` (60 s). Templated: a string such as
-        ``"{{ params.poll_seconds }}"`` is rendered when the task runs, so a run can choose it.
-        Same setting as ``poke_interval`` (give one of the two). Nothing is read from the
-        environment.
+    :param poll_interval: seconds (or timedelta) between polls, default 60 s; templated (a string
+        is rendered when the task runs). Same setting as ``poke_interval``: give one of the two.
 
-    Fails immediately (``AirflowFailException``, no retries) naming each failed or canceled
-    payout with its ``failure_code`` and ``failure_message``. Returns (XCom)
-    ``{"status": "paid", "count": n, "payout_ids": [...]}``.
+    Fails without retries naming each failed or canceled payout with its ``failure_code`` and
+    ``failure_message``; returns ``{"status": "paid", "count": n, "payout_ids": [...]}``.
     """
 
     template_fields: Sequence[str] = ("payout_ids", "account_id", "poll_interval")
@@ -104,8 +85,6 @@ class StripePayoutSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self._watch: PayoutWatch | None = None
 
-    # -- shared helpers -------------------------------------------------------------
-
     @cached_property
     def hook(self) -> StripeHook:
         """Built on first use, after templates are rendered (so ``account_id`` is final)."""
@@ -132,8 +111,6 @@ class StripePayoutSensor(BaseSensorOperator):
             raise AirflowFailException(verdict.describe())
         return PokeReturnValue(is_done=verdict.outcome == "success", xcom_value=verdict.result())
 
-    # -- poke / reschedule ----------------------------------------------------------
-
     def poke(self, context: Context) -> PokeReturnValue:
         from airflow_provider_stripe.payouts.lookup import fetch_payouts
         from airflow_provider_stripe.payouts.watch import Verdict
@@ -146,8 +123,6 @@ class StripePayoutSensor(BaseSensorOperator):
         lookup = fetch_payouts(self.hook.requests, polled)
         self.log.info("%s", lookup.describe())
         return self._conclude(watch.observe(polled, lookup.found, time.time()))
-
-    # -- deferrable -----------------------------------------------------------------
 
     def _apply_poll_interval(self) -> None:
         """Use the rendered ``poll_interval`` (seconds, as a number or text, or a timedelta)."""

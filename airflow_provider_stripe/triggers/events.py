@@ -1,12 +1,10 @@
-"""StripeEventTrigger: poll Stripe's ``/v1/events`` and fire each new event once, oldest first.
+"""StripeEventTrigger: poll Stripe's ``/v1/events`` and fire each new event once, oldest first,
+so an :class:`airflow.sdk.AssetWatcher` can drive DAGs without a public webhook endpoint.
 
-For an :class:`airflow.sdk.AssetWatcher`, so Stripe events drive asset-scheduled DAGs without a
-public webhook endpoint. Each poll lists, per entry of ``types``, events created since the
-cursor's floor, which trails the newest fired event by ``lookback`` so late-listed events still
-fire; ids already fired are skipped. Under an asset watcher (Airflow 3.3, AIP-103) the cursor is
-saved in the asset state store once the triggerer has stored the batch
-(:data:`COMMIT_DELAY_SECONDS`): across a crash delivery is at least once, never lossy. Failed
-polls back off (bounded, jittered) and never give up. The kwargs never hold a key.
+Each poll lists events since the cursor's floor, which trails the newest fired event by
+``lookback`` (late-listed events still fire; fired ids are skipped). Under an asset watcher
+(Airflow 3.3) the cursor is saved in the asset state store once the triggerer has stored the
+batch: delivery is at least once. Failed polls back off and never give up. No key in the kwargs.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
@@ -32,10 +30,7 @@ if TYPE_CHECKING:
     from airflow_provider_stripe.hooks.requests import StripeRequests
     from airflow_provider_stripe.hooks.stripe import StripeHook
 
-"""Stripe keeps events for 30 days; ``GET /v1/events`` returns nothing older."""
-
 MIN_POLL_INTERVAL = 1.0
-"""Seconds between polls, at least."""
 
 COMMIT_DELAY_SECONDS = 5.0
 """Least time between handing a batch to the triggerer and saving its cursor: the triggerer
@@ -45,7 +40,7 @@ HEARTBEAT_SECONDS = 3600
 """How often an idle trigger re-saves its cursor, so a restart can tell downtime from quiet."""
 
 MAX_SEEN = 10_000
-"""Most event ids a cursor remembers; beyond that the look-back window shrinks (with a warning)."""
+"""Most event ids a cursor remembers; beyond that the look-back window shrinks."""
 
 _CURSOR_VERSION = 1
 _TYPE_FILTER = re.compile(r"[a-z0-9_]+(\.([a-z0-9_]+|\*))*|\*")
@@ -54,12 +49,12 @@ StartFrom = Literal["now", "oldest"] | int
 ExpiredPolicy = Literal["oldest", "now"]
 
 
-def backoff_delay(failures: int, base: float, cap: float, *, rng: random.Random | None = None) -> float:
+def backoff_delay(failures: int, base: float, cap: float) -> float:
     """Seconds to wait after ``failures`` failed polls: ``base * 2**(failures-1)`` capped, with equal jitter."""
     if failures < 1:
         return 0.0
     delay = min(cap, base * 2 ** min(failures - 1, 32))
-    return delay / 2 + (rng or random).uniform(0, delay / 2)
+    return delay / 2 + random.uniform(0, delay / 2)
 
 
 @dataclass(frozen=True)
@@ -102,9 +97,6 @@ class EventCursor:
             kept = [(i, c) for i, c in kept if c >= floor]
         return replace(self, floor=floor, high=high, seen=tuple(kept))
 
-    def polled(self, now: int) -> EventCursor:
-        return replace(self, polled_at=now)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": _CURSOR_VERSION,
@@ -124,10 +116,7 @@ class EventCursor:
         try:
             seen = tuple((str(event_id), int(created)) for event_id, created in data.get("seen", ()))
             return cls(
-                floor=int(data["floor"]),
-                high=int(data["high"]),
-                seen=seen,
-                polled_at=int(data.get("polled_at", 0)),
+                floor=int(data["floor"]), high=int(data["high"]), seen=seen, polled_at=int(data.get("polled_at", 0))
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed Stripe event cursor ({type(exc).__name__}: {exc})") from None
@@ -141,17 +130,6 @@ def cursor_key(stripe_conn_id: str, account_id: str | None, types: Sequence[str]
     return key
 
 
-class CursorStore(Protocol):
-    """Where a trigger keeps its cursor between polls and across restarts."""
-
-    commit_delay: float
-    """Seconds to wait after a batch went out before saving the cursor that passes it."""
-
-    async def load(self) -> dict[str, Any] | None: ...
-
-    async def save(self, cursor: dict[str, Any]) -> None: ...
-
-
 class AssetStateCursorStore:
     """The watched assets' AIP-103 state stores: the cursor is written to each, the most advanced read back."""
 
@@ -162,11 +140,8 @@ class AssetStateCursorStore:
         self.key = key
 
     async def load(self) -> dict[str, Any] | None:
-        found: list[dict[str, Any]] = []
-        for accessor in self._accessors:
-            value = await accessor.aget(self.key)
-            if isinstance(value, dict):
-                found.append(value)
+        values = [await accessor.aget(self.key) for accessor in self._accessors]
+        found: list[dict[str, Any]] = [value for value in values if isinstance(value, dict)]
         return max(found, key=lambda v: (v.get("high", 0), v.get("polled_at", 0)), default=None)
 
     async def save(self, cursor: dict[str, Any]) -> None:
@@ -176,10 +151,9 @@ class AssetStateCursorStore:
 
 def _accessor_list(accessors: Any) -> list[Any]:
     """The per-asset accessors inside an ``AssetStateStoreAccessors`` (one per watched asset)."""
+    # Airflow offers them only by subscripting with an Asset, so read its two dicts; if their
+    # layout ever changes, fall back to the single-asset API.
     per_asset = [*getattr(accessors, "_by_name", {}).values(), *getattr(accessors, "_by_uri", {}).values()]
-    # Airflow's mapping exposes the per-asset accessors only by subscripting with an Asset; the
-    # triggerer builds it from the watched assets, so reading its two dicts is the only way to
-    # reach all of them. Fall back to the single-asset API if its layout ever changes.
     return per_asset or [accessors]
 
 
@@ -198,16 +172,18 @@ class InstanceCursorStore:
         self._trigger.cursor = cursor
 
 
+CursorStore = AssetStateCursorStore | InstanceCursorStore
+"""Where a trigger keeps its cursor between polls and across restarts."""
+
+
 class StripeEventTrigger(BaseEventTrigger):
     """Fire a :class:`TriggerEvent` (payload: :func:`~airflow_provider_stripe.events.assets.summarize_event`)
     for each new Stripe event of the given types, oldest first.
 
-    :param stripe_conn_id: the ``stripe`` connection to poll with.
     :param types: Stripe ``type`` filters (``payout.*`` allowed), one list request each; empty: every event.
     :param account_id: connected account (``acct_...``) to read; default: the connection's, or the platform.
     :param cursor: a saved :meth:`EventCursor.to_dict` (one in the asset state store takes precedence).
     :param start_from: without a cursor: ``"now"``, ``"oldest"`` (up to 30 days back) or a unix timestamp.
-    :param poll_interval: seconds between polls (at least 1).
     :param max_backoff: longest wait, in seconds, after failed polls.
     :param lookback: seconds of overlap between polls, to catch events Stripe lists late.
     :param on_expired_cursor: ``"oldest"`` or ``"now"``: where to resume past Stripe's 30-day retention.
@@ -271,23 +247,9 @@ class StripeEventTrigger(BaseEventTrigger):
             EventCursor.from_dict(self.cursor)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "stripe_conn_id": self.stripe_conn_id,
-                "types": list(self.types),
-                "account_id": self.account_id,
-                "cursor": self.cursor,
-                "start_from": self.start_from,
-                "poll_interval": self.poll_interval,
-                "max_backoff": self.max_backoff,
-                "lookback": self.lookback,
-                "on_expired_cursor": self.on_expired_cursor,
-                "page_size": self.page_size,
-            },
-        )
-
-    # -- the loop ---------------------------------------------------------------------------
+        kwargs = ["stripe_conn_id", "types", "account_id", "cursor", "start_from", "poll_interval", "max_backoff"]
+        kwargs += ["lookback", "on_expired_cursor", "page_size"]
+        return f"{type(self).__module__}.{type(self).__qualname__}", {k: getattr(self, k) for k in kwargs}
 
     async def run(self) -> AsyncGenerator[TriggerEvent, None]:
         store = self._cursor_store()
@@ -332,7 +294,7 @@ class StripeEventTrigger(BaseEventTrigger):
             failures = 0
             for summary in batch:
                 yield TriggerEvent(summary)
-            cursor = cursor.advance(batch, self.lookback).polled(polled_at)
+            cursor = replace(cursor.advance(batch, self.lookback), polled_at=polled_at)
             if batch or (not unsaved and polled_at - saved_polled_at >= HEARTBEAT_SECONDS):
                 # Saved on a later loop, once the triggerer has stored the events (commit_delay).
                 unsaved.append((time.monotonic(), cursor))
@@ -351,8 +313,6 @@ class StripeEventTrigger(BaseEventTrigger):
                 if cursor.is_new(summary):
                     new.setdefault(summary["event_id"], summary)
         return sorted(new.values(), key=lambda s: s["created"] or 0)
-
-    # -- cursor handling ------------------------------------------------------------------------
 
     def _cursor_store(self) -> CursorStore:
         key = cursor_key(self.stripe_conn_id, self.account_id, self.types)

@@ -1,19 +1,8 @@
-"""StripePayoutTrigger: wait for Stripe payouts in the triggerer, without holding a worker slot.
+"""StripePayoutTrigger: wait for Stripe payouts in the triggerer, deciding with the sensor's
+:class:`~airflow_provider_stripe.payouts.watch.PayoutWatch`; the kwargs never hold a key.
 
-The trigger polls with the Stripe SDK's async client (through :class:`StripeHook`, so the
-connection's rate limiter, retries, ``Stripe-Version`` and account apply) and decides with
-the same :class:`~airflow_provider_stripe.payouts.watch.PayoutWatch` as the sensor. It
-fires exactly one event:
-
-* ``{"status": "success", "count": n}`` -- every payout paid (and past the settle period);
-* ``{"status": "failure", "failures": [{payout_id, status, failure_code, failure_message}]}``;
-* ``{"status": "timeout", "message": ...}`` -- the deadline passed (also enforced by Airflow's
-  deferral timeout; kept here so ``dag.test()``, which runs triggers inline, is bounded too);
-* ``{"status": "error", "message": ...}`` -- Stripe could not be asked (message redacted).
-
-Its serialized kwargs hold only the connection id, payout ids, account and timings -- never
-a key. The settle period counts from each payout's ``arrival_date``, which Stripe keeps, so a
-trigger rebuilt after a triggerer restart waits exactly as long.
+It fires one event, ``status`` being ``success`` (``count``), ``failure`` (``failures``), ``timeout``
+(the deadline passed; bounds ``dag.test()`` too, which runs triggers inline) or ``error`` (redacted).
 """
 
 from __future__ import annotations
@@ -39,12 +28,9 @@ class StripePayoutTrigger(BaseTrigger):
     """Poll Stripe until the payouts are paid, one of them fails, or the deadline passes.
 
     :param payout_ids: the ``po_...`` ids to wait for.
-    :param stripe_conn_id: the Airflow connection (only its id is stored).
-    :param account_id: connected account to look on (``Stripe-Account``); ``None`` uses the
-        connection's.
-    :param poll_interval: seconds between polls.
+    :param account_id: connected account (``Stripe-Account``); ``None``: the connection's.
     :param settle_period: seconds after each paid payout's ``arrival_date`` before it counts.
-    :param deadline: epoch seconds after which a ``timeout`` event is fired (``None``: never).
+    :param deadline: epoch seconds after which a ``timeout`` event fires (``None``: never).
     """
 
     def __init__(
@@ -66,22 +52,16 @@ class StripePayoutTrigger(BaseTrigger):
         self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "payout_ids": self.payout_ids,
-                "stripe_conn_id": self.stripe_conn_id,
-                "account_id": self.account_id,
-                "poll_interval": self.poll_interval,
-                "settle_period": self.settle_period,
-                "deadline": self.deadline,
-            },
-        )
+        kwargs = ("payout_ids", "stripe_conn_id", "account_id", "poll_interval", "settle_period", "deadline")
+        return f"{type(self).__module__}.{type(self).__qualname__}", {k: getattr(self, k) for k in kwargs}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_stripe.hooks.stripe import StripeHook
+
         watch = PayoutWatch(tuple(self.payout_ids), self.settle_period)
         try:
-            requests = await run_blocking(self._requests)
+            hook = StripeHook(self.stripe_conn_id, account_id=self.account_id)
+            requests = await run_blocking(getattr, hook, "requests")  # reads the connection
             while True:
                 event = await self._poll_once(requests, watch)
                 if event is not None:
@@ -96,12 +76,6 @@ class StripePayoutTrigger(BaseTrigger):
         except Exception as exc:
             self.log.exception("Polling Stripe payouts failed")
             yield TriggerEvent({"status": "error", "message": redact(f"{type(exc).__name__}: {exc}")})
-
-    def _requests(self) -> StripeRequests:
-        """Read the connection and build the client (blocking: runs in a worker thread)."""
-        from airflow_provider_stripe.hooks.stripe import StripeHook
-
-        return StripeHook(self.stripe_conn_id, account_id=self.account_id).requests
 
     async def _poll_once(self, requests: StripeRequests, watch: PayoutWatch) -> dict[str, Any] | None:
         polled = watch.to_poll(time.time())

@@ -1,16 +1,7 @@
 """StripeReportRunTrigger: wait for a Stripe report run in the triggerer, no worker slot held.
 
-Polls ``GET /v1/reporting/report_runs/{id}`` with the SDK's async client (through
-:class:`~airflow_provider_stripe.hooks.stripe.StripeHook`: the connection's rate limit,
-retries, ``Stripe-Version`` and account apply) and fires one event, decided by
-:func:`airflow_provider_stripe.exports.reports.run_event`:
-
-* ``{"status": "success", "report_run_id", "file_id", "size"}``;
-* ``{"status": "failure", "report_run_id", "message"}`` -- Stripe's ``error``;
-* ``{"status": "timeout", "report_run_id", "message"}`` -- the deadline passed;
-* ``{"status": "error", "report_run_id", "message"}`` -- Stripe could not be asked (redacted).
-
-Its serialized kwargs hold the connection id, never a key.
+Fires one event, decided by :func:`airflow_provider_stripe.exports.reports.run_event`, or a
+``timeout`` or (redacted) ``error`` one; the kwargs never hold a key.
 """
 
 from __future__ import annotations
@@ -18,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -27,17 +18,12 @@ from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import redact
 from airflow_provider_stripe.exports.reports import run_event
 
-if TYPE_CHECKING:
-    from airflow_provider_stripe.hooks.requests import StripeRequests
-
 
 class StripeReportRunTrigger(BaseTrigger):
     """Poll a report run until it succeeds, fails, or the deadline passes.
 
     :param report_run_id: the ``frr_...`` id.
-    :param stripe_conn_id: the Airflow connection (only its id is stored).
     :param account_id: connected account (``Stripe-Account``); ``None``: the connection's.
-    :param poll_interval: seconds between polls.
     :param deadline: epoch seconds after which a ``timeout`` event fires (``None``: never).
     """
 
@@ -58,20 +44,15 @@ class StripeReportRunTrigger(BaseTrigger):
         self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "report_run_id": self.report_run_id,
-                "stripe_conn_id": self.stripe_conn_id,
-                "account_id": self.account_id,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-            },
-        )
+        kwargs = ("report_run_id", "stripe_conn_id", "account_id", "poll_interval", "deadline")
+        return f"{type(self).__module__}.{type(self).__qualname__}", {k: getattr(self, k) for k in kwargs}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_stripe.hooks.stripe import StripeHook
+
         try:
-            requests = await run_blocking(self._requests)
+            hook = StripeHook(self.stripe_conn_id, account_id=self.account_id)
+            requests = await run_blocking(getattr, hook, "requests")  # reads the connection
             while True:
                 run = await requests.report_run_retrieve_async(self.report_run_id)
                 event = run_event(run)
@@ -95,9 +76,3 @@ class StripeReportRunTrigger(BaseTrigger):
             self.log.exception("Polling Stripe report run %s failed", self.report_run_id)
             message = redact(f"{type(exc).__name__}: {exc}")
             yield TriggerEvent({"status": "error", "report_run_id": self.report_run_id, "message": message})
-
-    def _requests(self) -> StripeRequests:
-        """Read the connection and build the client (blocking: runs in a worker thread)."""
-        from airflow_provider_stripe.hooks.stripe import StripeHook
-
-        return StripeHook(self.stripe_conn_id, account_id=self.account_id).requests

@@ -12,7 +12,7 @@ import stripe
 
 from airflow_provider_stripe.errors import StripeInputError, StripeRequestError
 from airflow_provider_stripe.hooks import idempotency
-from airflow_provider_stripe.hooks.idempotency import Attempt, IdempotentRequests, allows_fresh_key, without_key
+from airflow_provider_stripe.hooks.idempotency import Attempt, IdempotentRequests, without_key
 from airflow_provider_stripe.hooks.requests import translated
 from airflow_provider_stripe.payouts.keys import RunIdentity, explicit_key_function
 from airflow_provider_stripe.payouts.ledger import GENERATION_STATE_PREFIX, SingleRequestLedger
@@ -83,9 +83,9 @@ def _error(status: int | None, kind: str, message: str = "m") -> StripeRequestEr
 
 
 def test_idempotency_error_is_never_definitive() -> None:
-    assert _error(402, "card_error").is_definitive and allows_fresh_key(_error(402, "card_error"))
+    assert _error(402, "card_error").is_definitive
     conflict = _error(400, "idempotency_error")
-    assert not conflict.is_definitive and not allows_fresh_key(conflict)
+    assert not conflict.is_definitive
     assert not _error(409, "idempotency_error").is_definitive
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_stripe.errors import SourceError, StripeBatchInputError, StripeInputError, StripeRequestError
-from airflow_provider_stripe.hooks.idempotency import allows_fresh_key, in_flight, used_elsewhere, was_replayed
+from airflow_provider_stripe.hooks.idempotency import in_flight, used_elsewhere, was_replayed
 from airflow_provider_stripe.payouts import sources
 from airflow_provider_stripe.payouts.instructions import check_instruction, instruction_from_params
 from airflow_provider_stripe.payouts.keys import PayoutIdentity, ReferenceScope
@@ -73,10 +73,10 @@ def test_fresh_keys_only_after_a_definitive_refusal() -> None:
             operation="x", error_type=kind, code=None, message="m", request_id=None, http_status=status
         )
 
-    assert allows_fresh_key(error(400)) and allows_fresh_key(error(402, "card_error"))
+    assert error(400).is_definitive and error(402, "card_error").is_definitive
     for not_fresh in (error(None, "api_connection_error"), error(500), error(409), error(429)):
-        assert not allows_fresh_key(not_fresh)
-    assert not allows_fresh_key(error(400, "idempotency_error")), "the key may have paid with other params"
+        assert not not_fresh.is_definitive
+    assert not error(400, "idempotency_error").is_definitive, "the key may have paid with other params"
     assert used_elsewhere(error(400, "idempotency_error")) and not used_elsewhere(error(409, "idempotency_error"))
     assert in_flight(error(409, "idempotency_error")) and not in_flight(error(409, "api_error"))
     assert not in_flight(error(400, "idempotency_error"))
@@ -152,7 +152,8 @@ def test_every_invalid_item_is_counted_and_kept_up_to_the_cap(monkeypatch: pytes
     seen: list[StripeInputError] = []
     with pytest.raises(StripeBatchInputError) as caught:
         validate_batch([{"amount": -1, "currency": "eur"}] * 10, on_error=seen.append)
-    assert caught.value.invalid_items == 10 and caught.value.total_errors == 10 and len(seen) == 10
+    assert str(caught.value).startswith("10 of 10 payout instruction(s)")
+    assert caught.value.total_errors == 10 and len(seen) == 10
     assert len(caught.value.errors) == 3 and "and 7 more problem(s)" in str(caught.value)
 
 
