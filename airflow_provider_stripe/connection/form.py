@@ -11,16 +11,11 @@ from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT, Mode, s
 from airflow_provider_stripe.constants import (
     ALLOWED_BASE_URLS_SECTION,
     CONN_TYPE,
-    DEFAULT_CONN_ID,
-    HOOK_NAME,
     MAX_RATE_LIMIT_PER_HOUR_KEY,
     MAX_RATE_LIMIT_PER_MINUTE_KEY,
     MEMORY_STORAGE,
 )
 from airflow_provider_stripe.events.secrets import parse_webhook_secrets
-
-__all__ = ["CONNECTION_FIELDS", "CONN_TYPE", "DEFAULT_CONN_ID", "HOOK_NAME", "ConnField"]
-
 
 #: Standard Airflow connection fields Stripe does not use. ``password`` is hidden too: the
 #: form has a dedicated, masked ``api_key`` field, but a URI-style connection

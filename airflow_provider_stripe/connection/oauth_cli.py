@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from airflow_provider_stripe.connection.form import CONN_TYPE, DEFAULT_CONN_ID
+from airflow_provider_stripe.constants import CONN_TYPE, DEFAULT_CONN_ID
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,7 +138,7 @@ def _construct_event(conn_id: str, body: bytes, signature: str | None) -> dict[s
     """Look the connection up by its exact id and verify the signature with its secrets."""
     from airflow.exceptions import AirflowNotFoundException
 
-    from airflow_provider_stripe.connection.form import CONN_TYPE
+    from airflow_provider_stripe.constants import CONN_TYPE
     from airflow_provider_stripe.errors import StripeConfigurationError, WebhookPayloadError, WebhookSignatureError
     from airflow_provider_stripe.hooks.stripe import StripeHook
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from airflow_provider_stripe.connection.config import ALLOWED_BASE_URLS_ENV
-from airflow_provider_stripe.connection.form import CONN_TYPE
+from airflow_provider_stripe.constants import CONN_TYPE
 from tests.airflow.api_server import ApiServer, run_api_server
 from tests.servers.stub_stripe import StubServer, run_stub
 

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT, snake_case
-from airflow_provider_stripe.connection.form import CONN_TYPE, CONNECTION_FIELDS, FIELDS_BY_NAME, HOOK_NAME
+from airflow_provider_stripe.connection.form import CONNECTION_FIELDS, FIELDS_BY_NAME
+from airflow_provider_stripe.constants import CONN_TYPE, HOOK_NAME
 from tests import airflow_env
 from tests.airflow.api_server import ApiServer, run_api_server
 from tests.servers.stub_stripe import StubServer, run_stub, stripe_error

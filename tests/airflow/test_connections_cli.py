@@ -21,7 +21,7 @@ import pytest
 
 from airflow_provider_stripe.compat import AIRFLOW_VERSION
 from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
-from airflow_provider_stripe.connection.form import DEFAULT_CONN_ID
+from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from tests import airflow_env
 from tests.airflow.subprocess_env import installed_env, neutral_cwd
 from tests.servers.stub_stripe import StubServer, run_silent_server, run_stub, stripe_error

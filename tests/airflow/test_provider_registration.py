@@ -19,7 +19,8 @@ import jsonschema
 import pytest
 
 from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT, snake_case
-from airflow_provider_stripe.connection.form import CONN_TYPE, CONNECTION_FIELDS, HIDDEN_STANDARD_FIELDS, HOOK_NAME
+from airflow_provider_stripe.connection.form import CONNECTION_FIELDS, HIDDEN_STANDARD_FIELDS
+from airflow_provider_stripe.constants import CONN_TYPE, HOOK_NAME
 from airflow_provider_stripe.get_provider_info import PACKAGE_NAME, get_provider_info
 from tests.airflow.subprocess_env import installed_env, neutral_cwd
 

@@ -78,7 +78,8 @@ def test_json_snippet_parses(where: str, source: str) -> None:
 
 def test_documented_connections_use_only_real_fields() -> None:
     """Every ``AIRFLOW_CONN_...='{...}'`` shown is JSON of a ``stripe`` connection whose extra keys the form has."""
-    from airflow_provider_stripe.connection.form import CONN_TYPE, CONNECTION_FIELDS
+    from airflow_provider_stripe.connection.form import CONNECTION_FIELDS
+    from airflow_provider_stripe.constants import CONN_TYPE
 
     fields = {f.name for f in CONNECTION_FIELDS}
     shown = [(page, m["json"]) for page in PAGES for m in _CONN_ENV.finditer(page.read_text())]
