@@ -200,10 +200,6 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         """Every object of one listing of ``service``, as plain dicts."""
         return (as_dict(obj) for obj in self.hook.requests.list_all(service, params))
 
-    def _first_page(self, service: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bool]:
-        objects, has_more = self.hook.requests.first_page(service, params)
-        return [as_dict(obj) for obj in objects], has_more
-
     def iter_objects(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
         """Every object created in ``[gte, lt)``, page by page, as plain dicts."""
         return self._listing(self.resource, self._window_params(gte, lt))
@@ -265,7 +261,8 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         spool = SliceSpool(spool_directory(target, self._spool_identity(gte, lt)))
         newest = min((s for s in spool.finished_slices() if s[1] == lt), default=None)
         if newest is None:
-            page, has_more = self._first_page(service, whole)
+            objects, has_more = self.hook.requests.first_page(service, whole)
+            page = [as_dict(obj) for obj in objects]
             if not has_more:
                 yield from self._changed_objects(iter(page)) if changes else page
                 return

@@ -100,20 +100,16 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         from airflow_provider_stripe.payouts.batch import PayoutKeys
         from airflow_provider_stripe.payouts.recovery import CROSS_RUN_LOOKBACK, CrossRun
 
-        protect: Any = None
-        if self.cross_run_protection is True:
-            protect = "all"
-        elif self.cross_run_protection is None and explicit_references:
-            protect = "explicit"
-        cross_run = None
-        if protect is not None:
-            cross_run = CrossRun(
-                protect=protect,
-                lookback=self.cross_run_lookback or CROSS_RUN_LOOKBACK,
-                reference_scope=self.reference_scope,
-                account=self.hook.account_id,
-                dag_id=identity.dag_id,
-            )
+        protect = self.cross_run_protection is True or (self.cross_run_protection is None and explicit_references)
+        if not protect:
+            return PayoutKeys(identity, None, key_for)
+        cross_run = CrossRun(
+            protect="all" if self.cross_run_protection is True else "explicit",
+            lookback=self.cross_run_lookback or CROSS_RUN_LOOKBACK,
+            reference_scope=self.reference_scope,
+            account=self.hook.account_id,
+            dag_id=identity.dag_id,
+        )
         return PayoutKeys(identity, cross_run, key_for)
 
     @staticmethod
