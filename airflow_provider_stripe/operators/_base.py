@@ -1,7 +1,4 @@
-"""Plumbing shared by every Stripe operator: hook, idempotency, dry runs, live-mode guard, results.
-
-Nothing here imports the Stripe SDK at module level (DAG-parse cost).
-"""
+"""Plumbing shared by every Stripe operator: hook, idempotency, dry runs, live-mode guard, results."""
 
 from __future__ import annotations
 
@@ -54,8 +51,7 @@ class StripeBaseOperator(BaseOperator):
     """Base for Stripe operators: a :class:`StripeHook` per task (its ``requests`` send everything).
 
     :param stripe_conn_id: the ``stripe`` connection to use.
-    :param account_id: act on this Stripe Connect account (``acct_...``, sent as
-        ``Stripe-Account``) instead of the connection's.
+    :param account_id: act on this Connect account (``acct_...``, sent as ``Stripe-Account``).
     """
 
     template_fields: Sequence[str] = ("account_id",)
@@ -67,7 +63,7 @@ class StripeBaseOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> StripeHook:
-        """The task's hook, built after templates are rendered (so ``account_id`` is final)."""
+        """Built after templates are rendered (so ``account_id`` is final)."""
         from airflow_provider_stripe.hooks.stripe import StripeHook
 
         return StripeHook(self.stripe_conn_id, account_id=self.account_id or None)
@@ -93,12 +89,10 @@ class StripeMoneyOperator(StripeBaseOperator):
     """Base for operators that move money: dry runs, live-mode guard, idempotency, one log line.
 
     :param dry_run: validate and log what would be sent, send nothing, return ``{"dry_run": True, ...}``.
-    :param idempotency_key: default derived from the task instance, so retries never move money twice.
-        An explicit key is used as is (template it per item in a mapped task); after a definitive
-        refusal the next attempt sends ``<key>-retry<n>``.
+    :param idempotency_key: default derived from the task instance, so retries never move money twice; an
+        explicit key is used as is (template it per mapped item); after a definitive refusal: ``<key>-retry<n>``.
 
-    A definitive refusal fails the task without retries (clear it once fixed: a fresh key is used);
-    a lost answer raises a retryable :class:`~airflow_provider_stripe.errors.StripeRequestError` reusing the key.
+    A definitive refusal fails the task without retries; a lost answer raises a retryable error reusing the key.
     """
 
     template_fields: Sequence[str] = (*StripeBaseOperator.template_fields, "idempotency_key")
@@ -138,10 +132,9 @@ class StripeMoneyOperator(StripeBaseOperator):
         key_parts: Sequence[object] = (),
         fail_on_refusal: bool = True,
     ) -> tuple[T, str]:
-        """Send ``call(key)`` (a ``self.hook.requests`` method) under the engine's key; return its result and the key.
+        """Send ``call(key)`` under the engine's key; return its result and the key.
 
-        A refusal raises ``AirflowFailException`` chained to the :class:`StripeRequestError` (or, with
-        ``fail_on_refusal=False``, that error itself); any other error raises it retryably.
+        A refusal raises ``AirflowFailException`` (with ``fail_on_refusal=False``, the error itself).
         """
         answer = self.idempotent_requests(context, operation).request(_reference(key_parts), call, operation, self.log)
         if answer.error is None:

@@ -1,8 +1,4 @@
-"""Create, capture and refund Stripe charges.
-
-The Charges API is legacy (no SCA, few payment methods): for vaulted cards and back-office work.
-New customer-facing payments should use a PaymentIntent.
-"""
+"""Create, capture and refund Stripe charges (legacy API: vaulted cards, back-office work; not SCA)."""
 
 from __future__ import annotations
 
@@ -37,7 +33,6 @@ CHARGE_FIELDS: tuple[str, ...] = (
     "customer",
     "payment_intent",
 )
-"""What a charge operator returns: enough to chain and audit, never the whole object."""
 
 REFUND_FIELDS: tuple[str, ...] = ("id", "amount", "currency", "status", "charge", "reason")
 CHARGE_ID_PREFIXES = ("ch_", "py_")
@@ -62,12 +57,11 @@ def _optional_text(value: Any, field: str) -> str | None:
 class StripeCreateChargeOperator(StripeMoneyOperator):
     """Charge a customer's card or a payment source through the (legacy) Charges API.
 
-    :param amount: in the currency's minor unit (``1250`` = 12.50 EUR), an ``int``, never rounded;
-        at least Stripe's minimum charge.
+    :param amount: in minor units (``1250`` = 12.50 EUR), an ``int``, at least Stripe's minimum charge.
     :param currency: 3-letter ISO code.
     :param customer: ``cus_...``; with no ``source`` its default source is charged.
-    :param source: ``card_...``, ``src_...``, ``tok_...`` or ``pm_...`` (test mode: ``pm_card_visa``).
-        ``customer`` or ``source`` is required.
+    :param source: ``card_...``, ``src_...``, ``tok_...`` or ``pm_...`` (test: ``pm_card_visa``);
+        it or ``customer`` is required.
     :param capture: ``False`` only authorizes; capture with :class:`StripeCaptureChargeOperator` within 7 days.
     :param description: shown in the Dashboard and receipts.
     :param metadata: up to 50 string pairs.
@@ -77,8 +71,7 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
     :param on_behalf_of: Connect: the account the charge is made for (``acct_...``).
     :param transfer_data: Connect destination charge: ``{"destination": "acct_...", "amount": <int>?}``.
 
-    Also the :class:`StripeMoneyOperator` arguments. Returns ``{"id", "amount", "currency", "status",
-    "captured", "refunded", "livemode", ...}``.
+    Also the :class:`StripeMoneyOperator` arguments. Returns :data:`CHARGE_FIELDS`, ``account_id``, ``idempotency_key``.
     """
 
     template_fields: Sequence[str] = (
@@ -130,7 +123,6 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
         self.transfer_data = transfer_data
 
     def build_params(self) -> dict[str, Any]:
-        """Validate every input and return the request parameters; raises :class:`StripeInputError`."""
         currency = validate_currency(self.currency)
         amount = validate_amount(self.amount, currency, for_charge=True)
         if not self.customer and not self.source:
@@ -264,8 +256,7 @@ class StripeRefundChargeOperator(StripeMoneyOperator):
     :param reverse_transfer: Connect: also reverse the transfer to the destination account.
     :param refund_application_fee: Connect: also refund the platform's application fee.
 
-    Also the :class:`StripeMoneyOperator` arguments. Returns the refund (``id``, ``amount``,
-    ``currency``, ``status``, ``charge``) and the charge's ``refunded`` and ``amount_refunded``.
+    Also the :class:`StripeMoneyOperator` arguments. Returns the refund and the charge's ``amount_refunded``.
     """
 
     template_fields: Sequence[str] = (*StripeMoneyOperator.template_fields, "charge_id", "amount", "reason", "metadata")
@@ -292,7 +283,6 @@ class StripeRefundChargeOperator(StripeMoneyOperator):
         self.refund_application_fee = refund_application_fee
 
     def build_params(self) -> dict[str, Any]:
-        """Validate every input and return the refund parameters."""
         params: dict[str, Any] = {
             "charge": validate_object_id(self.charge_id, field="charge_id", prefixes=CHARGE_ID_PREFIXES)
         }

@@ -32,10 +32,8 @@ if TYPE_CHECKING:
 
 ExportMode = Literal["created", "changes"]
 EXPORT_MODES: tuple[ExportMode, ...] = ("created", "changes")
-UNCHANGING = ("balance_transactions", "events")
-"""Resources without change events: Stripe never changes them after creation."""
-MAX_WORKERS = 32
-"""Bound on an export's concurrent slice reads (the rate limiter bounds their requests)."""
+UNCHANGING = ("balance_transactions", "events")  # no change events: Stripe never changes them
+MAX_WORKERS = 32  # concurrent slice reads (the rate limiter bounds their requests)
 
 
 def to_epoch_seconds(value: Any, field: str) -> int:
@@ -154,8 +152,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.path_template = path
-        """``path`` as the DAG wrote it: a rendered ``path`` may not climb out of its folders."""
+        self.path_template = path  # as the DAG wrote it: a rendered ``path`` may not climb out of its folders
         self.export_resource = get_resource(resource)
         self.resource = self.export_resource.name
         if file_format not in FORMATS:
@@ -182,10 +179,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         self._spool: SliceSpool | None = None
         self._sliced: SlicedRead | None = None
 
-    # -- inputs -------------------------------------------------------------------------
-
     def window(self, context: Context) -> tuple[int, int]:
-        """``(gte, lt)`` epoch seconds: the overrides, else the run's data interval."""
         return resolve_window(context, self.created_gte, self.created_lt, ("created_gte", "created_lt"))
 
     def _list_params(self) -> dict[str, Any]:
@@ -202,16 +196,9 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             raise StripeInputError(f"{self.page_size!r}: pass an int from 1 to {PAGE_SIZE}", field="page_size")
         return {**params, "limit": self.page_size}
 
-    # -- reading ------------------------------------------------------------------------
-
     def _listing(self, service: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every object of one listing of ``service``, page by page, as plain dicts."""
+        """Every object of one listing of ``service``, as plain dicts."""
         return (as_dict(obj) for obj in self.hook.requests.list_all(service, params))
-
-    def _first_page(self, service: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bool]:
-        """One page of a listing: ``(objects, has_more)``."""
-        objects, has_more = self.hook.requests.first_page(service, params)
-        return [as_dict(obj) for obj in objects], has_more
 
     def iter_objects(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
         """Every object created in ``[gte, lt)``, page by page, as plain dicts."""
@@ -250,11 +237,8 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         return self.iter_objects(gte, lt)
 
     def iter_rows(self, target: Path | ObjectStoragePath, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """The export's rows in a sequential read's order, read in parallel time slices.
-
-        One first page of the whole window; if there is more, it is kept as the newest slice and the rest
-        is read as :mod:`~airflow_provider_stripe.exports.slices` kept beside ``target`` for a retry.
-        """
+        """The export's rows in a sequential read's order, read in parallel time slices spooled beside
+        ``target`` for a retry (the first page of the whole window is kept as the newest slice)."""
         from airflow_provider_stripe.exports.slices import (
             SLICES_PER_WORKER,
             SlicedRead,
@@ -277,7 +261,8 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         spool = SliceSpool(spool_directory(target, self._spool_identity(gte, lt)))
         newest = min((s for s in spool.finished_slices() if s[1] == lt), default=None)
         if newest is None:
-            page, has_more = self._first_page(service, whole)
+            objects, has_more = self.hook.requests.first_page(service, whole)
+            page = [as_dict(obj) for obj in objects]
             if not has_more:
                 yield from self._changed_objects(iter(page)) if changes else page
                 return
@@ -309,8 +294,6 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             "window": [gte, lt],
         }
 
-    # -- writing ------------------------------------------------------------------------
-
     def _target(self) -> Path | ObjectStoragePath:
         """A local ``Path``, or an ``ObjectStoragePath`` for URLs, once the account and rendered path are checked."""
         from airflow_provider_stripe.storage import resolve
@@ -319,7 +302,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         return resolve(self.path, self.storage_conn_id, template=self.path_template)
 
     def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
-        """Write ``rows`` in this task's format, atomically (through ``formats.write_rows``)."""
+        """Write ``rows`` in this task's format, atomically."""
         fmt = check_format(self.file_format)
         return write_rows(
             target, rows, fmt, columns, escape_formulas=self.escape_csv_formulas, csv_timestamps=self.csv_timestamps
@@ -350,7 +333,6 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             size=file_size(target),
         )
         where = str(target)
-        account = self.hook.account_id or "platform account"
         self.log.info(
             "Exported %d %s %s in [%s, %s) (%s) to %s",
             count,
@@ -358,7 +340,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             "changed" if self.mode == "changes" else "created",
             datetime.fromtimestamp(gte, timezone.utc).isoformat(),
             datetime.fromtimestamp(lt, timezone.utc).isoformat(),
-            account,
+            self.hook.account_id or "platform account",
             where,
         )
         return {"path": where, "count": count, "created_gte": gte, "created_lt": lt, "account_id": self.hook.account_id}

@@ -1,18 +1,6 @@
-"""Create and cancel Stripe payouts, one at a time or as a scheduled batch that never pays twice.
+"""Create and cancel Stripe payouts, one or a batch, never paying twice (docs/payout-safety.md).
 
-* :class:`StripeCreatePayoutOperator` -- one payout;
-* :class:`StripePayoutBatchOperator` -- many payouts from a list, an XCom, a JSON/JSONL
-  file or a callable, concurrently and within the connection's rate limit;
-* :class:`StripeCancelPayoutOperator` -- cancel a pending payout.
-
-Creating operators are thin: the work is in :mod:`airflow_provider_stripe.payouts`.
-Every item is validated before the first request. A payout with an explicit reference is
-sent under a key derived from the Stripe account and the reference (not the run), so
-any other run or DAG paying it, even at the same moment, is refused by Stripe itself;
-every payout carries its reference and run in metadata, so retries after a crash, a
-lost answer or Stripe forgetting the key (24 h) find it again instead of paying twice.
-On Airflow 3.3+ progress is kept in the task state store, so a retry resumes where the
-last try stopped. See :mod:`airflow_provider_stripe.hooks.idempotency` for the key rules.
+The work is in :mod:`airflow_provider_stripe.payouts`; key rules in :mod:`airflow_provider_stripe.hooks.idempotency`.
 """
 
 from __future__ import annotations
@@ -27,8 +15,7 @@ from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.operators._base import StripeMoneyOperator, summarize
 from airflow_provider_stripe.validation import format_amount, validate_object_id
 
-REFERENCE_SCOPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
-"""What a ``reference_scope`` may hold (it is stored in payout metadata)."""
+REFERENCE_SCOPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")  # stored in payout metadata
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -51,37 +38,18 @@ PAYOUT_FIELDS: tuple[str, ...] = (
     "failure_code",
     "livemode",
 )
-"""What the cancel operator returns: enough to chain and audit, never the whole object."""
 
 
 class _PayoutOperatorBase(StripeMoneyOperator):
-    """Shared wiring of the payout engine: identity, progress store, client, results, cross-run protection.
+    """Payout engine wiring and cross-run protection: a protected reference is paid at most once in its
+    scope, whichever run or DAG pays it (the rule: docs/payout-safety.md).
 
-    **The rule** (stated here once): a reference names one payment. A *protected* reference
-    is paid at most once in its scope -- by default the Stripe account (the connected
-    account with ``account_id``), whichever run or DAG pays it, however many run at the
-    same time. Its key is derived from the scope and the reference, not the run, so
-    Stripe itself refuses a second payment at the moment of creation; a listing covers
-    what is older than Stripe's 24 h key memory, back to ``cross_run_lookback``. The
-    losing run's item ends ``already_paid_by_run`` (naming the run and DAG that paid;
-    nothing sent; the task does not fail for it). Payouts that ``failed`` or were
-    ``canceled`` moved no money and do not block. A reference found with two payouts that
-    moved money fails the task loudly.
-
-    :param cross_run_protection: which references are protected. ``None`` (default):
-        items with an explicit ``reference``; content-hash references (no ``reference``:
-        equal contents may be a new, intended payment) are paid once per run. ``True``:
-        every item, content-hash references within this DAG. ``False``: none (only the
-        run's own keys and tag prevent paying twice, on retries of the same run).
-    :param reference_scope: the scope of explicit references, e.g. ``"payroll"``: runs
-        and DAGs with the same ``reference_scope`` protect each other, and none of them
-        meets the account-wide scope (default ``None``: the whole Stripe account). Letters,
-        digits, ``_.:-``, at most 100 characters.
-    :param cross_run_lookback: how far before the run's first try other runs' payouts
-        count: a ``timedelta``, default 7 days, at most 31 (the keys cover the last 24 h
-        in any case). Cost: the task's one listing of payouts covers this window,
-        ``ceil(payouts of the account in the window / 100)`` ``GET /v1/payouts`` requests
-        per try.
+    :param cross_run_protection: ``None`` (default): protect items with an explicit ``reference``
+        (content-hash ones once per run); ``True``: every item; ``False``: none (retries only).
+    :param reference_scope: e.g. ``"payroll"``: runs sharing it protect each other (default: the whole
+        Stripe account). 1-100 letters, digits or ``_.:-``.
+    :param cross_run_lookback: how far before the first try other runs' payouts count (``timedelta``,
+        default 7 days, at most 31); every try lists the account's payouts of this window.
     """
 
     def __init__(
@@ -132,20 +100,16 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         from airflow_provider_stripe.payouts.batch import PayoutKeys
         from airflow_provider_stripe.payouts.recovery import CROSS_RUN_LOOKBACK, CrossRun
 
-        protect: Any = None
-        if self.cross_run_protection is True:
-            protect = "all"
-        elif self.cross_run_protection is None and explicit_references:
-            protect = "explicit"
-        cross_run = None
-        if protect is not None:
-            cross_run = CrossRun(
-                protect=protect,
-                lookback=self.cross_run_lookback or CROSS_RUN_LOOKBACK,
-                reference_scope=self.reference_scope,
-                account=self.hook.account_id,
-                dag_id=identity.dag_id,
-            )
+        protect = self.cross_run_protection is True or (self.cross_run_protection is None and explicit_references)
+        if not protect:
+            return PayoutKeys(identity, None, key_for)
+        cross_run = CrossRun(
+            protect="all" if self.cross_run_protection is True else "explicit",
+            lookback=self.cross_run_lookback or CROSS_RUN_LOOKBACK,
+            reference_scope=self.reference_scope,
+            account=self.hook.account_id,
+            dag_id=identity.dag_id,
+        )
         return PayoutKeys(identity, cross_run, key_for)
 
     @staticmethod
@@ -176,12 +140,10 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         from airflow_provider_stripe.payouts.batch import PayoutEngine
         from airflow_provider_stripe.payouts.ledger import BatchLedger
 
-        # Airflow 3.3+ (AIP-103); older Airflow has no store and relies on keys + listing.
-        store = task_state_store(context)
         return PayoutEngine(
             requests=self.hook.requests,
             identity=identity,
-            progress=BatchLedger(store),
+            progress=BatchLedger(task_state_store(context)),
             log=self.log,
             max_workers=max_workers,
             on_failure=on_failure,
@@ -195,12 +157,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         publish_to: Context | None = None,
         paid_twice: dict[str, list[str]] | None = None,
     ) -> None:
-        """Fail the task if any item failed, after publishing ``value`` as the XCom of ``publish_to``'s task
-        (the batch's results: what was paid stays visible).
-
-        All failures definitive refusals -> :class:`~airflow_provider_stripe.errors.StripePayoutRefusedError`
-        (no Airflow retry: it would re-send refused items); otherwise a retryable error.
-        """
+        """Fail the task if any item failed or was paid twice, after publishing ``value`` to ``publish_to``'s XCom."""
         from airflow_provider_stripe.errors import StripeDuplicatePayoutError, StripePayoutError
 
         if (sink.failed_total or paid_twice) and publish_to is not None:
@@ -214,34 +171,25 @@ class _PayoutOperatorBase(StripeMoneyOperator):
 class StripeCreatePayoutOperator(_PayoutOperatorBase):
     """Send funds from the Stripe balance to a bank account or debit card, exactly once.
 
-    :param amount: in the currency's minor unit (``1250`` = 12.50 EUR); an ``int``, never
-        rounded.
+    :param amount: in minor units (``1250`` = 12.50 EUR), an ``int``, never rounded.
     :param currency: 3-letter ISO code (the balance's currency).
     :param method: ``standard`` (default) or ``instant``.
-    :param destination: a bank account (``ba_...``) or card (``card_...``) of the account;
-        default: the default external account for the currency.
+    :param destination: ``ba_...`` or ``card_...``; default: the currency's default external account.
     :param description: free text.
-    :param statement_descriptor: up to 22 characters shown on the bank statement.
-    :param source_type: balance to draw from: ``bank_account``, ``card`` or ``fpx``.
-    :param metadata: up to 45 string pairs (the provider adds the keys of
+    :param statement_descriptor: up to 22 characters on the bank statement.
+    :param source_type: ``bank_account``, ``card`` or ``fpx``.
+    :param metadata: up to 45 string pairs (the provider adds
         :data:`~airflow_provider_stripe.payouts.keys.RESERVED_METADATA_KEYS`).
-    :param reference: your stable name for this payout (e.g. a settlement id); default: a
-        hash of its contents. Used to find the payout again on a retry.
-    :param account_id: pay out from this connected account (``Stripe-Account``).
-    :param idempotency_key: default derived from the scope and ``reference`` (protected),
-        else from dag_id, logical date (or run id), task_id, map_index and the content
-        hash; an explicit key is used as is (and replaces the protection's key).
-    :param cross_run_protection: see :class:`_PayoutOperatorBase` (default on when
-        ``reference`` is given).
-    :param reference_scope: see :class:`_PayoutOperatorBase` (default: the Stripe account).
-    :param cross_run_lookback: see :class:`_PayoutOperatorBase` (default 7 days).
-    :param dry_run: validate and log the request, send nothing.
-    :param stripe_conn_id: the ``stripe`` connection.
+    :param reference: your stable name for it (e.g. a settlement id); default: a hash of its contents.
+    :param idempotency_key: default derived from the scope and ``reference`` (protected), else from the
+        task instance and the content hash; an explicit key is used as is.
 
-    Returns ``{"id", "amount", "currency", "status", "reference", "outcome", "account_id",
-    "livemode"}``; ``outcome`` is ``created``, ``existing`` (an earlier try created it) or
-    ``already_paid_by_run`` (another run paid this reference: ``id`` is its payout,
-    ``paid_by_run`` and ``paid_by_dag`` name it; nothing was sent).
+    Also ``cross_run_protection``, ``reference_scope``, ``cross_run_lookback`` (:class:`_PayoutOperatorBase`)
+    and ``account_id``, ``dry_run``, ``stripe_conn_id`` (:class:`StripeMoneyOperator`).
+
+    Returns ``{"id", "amount", "currency", "status", "reference", "outcome", "account_id", "livemode"}``;
+    ``outcome``: ``created``, ``existing`` (an earlier try's) or ``already_paid_by_run`` (``id`` is the
+    other run's payout, ``paid_by_run`` and ``paid_by_dag`` name it; nothing sent).
     """
 
     template_fields: Sequence[str] = (
@@ -314,7 +262,7 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
         value = sink.value()
         self._raise_if_failed(sink, value, paid_twice=engine.paid_twice)
         row = value["results"][0]
-        result = {
+        return {
             "id": row.get("payout_id"),
             "amount": row["amount"],
             "currency": row["currency"],
@@ -323,73 +271,41 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
             "outcome": row["outcome"],
             "account_id": self.hook.account_id,
             "livemode": self.hook.config.livemode,
+            **{name: row[name] for name in ("paid_by_run", "paid_by_dag") if name in row},
         }
-        for name in ("paid_by_run", "paid_by_dag"):
-            if name in row:
-                result[name] = row[name]
-        return result
 
 
 class StripePayoutBatchOperator(_PayoutOperatorBase):
     """Create a batch of payouts exactly once, concurrently, within the connection's rate limit.
 
-    Every item is validated before the first payout is created: if any is invalid the
-    task fails listing every problem (index, reference, field) and sends nothing. Then
-    each item is created once -- across task retries, worker crashes, lost answers and
-    runs at the same time -- by deriving its idempotency key from its scope and
-    reference (the rule: :class:`_PayoutOperatorBase`), stamping the reference and run
-    into the payout's metadata, listing payouts before creating, and (Airflow 3.3+)
-    resuming from the task state store.
+    Every item is validated before the first request (an invalid one fails the task listing every
+    problem, nothing sent); each is then created once across retries, crashes and concurrent runs.
 
-    :param payouts: the instructions. A list of dicts (templated, or an XCom such as
-        ``payouts=prepare.output``); a path to a JSON array or JSON Lines file, local or
-        any ObjectStoragePath URL (``s3://...``); or a callable returning an iterable of
-        dicts (Airflow calls it at render time as ``fn(context=..., jinja_env=...)``).
-        Each dict: ``amount`` (int, minor units), ``currency``, and optionally
-        ``reference`` (your stable id for the item; default: a hash of its contents),
-        ``destination``, ``method``, ``description``, ``statement_descriptor``,
-        ``source_type``, ``metadata``. References must be unique within the batch.
-    :param max_workers: payouts created concurrently (threads); the connection's rate
-        limit still applies to all of them together.
-    :param on_failure: ``continue`` (default) attempts every item, then fails the task
-        listing the failed ones; ``stop`` stops at the first failure (items in flight
-        finish; the rest are reported ``not_attempted``). Either way, created payouts are
-        never repeated by a retry.
-    :param results_path: write every item's result to this JSON Lines file (local path
-        or ObjectStoragePath URL, templated); the return value then carries the path.
-    :param inline_results_limit: without ``results_path``, return per-item results inline
-        up to this many items; above it, only failed items are returned (the task log
-        still has one line per payout).
-    :param max_items: refuse a batch of more items than this (default ``None``: no limit).
-    :param max_total: refuse a batch whose total in a currency is above its cap, per
-        currency in minor units: ``{"eur": 5_000_000}`` (50,000.00 EUR). With caps set, a
-        currency they do not name is refused too. Both limits are checked after validation
-        and before any request to Stripe (listings included), in a dry run too: a batch
-        above them fails with :class:`~airflow_provider_stripe.errors.StripeBatchLimitError`
-        (no retry; the message gives the count and totals against the limits). Not templated,
-        so a run's conf cannot raise them.
-    :param approved_digest: pay only if the validated instructions are these (templated): the
-        ``digest`` of :func:`~airflow_provider_stripe.payouts.summary.summarize_batch`,
-        shown to a person who approved it (e.g. Airflow's ``ApprovalOperator``,
-        ``dags_examples/stripe_payout_batch_approval.py``). Other instructions -- the file
-        changed after the approval -- are refused before any request
-        (:class:`~airflow_provider_stripe.errors.StripeBatchChangedError`, no retry).
-    :param cross_run_protection: see :class:`_PayoutOperatorBase` (default on for items
-        with an explicit reference).
-    :param reference_scope: see :class:`_PayoutOperatorBase` (default: the Stripe account).
-    :param cross_run_lookback: see :class:`_PayoutOperatorBase` (default 7 days).
-    :param account_id: pay out from this connected account (``Stripe-Account``); the
-        listing, hence the protection, covers that account's payouts only.
-    :param dry_run: validate every item and log what would be paid; send nothing.
-    :param stripe_conn_id: the ``stripe`` connection.
+    :param payouts: a list of dicts (templated, or an XCom such as ``prepare.output``); a JSON array or
+        JSON Lines file path or ObjectStoragePath URL; or a callable returning dicts (called at render
+        time as ``fn(context=..., jinja_env=...)``). Each dict: ``amount`` (int, minor units),
+        ``currency``, optionally ``reference`` (unique in the batch; default: a content hash),
+        ``destination``, ``method``, ``description``, ``statement_descriptor``, ``source_type``, ``metadata``.
+    :param max_workers: payouts created concurrently, all within the connection's rate limit.
+    :param on_failure: ``continue`` (default): attempt every item, then fail listing the failed ones;
+        ``stop``: stop at the first failure (the rest ``not_attempted``).
+    :param results_path: write each item's result to this JSON Lines file (templated); returned as a path.
+    :param inline_results_limit: without ``results_path``, return results inline up to this many items;
+        above it, only the failed ones.
+    :param max_items: refuse a batch of more items (default ``None``: no limit).
+    :param max_total: per-currency caps in minor units, e.g. ``{"eur": 5_000_000}``; a currency not named is
+        refused. Limits are checked before any request, in a dry run too
+        (:class:`~airflow_provider_stripe.errors.StripeBatchLimitError`, no retry); not templated.
+    :param approved_digest: pay only if the validated instructions have this
+        :func:`~airflow_provider_stripe.payouts.summary.summarize_batch` ``digest`` (templated; e.g. after
+        an ``ApprovalOperator``, ``dags_examples/stripe_payout_batch_approval.py``), else
+        :class:`~airflow_provider_stripe.errors.StripeBatchChangedError` before any request, no retry.
 
-    Returns ``{"summary": {"total", "created", "existing", "already_paid_by_run", "failed",
-    "amounts", "this_run": {...}, "cross_run_protection": {...}, "livemode", "account_id", ...}, "results": [{"index",
-    "reference", "outcome", "payout_id", "status", "amount", "currency", "created_by_try"?,
-    "paid_by_run"?, "error"?}, ...]}``: counts per outcome describe this try,
-    ``this_run`` the whole run by try
-    (:mod:`airflow_provider_stripe.payouts.results`). Never whole Stripe objects,
-    never keys.
+    Also ``cross_run_protection``, ``reference_scope``, ``cross_run_lookback`` (:class:`_PayoutOperatorBase`)
+    and ``account_id``, ``dry_run``, ``stripe_conn_id`` (:class:`StripeMoneyOperator`).
+
+    Returns ``{"summary": {...}, "results": [...]}`` (:mod:`airflow_provider_stripe.payouts.results`):
+    counts per outcome for this try, ``this_run`` for the whole run; never Stripe objects or keys.
     """
 
     template_fields: Sequence[str] = (
@@ -463,11 +379,9 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
                     extra = {"dry_run": False, "cross_run_protection": self._describe_cross_run(keys.cross_run)}
                     paid_twice = engine.paid_twice
                     if paid_twice:
-                        # Never hidden: the results name them and the task fails after publishing them.
                         extra["duplicate_payouts"] = paid_twice
             finally:
                 sink.close()
-        # Which Dashboard (live or test, connected account) the payout ids belong to: for the payout view.
         where = {"livemode": self.hook.config.livemode, "account_id": self.hook.account_id}
         value = sink.value(run=identity.describe(), **{**where, **extra})
         self.log.info("Payout batch done: %s", value["summary"])
@@ -531,16 +445,11 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
 class StripeCancelPayoutOperator(StripeMoneyOperator):
     """Cancel a pending payout; its funds return to the available balance.
 
-    Stripe can cancel a payout only while it is ``pending`` (not automatic payouts). A
-    payout that is already ``canceled`` -- e.g. by an earlier try whose answer was lost --
-    counts as success.
+    Only a ``pending``, non-automatic payout can be; one already ``canceled`` (a lost answer?) counts as done.
 
-    :param payout_id: the payout (``po_...``), templated (e.g. from an XCom).
-    :param account_id: the connected account that owns it (``Stripe-Account``).
-    :param idempotency_key: default derived from the task instance and the payout id
-        (a fresh one after Stripe refused the cancellation).
-    :param dry_run: validate and log the request, send nothing.
-    :param stripe_conn_id: the ``stripe`` connection.
+    :param payout_id: ``po_...``, templated.
+
+    Also the :class:`StripeMoneyOperator` arguments (``idempotency_key``: default from the task and payout id).
 
     Returns ``{"id", "amount", "currency", "status", "method", "arrival_date", ...}``.
     """
@@ -562,7 +471,6 @@ class StripeCancelPayoutOperator(StripeMoneyOperator):
         self.guard_live_mode("cancel a payout")
         requests = self.hook.requests
         try:
-            # A refusal is inspected below (already canceled counts as done), not failed at once.
             payout, _key = self.send_idempotent(
                 context,
                 "payouts.cancel",

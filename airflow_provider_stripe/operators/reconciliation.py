@@ -1,25 +1,9 @@
 """Payout reconciliation: every balance transaction each payout of a run settled, one row each.
 
-Matching a payout to what it contains is the warehouse's second job with Stripe. Stripe
-itemizes an *automatic* payout through ``GET /v1/balance_transactions?payout=po_...``:
-every charge, refund, fee and adjustment it settled, plus the payout's own transaction
-(``type: payout``, negative). A transaction's own ``payout`` field is not reliable for this
-(it is not always set), so every row carries the payout it was listed under.
-
-A *manual* payout (created through the API or the Dashboard, e.g. by
-:class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator`) is drawn
-from the available balance, not from a set of transactions: Stripe refuses to itemize it.
-It is written as one row (the payout itself, ``itemized: false``) whose ``note`` says so.
-
-Every row carries its payout's status now (``payout_status``): Stripe can fail a payout
-after it was ``paid`` (within a few business days, reversing it with a ``payout_failure``
-balance transaction), so a reconciled payout that is now ``failed`` is listed in the
-result's ``failed_payouts`` and logged as a warning: its money did not arrive.
-
-Cost: a payout given by id is retrieved (one request), then an automatic one is itemized
-in ``ceil(transactions / page_size)`` requests (the SDK's auto-pagination, 100 per page by
-default). Rows are written as they arrive (flat memory), to a temporary name first, like
-every export.
+Stripe itemizes an *automatic* payout (``GET /v1/balance_transactions?payout=po_...``); a
+transaction's own ``payout`` field is not always set, so each row carries the payout it was listed
+under. A *manual* payout cannot be itemized: it is one row (``itemized: false``) saying so. A payout
+``failed`` after being paid is reported in ``failed_payouts``: its money did not arrive.
 """
 
 from __future__ import annotations
@@ -59,8 +43,7 @@ RECONCILIATION_COLUMNS: Columns = (
     ("note", "string"),
     ("source", "json"),
 )
-"""The row schema: column name and type, in file order. Amounts are in minor units;
-``source`` holds the expanded source object when ``expand_source`` is on, else null."""
+"""The row schema, in file order; ``source`` is the expanded source with ``expand_source``, else null."""
 
 MANUAL_PAYOUT_NOTE = (
     "manual payout: Stripe itemizes automatic payouts only, so the transactions this payout "
@@ -127,25 +110,18 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
 
     :param path: local path or object storage URL (templated).
     :param file_format: ``jsonl``, ``csv`` or ``parquet`` (columns :data:`RECONCILIATION_COLUMNS`).
-    :param payout_ids: the payouts to reconcile: a ``po_...`` id, a list, or the result of
-        :class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator`
-        (``create_payouts.output``). Templated. ``None`` (default): every payout whose
-        ``arrival_date`` falls in the window below.
-    :param created_gte: start (inclusive) of the *arrival date* window when ``payout_ids``
-        is ``None``; default ``data_interval_start``.
-    :param created_lt: end (exclusive) of that window; default ``data_interval_end``.
-    :param expand_source: expand each transaction's ``source`` (the charge, refund...) into
-        the ``source`` column (Stripe's ``expand[]=data.source``; larger answers, same
-        number of requests).
-    :param list_params: extra filters for the payouts listed by arrival date (e.g.
-        ``{"status": "paid"}``).
+    :param payout_ids: a ``po_...`` id, a list, or a
+        :class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator` result (templated);
+        ``None`` (default): every payout whose ``arrival_date`` is in the window.
+    :param created_gte: *arrival date* window start (inclusive); default ``data_interval_start``.
+    :param created_lt: its end (exclusive); default ``data_interval_end``.
+    :param expand_source: expand each transaction's ``source`` into the ``source`` column (same requests).
+    :param list_params: extra filters for the payouts listed by arrival date (e.g. ``{"status": "paid"}``).
     :param page_size: transactions per request (1-100).
     :param storage_conn_id: connection for an object storage ``path``.
     :param account_id: a connected account's payouts (``Stripe-Account``).
 
-    Rows follow :data:`RECONCILIATION_COLUMNS` (amounts in minor units). Returns
-    ``{"path", "count" (rows), "payouts", "manual_payouts" (ids), "failed_payouts" (ids of
-    payouts now ``failed``, e.g. failed after being paid), "account_id"}``.
+    Returns ``{"path", "count" (rows), "payouts", "manual_payouts", "failed_payouts" (ids), "account_id"}``.
     """
 
     template_fields: Sequence[str] = (*StripeExportOperator.template_fields, "payout_ids")
@@ -170,8 +146,6 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
         self._failed: list[str] = []
         self._payouts = 0
 
-    # -- which payouts --------------------------------------------------------------------
-
     def _given_ids(self) -> tuple[str, ...] | None:
         from airflow_provider_stripe.errors import PayoutIdsError
         from airflow_provider_stripe.payouts.watch import normalize_payout_ids
@@ -184,11 +158,8 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
             raise StripeInputError(str(exc), field="payout_ids") from exc
 
     def _payouts_arrived(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """Payouts whose ``arrival_date`` is in ``[gte, lt)``, as plain dicts."""
         params = {**self._list_params(), "limit": PAGE_SIZE, "arrival_date": {"gte": gte, "lt": lt}}
-        yield from (as_dict(p) for p in self.hook.requests.list_all("payouts", params))
-
-    # -- rows -----------------------------------------------------------------------------
+        return self._listing("payouts", params)
 
     def _rows_for(self, payout: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """The payout's rows: its balance transactions, or itself for a manual payout."""

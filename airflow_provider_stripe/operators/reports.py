@@ -1,8 +1,4 @@
-"""StripeReportRunOperator: run a Stripe report for the data interval and stream its file to storage.
-
-Fails retryably while Stripe has no data for the interval yet, and without retries when the run
-fails (Stripe would compute the same). Waits deferrable or on the worker.
-"""
+"""Run a Stripe report for the data interval and stream its file to storage."""
 
 from __future__ import annotations
 
@@ -23,6 +19,8 @@ if TYPE_CHECKING:
 
 class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
     """Create a Stripe report run for the run's data interval and download its result.
+
+    Fails retryably while Stripe has no data for the interval yet, without retries when the run fails.
 
     :param report_type: e.g. ``balance_change_from_activity.itemized.3`` or
         ``payout_reconciliation.itemized.5``. Templated.
@@ -74,8 +72,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         super().__init__(**kwargs)
         self.report_type = report_type
         self.path = path
-        self.path_template = path
-        """``path`` as the DAG wrote it: a rendered ``path`` may not climb out of its folders."""
+        self.path_template = path  # as the DAG wrote it: a rendered ``path`` may not climb out of its folders
         self.interval_start = interval_start
         self.interval_end = interval_end
         self.payout = payout
@@ -98,8 +95,6 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         if not seconds > 0:
             raise StripeInputError(f"{self.poll_interval!r}: pass a positive number of seconds", field="poll_interval")
         return seconds
-
-    # -- steps ----------------------------------------------------------------------------
 
     def _run_parameters(self, start: int, end: int) -> dict[str, Any]:
         extra = dict(self.parameters or {})
