@@ -153,6 +153,18 @@ def drop_finished_triggers() -> None:
 
 
 @contextlib.contextmanager
+def in_background(target: Callable[[], None], name: str, stop: threading.Event) -> Iterator[None]:
+    """Run ``target`` in a daemon thread for the block; then set ``stop`` and wait (bounded) for it."""
+    thread = threading.Thread(target=target, daemon=True, name=name)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+@contextlib.contextmanager
 def dag_tests_bounded(
     triggerer: Triggerer, timeout: float, note: Callable[[str], None], end_grace: float = 30.0
 ) -> Iterator[list[str]]:
@@ -201,13 +213,8 @@ def dag_tests_bounded(
                     executor.activity_queue.put(None)
                 ending_since = None
 
-    thread = threading.Thread(target=watch, daemon=True, name="dag-test-watchdog")
-    thread.start()
-    try:
+    with in_background(watch, "dag-test-watchdog", stop):
         yield why
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def _local_executor_ending(thread_id: int | None) -> Any | None:

@@ -46,6 +46,7 @@ from tests.airflow.dag_helpers import (
     dag_tests_bounded,
     drop_finished_triggers,
     example_dag,
+    in_background,
     run_triggerer,
     task_states,
 )
@@ -223,14 +224,8 @@ def approver(api: ApiServer, answer: str | None, before: Callable[[], None] | No
             answered = api.api("PATCH", path, json={"chosen_options": [answer], "params_input": {}})
             seen["response"] = (answered.status_code, answered.json())
 
-    with executor_reports() as reported:
-        thread = threading.Thread(target=act, daemon=True, name="approver")
-        thread.start()
-        try:
-            yield seen
-        finally:
-            stop.set()
-            thread.join(timeout=30)
+    with executor_reports() as reported, in_background(act, "approver", stop):
+        yield seen
 
 
 @contextlib.contextmanager
@@ -249,13 +244,8 @@ def scheduler_timeout_sweep() -> Iterator[None]:
         while not stop.wait(1.0):
             runner.check_awaiting_input_timeouts()
 
-    thread = threading.Thread(target=sweep, daemon=True, name="scheduler-sweep")
-    thread.start()
-    try:
+    with in_background(sweep, "scheduler-sweep", stop):
         yield
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def _states(dag_run: Any) -> dict[str, str]:
