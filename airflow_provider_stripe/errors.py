@@ -267,14 +267,12 @@ class StripePayoutError(StripeProviderError, RuntimeError):
     @staticmethod
     def for_batch(summary: dict[str, Any], failures: list[dict[str, Any]], failed_total: int) -> StripePayoutError:
         """The error to raise: :class:`StripePayoutRefusedError` when every failure is definitive."""
-        listed_all = len(failures) == failed_total
         definitive = (
-            listed_all
+            len(failures) == failed_total
             and not summary.get("not_attempted")
             and all(f.get("error", {}).get("definitive") for f in failures)
         )
-        cls = StripePayoutRefusedError if definitive else StripePayoutError
-        return cls(summary, failures, failed_total)
+        return (StripePayoutRefusedError if definitive else StripePayoutError)(summary, failures, failed_total)
 
 
 class StripePayoutRefusedError(StripePayoutError, AirflowFailException):

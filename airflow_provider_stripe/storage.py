@@ -34,20 +34,19 @@ def resolve(
     """
     from airflow.sdk import ObjectStoragePath
 
-    raw = path
-    if not raw or (not isinstance(raw, (str, os.PathLike)) and not is_object_storage_path(raw)):
-        raise StripeInputError(f"{raw!r}: pass a file path or an object storage URL", field=field)
-    if isinstance(template, str) and ".." in _SEGMENTS.split(str(raw)) and ".." not in _SEGMENTS.split(template):
+    if not path or (not isinstance(path, (str, os.PathLike)) and not is_object_storage_path(path)):
+        raise StripeInputError(f"{path!r}: pass a file path or an object storage URL", field=field)
+    if isinstance(template, str) and ".." in _SEGMENTS.split(str(path)) and ".." not in _SEGMENTS.split(template):
         raise StripeInputError(
-            f"{str(raw)!r} climbs out of its folder with '..', which its template {template!r} does not: "
+            f"{str(path)!r} climbs out of its folder with '..', which its template {template!r} does not: "
             "check the values rendered into it (run conf, params, mapped values)",
             field=field,
         )
-    if isinstance(raw, str) and "://" in raw:
-        raw = ObjectStoragePath(raw, conn_id=conn_id)
-    if is_object_storage_path(raw):
-        return Path(raw.path) if raw.protocol in ("file", "local") else raw
-    return Path(raw)
+    if isinstance(path, str) and "://" in path:
+        path = ObjectStoragePath(path, conn_id=conn_id)
+    if is_object_storage_path(path):
+        return Path(path.path) if path.protocol in ("file", "local") else path
+    return Path(path)
 
 
 STALE_PART_AGE_S = 60

@@ -116,19 +116,10 @@ def validate_currency(
     return code
 
 
-def currency_exponent(currency: str) -> int:
-    """How many decimals the currency's minor unit has in Stripe amounts (0, 2 or 3)."""
-    code = currency.lower()
-    if code in ZERO_DECIMAL_CURRENCIES:
-        return 0
-    if code in THREE_DECIMAL_CURRENCIES:
-        return 3
-    return 2
-
-
 def format_amount(amount: int, currency: str) -> str:
     """Human form of a Stripe amount for logs: ``1234, 'eur'`` -> ``12.34 EUR``; ``500 JPY``."""
-    exponent = currency_exponent(currency)
+    code = currency.lower()
+    exponent = 0 if code in ZERO_DECIMAL_CURRENCIES else 3 if code in THREE_DECIMAL_CURRENCIES else 2
     value = Decimal(int(amount)).scaleb(-exponent)
     return f"{value:.{exponent}f} {currency.upper()}"
 
@@ -277,16 +268,13 @@ def validate_metadata(
             raise StripeInputError(
                 f"value of key {key!r} is {value!r}: pass text (e.g. 'true'/'false'), or leave the key out", **where
             )
-        if isinstance(value, (int, float, Decimal)):
-            text = str(value)
-        elif isinstance(value, str):
-            text = value
-        else:
+        if not isinstance(value, (str, int, float, Decimal)):
             raise StripeInputError(
                 f"value of key {key!r} is a {type(value).__name__}; metadata values must be flat text: "
                 "serialise it (e.g. json.dumps) or split it over several keys",
                 **where,
             )
+        text = str(value)
         if len(text) > METADATA_VALUE_MAX:
             raise StripeInputError(
                 f"value of key {key!r} has {len(text)} characters; Stripe allows at most {METADATA_VALUE_MAX}", **where

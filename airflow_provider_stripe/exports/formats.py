@@ -89,11 +89,6 @@ def _write_jsonl(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: 
     return count
 
 
-def iso_utc(epoch_seconds: int) -> str:
-    """Epoch seconds as ISO-8601 in UTC, e.g. ``2024-11-20T09:30:00Z`` (what spreadsheets and people read)."""
-    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _write_csv(
     rows: Iterable[Mapping[str, Any]],
     handle: IO[bytes],
@@ -111,7 +106,7 @@ def _write_csv(
         if out is None:
             return None
         if kind == "timestamp" and timestamps == "iso":
-            return iso_utc(out)
+            return datetime.fromtimestamp(out, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # e.g. 2024-11-20T09:30:00Z
         if kind == "string" and escape_formulas and isinstance(value, str):  # text from Stripe, not JSON
             return neutralise_formula(out)
         return out
@@ -143,16 +138,14 @@ def _write_parquet(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns
     count = 0
     with pq.ParquetWriter(handle, schema) as writer:
         batch: dict[str, list[Any]] = {name: [] for name, _ in columns}
-        pending = 0
         for row in rows:
             for name, kind in columns:
                 batch[name].append(cell(row.get(name), kind, name))
-            pending += 1
             count += 1
-            if pending == PARQUET_ROW_GROUP:
+            if count % PARQUET_ROW_GROUP == 0:
                 writer.write_table(pa.Table.from_pydict(batch, schema=schema))
-                batch, pending = {name: [] for name, _ in columns}, 0
-        if pending or count == 0:
+                batch = {name: [] for name, _ in columns}
+        if count % PARQUET_ROW_GROUP or count == 0:
             writer.write_table(pa.Table.from_pydict(batch, schema=schema))
     return count
 

@@ -18,11 +18,8 @@ _COMMON: tuple[tuple[str, ColumnType], ...] = (
 
 def _columns(specs: str) -> Columns:
     """Common columns, then the space-separated ``name:type`` specs (type defaults to string)."""
-    parsed: list[tuple[str, ColumnType]] = []
-    for spec in specs.split():
-        name, _, kind = spec.partition(":")
-        parsed.append((name, kind or "string"))  # type: ignore[arg-type]
-    return (*_COMMON, *parsed)
+    parsed = [(name, kind or "string") for name, _, kind in (spec.partition(":") for spec in specs.split())]
+    return (*_COMMON, *parsed)  # type: ignore[arg-type]
 
 
 class StripeResource(NamedTuple):

@@ -36,10 +36,6 @@ def plan_slices(gte: int, lt: int, count: int) -> list[Slice]:
     return [(bounds[i], bounds[i + 1]) for i in reversed(range(count))]
 
 
-def _json_line(row: Mapping[str, Any]) -> bytes:
-    return json.dumps(row, separators=(",", ":"), default=str).encode() + b"\n"
-
-
 def spool_directory(target: Path | ObjectStoragePath, identity: Mapping[str, Any]) -> Path | ObjectStoragePath:
     """Where one export's finished slices wait: a hidden directory beside ``target``, keyed by a digest
     of ``identity`` (what decides the rows), so only a retry of the same export finds them."""
@@ -79,7 +75,7 @@ class SliceSpool:
         count = 0
         with atomic_open(self.path(piece)) as handle:
             for row in rows:
-                handle.write(_json_line(row))
+                handle.write(json.dumps(row, separators=(",", ":"), default=str).encode() + b"\n")
                 count += 1
         return count
 

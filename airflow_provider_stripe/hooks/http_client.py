@@ -11,17 +11,6 @@ from stripe import HTTPXClient, RequestsClient
 from airflow_provider_stripe.hooks.ratelimit import StripeRateLimiter
 
 
-def _retry_429(response: Any, num_retries: int, max_network_retries: int | None) -> bool | None:
-    """True/False when the 429 rule decides, None to defer to the SDK's rules."""
-    if response is None or num_retries >= (max_network_retries or 0):
-        return None
-    _, status_code, headers = response
-    if status_code != 429:
-        return None
-    should = (headers or {}).get("stripe-should-retry")
-    return should != "false"
-
-
 class GovernedAsyncClient(HTTPXClient):
     """The SDK's httpx client for ``*_async`` calls; rate limited by the owning sync client."""
 
@@ -40,9 +29,8 @@ class GovernedRequestsClient(RequestsClient):
     def _should_retry(
         self, response: Any, api_connection_error: Any, num_retries: int, max_network_retries: int | None
     ) -> bool:
-        decided = _retry_429(response, num_retries, max_network_retries)
-        if decided is not None:
-            return decided
+        if response is not None and response[1] == 429 and num_retries < (max_network_retries or 0):
+            return (response[2] or {}).get("stripe-should-retry") != "false"
         return bool(super()._should_retry(response, api_connection_error, num_retries, max_network_retries))
 
     def request(
