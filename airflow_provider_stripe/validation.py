@@ -36,33 +36,12 @@ ZERO_DECIMAL_CURRENCIES: frozenset[str] = frozenset(
 THREE_DECIMAL_CURRENCIES: frozenset[str] = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
 """Currencies with three decimals; Stripe requires their amounts to end in 0."""
 
+_MIN_CHARGES = """
+    usd:50 aed:200 aud:50 bgn:100 brl:50 cad:50 chf:50 czk:1500 dkk:250 eur:50 gbp:30 hkd:400 huf:17500
+    inr:50 jpy:50 mxn:1000 myr:200 nok:300 nzd:50 pln:200 ron:200 sek:300 sgd:50 thb:1000
+"""
 MIN_CHARGE_AMOUNTS: Mapping[str, int] = MappingProxyType(
-    {
-        "usd": 50,
-        "aed": 200,
-        "aud": 50,
-        "bgn": 100,
-        "brl": 50,
-        "cad": 50,
-        "chf": 50,
-        "czk": 1500,
-        "dkk": 250,
-        "eur": 50,
-        "gbp": 30,
-        "hkd": 400,
-        "huf": 17500,
-        "inr": 50,
-        "jpy": 50,
-        "mxn": 1000,
-        "myr": 200,
-        "nok": 300,
-        "nzd": 50,
-        "pln": 200,
-        "ron": 200,
-        "sek": 300,
-        "sgd": 50,
-        "thb": 1000,
-    }
+    {code: int(amount) for code, _, amount in (entry.partition(":") for entry in _MIN_CHARGES.split())}
 )
 """Stripe's minimum charge amount per currency, in the amount's units; others ("0.50 USD equivalent")
 need an exchange rate, so Stripe checks them."""
