@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shutil
 import time
 from collections import Counter
@@ -37,12 +38,19 @@ def run_dag(job: Job) -> dict[str, Any]:
     if dag is None:
         raise RuntimeError(f"no DAG {job['dag_id']!r} in {job['dag_file']}")
     logging.getLogger("stripe").setLevel(logging.WARNING)  # as for the bare loop: see request_overhead
+    started_monotonic = time.monotonic()  # comparable with the proxy's arrival times (same clock)
     start = time.perf_counter()
     dag_run = dag.test(logical_date=datetime.fromisoformat(job["logical_date"]))
     seconds = time.perf_counter() - start
     with create_session() as session:
         states = Counter(str(ti.state) for ti in dag_run.get_task_instances(session=session))
-    return {"seconds": seconds, "state": str(dag_run.state), "task_states": dict(states)}
+    return {
+        "seconds": seconds,
+        "state": str(dag_run.state),
+        "task_states": dict(states),
+        "started_monotonic": started_monotonic,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this process's peak so far
+    }
 
 
 class DagRunner:

@@ -1,7 +1,7 @@
 """The README's benchmark figures, generated from the results files (never copied by hand).
 
 ``python -m benchmarks.summary --write`` renders one line per measurement of the last full
-runs (``benchmarks/results/{benchmarks,deployment,warehouse,exports}.json``; a newer
+runs (``benchmarks/results/{benchmarks,deployment,warehouse,exports,batch_scale}.json``; a newer
 ``<name>-only-*.json`` run replaces the rows it re-measured) between the README's
 ``benchmarks:begin``/``end`` markers: the result, the target and whether it was met, as the
 run computed it, and the day it was measured. ``--check`` exits 1 when the README differs
@@ -30,6 +30,7 @@ RUNS = {
     "deployment": "`python -m benchmarks.deployment` (real deployment: Postgres, LocalExecutor)",
     "warehouse": "`python -m benchmarks.warehouse`",
     "exports": "`python -m benchmarks.exports` (200 ms per page)",
+    "batch_scale": "`python -m benchmarks.batch_scale`",
 }
 MEASURED_CODE = ("airflow_provider_stripe",)
 """What every benchmark measures: a results file older than its last change may be stale."""

@@ -27,9 +27,6 @@ from airflow_provider_stripe.events.signature import DEFAULT_TOLERANCE_SECONDS, 
 log = logging.getLogger(__name__)
 
 
-WEBHOOK_ROUTE = "/webhooks/{conn_id}"
-"""The route inside the app: ``POST {WEBHOOK_URL_PREFIX}/webhooks/<conn_id>``."""
-
 MAX_BODY_BYTES = 256 * 1024
 """Largest accepted body. Stripe events are a few KiB; the largest are well below this."""
 
@@ -74,7 +71,7 @@ def create_webhook_app() -> FastAPI:
         openapi_url=None,
     )
 
-    @app.post(WEBHOOK_ROUTE)
+    @app.post("/webhooks/{conn_id}")
     async def receive_stripe_event(conn_id: str, request: Request) -> JSONResponse:
         try:
             body = await asyncio.wait_for(_read_body(request), BODY_READ_TIMEOUT_S)
@@ -173,12 +170,6 @@ def _env_var_folds_case(conn_id: str) -> bool:
     return conn_id != conn_id.lower() and f"{CONN_ENV_PREFIX}{conn_id.upper()}" in os.environ
 
 
-def _payload_event_id(extra: Any) -> Any:
-    """The Stripe event id an asset event recorded by this endpoint carries, if any."""
-    payload = extra.get("payload") if isinstance(extra, dict) else None
-    return payload.get("event_id") if isinstance(payload, dict) else None
-
-
 def record_event(conn_id: str, summary: dict[str, Any]) -> dict[str, Any]:
     """Record ``summary`` on every ``stripe://events/<type>`` asset that lacks it; say what happened."""
     from airflow.assets.manager import asset_manager
@@ -204,14 +195,14 @@ def record_event(conn_id: str, summary: dict[str, Any]) -> dict[str, Any]:
                 AssetEvent.timestamp >= datetime.now(timezone.utc) - DEDUP_WINDOW,
             )
         )
-        already = {asset_id for asset_id, seen in recent if _payload_event_id(seen) == event_id}
+        payloads = ((asset_id, seen.get("payload") if isinstance(seen, dict) else None) for asset_id, seen in recent)
+        already = {asset_id for asset_id, p in payloads if isinstance(p, dict) and p.get("event_id") == event_id}
         extra = {"from_webhook": True, "conn_id": conn_id, "payload": summary}
-        recorded = 0
-        for asset in assets:
-            if asset.id in already:
-                continue
-            if asset_manager.register_asset_change(asset=asset, extra=extra, session=session) is not None:
-                recorded += 1
+        recorded = sum(
+            asset_manager.register_asset_change(asset=asset, extra=extra, session=session) is not None
+            for asset in assets
+            if asset.id not in already
+        )
     if not recorded:
         log.info("Stripe event %s (%s) already recorded; redelivery ignored", event_id, event_type)
         return {"status": "duplicate", "event_id": event_id}

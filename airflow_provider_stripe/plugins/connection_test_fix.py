@@ -1,9 +1,5 @@
-"""Make the Test button work for Stripe connections on Airflow 3.3.1-3.3.2.
-
-A Stripe connection has no port; the 3.3 UI posts ``port: 0`` to ``POST /api/v2/connections/test``,
-which 3.3.1-3.3.2 compare with the stored NULL and answer 400 (apache/airflow PR 73298). This ASGI
-middleware drops ``port: 0`` from Stripe test requests, as the upstream fix does (safe on fixed
-versions too), and keeps the tested connection's id (:data:`TESTED_CONNECTION_ID`) for the request.
+"""Make the Test button work for Stripe connections on Airflow 3.3.1-3.3.2 (why: docs/connection.md)
+by dropping ``port: 0`` from their Test requests, and keep the tested id in :data:`TESTED_CONNECTION_ID`.
 """
 
 from __future__ import annotations
@@ -23,8 +19,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TEST_PATH_SUFFIX = "/api/v2/connections/test"
-#: Test requests are small JSON documents; anything larger passes through unread.
-_MAX_BODY = 1 << 20
+_MAX_BODY = 1 << 20  # Test requests are small JSON documents; anything larger passes through unread
 
 TESTED_CONNECTION_ID: ContextVar[str | None] = ContextVar("stripe_tested_connection_id", default=None)
 """The Stripe connection the current Test request tests: Airflow runs it under a random conn id."""
@@ -38,29 +33,22 @@ def _stripe_test_request(body: bytes) -> dict[str, Any] | None:
         data = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(data, dict) or data.get("conn_type") != CONN_TYPE:
-        return None
-    return data
+    return data if isinstance(data, dict) and data.get("conn_type") == CONN_TYPE else None
 
 
 def tested_connection_id(body: bytes) -> str | None:
     """The ``connection_id`` a Test request for a Stripe connection names, if it is a plain id."""
-    data = _stripe_test_request(body)
-    if data is None:
-        return None
-    conn_id = data.get("connection_id")
+    conn_id = (_stripe_test_request(body) or {}).get("connection_id")
     return conn_id if isinstance(conn_id, str) and _PRINTABLE_CONN_ID.fullmatch(conn_id) else None
 
 
 def rewrite_test_body(body: bytes) -> bytes | None:
     """The body without ``port: 0`` if it tests a Stripe connection, else None (unchanged)."""
     data = _stripe_test_request(body)
-    if data is None:
+    if data is None or data.get("port") not in (0, "0"):
         return None
-    if "port" in data and data["port"] in (0, "0"):
-        del data["port"]
-        return json.dumps(data).encode()
-    return None
+    del data["port"]
+    return json.dumps(data).encode()
 
 
 class StripeConnectionTestPortFix:

@@ -45,9 +45,6 @@ MAX_SEEN = 10_000
 _CURSOR_VERSION = 1
 _TYPE_FILTER = re.compile(r"[a-z0-9_]+(\.([a-z0-9_]+|\*))*|\*")
 
-StartFrom = Literal["now", "oldest"] | int
-ExpiredPolicy = Literal["oldest", "now"]
-
 
 def backoff_delay(failures: int, base: float, cap: float) -> float:
     """Seconds to wait after ``failures`` failed polls: ``base * 2**(failures-1)`` capped, with equal jitter."""
@@ -136,7 +133,10 @@ class AssetStateCursorStore:
     commit_delay = COMMIT_DELAY_SECONDS
 
     def __init__(self, accessors: Any, key: str) -> None:
-        self._accessors = _accessor_list(accessors)
+        # Airflow offers the per-asset accessors only by subscripting with an Asset, so read its two
+        # dicts; if their layout ever changes, fall back to the single-asset API.
+        per_asset = [*getattr(accessors, "_by_name", {}).values(), *getattr(accessors, "_by_uri", {}).values()]
+        self._accessors = per_asset or [accessors]
         self.key = key
 
     async def load(self) -> dict[str, Any] | None:
@@ -147,14 +147,6 @@ class AssetStateCursorStore:
     async def save(self, cursor: dict[str, Any]) -> None:
         for accessor in self._accessors:
             await accessor.aset(self.key, cursor)
-
-
-def _accessor_list(accessors: Any) -> list[Any]:
-    """The per-asset accessors inside an ``AssetStateStoreAccessors`` (one per watched asset)."""
-    # Airflow offers them only by subscripting with an Asset, so read its two dicts; if their
-    # layout ever changes, fall back to the single-asset API.
-    per_asset = [*getattr(accessors, "_by_name", {}).values(), *getattr(accessors, "_by_uri", {}).values()]
-    return per_asset or [accessors]
 
 
 class InstanceCursorStore:
@@ -173,7 +165,6 @@ class InstanceCursorStore:
 
 
 CursorStore = AssetStateCursorStore | InstanceCursorStore
-"""Where a trigger keeps its cursor between polls and across restarts."""
 
 
 class StripeEventTrigger(BaseEventTrigger):
@@ -197,11 +188,11 @@ class StripeEventTrigger(BaseEventTrigger):
         types: Sequence[str] = (),
         account_id: str | None = None,
         cursor: dict[str, Any] | None = None,
-        start_from: StartFrom = "now",
+        start_from: Literal["now", "oldest"] | int = "now",
         poll_interval: float = 30.0,
         max_backoff: float = 600.0,
         lookback: int = 60,
-        on_expired_cursor: ExpiredPolicy = "oldest",
+        on_expired_cursor: Literal["oldest", "now"] = "oldest",
         page_size: int = PAGE_SIZE,
     ) -> None:
         super().__init__()
@@ -231,7 +222,8 @@ class StripeEventTrigger(BaseEventTrigger):
             raise ValueError(
                 f"StripeEventTrigger account_id: {self.account_id!r} is not a Stripe account id (acct_...)"
             )
-        if not (self.start_from in ("now", "oldest") or _is_timestamp(self.start_from)):
+        start = self.start_from
+        if not (start in ("now", "oldest") or (isinstance(start, int) and not isinstance(start, bool) and start > 0)):
             raise ValueError("StripeEventTrigger start_from: use 'now', 'oldest' or a unix timestamp (int)")
         if self.poll_interval < MIN_POLL_INTERVAL:
             raise ValueError(f"StripeEventTrigger poll_interval must be at least {MIN_POLL_INTERVAL} s")
@@ -377,10 +369,6 @@ class StripeEventTrigger(BaseEventTrigger):
         from airflow_provider_stripe.hooks.stripe import StripeHook
 
         return StripeHook(self.stripe_conn_id, account_id=self.account_id)
-
-
-def _is_timestamp(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _iso(timestamp: int) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -19,9 +19,6 @@ from airflow_provider_stripe.constants import DEFAULT_CONN_ID
 from airflow_provider_stripe.errors import redact
 from airflow_provider_stripe.payouts.lookup import afetch_payouts
 from airflow_provider_stripe.payouts.watch import PayoutWatch
-
-if TYPE_CHECKING:
-    from airflow_provider_stripe.hooks.requests import StripeRequests
 
 
 class StripePayoutTrigger(BaseTrigger):
@@ -63,32 +60,22 @@ class StripePayoutTrigger(BaseTrigger):
             hook = StripeHook(self.stripe_conn_id, account_id=self.account_id)
             requests = await run_blocking(getattr, hook, "requests")  # reads the connection
             while True:
-                event = await self._poll_once(requests, watch)
-                if event is not None:
-                    yield TriggerEvent(event)
+                polled = watch.to_poll(time.time())
+                lookup = await afetch_payouts(requests, polled)
+                verdict = watch.observe(polled, lookup.found, time.time())
+                self.log.info("%s; %s", verdict.describe(), lookup.describe())
+                if verdict.done:
+                    yield TriggerEvent(verdict.as_event())
                     return
                 now = time.time()
                 if self.deadline is not None and now >= self.deadline:
-                    yield TriggerEvent(self._timeout_event(watch))
+                    left_ids = watch.to_poll(now)
+                    message = f"{len(left_ids)} of {len(self.payout_ids)} payouts still not settled at the deadline: "
+                    more = " ..." if len(left_ids) > 20 else ""
+                    yield TriggerEvent({"status": "timeout", "message": message + ", ".join(left_ids[:20]) + more})
                     return
                 left = self.poll_interval if self.deadline is None else min(self.poll_interval, self.deadline - now)
                 await asyncio.sleep(left)
         except Exception as exc:
             self.log.exception("Polling Stripe payouts failed")
             yield TriggerEvent({"status": "error", "message": redact(f"{type(exc).__name__}: {exc}")})
-
-    async def _poll_once(self, requests: StripeRequests, watch: PayoutWatch) -> dict[str, Any] | None:
-        polled = watch.to_poll(time.time())
-        lookup = await afetch_payouts(requests, polled)
-        verdict = watch.observe(polled, lookup.found, time.time())
-        self.log.info("%s; %s", verdict.describe(), lookup.describe())
-        return verdict.as_event() if verdict.done else None
-
-    def _timeout_event(self, watch: PayoutWatch) -> dict[str, Any]:
-        left = watch.to_poll(time.time())
-        return {
-            "status": "timeout",
-            "message": f"{len(left)} of {len(self.payout_ids)} payouts still not settled at the deadline: "
-            + ", ".join(left[:20])
-            + (" ..." if len(left) > 20 else ""),
-        }
