@@ -118,7 +118,11 @@ class PayoutEngine:
         self.progress.load(self.identity.try_number)
         try:
             listing = self._reconcile(count)
-            self._run(iter(instructions), lambda i: self._plan(i, listing, sink), sink)
+            self._run(
+                iter(instructions),
+                lambda i: None if self._decide(i, listing, sink) else self.requests.plan(i.reference),
+                sink,
+            )
             for _round in range(CONTENTION_ROUNDS):
                 if not self._contended:
                     break
@@ -199,12 +203,6 @@ class PayoutEngine:
                     sink.add(item_result(instruction, "not_attempted"))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-
-    def _plan(self, instruction: PayoutInstruction, listing: PayoutListing | None, sink: ResultSink) -> Attempt | None:
-        """Decide an item without a request if possible; else return the engine's attempt to send."""
-        if self._decide(instruction, listing, sink):
-            return None
-        return self.requests.plan(instruction.reference)
 
     def _decide(self, instruction: PayoutInstruction, listing: PayoutListing | None, sink: ResultSink) -> bool:
         """Report an item the ledger or a listing already accounts for; ``False`` when it must be sent."""

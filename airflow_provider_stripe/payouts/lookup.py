@@ -55,9 +55,6 @@ class _Scan:
         self._budget = pages * PAGE_SIZE
         self._listed = 0
 
-    def start_list(self) -> None:
-        self.result.list_requests = 1
-
     def add_listed(self, payout: Any) -> bool:
         """Take one listed payout; True when listing should stop."""
         self._listed += 1
@@ -93,7 +90,7 @@ def fetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) -> Payout
     """Look up ``payout_ids`` with sync requests (sensor pokes)."""
     scan = _Scan(payout_ids)
     if scan.use_list:
-        scan.start_list()
+        scan.result.list_requests = 1
         for payout in requests.list_all("payouts", {"limit": PAGE_SIZE}):
             if scan.add_listed(payout):
                 break
@@ -109,7 +106,7 @@ async def afetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) ->
     """Look up ``payout_ids`` with the SDK's async client (the trigger)."""
     scan = _Scan(payout_ids)
     if scan.use_list:
-        scan.start_list()
+        scan.result.list_requests = 1
         async for payout in requests.list_all_async("payouts", {"limit": PAGE_SIZE}):
             if scan.add_listed(payout):
                 break

@@ -50,7 +50,6 @@ class PayoutFacts:
 
     @classmethod
     def of(cls, payout: Any) -> PayoutFacts:
-        """Extract the facts from a Stripe payout object (or a dict)."""
         return cls(
             id=str(read_field(payout, "id")),
             amount=int(read_field(payout, "amount")),
@@ -61,7 +60,6 @@ class PayoutFacts:
 
     @property
     def moved_money(self) -> bool:
-        """False once the payout ``failed`` or was ``canceled``."""
         return self.status not in NOT_PAID_STATUSES
 
 
@@ -98,7 +96,6 @@ class CrossRun:
 
     @property
     def scope_names(self) -> frozenset[str]:
-        """Every scope name this batch's items can be protected in."""
         names = {self.reference_scope or ACCOUNT_SCOPE}
         if self.protect == "all":
             names.add(f"dag:{self.dag_id}")

@@ -116,7 +116,6 @@ class PayoutSnapshot:
 
     @classmethod
     def from_stripe(cls, payout: Any) -> PayoutSnapshot:
-        """Build from a Stripe ``Payout`` object (or a plain dict with its fields)."""
         return cls(
             payout_id=str(payout["id"]),
             status=str(read_field(payout, "status") or "unknown"),
@@ -165,7 +164,6 @@ class Verdict:
         return {"status": PAID, "count": len(self.payout_ids), "payout_ids": list(self.payout_ids)}
 
     def describe(self) -> str:
-        """One line for the task log."""
         if self.outcome == "success":
             return f"all {len(self.payout_ids)} payouts are paid"
         if self.outcome == "failure":
@@ -227,7 +225,6 @@ class PayoutWatch:
         return float("inf") if arrival is None else arrival + self.settle_period
 
     def to_poll(self, now: float) -> tuple[str, ...]:
-        """The payouts whose status still matters (not yet settled)."""
         return tuple(p for p in self.payout_ids if not self.is_settled(p, now))
 
     def observe(self, polled: Iterable[str], found: Mapping[str, PayoutSnapshot], now: float) -> Verdict:
