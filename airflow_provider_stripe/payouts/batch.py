@@ -72,7 +72,7 @@ class PayoutKeys:
 
 
 class PayoutEngine:
-    """Runs one batch (or a single payout) for one run identity.
+    """Runs one batch (or a single payout) for one run identity; the operator checked its arguments.
 
     :param on_failure: ``continue`` attempts every item; ``stop`` feeds no new item after a failure.
     """
@@ -88,10 +88,6 @@ class PayoutEngine:
         on_failure: OnFailure = "continue",
         keys: PayoutKeys,
     ) -> None:
-        if on_failure not in ON_FAILURE_CHOICES:
-            raise ValueError(f"on_failure={on_failure!r}: use 'continue' or 'stop'")
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers={max_workers!r}: use an integer >= 1")
         self.stripe = requests
         self.identity = identity
         self.progress = progress

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 
 CROSS_RUN_LOOKBACK = timedelta(days=7)
-"""Default look-back of cross-run protection: a reference paid by another run in its scope in
-the 7 days before this run's first try is not paid again."""
 
 MAX_CROSS_RUN_LOOKBACK = timedelta(days=31)
 """Longest look-back accepted: a monthly schedule is covered; every try lists the whole window."""

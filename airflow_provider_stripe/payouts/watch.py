@@ -214,18 +214,15 @@ class PayoutWatch:
     arrived: dict[str, float | None] = field(default_factory=dict)
     """Payout id -> ``arrival_date`` of the payouts last seen paid (re-read at every poll)."""
 
-    def is_settled(self, payout_id: str, now: float) -> bool:
-        if payout_id not in self.arrived:
-            return False
-        return not self.settle_period or now >= self._settles_at(payout_id)
-
     def _settles_at(self, payout_id: str) -> float:
         """Epoch seconds when a paid payout will count as settled (never without an ``arrival_date``)."""
         arrival = self.arrived[payout_id]
         return float("inf") if arrival is None else arrival + self.settle_period
 
     def to_poll(self, now: float) -> tuple[str, ...]:
-        return tuple(p for p in self.payout_ids if not self.is_settled(p, now))
+        return tuple(
+            p for p in self.payout_ids if p not in self.arrived or (self.settle_period and now < self._settles_at(p))
+        )
 
     def observe(self, polled: Iterable[str], found: Mapping[str, PayoutSnapshot], now: float) -> Verdict:
         """Record the statuses just fetched for ``polled`` ids and decide."""
