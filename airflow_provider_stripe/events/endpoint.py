@@ -63,13 +63,7 @@ class _TooLarge(Exception):
 
 def create_webhook_app() -> FastAPI:
     """The FastAPI app serving ``POST /webhooks/{conn_id}`` (mount it at :data:`WEBHOOK_URL_PREFIX`)."""
-    app = FastAPI(
-        title="Stripe webhooks",
-        description="Receives signed Stripe events and records them as Airflow asset events.",
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
+    app = FastAPI(title="Stripe webhooks", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post("/webhooks/{conn_id}")
     async def receive_stripe_event(conn_id: str, request: Request) -> JSONResponse:

@@ -35,11 +35,7 @@ def parse_webhook_secrets(value: str | Sequence[str] | None) -> tuple[str, ...]:
         raise TypeError(f"Webhook secrets must be a string or a sequence of strings, not {type(value).__name__}.")
     else:
         items = value
-    secrets: dict[str, None] = {}  # an ordered set
     for index, item in enumerate(items):
         if not isinstance(item, str):
             raise TypeError(f"Webhook secret #{index} is a {type(item).__name__}, not a string.")
-        for part in _SECRET_SEPARATORS.split(item):
-            if part:
-                secrets.setdefault(part)
-    return tuple(secrets)
+    return tuple(dict.fromkeys(part for item in items for part in _SECRET_SEPARATORS.split(item) if part))

@@ -11,13 +11,11 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_stripe.compat import as_dict
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
-from airflow_provider_stripe.errors import StripeRequestError, redact
-from airflow_provider_stripe.links.dashboard import StripeDashboardLink
-from airflow_provider_stripe.validation import format_amount
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import BaseOperatorLink, Context
 
+    from airflow_provider_stripe.errors import StripeRequestError
     from airflow_provider_stripe.hooks.idempotency import IdempotentRequests
     from airflow_provider_stripe.hooks.stripe import StripeHook
 
@@ -37,6 +35,17 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, Mapping):
         return value.get("id")
     return None
+
+
+def _dashboard_links(_operator: Any) -> tuple[BaseOperatorLink, ...]:
+    """The Stripe Dashboard link, imported when Airflow reads it (serializing the DAG, after a task), not
+    when a DAG file imports the operator. Airflow reads ``operator_extra_links`` properties."""
+    from airflow_provider_stripe.links.dashboard import StripeDashboardLink
+
+    return (StripeDashboardLink(),)
+
+
+DASHBOARD_LINKS = property(_dashboard_links)
 
 
 def summarize(obj: Any, fields: Sequence[str], **extra: Any) -> dict[str, Any]:
@@ -96,7 +105,7 @@ class StripeMoneyOperator(StripeBaseOperator):
     """
 
     template_fields: Sequence[str] = (*StripeBaseOperator.template_fields, "idempotency_key")
-    operator_extra_links = (StripeDashboardLink(),)
+    operator_extra_links = DASHBOARD_LINKS
 
     def __init__(self, *, dry_run: bool = False, idempotency_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -156,6 +165,8 @@ class StripeMoneyOperator(StripeBaseOperator):
 
     def dry_run_result(self, operation: str, params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         """Log what a real run would send and return a dry-run dict; the connection is still validated."""
+        from airflow_provider_stripe.errors import redact
+
         cfg = self.hook.config
         live_allowed = not cfg.livemode or cfg.allow_live_mode
         self.log.info(
@@ -179,5 +190,7 @@ class StripeMoneyOperator(StripeBaseOperator):
 
     def log_movement(self, verb: str, amount: int, currency: str, object_id: str, **details: Any) -> None:
         """One line per money movement: ``Refunded 5.00 EUR: re_123 (charge=ch_1, status=succeeded)``."""
+        from airflow_provider_stripe.validation import format_amount
+
         extra = ", ".join(f"{k}={v}" for k, v in details.items() if v is not None)
         self.log.info("%s %s: %s%s", verb, format_amount(amount, currency), object_id, f" ({extra})" if extra else "")

@@ -6,15 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.operators._base import StripeMoneyOperator, summarize
-from airflow_provider_stripe.validation import (
-    validate_amount,
-    validate_currency,
-    validate_metadata,
-    validate_object_id,
-    validate_statement_descriptor,
-)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -51,6 +43,8 @@ def _charge_result(op: StripeMoneyOperator, charge: Any, idempotency_key: str) -
 def _optional_text(value: Any, field: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
+    from airflow_provider_stripe.errors import StripeInputError
+
     raise StripeInputError(f"{value!r} is a {type(value).__name__}: pass text or None", field=field)
 
 
@@ -123,6 +117,15 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
         self.transfer_data = transfer_data
 
     def build_params(self) -> dict[str, Any]:
+        from airflow_provider_stripe.errors import StripeInputError
+        from airflow_provider_stripe.validation import (
+            validate_amount,
+            validate_currency,
+            validate_metadata,
+            validate_object_id,
+            validate_statement_descriptor,
+        )
+
         currency = validate_currency(self.currency)
         amount = validate_amount(self.amount, currency, for_charge=True)
         if not self.customer and not self.source:
@@ -169,6 +172,9 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
         return params
 
     def _transfer_data(self, amount: int, currency: str) -> dict[str, Any]:
+        from airflow_provider_stripe.errors import StripeInputError
+        from airflow_provider_stripe.validation import validate_amount, validate_object_id
+
         data = self.transfer_data
         if not isinstance(data, Mapping) or set(data) - {"destination", "amount"}:
             raise StripeInputError(
@@ -224,6 +230,8 @@ class StripeCaptureChargeOperator(StripeMoneyOperator):
 
     def build_params(self) -> tuple[str, dict[str, Any]]:
         """Validate; return the charge id and the capture parameters."""
+        from airflow_provider_stripe.validation import validate_amount, validate_object_id
+
         charge_id = validate_object_id(self.charge_id, field="charge_id", prefixes=CHARGE_ID_PREFIXES)
         params: dict[str, Any] = {}
         if self.amount is not None:
@@ -283,6 +291,9 @@ class StripeRefundChargeOperator(StripeMoneyOperator):
         self.refund_application_fee = refund_application_fee
 
     def build_params(self) -> dict[str, Any]:
+        from airflow_provider_stripe.errors import StripeInputError
+        from airflow_provider_stripe.validation import validate_amount, validate_metadata, validate_object_id
+
         params: dict[str, Any] = {
             "charge": validate_object_id(self.charge_id, field="charge_id", prefixes=CHARGE_ID_PREFIXES)
         }

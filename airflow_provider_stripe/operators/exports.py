@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_stripe.compat import as_dict, read_field
 from airflow_provider_stripe.constants import EVENT_RETENTION_S, PAGE_SIZE
-from airflow_provider_stripe.errors import StripeInputError
-from airflow_provider_stripe.exports.formats import FORMATS, Columns, CsvTimestamps, Format, check_format, write_rows
 from airflow_provider_stripe.exports.lineage import (
     LineageRecord,
     StripeLineageMixin,
@@ -22,12 +20,12 @@ from airflow_provider_stripe.exports.lineage import (
     path_dataset,
     stripe_dataset,
 )
-from airflow_provider_stripe.exports.resources import get_resource
 from airflow_provider_stripe.operators._base import StripeBaseOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
+    from airflow_provider_stripe.exports.formats import Columns, CsvTimestamps, Format
     from airflow_provider_stripe.exports.slices import SlicedRead, SliceSpool
 
 ExportMode = Literal["created", "changes"]
@@ -39,6 +37,8 @@ MAX_WORKERS = 32  # concurrent slice reads (the rate limiter bounds their reques
 def to_epoch_seconds(value: Any, field: str) -> int:
     """A window bound (aware or naive-UTC ``datetime``, epoch seconds, ISO-8601 text) as Stripe's integer
     ``created`` seconds, rounded up so ``>=`` and ``<`` stay exact."""
+    from airflow_provider_stripe.errors import StripeInputError
+
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
         return math.ceil(moment.timestamp())
@@ -65,6 +65,8 @@ def resolve_window(
     context: Context, start_override: Any, end_override: Any, fields: tuple[str, str]
 ) -> tuple[int, int]:
     """``(gte, lt)`` epoch seconds: the overrides, else the run's data interval (``fields`` name them)."""
+    from airflow_provider_stripe.errors import StripeInputError
+
     start_field, end_field = fields
     start = start_override if start_override is not None else context.get("data_interval_start")
     end = end_override if end_override is not None else context.get("data_interval_end")
@@ -151,6 +153,10 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         csv_timestamps: CsvTimestamps = "iso",
         **kwargs: Any,
     ) -> None:
+        from airflow_provider_stripe.errors import StripeInputError
+        from airflow_provider_stripe.exports.formats import FORMATS
+        from airflow_provider_stripe.exports.resources import get_resource
+
         super().__init__(**kwargs)
         self.path_template = path  # as the DAG wrote it: a rendered ``path`` may not climb out of its folders
         self.export_resource = get_resource(resource)
@@ -183,6 +189,8 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         return resolve_window(context, self.created_gte, self.created_lt, ("created_gte", "created_lt"))
 
     def _list_params(self) -> dict[str, Any]:
+        from airflow_provider_stripe.errors import StripeInputError
+
         params = self.list_params or {}
         if not isinstance(params, Mapping):
             raise StripeInputError(f"{params!r}: pass a dict of extra list filters", field="list_params")
@@ -220,6 +228,8 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         return first_each(as_dict(obj) for obj in objects if read_field(obj, "object") == resource.object)
 
     def _check_event_retention(self, gte: int) -> None:
+        from airflow_provider_stripe.errors import StripeInputError
+
         oldest = math.floor(time.time()) - EVENT_RETENTION_S
         if gte < oldest:
             raise StripeInputError(
@@ -303,6 +313,8 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
 
     def write(self, target: Path | ObjectStoragePath, rows: Iterator[Mapping[str, Any]], columns: Columns) -> int:
         """Write ``rows`` in this task's format, atomically."""
+        from airflow_provider_stripe.exports.formats import check_format, write_rows
+
         fmt = check_format(self.file_format)
         return write_rows(
             target, rows, fmt, columns, escape_formulas=self.escape_csv_formulas, csv_timestamps=self.csv_timestamps

@@ -11,9 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.compat import task_state_store
-from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.operators._base import StripeMoneyOperator, summarize
-from airflow_provider_stripe.validation import format_amount, validate_object_id
 
 REFERENCE_SCOPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")  # stored in payout metadata
 
@@ -66,6 +64,7 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         self.cross_run_lookback = cross_run_lookback
 
     def _check_cross_run(self) -> None:
+        from airflow_provider_stripe.errors import StripeInputError
         from airflow_provider_stripe.payouts.recovery import MAX_CROSS_RUN_LOOKBACK
 
         if self.cross_run_protection not in (None, True, False):
@@ -392,6 +391,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
 
     def _check_arguments(self) -> BatchLimits:
         """Check the task's arguments (before reading the batch); return its limits."""
+        from airflow_provider_stripe.errors import StripeInputError
         from airflow_provider_stripe.payouts.batch import ON_FAILURE_CHOICES
         from airflow_provider_stripe.payouts.limits import BatchLimits
 
@@ -409,7 +409,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
 
     def _check_approved(self, batch: ValidatedBatch) -> None:
         """Refuse a batch whose instructions are not the approved ones (``approved_digest``)."""
-        from airflow_provider_stripe.errors import StripeBatchChangedError
+        from airflow_provider_stripe.errors import StripeBatchChangedError, StripeInputError
 
         approved = self.approved_digest
         if approved is None:
@@ -427,6 +427,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
 
     def _dry_run(self, batch: Any, sink: ResultSink) -> dict[str, Any]:
         from airflow_provider_stripe.payouts.batch import item_result
+        from airflow_provider_stripe.validation import format_amount
 
         cfg = self.hook.config  # validated: a dry run also proves the connection is usable
         live_allowed = not cfg.livemode or cfg.allow_live_mode
@@ -462,7 +463,8 @@ class StripeCancelPayoutOperator(StripeMoneyOperator):
         self.payout_id = payout_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_stripe.errors import StripeRequestError
+        from airflow_provider_stripe.errors import StripeInputError, StripeRequestError
+        from airflow_provider_stripe.validation import validate_object_id
 
         payout_id = validate_object_id(self.payout_id, field="payout_id", prefixes=("po_",))
         if self.is_dry_run:

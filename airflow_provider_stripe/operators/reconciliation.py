@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.compat import as_dict
 from airflow_provider_stripe.constants import PAGE_SIZE
-from airflow_provider_stripe.errors import StripeInputError
-from airflow_provider_stripe.exports.formats import Columns
 from airflow_provider_stripe.exports.lineage import LineageRecord, file_size, path_dataset, stripe_dataset
 from airflow_provider_stripe.operators.exports import StripeExportOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_stripe.exports.formats import Columns
 
 RECONCILIATION_COLUMNS: Columns = (
     ("payout_id", "string"),
@@ -147,7 +147,7 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
         self._payouts = 0
 
     def _given_ids(self) -> tuple[str, ...] | None:
-        from airflow_provider_stripe.errors import PayoutIdsError
+        from airflow_provider_stripe.errors import PayoutIdsError, StripeInputError
         from airflow_provider_stripe.payouts.watch import normalize_payout_ids
 
         if self.payout_ids is None:

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_stripe.compat import conf
-from airflow_provider_stripe.errors import StripeInputError
 from airflow_provider_stripe.exports.lineage import StripeLineageMixin
 from airflow_provider_stripe.operators._base import StripeBaseOperator
 
@@ -88,6 +87,8 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
 
     def _poll_seconds(self) -> float:
         """``poll_interval`` as seconds (it may arrive as a rendered template string)."""
+        from airflow_provider_stripe.errors import StripeInputError
+
         try:
             seconds = float(self.poll_interval)
         except (TypeError, ValueError):
@@ -97,6 +98,8 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         return seconds
 
     def _run_parameters(self, start: int, end: int) -> dict[str, Any]:
+        from airflow_provider_stripe.errors import StripeInputError
+
         extra = dict(self.parameters or {})
         if not isinstance(self.parameters or {}, Mapping):
             raise StripeInputError(f"{self.parameters!r}: pass a dict of report parameters", field="parameters")
@@ -114,6 +117,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_stripe.compat import read_field
+        from airflow_provider_stripe.errors import StripeInputError
         from airflow_provider_stripe.exports.reports import check_available, run_event
         from airflow_provider_stripe.operators.exports import resolve_window
         from airflow_provider_stripe.storage import resolve

@@ -72,7 +72,7 @@ class PayoutKeys:
 
 
 class PayoutEngine:
-    """Runs one batch (or a single payout) for one run identity.
+    """Runs one batch (or a single payout) for one run identity; the operator checked its arguments.
 
     :param on_failure: ``continue`` attempts every item; ``stop`` feeds no new item after a failure.
     """
@@ -88,10 +88,6 @@ class PayoutEngine:
         on_failure: OnFailure = "continue",
         keys: PayoutKeys,
     ) -> None:
-        if on_failure not in ON_FAILURE_CHOICES:
-            raise ValueError(f"on_failure={on_failure!r}: use 'continue' or 'stop'")
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers={max_workers!r}: use an integer >= 1")
         self.stripe = requests
         self.identity = identity
         self.progress = progress
@@ -118,7 +114,11 @@ class PayoutEngine:
         self.progress.load(self.identity.try_number)
         try:
             listing = self._reconcile(count)
-            self._run(iter(instructions), lambda i: self._plan(i, listing, sink), sink)
+            self._run(
+                iter(instructions),
+                lambda i: None if self._decide(i, listing, sink) else self.requests.plan(i.reference),
+                sink,
+            )
             for _round in range(CONTENTION_ROUNDS):
                 if not self._contended:
                     break
@@ -199,12 +199,6 @@ class PayoutEngine:
                     sink.add(item_result(instruction, "not_attempted"))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-
-    def _plan(self, instruction: PayoutInstruction, listing: PayoutListing | None, sink: ResultSink) -> Attempt | None:
-        """Decide an item without a request if possible; else return the engine's attempt to send."""
-        if self._decide(instruction, listing, sink):
-            return None
-        return self.requests.plan(instruction.reference)
 
     def _decide(self, instruction: PayoutInstruction, listing: PayoutListing | None, sink: ResultSink) -> bool:
         """Report an item the ledger or a listing already accounts for; ``False`` when it must be sent."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 from airflow_provider_stripe.errors import StripeBatchInputError, StripeInputError
@@ -30,18 +30,6 @@ SOURCE_TYPES = ("bank_account", "card", "fpx")
 DESTINATION_PREFIXES = ("ba_", "card_")
 MAX_REFERENCE_LENGTH = 200
 MAX_TEXT_LENGTH = 1000
-FIELDS = (
-    "reference",
-    "amount",
-    "currency",
-    "destination",
-    "method",
-    "description",
-    "statement_descriptor",
-    "source_type",
-    "metadata",
-)
-"""The keys an instruction may have; anything else (a typo like ``ammount``) is an error."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +68,10 @@ class PayoutInstruction:
     def has_explicit_reference(self) -> bool:
         """Whether the user named the item (not a content hash): protected across runs by default."""
         return self.reference != content_reference(self)
+
+
+FIELDS = tuple(f.name for f in fields(PayoutInstruction) if f.name != "index")
+"""The keys an instruction may have; anything else (a typo like ``ammount``) is an error."""
 
 
 def _content(instruction: PayoutInstruction) -> dict[str, Any]:

@@ -22,9 +22,6 @@ if TYPE_CHECKING:
 
 
 KEY_PREFIX = "airflow-"
-"""Every derived key starts with ``airflow-<scope>-`` (then 64 hex digits)."""
-
-
 KEY_LIFETIME = timedelta(hours=24)
 """How long Stripe keeps an idempotency key's result: older payments are found by listing."""
 
@@ -66,7 +63,6 @@ class RunIdentity:
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> Self:
-        """Read the identity from an Airflow task context."""
         ti = context["ti"]
         dag_run = context.get("dag_run")
         logical_date = _utc(context.get("logical_date") or getattr(dag_run, "logical_date", None))
@@ -91,7 +87,6 @@ class RunIdentity:
 
     @property
     def dag_run_id(self) -> str:
-        """The Airflow run id (``run`` when the identity was built without one)."""
         return self.run_id or self.run
 
     @property
@@ -111,21 +106,12 @@ class RunIdentity:
         return f"{self.dag_id}/{self.run}/{self.task_id}{suffix}"
 
 
+# The metadata every payout carries (:meth:`PayoutIdentity.stamp`): reference, run tag, scope, DAG and run ids.
 REFERENCE_METADATA_KEY = "airflow_payout_ref"
-"""Payout metadata key holding the item's reference."""
-
 RUN_METADATA_KEY = "airflow_payout_run"
-"""Payout metadata key holding :attr:`RunIdentity.tag` (which task instance sent it)."""
-
 SCOPE_METADATA_KEY = "airflow_payout_scope"
-"""Payout metadata key holding the :class:`ReferenceScope` name of a protected reference."""
-
 DAG_METADATA_KEY = "airflow_payout_dag"
-"""Payout metadata key holding the DAG id (what ``already_paid_by_run`` names, with the run)."""
-
 DAG_RUN_METADATA_KEY = "airflow_payout_dag_run"
-"""Payout metadata key holding the Airflow run id (what ``already_paid_by_run`` names)."""
-
 RESERVED_METADATA_KEYS = (
     REFERENCE_METADATA_KEY,
     RUN_METADATA_KEY,

@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 Code = Literal["sent", "ok", "refused", "unknown"]
 """``sent``: a request with this generation may have been sent; ``ok``: the object exists;
@@ -26,22 +26,6 @@ class ItemState:
     code: Code
     object_id: str | None = None
     made_by: int | None = None
-
-
-class Ledger(Protocol):
-    """Where a request's generation and outcome live between tries (see the module docstring)."""
-
-    @property
-    def remembered(self) -> bool:
-        """True when the ledger survives the process (a task state store is in use)."""
-
-    def get(self, reference: str) -> ItemState | None:
-        """The remembered state of a request, if any."""
-
-    def record(
-        self, reference: str, generation: int, code: Code, object_id: str | None = None, made_by: int | None = None
-    ) -> None:
-        """Remember a request's state; a ``sent`` of a new generation is written at once."""
 
 
 GENERATION_STATE_PREFIX = "stripe_idempotency_generation:"
@@ -102,11 +86,6 @@ def _decode(entry: Any) -> ItemState | None:
         return ItemState(0, "ok", entry, made_by=1)
     made_by = int(entry[3]) if len(entry) > 3 and entry[3] is not None else None
     return ItemState(int(entry[0]), _CODES[entry[1]], entry[2] if len(entry) > 2 else None, made_by)
-
-
-def _is_created(entry: Any) -> bool:
-    state = _decode(entry)
-    return state is not None and state.code == "ok"
 
 
 class BatchLedger:
@@ -174,8 +153,7 @@ class BatchLedger:
         return _decode(self._entries.get(reference))
 
     def created_count(self) -> int:
-        """How many items are remembered as created."""
-        return sum(1 for entry in list(self._entries.values()) if _is_created(entry))
+        return sum(1 for entry in list(self._entries.values()) if (state := _decode(entry)) and state.code == "ok")
 
     def record(
         self, reference: str, generation: int, code: Code, object_id: str | None = None, made_by: int | None = None
@@ -208,3 +186,7 @@ class BatchLedger:
                 self._next_value += 1
         self._dirty = {}
         self._last_flush = time.monotonic()
+
+
+Ledger = SingleRequestLedger | BatchLedger
+"""Where a request's generation and outcome live between tries (see the module docstring)."""

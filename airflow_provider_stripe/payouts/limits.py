@@ -73,5 +73,4 @@ class BatchLimits:
             raise StripeBatchLimitError(problems, count=count, totals=dict(totals), totals_text=format_totals(totals))
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON form, for summaries and results."""
         return {"max_items": self.max_items, "max_total": dict(self.max_total) if self.max_total else None}

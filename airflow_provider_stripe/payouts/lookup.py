@@ -49,14 +49,11 @@ class _Scan:
     def __init__(self, payout_ids: Sequence[str]) -> None:
         self.wanted = tuple(dict.fromkeys(payout_ids))
         self.unseen = set(self.wanted)
-        self.result = PayoutLookup()
         self.use_list = len(self.wanted) > RETRIEVE_AT_MOST
+        self.result = PayoutLookup(list_requests=int(self.use_list))
         pages = math.ceil(len(self.wanted) / PAGE_SIZE) + LIST_SLACK_PAGES
         self._budget = pages * PAGE_SIZE
         self._listed = 0
-
-    def start_list(self) -> None:
-        self.result.list_requests = 1
 
     def add_listed(self, payout: Any) -> bool:
         """Take one listed payout; True when listing should stop."""
@@ -93,7 +90,6 @@ def fetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) -> Payout
     """Look up ``payout_ids`` with sync requests (sensor pokes)."""
     scan = _Scan(payout_ids)
     if scan.use_list:
-        scan.start_list()
         for payout in requests.list_all("payouts", {"limit": PAGE_SIZE}):
             if scan.add_listed(payout):
                 break
@@ -109,7 +105,6 @@ async def afetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) ->
     """Look up ``payout_ids`` with the SDK's async client (the trigger)."""
     scan = _Scan(payout_ids)
     if scan.use_list:
-        scan.start_list()
         async for payout in requests.list_all_async("payouts", {"limit": PAGE_SIZE}):
             if scan.add_listed(payout):
                 break

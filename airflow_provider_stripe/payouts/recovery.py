@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 
 CROSS_RUN_LOOKBACK = timedelta(days=7)
-"""Default look-back of cross-run protection: a reference paid by another run in its scope in
-the 7 days before this run's first try is not paid again."""
 
 MAX_CROSS_RUN_LOOKBACK = timedelta(days=31)
 """Longest look-back accepted: a monthly schedule is covered; every try lists the whole window."""
@@ -50,7 +48,6 @@ class PayoutFacts:
 
     @classmethod
     def of(cls, payout: Any) -> PayoutFacts:
-        """Extract the facts from a Stripe payout object (or a dict)."""
         return cls(
             id=str(read_field(payout, "id")),
             amount=int(read_field(payout, "amount")),
@@ -61,7 +58,6 @@ class PayoutFacts:
 
     @property
     def moved_money(self) -> bool:
-        """False once the payout ``failed`` or was ``canceled``."""
         return self.status not in NOT_PAID_STATUSES
 
 
@@ -98,7 +94,6 @@ class CrossRun:
 
     @property
     def scope_names(self) -> frozenset[str]:
-        """Every scope name this batch's items can be protected in."""
         names = {self.reference_scope or ACCOUNT_SCOPE}
         if self.protect == "all":
             names.add(f"dag:{self.dag_id}")

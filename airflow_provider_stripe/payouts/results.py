@@ -18,8 +18,6 @@ UNKNOWN_TRY = "earlier"
 
 @dataclass(frozen=True)
 class ItemResult:
-    """What happened to one item."""
-
     index: int
     reference: str
     outcome: Outcome
@@ -33,7 +31,6 @@ class ItemResult:
     error: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON form, ``None`` fields left out."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 

@@ -109,12 +109,11 @@ def _iter_jsonl(handle: IO[str], prefix: str = "") -> Iterator[Any]:
 
 
 def _prefixed_lines(handle: IO[str], prefix: str) -> Iterator[str]:
-    first = True
-    for line in handle:
-        yield prefix + line if first else line
-        first = False
-    if first and prefix:
-        yield prefix
+    lines = iter(handle)
+    first = prefix + next(lines, "")
+    if first:
+        yield first
+    yield from lines
 
 
 class _JsonArrayReader:

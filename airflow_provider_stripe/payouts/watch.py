@@ -116,7 +116,6 @@ class PayoutSnapshot:
 
     @classmethod
     def from_stripe(cls, payout: Any) -> PayoutSnapshot:
-        """Build from a Stripe ``Payout`` object (or a plain dict with its fields)."""
         return cls(
             payout_id=str(payout["id"]),
             status=str(read_field(payout, "status") or "unknown"),
@@ -165,7 +164,6 @@ class Verdict:
         return {"status": PAID, "count": len(self.payout_ids), "payout_ids": list(self.payout_ids)}
 
     def describe(self) -> str:
-        """One line for the task log."""
         if self.outcome == "success":
             return f"all {len(self.payout_ids)} payouts are paid"
         if self.outcome == "failure":
@@ -216,19 +214,15 @@ class PayoutWatch:
     arrived: dict[str, float | None] = field(default_factory=dict)
     """Payout id -> ``arrival_date`` of the payouts last seen paid (re-read at every poll)."""
 
-    def is_settled(self, payout_id: str, now: float) -> bool:
-        if payout_id not in self.arrived:
-            return False
-        return not self.settle_period or now >= self._settles_at(payout_id)
-
     def _settles_at(self, payout_id: str) -> float:
         """Epoch seconds when a paid payout will count as settled (never without an ``arrival_date``)."""
         arrival = self.arrived[payout_id]
         return float("inf") if arrival is None else arrival + self.settle_period
 
     def to_poll(self, now: float) -> tuple[str, ...]:
-        """The payouts whose status still matters (not yet settled)."""
-        return tuple(p for p in self.payout_ids if not self.is_settled(p, now))
+        return tuple(
+            p for p in self.payout_ids if p not in self.arrived or (self.settle_period and now < self._settles_at(p))
+        )
 
     def observe(self, polled: Iterable[str], found: Mapping[str, PayoutSnapshot], now: float) -> Verdict:
         """Record the statuses just fetched for ``polled`` ids and decide."""

@@ -23,7 +23,7 @@ from airflow_provider_stripe.compat import (
     conf,
 )
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID
-from airflow_provider_stripe.links.dashboard import StripeDashboardLink
+from airflow_provider_stripe.operators._base import DASHBOARD_LINKS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -54,7 +54,7 @@ class StripePayoutSensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("payout_ids", "account_id", "poll_interval")
     ui_color = "#635bff"
-    operator_extra_links = (StripeDashboardLink(),)
+    operator_extra_links = DASHBOARD_LINKS
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_stripe.compat import asset_state_store, run_blocking
 from airflow_provider_stripe.constants import DEFAULT_CONN_ID, EVENT_RETENTION_S, PAGE_SIZE
+from airflow_provider_stripe.errors import StripeConfigurationError, StripeRequestError, redact
 from airflow_provider_stripe.events.assets import summarize_event
 from airflow_provider_stripe.validation import ACCOUNT_ID_RE
 
@@ -208,10 +209,7 @@ class StripeEventTrigger(BaseEventTrigger):
         self.lookback = int(lookback)
         self.on_expired_cursor = on_expired_cursor
         self.page_size = int(page_size)
-        self._validate()
-
-    def _validate(self) -> None:
-        """Fail at DAG-parse time, naming the argument, rather than in the triggerer."""
+        # Fail at DAG-parse time, naming the argument, rather than in the triggerer.
         for event_type in self.types:
             if not isinstance(event_type, str) or not _TYPE_FILTER.fullmatch(event_type):
                 raise ValueError(
@@ -272,13 +270,14 @@ class StripeEventTrigger(BaseEventTrigger):
                 failures += 1
                 hook = self._hook()  # re-read the connection: a fixed key or secret takes effect
                 delay = backoff_delay(failures, self.poll_interval, self.max_backoff)
+                known = isinstance(exc, (StripeConfigurationError, StripeRequestError))  # secret-free, actionable
                 self.log.warning(
                     "Polling Stripe events (connection %r, types %s) failed %d time(s) in a row: %s. "
                     "Retrying in %.1f s.",
                     self.stripe_conn_id,
                     self.types or "all",
                     failures,
-                    _describe(exc),
+                    str(exc) if known else redact(f"{type(exc).__name__}: {exc}"),
                     delay,
                 )
                 await asyncio.sleep(delay)
@@ -327,13 +326,8 @@ class StripeEventTrigger(BaseEventTrigger):
             except ValueError as exc:
                 self.log.warning("Ignoring the Stripe event cursor from %s: %s", source, exc)
         now = int(time.time())
-        if self.start_from == "now":
-            start = now
-        elif self.start_from == "oldest":
-            start = now - EVENT_RETENTION_S
-        else:
-            start = int(self.start_from)
-        cursor = EventCursor.starting_at(start)
+        start = {"now": now, "oldest": now - EVENT_RETENTION_S}.get(str(self.start_from), self.start_from)
+        cursor = EventCursor.starting_at(int(start))
         # Saved at once: a restart must not move "now" forward past events created meanwhile.
         await self._save(store, cursor)
         return cursor
@@ -373,12 +367,3 @@ class StripeEventTrigger(BaseEventTrigger):
 
 def _iso(timestamp: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
-
-
-def _describe(exc: BaseException) -> str:
-    """A secret-free, actionable description of a failed poll."""
-    from airflow_provider_stripe.errors import StripeConfigurationError, StripeRequestError, redact
-
-    if isinstance(exc, (StripeConfigurationError, StripeRequestError)):
-        return str(exc)
-    return redact(f"{type(exc).__name__}: {exc}")

@@ -61,13 +61,8 @@ class StripeReportRunTrigger(BaseTrigger):
                     return
                 now = time.time()
                 if self.deadline is not None and now >= self.deadline:
-                    yield TriggerEvent(
-                        {
-                            "status": "timeout",
-                            "report_run_id": self.report_run_id,
-                            "message": f"report run {self.report_run_id} still pending at the deadline",
-                        }
-                    )
+                    message = f"report run {self.report_run_id} still pending at the deadline"
+                    yield TriggerEvent({"status": "timeout", "report_run_id": self.report_run_id, "message": message})
                     return
                 self.log.info("Report run %s is pending", self.report_run_id)
                 left = self.poll_interval if self.deadline is None else min(self.poll_interval, self.deadline - now)
