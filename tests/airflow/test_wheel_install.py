@@ -31,14 +31,11 @@ REPO = airflow_env.REPO
 
 
 def _uv_command() -> list[str]:
-    """uv as ``scripts/bootstrap.sh`` left it: on PATH, or a module of the Python that ran it."""
-    found = shutil.which("uv")
-    if found:
-        return [found]
-    for python in (sys.executable, shutil.which("python3")):
-        if python and subprocess.run([python, "-m", "uv", "--version"], capture_output=True).returncode == 0:
-            return [python, "-m", "uv"]
-    pytest.fail("uv not found: run scripts/bootstrap.sh (it installs uv)")
+    """uv as ``scripts/combo.sh`` finds it: on PATH, else the one bootstrap installed into ``.venvs/uv``."""
+    found = shutil.which("uv") or REPO / ".venvs" / "uv" / "bin" / "uv"
+    if not Path(found).is_file():
+        pytest.fail("uv not found: run scripts/bootstrap.sh (it installs uv)")
+    return [str(found)]
 
 
 def _uv(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
