@@ -55,3 +55,34 @@ def test_parsing_dags_imports_no_stripe_sdk() -> None:
     provider_only, _ = probe_once(modules, env=airflow_env.airflow_env())
     for name in NOT_ADDED_BY_US:
         assert not _imported(name, provider_only["new_modules"]), f"{name!r} is imported by the provider"
+
+
+ALLOWED_AT_PARSE_TIME = frozenset(
+    f"airflow_provider_stripe.{name}"
+    for name in [
+        "compat",
+        "exports",
+        "exports.lineage",
+        "operators",
+        "operators._base",
+        "operators.charges",
+        "operators.exports",
+        "operators.payouts",
+        "operators.reconciliation",
+        "operators.reports",
+        "sensors",
+        "sensors.payouts",
+    ]
+)
+"""Our modules a DAG file using the operators and sensor imports (each costs the parser ~0.5-1 ms):
+errors, validation, formats, resources, the hook and the Dashboard link load only when a task runs."""
+
+
+@pytest.mark.slow
+def test_operators_and_sensor_import_only_the_allowed_modules_at_parse_time() -> None:
+    modules = provider_modules(PARSE_TIME_PACKAGES)
+    result, _ = probe_once(modules, env=airflow_env.airflow_env())
+    ours = {m for m in result["new_modules"] if m.startswith("airflow_provider_stripe")} - {"airflow_provider_stripe"}
+    assert ours <= ALLOWED_AT_PARSE_TIME, (
+        f"imported at DAG-parse time: {sorted(ours - ALLOWED_AT_PARSE_TIME)}: import them where they are used"
+    )
