@@ -61,6 +61,7 @@ ALLOWED_AT_PARSE_TIME = frozenset(
     f"airflow_provider_stripe.{name}"
     for name in [
         "compat",
+        "constants",
         "exports",
         "exports.lineage",
         "operators",
