@@ -72,6 +72,8 @@ def export_peak(conn: str, tmp_path: Path, since: int) -> tuple[int, int]:
     return peak, rows
 
 
+@pytest.mark.slow
+@pytest.mark.scale
 def test_export_memory_is_flat_in_the_number_of_objects(
     localstripe: str,
     localstripe_upstream: str,

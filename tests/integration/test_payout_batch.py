@@ -328,6 +328,7 @@ def _peak_bytes(run: Callable[[], Any]) -> tuple[int, float]:
         tracemalloc.stop()
 
 
+@pytest.mark.scale
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_ten_thousand_payouts_against_localstripe_keep_memory_flat_per_item(

@@ -167,6 +167,7 @@ MEMORY_PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.scale
 @pytest.mark.slow
 def test_100k_row_report_downloads_with_flat_memory(
     front: LedgerFront, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, report: Any
