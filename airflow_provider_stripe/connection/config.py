@@ -100,7 +100,7 @@ class StripeConnectionConfig:
 
     @property
     def livemode(self) -> bool:
-        return key_is_live(self.api_key)
+        return self.api_key.startswith(("sk_live_", "rk_live_"))
 
     @property
     def key_kind(self) -> str:
@@ -110,7 +110,12 @@ class StripeConnectionConfig:
     def base_addresses(self) -> dict[str, str]:
         """The SDK's base address per kind of request (``api``, ``connect``, ``files``): Stripe's three hosts, or
         the one ``base_url`` of a Stripe-compatible server, so the key goes nowhere else."""
-        stripe_hosts = stripe_base_addresses()
+        token_url = urlsplit(STRIPE_CONTRACT.oauth2_auth.token_url)  # Connect's host
+        stripe_hosts = {
+            "api": STRIPE_CONTRACT.rest.base_url,
+            "connect": f"{token_url.scheme}://{token_url.netloc}",
+            "files": STRIPE_FILES_BASE_URL,
+        }
         if self.base_url == stripe_hosts["api"]:
             return stripe_hosts
         return dict.fromkeys(stripe_hosts, self.base_url)
@@ -142,27 +147,11 @@ class StripeConnectionConfig:
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
-def stripe_base_addresses() -> dict[str, str]:
-    """Stripe's own hosts: the contract's REST base URL, Connect's (from the contract's OAuth token URL), files'."""
-    token_url = urlsplit(STRIPE_CONTRACT.oauth2_auth.token_url)
-    return {
-        "api": STRIPE_CONTRACT.rest.base_url,
-        "connect": f"{token_url.scheme}://{token_url.netloc}",
-        "files": STRIPE_FILES_BASE_URL,
-    }
-
-
-def key_is_live(api_key: str) -> bool:
-    return api_key.startswith(("sk_live_", "rk_live_"))
-
-
 def describe_key(api_key: str) -> str:
     """A printable description of a key (``restricted test key``), never the key itself."""
     m = _API_KEY_RE.fullmatch(api_key or "")
     if not m:
-        if (api_key or "").startswith("pk_"):
-            return "publishable key"
-        return "unrecognised key"
+        return "publishable key" if (api_key or "").startswith("pk_") else "unrecognised key"
     kind = "secret" if m.group("kind") == "sk" else "restricted"
     return f"{kind} {m.group('env')} key"
 
@@ -273,11 +262,8 @@ def allowed_base_urls() -> tuple[BaseUrl, ...]:
 
 
 def validate_base_url(base_url: str, *, conn_id: str | None = None) -> str:
-    """Return the base URL to use if Stripe's or admin-allowed, else raise; before any DNS look-up.
-
-    The returned text is rebuilt from the parsed parts, so the HTTP library connects exactly where
-    the check looked. Messages show scheme, host and port only, never userinfo.
-    """
+    """Return the base URL if Stripe's or admin-allowed, else raise, before any DNS look-up; rebuilt from the parsed
+    parts, so the HTTP library connects exactly where the check looked (messages never show userinfo)."""
     try:
         parsed = parse_base_url(base_url)
     except ValueError as exc:
@@ -341,35 +327,25 @@ def _check_rate_limits(raw: Mapping[str, Any], conn_id: str) -> None:
             )
 
 
-def _get_extra(extra: Mapping[str, Any], field: ConnField) -> Any:
-    """Read an extra by its plain name, or by the ``extra__stripe__`` prefix older forms used."""
-    for key in field.extra_keys:
-        value = extra.get(key)
-        if value not in (None, ""):
-            return value
-    return None
+_BOOL_TEXT = {
+    **dict.fromkeys(("true", "1", "yes", "on"), True),
+    **dict.fromkeys(("false", "0", "no", "off", ""), False),
+}
+_FROM_TEXT: dict[str, Callable[[str], Any]] = {"integer": int, "number": float, "boolean": _BOOL_TEXT.__getitem__}
 
 
-def _coerce(name: str, value: Any, *, conn_id: str | None) -> Any:
+def _coerce(field: ConnField, value: Any, *, conn_id: str | None) -> Any:
     """Values typed into the form or an env var may arrive as strings: coerce per the field schema."""
-    field = FIELDS_BY_NAME[name]
     kind = field.schema.get("type")
     if value is None:
         return field.default
-    try:
-        if kind == "integer" and isinstance(value, str):
-            return int(value.strip())
-        if kind == "number" and isinstance(value, str):
-            return float(value.strip())
-        if kind == "boolean" and isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off", ""):
-                return False
-            raise ValueError(value)
-    except ValueError:
-        raise StripeConfigurationError(f"{value!r} is not a valid {kind}", field=name, conn_id=conn_id) from None
+    if isinstance(value, str) and kind in _FROM_TEXT:
+        try:
+            return _FROM_TEXT[kind](value.strip().lower())
+        except (ValueError, KeyError):
+            raise StripeConfigurationError(
+                f"{value!r} is not a valid {kind}", field=field.name, conn_id=conn_id
+            ) from None
     return value
 
 
@@ -381,23 +357,34 @@ def _check_schema(name: str, value: Any, schema: Mapping[str, Any], *, conn_id: 
     except jsonschema.ValidationError as exc:
         allowed = schema.get("enum")
         hint = f" (allowed: {', '.join(map(str, allowed))})" if allowed else ""
-        message = _secret_schema_error(exc) if name in SECRET_FIELD_NAMES else exc.message
+        # jsonschema's message quotes the value, and reaches places the log masker does not: not for a secret
+        if name not in SECRET_FIELD_NAMES:
+            message = exc.message
+        elif exc.validator == "type":
+            kind = type(exc.instance).__name__
+            message = f"must be of type {exc.validator_value!r}, not {kind} (value not shown: a secret)"
+        else:
+            message = f"fails the {exc.validator!r} rule {exc.validator_value!r} (value not shown: a secret)"
         raise StripeConfigurationError(f"{message}{hint}", field=name, conn_id=conn_id) from None
-
-
-def _secret_schema_error(exc: Any) -> str:
-    """A schema error on a secret field without its value (jsonschema's message quotes it, and reaches
-    places the log masker does not)."""
-    if exc.validator == "type":
-        return f"must be of type {exc.validator_value!r}, not {type(exc.instance).__name__} (value not shown: a secret)"
-    return f"fails the {exc.validator!r} rule {exc.validator_value!r} (value not shown: a secret)"
 
 
 def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
     """Parse and validate a ``stripe`` connection; raise naming the field at fault."""
     conn_id = conn.conn_id or "<unnamed>"
-    raw = _read_fields(conn, conn_id)
-    _check_api_version(raw["api_version"], conn_id)
+    extra = conn.extra_dejson or {}
+    raw: dict[str, Any] = {}
+    for field in CONNECTION_FIELDS:  # by its plain name, or by the ``extra__stripe__`` prefix older forms used
+        value = next((extra[key] for key in field.extra_keys if extra.get(key) not in (None, "")), None)
+        raw[field.name] = _coerce(field, value, conn_id=conn_id)  # list fields stay text until checked
+    if not raw["api_key"] and conn.password:
+        raw["api_key"] = conn.password
+    if raw["api_version"] not in STRIPE_CONTRACT.version_policy.supported:
+        raise StripeConfigurationError(
+            f"Stripe API version {raw['api_version']!r} is not supported; supported: "
+            + ", ".join(STRIPE_CONTRACT.version_policy.supported),
+            field="api_version",
+            conn_id=conn_id,
+        )
     _check_fields(raw, conn_id)
     _check_rate_limits(raw, conn_id)
     _check_contract(raw, conn_id)
@@ -407,25 +394,6 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
     _check_auth(raw, Mode(raw["mode"]), conn_id)
     raw["base_url"] = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
     return StripeConnectionConfig(conn_id=conn_id, values=raw)
-
-
-def _read_fields(conn: ConnectionLike, conn_id: str) -> dict[str, Any]:
-    """Every declared field's value from the extra (or its default), coerced; list fields stay text until checked."""
-    extra = conn.extra_dejson or {}
-    raw = {field.name: _coerce(field.name, _get_extra(extra, field), conn_id=conn_id) for field in CONNECTION_FIELDS}
-    if not raw["api_key"] and conn.password:
-        raw["api_key"] = conn.password
-    return raw
-
-
-def _check_api_version(api_version: str, conn_id: str) -> None:
-    if api_version not in STRIPE_CONTRACT.version_policy.supported:
-        raise StripeConfigurationError(
-            f"Stripe API version {api_version!r} is not supported; supported: "
-            + ", ".join(STRIPE_CONTRACT.version_policy.supported),
-            field="api_version",
-            conn_id=conn_id,
-        )
 
 
 def _check_fields(raw: dict[str, Any], conn_id: str) -> None:
