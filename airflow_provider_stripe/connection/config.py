@@ -104,7 +104,6 @@ class StripeConnectionConfig:
 
     @property
     def key_kind(self) -> str:
-        """``secret`` or ``restricted``, and ``test`` or ``live``: safe to print."""
         return describe_key(self.api_key)
 
     def base_addresses(self) -> dict[str, str]:
@@ -134,7 +133,6 @@ class StripeConnectionConfig:
         return tuple(s for s in held if s)
 
     def __repr__(self) -> str:
-        """The fields without the secrets; the storage URI without its userinfo."""
         from airflow_provider_stripe.hooks.ratelimit import hide_userinfo
 
         shown = [f"conn_id={self.conn_id!r}"]
@@ -268,8 +266,7 @@ def validate_base_url(base_url: str, *, conn_id: str | None = None) -> str:
         parsed = parse_base_url(base_url)
     except ValueError as exc:
         raise StripeConfigurationError(f"base_url {exc}", field="base_url", conn_id=conn_id) from None
-    allowed = allowed_base_urls()
-    if not any(entry.allows(parsed) for entry in allowed):
+    if not any(entry.allows(parsed) for entry in allowed_base_urls()):
         raise StripeConfigurationError(
             f"base_url {parsed} is not allowed: the API key is only sent to {STRIPE_CONTRACT.rest.base_url} "
             f"and to the base URLs the Airflow admin lists (comma-separated) in the config option "
@@ -314,7 +311,6 @@ def rate_limit_cap(field: str) -> int:
 
 
 def _check_rate_limits(raw: Mapping[str, Any], conn_id: str) -> None:
-    """Each rate limit at most its cap (:func:`rate_limit_cap`)."""
     for field, (key, contract_value) in RATE_LIMIT_CAPS.items():
         cap = rate_limit_cap(field)
         if raw[field] > cap:
