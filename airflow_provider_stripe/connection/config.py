@@ -310,19 +310,6 @@ def rate_limit_cap(field: str) -> int:
     return max(int(raw), contract_value)
 
 
-def _check_rate_limits(raw: Mapping[str, Any], conn_id: str) -> None:
-    for field, (key, contract_value) in RATE_LIMIT_CAPS.items():
-        cap = rate_limit_cap(field)
-        if raw[field] > cap:
-            raise StripeConfigurationError(
-                f"{raw[field]} is above the maximum of {cap} (the {STRIPE_CONTRACT.meta.key} contract's limit is "
-                f"{contract_value}): lower it, or ask the Airflow admin to allow more with the config option "
-                f"{admin_option(key)}",
-                field=field,
-                conn_id=conn_id,
-            )
-
-
 _BOOL_TEXT = {
     **dict.fromkeys(("true", "1", "yes", "on"), True),
     **dict.fromkeys(("false", "0", "no", "off", ""), False),
@@ -382,12 +369,37 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
             conn_id=conn_id,
         )
     _check_fields(raw, conn_id)
-    _check_rate_limits(raw, conn_id)
+    for name, (key, contract_value) in RATE_LIMIT_CAPS.items():
+        cap = rate_limit_cap(name)
+        if raw[name] > cap:
+            raise StripeConfigurationError(
+                f"{raw[name]} is above the maximum of {cap} (the {STRIPE_CONTRACT.meta.key} contract's limit is "
+                f"{contract_value}): lower it, or ask the Airflow admin to allow more with the config option "
+                f"{admin_option(key)}",
+                field=name,
+                conn_id=conn_id,
+            )
     _check_contract(raw, conn_id)
     validate_api_key(raw["api_key"], conn_id=conn_id)
     if raw["account_id"] is not None:
         validate_account_id(raw["account_id"], conn_id=conn_id)
-    _check_auth(raw, Mode(raw["mode"]), conn_id)
+    auth_type = raw["auth_type"]  # the rules between auth type, mode and the OAuth fields
+    if auth_type == AUTH_OAUTH2:
+        for needed in ("oauth_client_id", "account_id"):
+            if not raw[needed]:
+                raise StripeConfigurationError(
+                    "auth type oauth2 (Stripe Connect) needs it: run `airflow-stripe-oauth` to obtain the "
+                    "connected account and refresh token",
+                    field=needed,
+                    conn_id=conn_id,
+                )
+    if raw["mode"] == Mode.MANAGED and auth_type != AUTH_OAUTH2:
+        raise StripeConfigurationError(
+            "mode managed means a Stripe account connected through Stripe Connect OAuth: set auth_type to "
+            f"{AUTH_OAUTH2}, or use mode byok with your own key",
+            field="auth_type",
+            conn_id=conn_id,
+        )
     raw["base_url"] = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
     return StripeConnectionConfig(conn_id=conn_id, values=raw)
 
@@ -434,24 +446,3 @@ def _check_contract(raw: Mapping[str, Any], conn_id: str) -> None:
             )
     config_doc = {p: raw[snake_case(p)] for p in STRIPE_CONTRACT.config.properties if raw[snake_case(p)] is not None}
     _check_schema("config", config_doc, STRIPE_CONTRACT.config.schema, conn_id=conn_id)
-
-
-def _check_auth(raw: Mapping[str, Any], mode: Mode, conn_id: str) -> None:
-    """The rules between auth type, mode and the OAuth fields."""
-    auth_type = raw["auth_type"]
-    if auth_type == AUTH_OAUTH2:
-        for needed in ("oauth_client_id", "account_id"):
-            if not raw[needed]:
-                raise StripeConfigurationError(
-                    "auth type oauth2 (Stripe Connect) needs it: run `airflow-stripe-oauth` to obtain the "
-                    "connected account and refresh token",
-                    field=needed,
-                    conn_id=conn_id,
-                )
-    if mode is Mode.MANAGED and auth_type != AUTH_OAUTH2:
-        raise StripeConfigurationError(
-            "mode managed means a Stripe account connected through Stripe Connect OAuth: set auth_type to "
-            f"{AUTH_OAUTH2}, or use mode byok with your own key",
-            field="auth_type",
-            conn_id=conn_id,
-        )
