@@ -428,16 +428,11 @@ def _check_fields(raw: dict[str, Any], conn_id: str) -> None:
 
 def _check_contract(raw: Mapping[str, Any], conn_id: str) -> None:
     """The contract's secret and config schemas, on its camelCase names (a list field gives its first item)."""
-
-    def contract_value(prop: str) -> Any:
+    for prop in STRIPE_CONTRACT.secrets.required:
         value = raw[snake_case(prop)]
         if FIELDS_BY_NAME[snake_case(prop)].parse_items is not None:
-            return value[0] if value else None
-        return value
-
-    secret_doc = {prop: contract_value(prop) for prop in STRIPE_CONTRACT.secrets.properties}
-    for prop in STRIPE_CONTRACT.secrets.required:
-        if not secret_doc.get(prop):
+            value = value[0] if value else None
+        if not value:
             raise StripeConfigurationError(
                 f"required by the {STRIPE_CONTRACT.meta.key} contract but empty: "
                 + STRIPE_CONTRACT.secrets.properties[prop]["description"],
