@@ -150,8 +150,7 @@ def describe_key(api_key: str) -> str:
     m = _API_KEY_RE.fullmatch(api_key or "")
     if not m:
         return "publishable key" if (api_key or "").startswith("pk_") else "unrecognised key"
-    kind = "secret" if m.group("kind") == "sk" else "restricted"
-    return f"{kind} {m.group('env')} key"
+    return f"{'secret' if m['kind'] == 'sk' else 'restricted'} {m['env']} key"
 
 
 def validate_api_key(api_key: str | None, *, conn_id: str | None = None) -> str:
@@ -200,15 +199,11 @@ class BaseUrl:
     host: str
     port: int | None
 
-    @property
-    def effective_port(self) -> int:
-        return self.port if self.port is not None else _DEFAULT_PORTS[self.scheme]
-
     def allows(self, other: BaseUrl) -> bool:
         """As an allowlist entry: same scheme and host, and same port unless this entry has none."""
         if (self.scheme, self.host) != (other.scheme, other.host):
             return False
-        return self.port is None or self.effective_port == other.effective_port
+        return self.port is None or self.port == (_DEFAULT_PORTS[other.scheme] if other.port is None else other.port)
 
     def __str__(self) -> str:
         return f"{self.scheme}://{self.host}" + ("" if self.port is None else f":{self.port}")
