@@ -351,7 +351,7 @@ def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
     conn_id = conn.conn_id or "<unnamed>"
     extra = conn.extra_dejson or {}
     raw: dict[str, Any] = {}
-    for field in CONNECTION_FIELDS:  # by its plain name, or by the ``extra__stripe__`` prefix older forms used
+    for field in CONNECTION_FIELDS:
         value = next((extra[key] for key in field.extra_keys if extra.get(key) not in (None, "")), None)
         raw[field.name] = _coerce(field, value, conn_id=conn_id)  # list fields stay text until checked
     if not raw["api_key"] and conn.password:

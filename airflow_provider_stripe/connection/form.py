@@ -46,8 +46,7 @@ class ConnField:
     #: For a list stored as one comma-separated text (webhook secrets during a rotation): its items, or
     #: ``TypeError`` / ``ValueError`` never quoting the value. ``None``: a single value.
     parse_items: Callable[[Any], tuple[str, ...]] | None = None
-    #: A URI that may carry credentials in its userinfo (``redis://:password@host``): shown
-    #: without them, and its credentials are secrets.
+    #: A URI that may carry credentials in its userinfo (``redis://:password@host``): shown without them.
     userinfo_secret: bool = False
 
     @property
