@@ -1,7 +1,5 @@
 """The one place that knows how the supported Airflow versions (3.1-3.3) and stripe SDKs (14-16) differ.
-
-Type checkers see the newest names. Imports only ``airflow``, never the Stripe SDK.
-"""
+Type checkers see the newest names. Imports only ``airflow``, never the Stripe SDK."""
 
 from __future__ import annotations
 
@@ -16,25 +14,6 @@ if TYPE_CHECKING:
     from airflow.providers.standard.operators.hitl import ApprovalOperator
     from airflow.sdk import ObjectStoragePath
     from typing_extensions import TypeIs
-
-__all__ = [
-    "AIRFLOW_VERSION",
-    "AirflowException",
-    "AirflowFailException",
-    "AirflowSensorTimeout",
-    "AirflowSkipException",
-    "CronDataIntervalTimetable",
-    "TaskDeferred",
-    "approval_operator",
-    "as_dict",
-    "asset_state_store",
-    "conf",
-    "dagbag_module",
-    "is_object_storage_path",
-    "read_field",
-    "run_blocking",
-    "task_state_store",
-]
 
 
 _T = TypeVar("_T")
@@ -58,8 +37,8 @@ if TYPE_CHECKING or AIRFLOW_VERSION >= (3, 2):
         TaskDeferred,
     )
 else:  # Airflow 3.1
-    from airflow.configuration import conf
-    from airflow.exceptions import (
+    from airflow.configuration import conf  # noqa: F401 (re-exported)
+    from airflow.exceptions import (  # noqa: F401 (re-exported)
         AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,
@@ -68,7 +47,7 @@ else:  # Airflow 3.1
     )
 
 if TYPE_CHECKING:
-    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.sdk import CronDataIntervalTimetable  # noqa: F401 (re-exported)
 
 
 def __getattr__(name: str) -> Any:

@@ -100,17 +100,21 @@ class StripeConnectionConfig:
 
     @property
     def livemode(self) -> bool:
-        return key_is_live(self.api_key)
+        return self.api_key.startswith(("sk_live_", "rk_live_"))
 
     @property
     def key_kind(self) -> str:
-        """``secret`` or ``restricted``, and ``test`` or ``live``: safe to print."""
         return describe_key(self.api_key)
 
     def base_addresses(self) -> dict[str, str]:
         """The SDK's base address per kind of request (``api``, ``connect``, ``files``): Stripe's three hosts, or
         the one ``base_url`` of a Stripe-compatible server, so the key goes nowhere else."""
-        stripe_hosts = stripe_base_addresses()
+        token_url = urlsplit(STRIPE_CONTRACT.oauth2_auth.token_url)  # Connect's host
+        stripe_hosts = {
+            "api": STRIPE_CONTRACT.rest.base_url,
+            "connect": f"{token_url.scheme}://{token_url.netloc}",
+            "files": STRIPE_FILES_BASE_URL,
+        }
         if self.base_url == stripe_hosts["api"]:
             return stripe_hosts
         return dict.fromkeys(stripe_hosts, self.base_url)
@@ -129,7 +133,6 @@ class StripeConnectionConfig:
         return tuple(s for s in held if s)
 
     def __repr__(self) -> str:
-        """The fields without the secrets; the storage URI without its userinfo."""
         from airflow_provider_stripe.hooks.ratelimit import hide_userinfo
 
         shown = [f"conn_id={self.conn_id!r}"]
@@ -142,29 +145,12 @@ class StripeConnectionConfig:
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
-def stripe_base_addresses() -> dict[str, str]:
-    """Stripe's own hosts: the contract's REST base URL, Connect's (from the contract's OAuth token URL), files'."""
-    token_url = urlsplit(STRIPE_CONTRACT.oauth2_auth.token_url)
-    return {
-        "api": STRIPE_CONTRACT.rest.base_url,
-        "connect": f"{token_url.scheme}://{token_url.netloc}",
-        "files": STRIPE_FILES_BASE_URL,
-    }
-
-
-def key_is_live(api_key: str) -> bool:
-    return api_key.startswith(("sk_live_", "rk_live_"))
-
-
 def describe_key(api_key: str) -> str:
     """A printable description of a key (``restricted test key``), never the key itself."""
     m = _API_KEY_RE.fullmatch(api_key or "")
     if not m:
-        if (api_key or "").startswith("pk_"):
-            return "publishable key"
-        return "unrecognised key"
-    kind = "secret" if m.group("kind") == "sk" else "restricted"
-    return f"{kind} {m.group('env')} key"
+        return "publishable key" if (api_key or "").startswith("pk_") else "unrecognised key"
+    return f"{'secret' if m['kind'] == 'sk' else 'restricted'} {m['env']} key"
 
 
 def validate_api_key(api_key: str | None, *, conn_id: str | None = None) -> str:
@@ -213,15 +199,11 @@ class BaseUrl:
     host: str
     port: int | None
 
-    @property
-    def effective_port(self) -> int:
-        return self.port if self.port is not None else _DEFAULT_PORTS[self.scheme]
-
     def allows(self, other: BaseUrl) -> bool:
         """As an allowlist entry: same scheme and host, and same port unless this entry has none."""
         if (self.scheme, self.host) != (other.scheme, other.host):
             return False
-        return self.port is None or self.effective_port == other.effective_port
+        return self.port is None or self.port == (_DEFAULT_PORTS[other.scheme] if other.port is None else other.port)
 
     def __str__(self) -> str:
         return f"{self.scheme}://{self.host}" + ("" if self.port is None else f":{self.port}")
@@ -273,17 +255,13 @@ def allowed_base_urls() -> tuple[BaseUrl, ...]:
 
 
 def validate_base_url(base_url: str, *, conn_id: str | None = None) -> str:
-    """Return the base URL to use if Stripe's or admin-allowed, else raise; before any DNS look-up.
-
-    The returned text is rebuilt from the parsed parts, so the HTTP library connects exactly where
-    the check looked. Messages show scheme, host and port only, never userinfo.
-    """
+    """Return the base URL if Stripe's or admin-allowed, else raise, before any DNS look-up; rebuilt from the parsed
+    parts, so the HTTP library connects exactly where the check looked (messages never show userinfo)."""
     try:
         parsed = parse_base_url(base_url)
     except ValueError as exc:
         raise StripeConfigurationError(f"base_url {exc}", field="base_url", conn_id=conn_id) from None
-    allowed = allowed_base_urls()
-    if not any(entry.allows(parsed) for entry in allowed):
+    if not any(entry.allows(parsed) for entry in allowed_base_urls()):
         raise StripeConfigurationError(
             f"base_url {parsed} is not allowed: the API key is only sent to {STRIPE_CONTRACT.rest.base_url} "
             f"and to the base URLs the Airflow admin lists (comma-separated) in the config option "
@@ -327,49 +305,25 @@ def rate_limit_cap(field: str) -> int:
     return max(int(raw), contract_value)
 
 
-def _check_rate_limits(raw: Mapping[str, Any], conn_id: str) -> None:
-    """Each rate limit at most its cap (:func:`rate_limit_cap`)."""
-    for field, (key, contract_value) in RATE_LIMIT_CAPS.items():
-        cap = rate_limit_cap(field)
-        if raw[field] > cap:
-            raise StripeConfigurationError(
-                f"{raw[field]} is above the maximum of {cap} (the {STRIPE_CONTRACT.meta.key} contract's limit is "
-                f"{contract_value}): lower it, or ask the Airflow admin to allow more with the config option "
-                f"{admin_option(key)}",
-                field=field,
-                conn_id=conn_id,
-            )
+_BOOL_TEXT = {
+    **dict.fromkeys(("true", "1", "yes", "on"), True),
+    **dict.fromkeys(("false", "0", "no", "off", ""), False),
+}
+_FROM_TEXT: dict[str, Callable[[str], Any]] = {"integer": int, "number": float, "boolean": _BOOL_TEXT.__getitem__}
 
 
-def _get_extra(extra: Mapping[str, Any], field: ConnField) -> Any:
-    """Read an extra by its plain name, or by the ``extra__stripe__`` prefix older forms used."""
-    for key in field.extra_keys:
-        value = extra.get(key)
-        if value not in (None, ""):
-            return value
-    return None
-
-
-def _coerce(name: str, value: Any, *, conn_id: str | None) -> Any:
+def _coerce(field: ConnField, value: Any, *, conn_id: str | None) -> Any:
     """Values typed into the form or an env var may arrive as strings: coerce per the field schema."""
-    field = FIELDS_BY_NAME[name]
     kind = field.schema.get("type")
     if value is None:
         return field.default
-    try:
-        if kind == "integer" and isinstance(value, str):
-            return int(value.strip())
-        if kind == "number" and isinstance(value, str):
-            return float(value.strip())
-        if kind == "boolean" and isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return True
-            if lowered in ("false", "0", "no", "off", ""):
-                return False
-            raise ValueError(value)
-    except ValueError:
-        raise StripeConfigurationError(f"{value!r} is not a valid {kind}", field=name, conn_id=conn_id) from None
+    if isinstance(value, str) and kind in _FROM_TEXT:
+        try:
+            return _FROM_TEXT[kind](value.strip().lower())
+        except (ValueError, KeyError):
+            raise StripeConfigurationError(
+                f"{value!r} is not a valid {kind}", field=field.name, conn_id=conn_id
+            ) from None
     return value
 
 
@@ -381,51 +335,68 @@ def _check_schema(name: str, value: Any, schema: Mapping[str, Any], *, conn_id: 
     except jsonschema.ValidationError as exc:
         allowed = schema.get("enum")
         hint = f" (allowed: {', '.join(map(str, allowed))})" if allowed else ""
-        message = _secret_schema_error(exc) if name in SECRET_FIELD_NAMES else exc.message
+        # jsonschema's message quotes the value, and reaches places the log masker does not: not for a secret
+        if name not in SECRET_FIELD_NAMES:
+            message = exc.message
+        elif exc.validator == "type":
+            kind = type(exc.instance).__name__
+            message = f"must be of type {exc.validator_value!r}, not {kind} (value not shown: a secret)"
+        else:
+            message = f"fails the {exc.validator!r} rule {exc.validator_value!r} (value not shown: a secret)"
         raise StripeConfigurationError(f"{message}{hint}", field=name, conn_id=conn_id) from None
-
-
-def _secret_schema_error(exc: Any) -> str:
-    """A schema error on a secret field without its value (jsonschema's message quotes it, and reaches
-    places the log masker does not)."""
-    if exc.validator == "type":
-        return f"must be of type {exc.validator_value!r}, not {type(exc.instance).__name__} (value not shown: a secret)"
-    return f"fails the {exc.validator!r} rule {exc.validator_value!r} (value not shown: a secret)"
 
 
 def config_from_connection(conn: ConnectionLike) -> StripeConnectionConfig:
     """Parse and validate a ``stripe`` connection; raise naming the field at fault."""
     conn_id = conn.conn_id or "<unnamed>"
-    raw = _read_fields(conn, conn_id)
-    _check_api_version(raw["api_version"], conn_id)
-    _check_fields(raw, conn_id)
-    _check_rate_limits(raw, conn_id)
-    _check_contract(raw, conn_id)
-    validate_api_key(raw["api_key"], conn_id=conn_id)
-    if raw["account_id"] is not None:
-        validate_account_id(raw["account_id"], conn_id=conn_id)
-    _check_auth(raw, Mode(raw["mode"]), conn_id)
-    raw["base_url"] = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
-    return StripeConnectionConfig(conn_id=conn_id, values=raw)
-
-
-def _read_fields(conn: ConnectionLike, conn_id: str) -> dict[str, Any]:
-    """Every declared field's value from the extra (or its default), coerced; list fields stay text until checked."""
     extra = conn.extra_dejson or {}
-    raw = {field.name: _coerce(field.name, _get_extra(extra, field), conn_id=conn_id) for field in CONNECTION_FIELDS}
+    raw: dict[str, Any] = {}
+    for field in CONNECTION_FIELDS:
+        value = next((extra[key] for key in field.extra_keys if extra.get(key) not in (None, "")), None)
+        raw[field.name] = _coerce(field, value, conn_id=conn_id)  # list fields stay text until checked
     if not raw["api_key"] and conn.password:
         raw["api_key"] = conn.password
-    return raw
-
-
-def _check_api_version(api_version: str, conn_id: str) -> None:
-    if api_version not in STRIPE_CONTRACT.version_policy.supported:
+    if raw["api_version"] not in STRIPE_CONTRACT.version_policy.supported:
         raise StripeConfigurationError(
-            f"Stripe API version {api_version!r} is not supported; supported: "
+            f"Stripe API version {raw['api_version']!r} is not supported; supported: "
             + ", ".join(STRIPE_CONTRACT.version_policy.supported),
             field="api_version",
             conn_id=conn_id,
         )
+    _check_fields(raw, conn_id)
+    for name, (key, contract_value) in RATE_LIMIT_CAPS.items():
+        cap = rate_limit_cap(name)
+        if raw[name] > cap:
+            raise StripeConfigurationError(
+                f"{raw[name]} is above the maximum of {cap} (the {STRIPE_CONTRACT.meta.key} contract's limit is "
+                f"{contract_value}): lower it, or ask the Airflow admin to allow more with the config option "
+                f"{admin_option(key)}",
+                field=name,
+                conn_id=conn_id,
+            )
+    _check_contract(raw, conn_id)
+    validate_api_key(raw["api_key"], conn_id=conn_id)
+    if raw["account_id"] is not None:
+        validate_account_id(raw["account_id"], conn_id=conn_id)
+    auth_type = raw["auth_type"]  # the rules between auth type, mode and the OAuth fields
+    if auth_type == AUTH_OAUTH2:
+        for needed in ("oauth_client_id", "account_id"):
+            if not raw[needed]:
+                raise StripeConfigurationError(
+                    "auth type oauth2 (Stripe Connect) needs it: run `airflow-stripe-oauth` to obtain the "
+                    "connected account and refresh token",
+                    field=needed,
+                    conn_id=conn_id,
+                )
+    if raw["mode"] == Mode.MANAGED and auth_type != AUTH_OAUTH2:
+        raise StripeConfigurationError(
+            "mode managed means a Stripe account connected through Stripe Connect OAuth: set auth_type to "
+            f"{AUTH_OAUTH2}, or use mode byok with your own key",
+            field="auth_type",
+            conn_id=conn_id,
+        )
+    raw["base_url"] = validate_base_url(raw["base_url"] or STRIPE_CONTRACT.rest.base_url, conn_id=conn_id)
+    return StripeConnectionConfig(conn_id=conn_id, values=raw)
 
 
 def _check_fields(raw: dict[str, Any], conn_id: str) -> None:
@@ -452,16 +423,11 @@ def _check_fields(raw: dict[str, Any], conn_id: str) -> None:
 
 def _check_contract(raw: Mapping[str, Any], conn_id: str) -> None:
     """The contract's secret and config schemas, on its camelCase names (a list field gives its first item)."""
-
-    def contract_value(prop: str) -> Any:
+    for prop in STRIPE_CONTRACT.secrets.required:
         value = raw[snake_case(prop)]
         if FIELDS_BY_NAME[snake_case(prop)].parse_items is not None:
-            return value[0] if value else None
-        return value
-
-    secret_doc = {prop: contract_value(prop) for prop in STRIPE_CONTRACT.secrets.properties}
-    for prop in STRIPE_CONTRACT.secrets.required:
-        if not secret_doc.get(prop):
+            value = value[0] if value else None
+        if not value:
             raise StripeConfigurationError(
                 f"required by the {STRIPE_CONTRACT.meta.key} contract but empty: "
                 + STRIPE_CONTRACT.secrets.properties[prop]["description"],
@@ -470,24 +436,3 @@ def _check_contract(raw: Mapping[str, Any], conn_id: str) -> None:
             )
     config_doc = {p: raw[snake_case(p)] for p in STRIPE_CONTRACT.config.properties if raw[snake_case(p)] is not None}
     _check_schema("config", config_doc, STRIPE_CONTRACT.config.schema, conn_id=conn_id)
-
-
-def _check_auth(raw: Mapping[str, Any], mode: Mode, conn_id: str) -> None:
-    """The rules between auth type, mode and the OAuth fields."""
-    auth_type = raw["auth_type"]
-    if auth_type == AUTH_OAUTH2:
-        for needed in ("oauth_client_id", "account_id"):
-            if not raw[needed]:
-                raise StripeConfigurationError(
-                    "auth type oauth2 (Stripe Connect) needs it: run `airflow-stripe-oauth` to obtain the "
-                    "connected account and refresh token",
-                    field=needed,
-                    conn_id=conn_id,
-                )
-    if mode is Mode.MANAGED and auth_type != AUTH_OAUTH2:
-        raise StripeConfigurationError(
-            "mode managed means a Stripe account connected through Stripe Connect OAuth: set auth_type to "
-            f"{AUTH_OAUTH2}, or use mode byok with your own key",
-            field="auth_type",
-            conn_id=conn_id,
-        )

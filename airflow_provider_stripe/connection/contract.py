@@ -59,28 +59,24 @@ class Meta:
 class RestTransport:
     base_url: str
     api_version_header: str
-    type: Literal["rest"] = "rest"
 
 
 @dataclass(frozen=True)
 class WebhookTransport:
     signature_header: str
     signing_algorithm: Literal["hmac-sha256"]
-    type: Literal["webhook"] = "webhook"
 
 
 @dataclass(frozen=True)
 class SdkTransport:
     package_name: str
     min_version: str
-    type: Literal["sdk"] = "sdk"
 
 
 @dataclass(frozen=True)
 class ApiKeyAuth:
     header_name: str
     prefix: str
-    type: Literal["api-key"] = "api-key"
 
 
 @dataclass(frozen=True)
@@ -89,14 +85,12 @@ class OAuth2Auth:
     authorization_url: str
     token_url: str
     scopes: tuple[str, ...]
-    type: Literal["oauth2"] = "oauth2"
 
 
 @dataclass(frozen=True)
 class WebhookSigningAuth:
     algorithm: Literal["hmac-sha256"]
     signature_header: str
-    type: Literal["webhook-signing"] = "webhook-signing"
 
 
 @dataclass(frozen=True)
@@ -272,5 +266,4 @@ STRIPE_CONTRACT = IntegrationContract(
 
 def snake_case(name: str) -> str:
     """``accountId`` -> ``account_id``: contract property names become connection extra keys."""
-    out = [f"_{c.lower()}" if c.isupper() else c for c in name]
-    return "".join(out).lstrip("_")
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")

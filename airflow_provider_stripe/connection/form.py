@@ -46,8 +46,7 @@ class ConnField:
     #: For a list stored as one comma-separated text (webhook secrets during a rotation): its items, or
     #: ``TypeError`` / ``ValueError`` never quoting the value. ``None``: a single value.
     parse_items: Callable[[Any], tuple[str, ...]] | None = None
-    #: A URI that may carry credentials in its userinfo (``redis://:password@host``): shown
-    #: without them, and its credentials are secrets.
+    #: A URI that may carry credentials in its userinfo (``redis://:password@host``): shown without them.
     userinfo_secret: bool = False
 
     @property
@@ -82,17 +81,10 @@ class ConnField:
 def _contract_field(
     prop: str, label: str, extra_help: str, *, secret: bool, parse_items: Callable[[Any], tuple[str, ...]] | None = None
 ) -> ConnField:
-    source = STRIPE_CONTRACT.secrets if secret else STRIPE_CONTRACT.config
-    schema = thaw(source.properties[prop])
+    schema = thaw((STRIPE_CONTRACT.secrets if secret else STRIPE_CONTRACT.config).properties[prop])
     description = f"{schema.pop('description')} {extra_help}".strip()
     return ConnField(
-        name=snake_case(prop),
-        label=label,
-        description=description,
-        schema=schema,
-        secret=secret,
-        contract_property=prop,
-        parse_items=parse_items,
+        snake_case(prop), label, description, schema, secret, contract_property=prop, parse_items=parse_items
     )
 
 
@@ -277,9 +269,9 @@ def form_widgets() -> dict[str, Any]:
         if "enum" in f.schema:
             validators.append(any_of(list(f.schema["enum"])))
         kwargs: dict[str, Any] = {"description": f.description, "validators": validators}
-        if f.default is not None:
-            kwargs["default"] = f.default
         kind = f.schema["type"]
+        if f.default is not None:  # a number field is a string the parser converts
+            kwargs["default"] = str(f.default) if kind == "number" and not f.secret else f.default
         if f.secret:
             field = PasswordField(lazy_gettext(f.label), widget=BS3PasswordFieldWidget(), **kwargs)
         elif kind == "boolean":
@@ -287,8 +279,6 @@ def form_widgets() -> dict[str, Any]:
         elif kind == "integer":
             field = IntegerField(lazy_gettext(f.label), widget=BS3TextFieldWidget(), **kwargs)
         else:
-            if kind == "number" and f.default is not None:
-                kwargs["default"] = str(f.default)
             field = StringField(lazy_gettext(f.label), widget=BS3TextFieldWidget(), **kwargs)
         widgets[f.name] = field
     return widgets
