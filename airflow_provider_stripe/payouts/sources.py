@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -67,15 +68,10 @@ def _iter_file(path: Any) -> Iterator[Any]:
         if Path(str(path)).suffix.lower() in _JSONL_SUFFIXES:
             yield from _iter_jsonl(handle)
             return
-        first = _peek_first_char(handle)
+        first = handle.read(1)
+        while first.isspace():
+            first = handle.read(1)
         yield from (_JsonArrayReader(handle, path) if first == "[" else _iter_jsonl(handle, first))
-
-
-def _peek_first_char(handle: IO[str]) -> str:
-    while True:
-        char = handle.read(1)
-        if not char or not char.isspace():
-            return char
 
 
 class _DuplicateKey(ValueError):
@@ -97,7 +93,8 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicate_keys)
 
 def _iter_jsonl(handle: IO[str], prefix: str = "") -> Iterator[Any]:
     """One JSON value per non-blank line; a line that is not JSON (or repeats a key) is an :class:`UnreadableItem`."""
-    for number, line in enumerate(_prefixed_lines(handle, prefix), start=1):
+    lines = iter(handle)
+    for number, line in enumerate(itertools.chain([prefix + next(lines, "")], lines), start=1):
         if not line.strip():
             continue
         try:
@@ -106,14 +103,6 @@ def _iter_jsonl(handle: IO[str], prefix: str = "") -> Iterator[Any]:
             yield UnreadableItem(f"line {number} is not JSON ({exc.msg} at column {exc.colno})")
         except _DuplicateKey as exc:
             yield UnreadableItem(f"line {number}: {exc}")
-
-
-def _prefixed_lines(handle: IO[str], prefix: str) -> Iterator[str]:
-    lines = iter(handle)
-    first = prefix + next(lines, "")
-    if first:
-        yield first
-    yield from lines
 
 
 class _JsonArrayReader:
@@ -240,11 +229,8 @@ def _check_item(raw: Any, index: int, seen: dict[int, int]) -> tuple[PayoutInstr
 def validate_batch(
     source: Any, context: Mapping[str, Any] | None = None, *, on_error: Callable[[StripeInputError], None] | None = None
 ) -> ValidatedBatch:
-    """Read and validate every item; spool the valid batch, or raise listing every problem.
-
-    :param on_error: called with every problem found (e.g. to log each one), including
-        those beyond :data:`MAX_ERRORS_KEPT`.
-    """
+    """Read and validate every item; spool the valid batch, or raise listing every problem (``on_error`` gets
+    every one, those beyond :data:`MAX_ERRORS_KEPT` too)."""
     fd, name = tempfile.mkstemp(prefix="stripe-payouts-", suffix=".jsonl")
     spool = Path(name)
     seen: dict[int, int] = {}  # 64-bit digest of each reference -> its first index
