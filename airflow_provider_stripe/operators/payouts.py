@@ -166,8 +166,7 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
     :param idempotency_key: default derived from the scope and ``reference`` (protected), else from the
         task instance and the content hash; an explicit key is used as is.
 
-    Also ``cross_run_protection``, ``reference_scope``, ``cross_run_lookback`` (:class:`_PayoutOperatorBase`)
-    and ``account_id``, ``dry_run``, ``stripe_conn_id`` (:class:`StripeMoneyOperator`).
+    Also the arguments of :class:`_PayoutOperatorBase` (cross-run protection) and :class:`StripeMoneyOperator`.
 
     Returns ``{"id", "amount", "currency", "status", "reference", "outcome", "account_id", "livemode"}``;
     ``outcome``: ``created``, ``existing`` (an earlier try's) or ``already_paid_by_run`` (``id`` is the
@@ -270,8 +269,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
 
     Limits and the digest are checked before any request, in a dry run too (docs/payout-safety.md).
 
-    Also ``cross_run_protection``, ``reference_scope``, ``cross_run_lookback`` (:class:`_PayoutOperatorBase`)
-    and ``account_id``, ``dry_run``, ``stripe_conn_id`` (:class:`StripeMoneyOperator`).
+    Also the arguments of :class:`_PayoutOperatorBase` (cross-run protection) and :class:`StripeMoneyOperator`.
 
     Returns ``{"summary": {...}, "results": [...]}`` (:mod:`airflow_provider_stripe.payouts.results`):
     counts per outcome for this try, ``this_run`` for the whole run; never Stripe objects or keys.

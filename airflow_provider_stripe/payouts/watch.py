@@ -6,6 +6,7 @@ still fail for a few business days); else ``waiting``. Pure Python: no Stripe SD
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -48,10 +49,8 @@ def _parse_text(value: Any) -> Any:
     text = value.strip()
     if not text.startswith(("[", "{", "(")):
         return text
-    try:
+    with contextlib.suppress(ValueError):
         return json.loads(text)
-    except ValueError:
-        pass
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -136,12 +135,7 @@ class PayoutSnapshot:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        fields = {
-            "payout_id": self.payout_id,
-            "status": self.status,
-            "failure_code": self.failure_code,
-            "failure_message": self.failure_message,
-        }
+        fields = {name: getattr(self, name) for name in ("payout_id", "status", "failure_code", "failure_message")}
         return {**fields, "was_paid": True} if self.was_paid else fields
 
 
