@@ -246,16 +246,13 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
 
 
 class StripePayoutBatchOperator(_PayoutOperatorBase):
-    """Create a batch of payouts exactly once, concurrently, within the connection's rate limit.
-
-    Every item is validated before the first request (an invalid one fails the task listing every
-    problem, nothing sent); each is then created once across retries, crashes and concurrent runs.
+    """Create a batch of payouts exactly once, concurrently, within the connection's rate limit: every item
+    is validated before the first request, then created once across retries, crashes and concurrent runs.
 
     :param payouts: a list of dicts (templated, or an XCom such as ``prepare.output``); a JSON array or
         JSON Lines file path or ObjectStoragePath URL; or a callable returning dicts (called at render
-        time as ``fn(context=..., jinja_env=...)``). Each dict: ``amount`` (int, minor units),
-        ``currency``, optionally ``reference`` (unique in the batch; default: a content hash),
-        ``destination``, ``method``, ``description``, ``statement_descriptor``, ``source_type``, ``metadata``.
+        time as ``fn(context=..., jinja_env=...)``). Each dict: ``amount`` (int, minor units), ``currency``,
+        optionally ``reference`` (unique in the batch) and the other fields of docs/payout-safety.md.
     :param max_workers: payouts created concurrently, all within the connection's rate limit.
     :param on_failure: ``continue`` (default): attempt every item, then fail listing the failed ones;
         ``stop``: stop at the first failure (the rest ``not_attempted``).

@@ -240,16 +240,8 @@ class PayoutEngine:
     def _refuse_paid_by_other_run(self, instruction: PayoutInstruction, other: PaidByRun, sink: ResultSink) -> None:
         payout = other.payout
         self._contention = True
-        sink.add(
-            item_result(
-                instruction,
-                "already_paid_by_run",
-                payout_id=payout.id,
-                status=payout.status,
-                paid_by_run=other.run_id,
-                paid_by_dag=other.dag_id,
-            )
-        )
+        paid_by = {"paid_by_run": other.run_id, "paid_by_dag": other.dag_id}
+        sink.add(item_result(instruction, "already_paid_by_run", payout_id=payout.id, status=payout.status, **paid_by))
         self.log.warning(
             "NOT paid, %s: run %r of DAG %r already paid this reference (payout %s, %s, status %s); nothing was "
             "sent. To pay it anyway, give the item a new reference",

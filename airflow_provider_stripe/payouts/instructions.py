@@ -1,8 +1,5 @@
-"""Payout instructions: one validated, normalised item of a batch (or a single payout).
-
-Without a ``reference``, an item's is the hash of its contents: stable across tries, and two
-identical items collide (reported: far more often a mistake than an intention).
-"""
+"""Payout instructions: one validated, normalised item of a batch (or a single payout). Without a ``reference``,
+an item's is the hash of its contents: stable across tries; two identical items collide (reported: a mistake)."""
 
 from __future__ import annotations
 
@@ -52,13 +49,8 @@ class PayoutInstruction:
         return {**_content(self), "metadata": {**self.metadata, **stamp}}
 
     def to_json(self) -> dict[str, Any]:
-        """A compact JSON form (for the validated spool file); ``None`` fields are left out."""
+        """A compact JSON form (for the validated spool file, read back with ``PayoutInstruction(**data)``)."""
         return {"index": self.index, "reference": self.reference, **_content(self)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PayoutInstruction:
-        """Inverse of :meth:`to_json` (the data was validated when it was written)."""
-        return cls(**data)
 
     def where(self) -> str:
         """``item 3, reference 'inv-1'``: how messages name the item."""

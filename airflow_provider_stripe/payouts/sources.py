@@ -36,8 +36,7 @@ class UnreadableItem:
 def iter_source(source: Any, context: Mapping[str, Any] | None = None) -> Iterator[Any]:
     """Yield the raw items of any supported source, lazily."""
     if callable(source) and not isinstance(source, (str, os.PathLike)):
-        # Airflow renders a callable template field as fn(context=..., jinja_env=...);
-        # called directly (outside Airflow's renderer) it gets the same arguments.
+        # Called directly (outside Airflow's renderer), a callable gets the arguments Airflow passes.
         yield from iter_source(source(context=context, jinja_env=None), context)
         return
     if source is None:
@@ -188,7 +187,7 @@ class ValidatedBatch:
     def __iter__(self) -> Iterator[PayoutInstruction]:
         with self.path.open("r", encoding="utf-8") as handle:
             for line in handle:
-                yield PayoutInstruction.from_json(json.loads(line))
+                yield PayoutInstruction(**json.loads(line))  # validated when it was written
 
     def describe_totals(self) -> str:
         """``12.50 EUR, 3.00 USD`` (for logs)."""
