@@ -178,8 +178,7 @@ class ValidatedBatch:
     path: Path
     count: int
     totals: dict[str, int] = field(default_factory=dict)
-    explicit_references: int = 0
-    """Items whose reference the user gave (cross-run protection covers them by default)."""
+    explicit_references: int = 0  # items named by the user (PayoutInstruction.has_explicit_reference)
     digest: str = ""
     """SHA-256 of the validated, normalised instructions in order: names exactly what would be paid
     (the approval gate compares the batch it pays with the one a person approved)."""

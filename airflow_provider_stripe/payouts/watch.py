@@ -115,15 +115,9 @@ class PayoutSnapshot:
 
     @classmethod
     def from_stripe(cls, payout: Any) -> PayoutSnapshot:
-        return cls(
-            payout_id=str(payout["id"]),
-            status=str(read_field(payout, "status") or "unknown"),
-            failure_code=read_field(payout, "failure_code"),
-            failure_message=read_field(payout, "failure_message"),
-            amount=read_field(payout, "amount"),
-            currency=read_field(payout, "currency"),
-            arrival_date=read_field(payout, "arrival_date"),
-        )
+        names = ("failure_code", "failure_message", "amount", "currency", "arrival_date")
+        status = str(read_field(payout, "status") or "unknown")
+        return cls(payout_id=str(payout["id"]), status=status, **{name: read_field(payout, name) for name in names})
 
     @classmethod
     def missing(cls, payout_id: str) -> PayoutSnapshot:
