@@ -18,7 +18,7 @@ REFERENCE_SCOPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")  # stored in pay
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_stripe.payouts.batch import PayoutEngine, PayoutKeys
+    from airflow_provider_stripe.payouts.batch import PayoutKeys
     from airflow_provider_stripe.payouts.keys import PayoutIdentity
     from airflow_provider_stripe.payouts.limits import BatchLimits
     from airflow_provider_stripe.payouts.recovery import CrossRun
@@ -40,14 +40,9 @@ PAYOUT_FIELDS: tuple[str, ...] = (
 
 class _PayoutOperatorBase(StripeMoneyOperator):
     """Payout engine wiring and cross-run protection: a protected reference is paid at most once in its
-    scope, whichever run or DAG pays it (the rule: docs/payout-safety.md).
-
-    :param cross_run_protection: ``None`` (default): protect items with an explicit ``reference``
-        (content-hash ones once per run); ``True``: every item; ``False``: none (retries only).
-    :param reference_scope: e.g. ``"payroll"``: runs sharing it protect each other (default: the whole
-        Stripe account). 1-100 letters, digits or ``_.:-``.
-    :param cross_run_lookback: how far before the first try other runs' payouts count (``timedelta``,
-        default 7 days, at most 31); every try lists the account's payouts of this window.
+    scope, whichever run or DAG pays it. ``cross_run_protection`` (``None``: explicit references; ``True``:
+    every item; ``False``: none), ``reference_scope`` (1-100 of ``A-Za-z0-9_.:-``; default: the whole account)
+    and ``cross_run_lookback`` (default 7 days, at most 31): docs/payout-safety.md.
     """
 
     def __init__(
@@ -122,32 +117,20 @@ class _PayoutOperatorBase(StripeMoneyOperator):
             "lookback_seconds": int(cross_run.lookback.total_seconds()),
         }
 
-    def _identity(self, context: Context) -> PayoutIdentity:
-        from airflow_provider_stripe.payouts.keys import PayoutIdentity
-
-        return PayoutIdentity.from_context(context)
-
-    def _engine(
-        self,
-        context: Context,
-        identity: PayoutIdentity,
-        *,
-        max_workers: int,
-        on_failure: Any,
-        keys: PayoutKeys,
-    ) -> PayoutEngine:
+    def _pay(
+        self, context: Context, keys: PayoutKeys, instructions: Any, count: int, sink: ResultSink, **options: Any
+    ) -> dict[str, list[str]]:
+        """Create (or find) the payouts (``options``: ``max_workers``, ``on_failure``), results to ``sink``;
+        return the protected references paid twice."""
         from airflow_provider_stripe.payouts.batch import PayoutEngine
         from airflow_provider_stripe.payouts.ledger import BatchLedger
 
-        return PayoutEngine(
-            requests=self.hook.requests,
-            identity=identity,
-            progress=BatchLedger(task_state_store(context)),
-            log=self.log,
-            max_workers=max_workers,
-            on_failure=on_failure,
-            keys=keys,
+        progress = BatchLedger(task_state_store(context))
+        payouts = PayoutEngine(
+            requests=self.hook.requests, identity=keys.identity, progress=progress, log=self.log, keys=keys, **options
         )
+        payouts.run(instructions, count, sink)
+        return payouts.paid_twice
 
     def _raise_if_failed(
         self,
@@ -183,8 +166,7 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
     :param idempotency_key: default derived from the scope and ``reference`` (protected), else from the
         task instance and the content hash; an explicit key is used as is.
 
-    Also ``cross_run_protection``, ``reference_scope``, ``cross_run_lookback`` (:class:`_PayoutOperatorBase`)
-    and ``account_id``, ``dry_run``, ``stripe_conn_id`` (:class:`StripeMoneyOperator`).
+    Also the arguments of :class:`_PayoutOperatorBase` (cross-run protection) and :class:`StripeMoneyOperator`.
 
     Returns ``{"id", "amount", "currency", "status", "reference", "outcome", "account_id", "livemode"}``;
     ``outcome``: ``created``, ``existing`` (an earlier try's) or ``already_paid_by_run`` (``id`` is the
@@ -232,23 +214,13 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
         self.reference = reference
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_stripe.payouts.instructions import instruction_from_params
-        from airflow_provider_stripe.payouts.keys import explicit_key_function
+        from airflow_provider_stripe.payouts.instructions import FIELDS, instruction_from_params
+        from airflow_provider_stripe.payouts.keys import PayoutIdentity, explicit_key_function
         from airflow_provider_stripe.payouts.results import ResultSink
 
         self._check_cross_run()
-        instruction = instruction_from_params(
-            amount=self.amount,
-            currency=self.currency,
-            method=self.method,
-            destination=self.destination,
-            description=self.description,
-            statement_descriptor=self.statement_descriptor,
-            source_type=self.source_type,
-            metadata=self.metadata,
-            reference=self.reference,
-        )
-        identity = self._identity(context)
+        instruction = instruction_from_params(**{name: getattr(self, name) for name in FIELDS})
+        identity = PayoutIdentity.from_context(context)
         key_for = explicit_key_function(str(self.idempotency_key)) if self.idempotency_key else None
         keys = self._keys(identity, int(instruction.has_explicit_reference), key_for)
         if self.is_dry_run:
@@ -256,10 +228,9 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
             return self.dry_run_result("payouts.create", params, idempotency_key=keys.key(instruction, 0))
         self.guard_live_mode("create a payout")
         sink = ResultSink(total=1, try_number=identity.try_number)
-        engine = self._engine(context, identity, max_workers=1, on_failure="stop", keys=keys)
-        engine.run([instruction], 1, sink)
+        paid_twice = self._pay(context, keys, [instruction], 1, sink, max_workers=1, on_failure="stop")
         value = sink.value()
-        self._raise_if_failed(sink, value, paid_twice=engine.paid_twice)
+        self._raise_if_failed(sink, value, paid_twice=paid_twice)
         row = value["results"][0]
         return {
             "id": row.get("payout_id"),
@@ -275,16 +246,13 @@ class StripeCreatePayoutOperator(_PayoutOperatorBase):
 
 
 class StripePayoutBatchOperator(_PayoutOperatorBase):
-    """Create a batch of payouts exactly once, concurrently, within the connection's rate limit.
-
-    Every item is validated before the first request (an invalid one fails the task listing every
-    problem, nothing sent); each is then created once across retries, crashes and concurrent runs.
+    """Create a batch of payouts exactly once, concurrently, within the connection's rate limit: every item
+    is validated before the first request, then created once across retries, crashes and concurrent runs.
 
     :param payouts: a list of dicts (templated, or an XCom such as ``prepare.output``); a JSON array or
         JSON Lines file path or ObjectStoragePath URL; or a callable returning dicts (called at render
-        time as ``fn(context=..., jinja_env=...)``). Each dict: ``amount`` (int, minor units),
-        ``currency``, optionally ``reference`` (unique in the batch; default: a content hash),
-        ``destination``, ``method``, ``description``, ``statement_descriptor``, ``source_type``, ``metadata``.
+        time as ``fn(context=..., jinja_env=...)``). Each dict: ``amount`` (int, minor units), ``currency``,
+        optionally ``reference`` (unique in the batch) and the other fields of docs/payout-safety.md.
     :param max_workers: payouts created concurrently, all within the connection's rate limit.
     :param on_failure: ``continue`` (default): attempt every item, then fail listing the failed ones;
         ``stop``: stop at the first failure (the rest ``not_attempted``).
@@ -292,16 +260,13 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
     :param inline_results_limit: without ``results_path``, return results inline up to this many items;
         above it, only the failed ones.
     :param max_items: refuse a batch of more items (default ``None``: no limit).
-    :param max_total: per-currency caps in minor units, e.g. ``{"eur": 5_000_000}``; a currency not named is
-        refused. Limits are checked before any request, in a dry run too
-        (:class:`~airflow_provider_stripe.errors.StripeBatchLimitError`, no retry); not templated.
+    :param max_total: per-currency caps in minor units, e.g. ``{"eur": 5_000_000}``; not templated.
     :param approved_digest: pay only if the validated instructions have this
-        :func:`~airflow_provider_stripe.payouts.summary.summarize_batch` ``digest`` (templated; e.g. after
-        an ``ApprovalOperator``, ``dags_examples/stripe_payout_batch_approval.py``), else
-        :class:`~airflow_provider_stripe.errors.StripeBatchChangedError` before any request, no retry.
+        :func:`~airflow_provider_stripe.payouts.summary.summarize_batch` ``digest`` (templated).
 
-    Also ``cross_run_protection``, ``reference_scope``, ``cross_run_lookback`` (:class:`_PayoutOperatorBase`)
-    and ``account_id``, ``dry_run``, ``stripe_conn_id`` (:class:`StripeMoneyOperator`).
+    Limits and the digest are checked before any request, in a dry run too (docs/payout-safety.md).
+
+    Also the arguments of :class:`_PayoutOperatorBase` (cross-run protection) and :class:`StripeMoneyOperator`.
 
     Returns ``{"summary": {...}, "results": [...]}`` (:mod:`airflow_provider_stripe.payouts.results`):
     counts per outcome for this try, ``this_run`` for the whole run; never Stripe objects or keys.
@@ -340,6 +305,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         self.approved_digest = approved_digest
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_stripe.payouts.keys import PayoutIdentity
         from airflow_provider_stripe.payouts.results import ResultSink
         from airflow_provider_stripe.payouts.sources import validate_batch
 
@@ -349,7 +315,7 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
         )
         paid_twice: dict[str, list[str]] = {}
         with batch:
-            identity = self._identity(context)
+            identity = PayoutIdentity.from_context(context)
             self.log.info(
                 "Payout batch %s: %d item(s), %s in total%s",
                 identity.describe(),
@@ -371,12 +337,16 @@ class StripePayoutBatchOperator(_PayoutOperatorBase):
                 else:
                     self.guard_live_mode("create payouts")
                     keys = self._keys(identity, batch.explicit_references)
-                    engine = self._engine(
-                        context, identity, max_workers=self.max_workers, on_failure=self.on_failure, keys=keys
+                    paid_twice = self._pay(
+                        context,
+                        keys,
+                        batch,
+                        batch.count,
+                        sink,
+                        max_workers=self.max_workers,
+                        on_failure=self.on_failure,
                     )
-                    engine.run(batch, batch.count, sink)
                     extra = {"dry_run": False, "cross_run_protection": self._describe_cross_run(keys.cross_run)}
-                    paid_twice = engine.paid_twice
                     if paid_twice:
                         extra["duplicate_payouts"] = paid_twice
             finally:

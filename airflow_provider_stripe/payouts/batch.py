@@ -1,11 +1,6 @@
-"""The payout batch: create a validated batch exactly once, concurrently, within the rate limit.
-
-Per item: remembered or found by listing -> reported; paid by another run in its scope ->
-``already_paid_by_run``; else ``POST /v1/payouts`` through the idempotent-request engine. Keys used
-by another run are settled by one listing after the pool drains (:data:`CONTENTION_ROUNDS`); a
-protected reference paid twice fails loudly. See docs/payout-safety.md. A bounded pool feeds
-lazily from the spool; all bookkeeping runs in the calling thread.
-"""
+"""The payout batch: create a validated batch exactly once, concurrently, within the rate limit (the
+rules: docs/payout-safety.md). A bounded pool feeds lazily from the spool; all bookkeeping runs in the
+calling thread; keys used by another run are settled by one listing after the pool drains."""
 
 from __future__ import annotations
 
@@ -72,10 +67,7 @@ class PayoutKeys:
 
 
 class PayoutEngine:
-    """Runs one batch (or a single payout) for one run identity; the operator checked its arguments.
-
-    :param on_failure: ``continue`` attempts every item; ``stop`` feeds no new item after a failure.
-    """
+    """Runs one batch (or a single payout) for one run identity; the operator checked its arguments."""
 
     def __init__(
         self,
@@ -124,7 +116,13 @@ class PayoutEngine:
                     break
                 self._settle_contended(sink)
             for instruction, _attempt in self._contended:
-                self._fail_contended(instruction, sink)
+                error = {
+                    "type": "contended",
+                    "message": f"other runs kept sending this reference's key ({CONTENTION_ROUNDS} rounds)",
+                    "next": "outcome unknown (a payout may exist); a retry lists payouts again and never pays it twice",
+                }
+                sink.add(item_result(instruction, "failed", error=error))
+                self.log.error("%s: %s -> %s", instruction.where(), error["message"], error["next"])
             self._contended = []
             self._check_paid_twice()
         finally:
@@ -212,7 +210,8 @@ class PayoutEngine:
             return True
         found = listing.found.get(reference) if listing is not None else None
         if found is None:
-            other = self._paid_by_other_run(instruction, listing)
+            scope = self.keys.scope_of(instruction)  # the payout another task instance made in this item's scope
+            other = None if scope is None or listing is None else listing.other_runs.get((scope.name, reference))
             if other is None:
                 return False
             self._refuse_paid_by_other_run(instruction, other, sink)
@@ -238,26 +237,11 @@ class PayoutEngine:
         self._log_movement("Payout already created (found in Stripe)", instruction, found.id, found.status)
         return True
 
-    def _paid_by_other_run(self, instruction: PayoutInstruction, listing: PayoutListing | None) -> PaidByRun | None:
-        """The payout another task instance made in this item's scope, if the item is protected."""
-        scope = self.keys.scope_of(instruction)
-        if scope is None or listing is None:
-            return None
-        return listing.other_runs.get((scope.name, instruction.reference))
-
     def _refuse_paid_by_other_run(self, instruction: PayoutInstruction, other: PaidByRun, sink: ResultSink) -> None:
         payout = other.payout
         self._contention = True
-        sink.add(
-            item_result(
-                instruction,
-                "already_paid_by_run",
-                payout_id=payout.id,
-                status=payout.status,
-                paid_by_run=other.run_id,
-                paid_by_dag=other.dag_id,
-            )
-        )
+        paid_by = {"paid_by_run": other.run_id, "paid_by_dag": other.dag_id}
+        sink.add(item_result(instruction, "already_paid_by_run", payout_id=payout.id, status=payout.status, **paid_by))
         self.log.warning(
             "NOT paid, %s: run %r of DAG %r already paid this reference (payout %s, %s, status %s); nothing was "
             "sent. To pay it anyway, give the item a new reference",
@@ -352,15 +336,6 @@ class PayoutEngine:
             return self.requests.advance(instruction.reference, attempts[id(instruction)].generation, hops=0)
 
         self._run(iter(instruction for instruction, _attempt in contended), plan, sink)
-
-    def _fail_contended(self, instruction: PayoutInstruction, sink: ResultSink) -> None:
-        error = {
-            "type": "contended",
-            "message": f"other runs kept sending this reference's key ({CONTENTION_ROUNDS} rounds)",
-            "next": "outcome unknown (a payout may exist); a retry lists payouts again and never pays it twice",
-        }
-        sink.add(item_result(instruction, "failed", error=error))
-        self.log.error("%s: %s -> %s", instruction.where(), error["message"], error["next"])
 
     def _check_paid_twice(self) -> None:
         """After contention, list the payouts created since the try began: no protected reference paid twice."""

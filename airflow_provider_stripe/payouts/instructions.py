@@ -1,8 +1,5 @@
-"""Payout instructions: one validated, normalised item of a batch (or a single payout).
-
-Without a ``reference``, an item's is the hash of its contents: stable across tries, and two
-identical items collide (reported: far more often a mistake than an intention).
-"""
+"""Payout instructions: one validated, normalised item of a batch (or a single payout). Without a ``reference``,
+an item's is the hash of its contents: stable across tries; two identical items collide (reported: a mistake)."""
 
 from __future__ import annotations
 
@@ -52,13 +49,8 @@ class PayoutInstruction:
         return {**_content(self), "metadata": {**self.metadata, **stamp}}
 
     def to_json(self) -> dict[str, Any]:
-        """A compact JSON form (for the validated spool file); ``None`` fields are left out."""
+        """A compact JSON form (for the validated spool file, read back with ``PayoutInstruction(**data)``)."""
         return {"index": self.index, "reference": self.reference, **_content(self)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PayoutInstruction:
-        """Inverse of :meth:`to_json` (the data was validated when it was written)."""
-        return cls(**data)
 
     def where(self) -> str:
         """``item 3, reference 'inv-1'``: how messages name the item."""
@@ -92,61 +84,6 @@ def content_reference(instruction: PayoutInstruction) -> str:
     return "h-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def _reference(raw: Any, index: int | None, errors: list[StripeInputError]) -> str | None:
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        errors.append(
-            StripeInputError(
-                f"{raw!r:.60} is a {type(raw).__name__}: a reference is text (or an integer), e.g. an invoice id",
-                field="reference",
-                index=index,
-            )
-        )
-        return None
-    text = str(raw)
-    if not text.strip() or text != text.strip() or len(text) > MAX_REFERENCE_LENGTH or not text.isprintable():
-        errors.append(
-            StripeInputError(
-                f"{text!r:.80} is not a usable reference: use 1-{MAX_REFERENCE_LENGTH} printable characters "
-                "without leading or trailing spaces",
-                field="reference",
-                index=index,
-            )
-        )
-        return None
-    return text
-
-
-def _text(raw: Mapping[str, Any], name: str, where: dict[str, Any], errors: list[StripeInputError]) -> str | None:
-    value = raw.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT_LENGTH:
-        errors.append(
-            StripeInputError(
-                f"{value!r:.60} is not usable: pass non-blank text of at most {MAX_TEXT_LENGTH} characters, or "
-                "leave it out",
-                field=name,
-                **where,
-            )
-        )
-        return None
-    return value
-
-
-def _choice(
-    raw: Mapping[str, Any], name: str, allowed: tuple[str, ...], where: dict[str, Any], errors: list[StripeInputError]
-) -> str | None:
-    value = raw.get(name)
-    if value is None:
-        return None
-    if value not in allowed:
-        errors.append(StripeInputError(f"{value!r:.60} is not one of {', '.join(allowed)}", field=name, **where))
-        return None
-    return str(value)
-
-
 def _checked(errors: list[StripeInputError], check: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
     """``check(*args, **kwargs)``, or ``None`` with its :class:`StripeInputError` added to ``errors``."""
     try:
@@ -156,46 +93,70 @@ def _checked(errors: list[StripeInputError], check: Callable[..., T], *args: Any
         return None
 
 
-def _metadata(raw: Mapping[str, Any], where: dict[str, Any], errors: list[StripeInputError]) -> dict[str, str]:
-    metadata = _checked(errors, validate_metadata, raw.get("metadata"), **where)
-    if metadata is None:
-        return {}
+def _reference(raw: Any, index: int | None) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise StripeInputError(
+            f"{raw!r:.60} is a {type(raw).__name__}: a reference is text (or an integer), e.g. an invoice id",
+            field="reference",
+            index=index,
+        )
+    text = str(raw)
+    if not text.strip() or text != text.strip() or len(text) > MAX_REFERENCE_LENGTH or not text.isprintable():
+        raise StripeInputError(
+            f"{text!r:.80} is not a usable reference: use 1-{MAX_REFERENCE_LENGTH} printable characters "
+            "without leading or trailing spaces",
+            field="reference",
+            index=index,
+        )
+    return text
+
+
+def _text(value: Any, **where: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT_LENGTH):
+        raise StripeInputError(
+            f"{value!r:.60} is not usable: pass non-blank text of at most {MAX_TEXT_LENGTH} characters, or "
+            "leave it out",
+            **where,
+        )
+    return value
+
+
+def _choice(value: Any, allowed: tuple[str, ...], **where: Any) -> str | None:
+    if value is not None and value not in allowed:
+        raise StripeInputError(f"{value!r:.60} is not one of {', '.join(allowed)}", **where)
+    return None if value is None else str(value)
+
+
+def _metadata(raw: Any, **where: Any) -> dict[str, str]:
+    metadata = validate_metadata(raw, **where)
     reserved = sorted(set(metadata) & set(RESERVED_METADATA_KEYS))
     if reserved:
-        errors.append(
-            StripeInputError(
-                f"keys {', '.join(reserved)} are reserved: the provider stores the item's reference and run there "
-                "to find the payout again after a retry; rename them",
-                field="metadata",
-                **where,
-            )
+        raise StripeInputError(
+            f"keys {', '.join(reserved)} are reserved: the provider stores the item's reference and run there "
+            "to find the payout again after a retry; rename them",
+            field="metadata",
+            **where,
         )
-    elif len(metadata) + len(RESERVED_METADATA_KEYS) > METADATA_MAX_KEYS:
-        errors.append(
-            StripeInputError(
-                f"has {len(metadata)} keys; payouts can carry at most "
-                f"{METADATA_MAX_KEYS - len(RESERVED_METADATA_KEYS)} (the provider adds "
-                f"{len(RESERVED_METADATA_KEYS)}): drop or merge some",
-                field="metadata",
-                **where,
-            )
+    if len(metadata) + len(RESERVED_METADATA_KEYS) > METADATA_MAX_KEYS:
+        raise StripeInputError(
+            f"has {len(metadata)} keys; payouts can carry at most "
+            f"{METADATA_MAX_KEYS - len(RESERVED_METADATA_KEYS)} (the provider adds "
+            f"{len(RESERVED_METADATA_KEYS)}): drop or merge some",
+            field="metadata",
+            **where,
         )
     return metadata
 
 
 def check_instruction(raw: Any, index: int | None) -> tuple[PayoutInstruction | None, list[StripeInputError]]:
     """Validate one raw item (``index``: its position, ``None`` for a single payout); return it or every problem."""
-    errors: list[StripeInputError] = []
     if not isinstance(raw, Mapping):
-        errors.append(
-            StripeInputError(
-                f"{raw!r:.60} is a {type(raw).__name__}: each payout is a dict with at least amount and currency",
-                field="item",
-                index=index,
-            )
-        )
-        return None, errors
-    reference = _reference(raw.get("reference"), index, errors)
+        message = f"{raw!r:.60} is a {type(raw).__name__}: each payout is a dict with at least amount and currency"
+        return None, [StripeInputError(message, field="item", index=index)]
+    errors: list[StripeInputError] = []
+    reference = _checked(errors, _reference, raw.get("reference"), index)
     where: dict[str, Any] = {"index": index, "reference": reference}
     unknown = sorted(str(k) for k in raw if k not in FIELDS)
     if unknown:
@@ -217,10 +178,10 @@ def check_instruction(raw: Any, index: int | None) -> tuple[PayoutInstruction | 
         destination = _checked(
             errors, validate_object_id, destination, field="destination", prefixes=DESTINATION_PREFIXES, **where
         )
-    method = _choice(raw, "method", PAYOUT_METHODS, where, errors)
-    description = _text(raw, "description", where, errors)
-    source_type = _choice(raw, "source_type", SOURCE_TYPES, where, errors)
-    metadata = _metadata(raw, where, errors)
+    method = _checked(errors, _choice, raw.get("method"), PAYOUT_METHODS, field="method", **where)
+    description = _checked(errors, _text, raw.get("description"), field="description", **where)
+    source_type = _checked(errors, _choice, raw.get("source_type"), SOURCE_TYPES, field="source_type", **where)
+    metadata = _checked(errors, _metadata, raw.get("metadata"), **where) or {}
     if errors or amount is None or currency is None:
         return None, errors
     instruction = PayoutInstruction(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -35,8 +36,7 @@ class UnreadableItem:
 def iter_source(source: Any, context: Mapping[str, Any] | None = None) -> Iterator[Any]:
     """Yield the raw items of any supported source, lazily."""
     if callable(source) and not isinstance(source, (str, os.PathLike)):
-        # Airflow renders a callable template field as fn(context=..., jinja_env=...);
-        # called directly (outside Airflow's renderer) it gets the same arguments.
+        # Called directly (outside Airflow's renderer), a callable gets the arguments Airflow passes.
         yield from iter_source(source(context=context, jinja_env=None), context)
         return
     if source is None:
@@ -67,15 +67,10 @@ def _iter_file(path: Any) -> Iterator[Any]:
         if Path(str(path)).suffix.lower() in _JSONL_SUFFIXES:
             yield from _iter_jsonl(handle)
             return
-        first = _peek_first_char(handle)
+        first = handle.read(1)
+        while first.isspace():
+            first = handle.read(1)
         yield from (_JsonArrayReader(handle, path) if first == "[" else _iter_jsonl(handle, first))
-
-
-def _peek_first_char(handle: IO[str]) -> str:
-    while True:
-        char = handle.read(1)
-        if not char or not char.isspace():
-            return char
 
 
 class _DuplicateKey(ValueError):
@@ -97,7 +92,8 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_refuse_duplicate_keys)
 
 def _iter_jsonl(handle: IO[str], prefix: str = "") -> Iterator[Any]:
     """One JSON value per non-blank line; a line that is not JSON (or repeats a key) is an :class:`UnreadableItem`."""
-    for number, line in enumerate(_prefixed_lines(handle, prefix), start=1):
+    lines = iter(handle)
+    for number, line in enumerate(itertools.chain([prefix + next(lines, "")], lines), start=1):
         if not line.strip():
             continue
         try:
@@ -106,14 +102,6 @@ def _iter_jsonl(handle: IO[str], prefix: str = "") -> Iterator[Any]:
             yield UnreadableItem(f"line {number} is not JSON ({exc.msg} at column {exc.colno})")
         except _DuplicateKey as exc:
             yield UnreadableItem(f"line {number}: {exc}")
-
-
-def _prefixed_lines(handle: IO[str], prefix: str) -> Iterator[str]:
-    lines = iter(handle)
-    first = prefix + next(lines, "")
-    if first:
-        yield first
-    yield from lines
 
 
 class _JsonArrayReader:
@@ -190,8 +178,7 @@ class ValidatedBatch:
     path: Path
     count: int
     totals: dict[str, int] = field(default_factory=dict)
-    explicit_references: int = 0
-    """Items whose reference the user gave (cross-run protection covers them by default)."""
+    explicit_references: int = 0  # items named by the user (PayoutInstruction.has_explicit_reference)
     digest: str = ""
     """SHA-256 of the validated, normalised instructions in order: names exactly what would be paid
     (the approval gate compares the batch it pays with the one a person approved)."""
@@ -199,7 +186,7 @@ class ValidatedBatch:
     def __iter__(self) -> Iterator[PayoutInstruction]:
         with self.path.open("r", encoding="utf-8") as handle:
             for line in handle:
-                yield PayoutInstruction.from_json(json.loads(line))
+                yield PayoutInstruction(**json.loads(line))  # validated when it was written
 
     def describe_totals(self) -> str:
         """``12.50 EUR, 3.00 USD`` (for logs)."""
@@ -240,11 +227,8 @@ def _check_item(raw: Any, index: int, seen: dict[int, int]) -> tuple[PayoutInstr
 def validate_batch(
     source: Any, context: Mapping[str, Any] | None = None, *, on_error: Callable[[StripeInputError], None] | None = None
 ) -> ValidatedBatch:
-    """Read and validate every item; spool the valid batch, or raise listing every problem.
-
-    :param on_error: called with every problem found (e.g. to log each one), including
-        those beyond :data:`MAX_ERRORS_KEPT`.
-    """
+    """Read and validate every item; spool the valid batch, or raise listing every problem (``on_error`` gets
+    every one, those beyond :data:`MAX_ERRORS_KEPT` too)."""
     fd, name = tempfile.mkstemp(prefix="stripe-payouts-", suffix=".jsonl")
     spool = Path(name)
     seen: dict[int, int] = {}  # 64-bit digest of each reference -> its first index

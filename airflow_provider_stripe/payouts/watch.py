@@ -6,6 +6,7 @@ still fail for a few business days); else ``waiting``. Pure Python: no Stripe SD
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -48,10 +49,8 @@ def _parse_text(value: Any) -> Any:
     text = value.strip()
     if not text.startswith(("[", "{", "(")):
         return text
-    try:
+    with contextlib.suppress(ValueError):
         return json.loads(text)
-    except ValueError:
-        pass
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -116,15 +115,9 @@ class PayoutSnapshot:
 
     @classmethod
     def from_stripe(cls, payout: Any) -> PayoutSnapshot:
-        return cls(
-            payout_id=str(payout["id"]),
-            status=str(read_field(payout, "status") or "unknown"),
-            failure_code=read_field(payout, "failure_code"),
-            failure_message=read_field(payout, "failure_message"),
-            amount=read_field(payout, "amount"),
-            currency=read_field(payout, "currency"),
-            arrival_date=read_field(payout, "arrival_date"),
-        )
+        names = ("failure_code", "failure_message", "amount", "currency", "arrival_date")
+        status = str(read_field(payout, "status") or "unknown")
+        return cls(payout_id=str(payout["id"]), status=status, **{name: read_field(payout, name) for name in names})
 
     @classmethod
     def missing(cls, payout_id: str) -> PayoutSnapshot:
@@ -136,12 +129,7 @@ class PayoutSnapshot:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        fields = {
-            "payout_id": self.payout_id,
-            "status": self.status,
-            "failure_code": self.failure_code,
-            "failure_message": self.failure_message,
-        }
+        fields = {name: getattr(self, name) for name in ("payout_id", "status", "failure_code", "failure_message")}
         return {**fields, "was_paid": True} if self.was_paid else fields
 
 
