@@ -205,27 +205,24 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         return {**params, "limit": self.page_size}
 
     def _listing(self, service: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every object of one listing of ``service``, as plain dicts."""
         return (as_dict(obj) for obj in self.hook.requests.list_all(service, params))
 
-    def iter_objects(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """Every object created in ``[gte, lt)``, page by page, as plain dicts."""
-        return self._listing(self.resource, self._window_params(gte, lt))
-
-    def _window_params(self, gte: int, lt: int) -> dict[str, Any]:
-        return {**self._list_params(), "created": {"gte": gte, "lt": lt}}
-
-    def _event_params(self, gte: int, lt: int) -> dict[str, Any]:
+    def _query(self, gte: int, lt: int) -> tuple[str, dict[str, Any]]:
+        """The listing of ``[gte, lt)``: the objects created in it, or (``changes``) its events."""
+        if self.mode != "changes":
+            return self.resource, {**self._list_params(), "created": {"gte": gte, "lt": lt}}
         params: dict[str, Any] = {"created": {"gte": gte, "lt": lt}, "limit": self.page_size}
         if self.export_resource.event_type:
             params["type"] = self.export_resource.event_type
-        return params
+        return "events", params
 
-    def _changed_objects(self, events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """The resource's objects of ``events`` (newest first), each once: its first, latest, state."""
-        resource = self.export_resource
-        objects = (read_field(read_field(event, "data"), "object") for event in events)
-        return first_each(as_dict(obj) for obj in objects if read_field(obj, "object") == resource.object)
+    def _rows(self, listed: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Rows of a listing: in ``changes`` mode the resource's objects of its events (newest first),
+        each once in its first, latest, state."""
+        if self.mode != "changes":
+            return iter(listed)
+        objects = (read_field(read_field(event, "data"), "object") for event in listed)
+        return first_each(as_dict(obj) for obj in objects if read_field(obj, "object") == self.export_resource.object)
 
     def _check_event_retention(self, gte: int) -> None:
         from airflow_provider_stripe.errors import StripeInputError
@@ -241,10 +238,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             )
 
     def _read_slice(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """One slice's rows: the objects created in it, or (``changes``) each object changed in it once."""
-        if self.mode == "changes":
-            return self._changed_objects(self._listing("events", self._event_params(gte, lt)))
-        return self.iter_objects(gte, lt)
+        return self._rows(self._listing(*self._query(gte, lt)))
 
     def iter_rows(self, target: Path | ObjectStoragePath, gte: int, lt: int) -> Iterator[dict[str, Any]]:
         """The export's rows in a sequential read's order, read in parallel time slices spooled beside
@@ -261,11 +255,9 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
         changes = self.mode == "changes"
         if changes:
             self._check_event_retention(gte)
-        whole = self._event_params(gte, lt) if changes else self._window_params(gte, lt)
-        service = "events" if changes else self.resource
+        service, whole = self._query(gte, lt)
         if self.max_workers == 1:
-            rows = self._listing(service, whole)
-            yield from self._changed_objects(rows) if changes else rows
+            yield from self._rows(self._listing(service, whole))
             return
         self.hook.get_client()  # built once here, then shared by the workers
         spool = SliceSpool(spool_directory(target, self._spool_identity(gte, lt)))
@@ -274,7 +266,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             objects, has_more = self.hook.requests.first_page(service, whole)
             page = [as_dict(obj) for obj in objects]
             if not has_more:
-                yield from self._changed_objects(iter(page)) if changes else page
+                yield from self._rows(page)
                 return
             # The page holds every object newer than its oldest one's second (that second
             # may go on: it is left to the slices).
@@ -282,7 +274,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             if cut < lt:
                 newest = (cut, lt)
                 kept = (row for row in page if int(row["created"]) >= cut)
-                spool.write(newest, self._changed_objects(kept) if changes else kept)
+                spool.write(newest, self._rows(kept))
         rest = newest[0] if newest is not None else lt
         slices = ([newest] if newest is not None else []) + (
             plan_slices(gte, rest, self.max_workers * SLICES_PER_WORKER) if rest > gte else []
