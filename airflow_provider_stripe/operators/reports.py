@@ -92,7 +92,7 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         try:
             seconds = float(self.poll_interval)
         except (TypeError, ValueError):
-            raise StripeInputError(f"{self.poll_interval!r}: pass seconds", field="poll_interval") from None
+            seconds = -1.0
         if not seconds > 0:
             raise StripeInputError(f"{self.poll_interval!r}: pass a positive number of seconds", field="poll_interval")
         return seconds

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_stripe.hooks.stripe import StripeHook
-    from airflow_provider_stripe.payouts.watch import PayoutWatch, Verdict
+    from airflow_provider_stripe.payouts.watch import PayoutWatch
 
 DEFAULT_POLL_INTERVAL = timedelta(seconds=60)
 """A payout's status changes a few times over days; each poll lists 100 payouts a request."""
@@ -97,32 +97,24 @@ class StripePayoutSensor(BaseSensorOperator):
 
         return normalize_payout_ids(self.payout_ids)
 
-    def _load_watch(self) -> PayoutWatch:
-        """This instance's observations (kept across pokes in poke mode; a reschedule starts afresh)."""
-        from airflow_provider_stripe.payouts.watch import PayoutWatch
-
-        if self._watch is None:
-            self._watch = PayoutWatch(self._ids(), self.settle_period)
-        return self._watch
-
-    def _conclude(self, verdict: Verdict) -> PokeReturnValue:
-        self.log.info("Stripe payouts: %s", verdict.describe())
-        if verdict.outcome == "failure":
-            raise AirflowFailException(verdict.describe())
-        return PokeReturnValue(is_done=verdict.outcome == "success", xcom_value=verdict.result())
-
     def poke(self, context: Context) -> PokeReturnValue:
         from airflow_provider_stripe.payouts.lookup import fetch_payouts
-        from airflow_provider_stripe.payouts.watch import Verdict
+        from airflow_provider_stripe.payouts.watch import PayoutWatch, Verdict
 
-        watch = self._load_watch()
+        if self._watch is None:  # kept across pokes in poke mode; a reschedule starts afresh
+            self._watch = PayoutWatch(self._ids(), self.settle_period)
+        watch = self._watch
         if not watch.payout_ids:
             self.log.warning("No payout ids to wait for (empty input): nothing to do")
             return PokeReturnValue(is_done=True, xcom_value=Verdict("success", ()).result())
         polled = watch.to_poll(time.time())
         lookup = fetch_payouts(self.hook.requests, polled)
         self.log.info("%s", lookup.describe())
-        return self._conclude(watch.observe(polled, lookup.found, time.time()))
+        verdict = watch.observe(polled, lookup.found, time.time())
+        self.log.info("Stripe payouts: %s", verdict.describe())
+        if verdict.outcome == "failure":
+            raise AirflowFailException(verdict.describe())
+        return PokeReturnValue(is_done=verdict.outcome == "success", xcom_value=verdict.result())
 
     def _apply_poll_interval(self) -> None:
         """Use the rendered ``poll_interval`` (seconds, as a number or text, or a timedelta)."""
