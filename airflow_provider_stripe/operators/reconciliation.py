@@ -101,7 +101,6 @@ def manual_payout_row(payout: Mapping[str, Any]) -> dict[str, Any]:
 class StripePayoutReconciliationOperator(StripeExportOperator):
     """Write every balance transaction of the run's payouts, one row each, with its payout id.
 
-    :param path: local path or object storage URL (templated).
     :param file_format: ``jsonl``, ``csv`` or ``parquet`` (columns :data:`RECONCILIATION_COLUMNS`).
     :param payout_ids: a ``po_...`` id, a list, or a
         :class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator` result (templated);
@@ -111,10 +110,9 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
     :param expand_source: expand each transaction's ``source`` into the ``source`` column (same requests).
     :param list_params: extra filters for the payouts listed by arrival date (e.g. ``{"status": "paid"}``).
     :param page_size: transactions per request (1-100).
-    :param storage_conn_id: connection for an object storage ``path``.
-    :param account_id: a connected account's payouts (``Stripe-Account``).
 
-    Returns ``{"path", "count" (rows), "payouts", "manual_payouts", "failed_payouts" (ids), "account_id"}``.
+    Also the :class:`StripeExportOperator` arguments but ``resource`` and ``mode``. Returns ``{"path",
+    "count" (rows), "payouts", "manual_payouts", "failed_payouts" (ids), "account_id"}``.
     """
 
     template_fields: Sequence[str] = (*StripeExportOperator.template_fields, "payout_ids")

@@ -1,9 +1,6 @@
-"""StripePayoutSensor: wait until Stripe payouts are paid; fail at once when one is not.
-
-In poke, reschedule or deferrable mode (then in
-:class:`~airflow_provider_stripe.triggers.payouts.StripePayoutTrigger`), always deciding with
-:class:`~airflow_provider_stripe.payouts.watch.PayoutWatch`.
-"""
+"""StripePayoutSensor, in poke, reschedule or deferrable mode (then in
+:class:`~airflow_provider_stripe.triggers.payouts.StripePayoutTrigger`), deciding with
+:class:`~airflow_provider_stripe.payouts.watch.PayoutWatch`."""
 
 from __future__ import annotations
 
@@ -70,7 +67,7 @@ class StripePayoutSensor(BaseSensorOperator):
         if poll_interval is not None and "poke_interval" in kwargs:
             raise ValueError("give poll_interval or poke_interval, not both (they are the same setting)")
         if "poke_interval" not in kwargs:
-            # A template is rendered at run time (_apply_poll_interval); until then, the default.
+            # A template is rendered at run time (see execute); until then, the default.
             given = DEFAULT_POLL_INTERVAL if poll_interval is None or isinstance(poll_interval, str) else poll_interval
             kwargs["poke_interval"] = given
         super().__init__(**kwargs)
@@ -116,21 +113,16 @@ class StripePayoutSensor(BaseSensorOperator):
             raise AirflowFailException(verdict.describe())
         return PokeReturnValue(is_done=verdict.outcome == "success", xcom_value=verdict.result())
 
-    def _apply_poll_interval(self) -> None:
-        """Use the rendered ``poll_interval`` (seconds, as a number or text, or a timedelta)."""
-        value = self.poll_interval
-        if value is None:
-            return
-        try:
-            seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-        except (TypeError, ValueError):
-            seconds = -1.0
-        if not seconds > 0:
-            raise AirflowFailException(f"poll_interval {value!r} is not a positive number of seconds")
-        self.poke_interval = seconds
-
     def execute(self, context: Context) -> Any:
-        self._apply_poll_interval()
+        if self.poll_interval is not None:  # rendered: seconds, as a number or text, or a timedelta
+            value = self.poll_interval
+            try:
+                seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+            except (TypeError, ValueError):
+                seconds = -1.0
+            if not seconds > 0:
+                raise AirflowFailException(f"poll_interval {value!r} is not a positive number of seconds")
+            self.poke_interval = seconds
         if not self.deferrable:
             return super().execute(context)
         try:
