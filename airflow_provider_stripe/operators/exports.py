@@ -251,8 +251,7 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             if not has_more:
                 yield from self._rows(page)
                 return
-            # The page holds every object newer than its oldest one's second (that second
-            # may go on: it is left to the slices).
+            # The page holds every object newer than its oldest one's second (which may go on: left to the slices).
             cut = int(page[-1]["created"]) + 1
             if cut < lt:
                 newest = (cut, lt)

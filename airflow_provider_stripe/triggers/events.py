@@ -89,8 +89,7 @@ class EventCursor:
         floor = max(self.floor, high - lookback)
         kept = sorted(((i, c) for i, c in seen.items() if c >= floor), key=lambda item: item[1])
         while len(kept) > MAX_SEEN:
-            # Drop whole seconds from the oldest end, so the invariant "every fired event at or
-            # after floor is in seen" still holds with the raised floor.
+            # Drop whole seconds from the oldest end, so "every fired event at or after floor is in seen" holds.
             floor = kept[0][1] + 1
             kept = [(i, c) for i, c in kept if c >= floor]
         return replace(self, floor=floor, high=high, seen=tuple(kept))
