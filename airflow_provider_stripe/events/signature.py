@@ -28,8 +28,6 @@ DEFAULT_TOLERANCE_SECONDS = 300
 _SCHEME = "v1"
 """The only signature scheme Stripe uses for live signatures; others (``v0``) are ignored."""
 
-_TIMESTAMP_KEY = "t"
-
 _ELEMENT = re.compile(r"([A-Za-z0-9_]+)=([^\s,]+)")
 
 _UNSIGNED_INT = re.compile(r"[0-9]+")
@@ -77,34 +75,9 @@ def _malformed(detail: str) -> WebhookSignatureError:
     return WebhookSignatureError(
         WebhookSignatureReason.MALFORMED_HEADER,
         f"The {SIGNATURE_HEADER!r} header is malformed: {detail}. Expected "
-        f"'{_TIMESTAMP_KEY}=<unix seconds>,{_SCHEME}=<hex signature>[,{_SCHEME}=...]'. Pass the header "
+        f"'t=<unix seconds>,{_SCHEME}=<hex signature>[,{_SCHEME}=...]'. Pass the header "
         "value exactly as received, and check that nothing between Stripe and this endpoint rewrites it.",
     )
-
-
-def _parse_header(header: str) -> tuple[int, list[str], list[str]]:
-    """Split a signature header into (timestamp, v1 signatures, other scheme names), strictly."""
-    timestamps: list[str] = []
-    signatures: list[str] = []
-    others: list[str] = []
-    for position, element in enumerate(header.strip().split(","), start=1):
-        match = _ELEMENT.fullmatch(element)
-        if match is None:
-            raise _malformed(f"element {position} is not of the form key=value")
-        key, value = match.groups()
-        if key == _TIMESTAMP_KEY:
-            timestamps.append(value)
-        elif key == _SCHEME:
-            signatures.append(value)
-        elif key not in others:
-            others.append(key)
-    if not timestamps:
-        raise _malformed(f"it has no '{_TIMESTAMP_KEY}' (timestamp) element")
-    if len(timestamps) > 1:
-        raise _malformed(f"'{_TIMESTAMP_KEY}' appears {len(timestamps)} times; it must appear once")
-    if _UNSIGNED_INT.fullmatch(timestamps[0]) is None:
-        raise _malformed(f"'{_TIMESTAMP_KEY}' is not an integer number of seconds")
-    return int(timestamps[0]), signatures, others
 
 
 def check_header(sig_header: str | None, tolerance: int = DEFAULT_TOLERANCE_SECONDS, now: float | None = None) -> None:
@@ -139,7 +112,19 @@ def verify_signature(
             "printed by 'stripe listen') on the connection.",
         )
     timestamp, signatures = _v1_signatures(sig_header)
-    _check_authentic(keys, timestamp, signatures, body)
+    # Compare bytes: hmac.compare_digest refuses non-ASCII str, and the header is attacker-controlled.
+    candidates = [signature.encode("utf-8") for signature in signatures]
+    expected = [_signature(key, timestamp, body).encode("ascii") for key in keys]
+    # A list, not any(): every pair is compared, so the time taken says nothing about which matched.
+    if not any([hmac.compare_digest(e, c) for e in expected for c in candidates]):
+        raise WebhookSignatureError(
+            WebhookSignatureReason.NO_MATCH,
+            f"None of the {len(signatures)} '{_SCHEME}' signature(s) in the {SIGNATURE_HEADER!r} header matches "
+            f"the payload under any of the {len(keys)} configured secret(s). Check that the connection holds "
+            "this endpoint's signing secret (every endpoint, and 'stripe listen', has its own 'whsec_...'; "
+            "keep the old one next to the new one while rotating), and that the raw request body is verified "
+            "before any parsing, re-encoding or newline/charset conversion.",
+        )
     _check_fresh(timestamp, tolerance, time.time() if now is None else now)
 
 
@@ -154,33 +139,35 @@ def _v1_signatures(sig_header: str | None) -> tuple[int, list[str]]:
             "coming from Stripe. Pass that header's value from the incoming request; if the request lacks it, "
             "it was not sent by Stripe, or a proxy in between drops the header.",
         )
-    timestamp, signatures, other_schemes = _parse_header(sig_header)
+    timestamps: list[str] = []
+    signatures: list[str] = []
+    others: list[str] = []
+    for position, element in enumerate(sig_header.strip().split(","), start=1):
+        match = _ELEMENT.fullmatch(element)
+        if match is None:
+            raise _malformed(f"element {position} is not of the form key=value")
+        key, value = match.groups()
+        if key == "t":
+            timestamps.append(value)
+        elif key == _SCHEME:
+            signatures.append(value)
+        elif key not in others:
+            others.append(key)
+    if not timestamps:
+        raise _malformed("it has no 't' (timestamp) element")
+    if len(timestamps) > 1:
+        raise _malformed(f"'t' appears {len(timestamps)} times; it must appear once")
+    if _UNSIGNED_INT.fullmatch(timestamps[0]) is None:
+        raise _malformed("'t' is not an integer number of seconds")
     if not signatures:
-        found = f" (it only has: {', '.join(other_schemes)})" if other_schemes else ""
+        found = f" (it only has: {', '.join(others)})" if others else ""
         raise WebhookSignatureError(
             WebhookSignatureReason.NO_V1_SIGNATURE,
             f"The {SIGNATURE_HEADER!r} header carries no '{_SCHEME}' signature{found}. Stripe signs live "
             f"requests with the '{_SCHEME}' scheme only; check that the request comes from Stripe and that "
             "the header is passed unmodified.",
         )
-    return timestamp, signatures
-
-
-def _check_authentic(keys: Sequence[str], timestamp: int, signatures: Sequence[str], body: bytes) -> None:
-    """``no_match`` unless some signature is the HMAC under some secret (every pair compared, in constant time)."""
-    # Compare bytes: hmac.compare_digest refuses non-ASCII str, and the header is attacker-controlled.
-    candidates = [signature.encode("utf-8") for signature in signatures]
-    expected = [_signature(key, timestamp, body).encode("ascii") for key in keys]
-    # A list, not any(): every pair is compared, so the time taken says nothing about which matched.
-    if not any([hmac.compare_digest(e, c) for e in expected for c in candidates]):
-        raise WebhookSignatureError(
-            WebhookSignatureReason.NO_MATCH,
-            f"None of the {len(signatures)} '{_SCHEME}' signature(s) in the {SIGNATURE_HEADER!r} header matches "
-            f"the payload under any of the {len(keys)} configured secret(s). Check that the connection holds "
-            "this endpoint's signing secret (every endpoint, and 'stripe listen', has its own 'whsec_...'; "
-            "keep the old one next to the new one while rotating), and that the raw request body is verified "
-            "before any parsing, re-encoding or newline/charset conversion.",
-        )
+    return int(timestamps[0]), signatures
 
 
 def _check_fresh(timestamp: int, tolerance: int, now: float) -> None:
@@ -243,4 +230,4 @@ def sign_payload(payload: bytes | str, secret: str, timestamp: int | None = None
         timestamp = int(time.time())
     elif isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
         raise ValueError("timestamp must be a non-negative int number of unix seconds.")
-    return f"{_TIMESTAMP_KEY}={timestamp},{_SCHEME}={_signature(parsed[0], timestamp, _body_bytes(payload))}"
+    return f"t={timestamp},{_SCHEME}={_signature(parsed[0], timestamp, _body_bytes(payload))}"

@@ -143,15 +143,12 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
             params["source"] = validate_object_id(self.source, field="source", prefixes=SOURCE_ID_PREFIXES)
         if not self.capture:
             params["capture"] = False
-        description = _optional_text(self.description, "description")
-        if description:
-            params["description"] = description
-        metadata = validate_metadata(self.metadata)
-        if metadata:
-            params["metadata"] = metadata
-        suffix = validate_statement_descriptor(self.statement_descriptor_suffix, suffix=True)
-        if suffix:
-            params["statement_descriptor_suffix"] = suffix
+        optional = {
+            "description": _optional_text(self.description, "description"),
+            "metadata": validate_metadata(self.metadata),
+            "statement_descriptor_suffix": validate_statement_descriptor(self.statement_descriptor_suffix, suffix=True),
+        }
+        params.update({name: value for name, value in optional.items() if value})
         if self.receipt_email is not None:
             email = _optional_text(self.receipt_email, "receipt_email")
             if not email or not _EMAIL_RE.fullmatch(email):
@@ -181,11 +178,10 @@ class StripeCreateChargeOperator(StripeMoneyOperator):
                 f"{data!r}: pass a dict with 'destination' ('acct_...') and optionally 'amount'",
                 field="transfer_data",
             )
-        out: dict[str, Any] = {
-            "destination": validate_object_id(
-                data.get("destination"), field="transfer_data.destination", prefixes=("acct_",)
-            )
-        }
+        destination = validate_object_id(
+            data.get("destination"), field="transfer_data.destination", prefixes=("acct_",)
+        )
+        out: dict[str, Any] = {"destination": destination}
         if data.get("amount") is not None:
             transfer = validate_amount(data["amount"], currency, field="transfer_data.amount")
             if transfer > amount:

@@ -119,11 +119,9 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
     :param max_workers: time slices read at once (1-32, default 8), all within the connection's rate
         limit; the file is the same as a sequential read's, and a retry reads only unfinished slices.
     :param storage_conn_id: connection for an object storage ``path``.
-    :param account_id: a connected account's objects (``Stripe-Account``); map it for many accounts.
-    :param stripe_conn_id: the ``stripe`` connection.
 
-    Returns ``{"path", "count", "created_gte", "created_lt", "account_id"}``. Exported
-    objects can include customer data: store them accordingly.
+    Also the :class:`StripeBaseOperator` arguments (map ``account_id`` for many accounts). Returns ``{"path",
+    "count", "created_gte", "created_lt", "account_id"}``. Exported objects can include customer data.
     """
 
     template_fields: Sequence[str] = (
@@ -196,42 +194,43 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
             raise StripeInputError(f"{params!r}: pass a dict of extra list filters", field="list_params")
         if "created" in params or any(str(k).startswith("created[") for k in params):
             raise StripeInputError("set the window with created_gte/created_lt, not here", field="list_params")
-        if (
-            isinstance(self.page_size, bool)
-            or not isinstance(self.page_size, int)
-            or not 1 <= self.page_size <= PAGE_SIZE
-        ):
-            raise StripeInputError(f"{self.page_size!r}: pass an int from 1 to {PAGE_SIZE}", field="page_size")
-        return {**params, "limit": self.page_size}
+        page_size = self.page_size
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= PAGE_SIZE:
+            raise StripeInputError(f"{page_size!r}: pass an int from 1 to {PAGE_SIZE}", field="page_size")
+        return {**params, "limit": page_size}
 
     def _listing(self, service: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every object of one listing of ``service``, as plain dicts."""
         return (as_dict(obj) for obj in self.hook.requests.list_all(service, params))
 
-    def iter_objects(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """Every object created in ``[gte, lt)``, page by page, as plain dicts."""
-        return self._listing(self.resource, self._window_params(gte, lt))
-
-    def _window_params(self, gte: int, lt: int) -> dict[str, Any]:
-        return {**self._list_params(), "created": {"gte": gte, "lt": lt}}
-
-    def _event_params(self, gte: int, lt: int) -> dict[str, Any]:
+    def _query(self, gte: int, lt: int) -> tuple[str, dict[str, Any]]:
+        """The listing of ``[gte, lt)``: the objects created in it, or (``changes``) its events."""
+        if self.mode != "changes":
+            return self.resource, {**self._list_params(), "created": {"gte": gte, "lt": lt}}
         params: dict[str, Any] = {"created": {"gte": gte, "lt": lt}, "limit": self.page_size}
         if self.export_resource.event_type:
             params["type"] = self.export_resource.event_type
-        return params
+        return "events", params
 
-    def _changed_objects(self, events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """The resource's objects of ``events`` (newest first), each once: its first, latest, state."""
-        resource = self.export_resource
-        objects = (read_field(read_field(event, "data"), "object") for event in events)
-        return first_each(as_dict(obj) for obj in objects if read_field(obj, "object") == resource.object)
+    def _rows(self, listed: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Rows of a listing: in ``changes`` mode the resource's objects of its events (newest first),
+        each once in its first, latest, state."""
+        if self.mode != "changes":
+            return iter(listed)
+        objects = (read_field(read_field(event, "data"), "object") for event in listed)
+        return first_each(as_dict(obj) for obj in objects if read_field(obj, "object") == self.export_resource.object)
 
-    def _check_event_retention(self, gte: int) -> None:
+    def _read_slice(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
+        return self._rows(self._listing(*self._query(gte, lt)))
+
+    def iter_rows(self, target: Path | ObjectStoragePath, gte: int, lt: int) -> Iterator[dict[str, Any]]:
+        """The export's rows in a sequential read's order, read in parallel time slices spooled beside
+        ``target`` for a retry (the first page of the whole window is kept as the newest slice)."""
         from airflow_provider_stripe.errors import StripeInputError
+        from airflow_provider_stripe.exports import slices
 
+        changes = self.mode == "changes"
         oldest = math.floor(time.time()) - EVENT_RETENTION_S
-        if gte < oldest:
+        if changes and gte < oldest:
             raise StripeInputError(
                 f"mode='changes' reads Stripe's events, kept for 30 days only: the window starts at "
                 f"{datetime.fromtimestamp(gte, timezone.utc).isoformat()}, before "
@@ -239,56 +238,31 @@ class StripeExportOperator(StripeLineageMixin, StripeBaseOperator):
                 "mode='created' (a full re-export) instead",
                 field="created_gte",
             )
-
-    def _read_slice(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """One slice's rows: the objects created in it, or (``changes``) each object changed in it once."""
-        if self.mode == "changes":
-            return self._changed_objects(self._listing("events", self._event_params(gte, lt)))
-        return self.iter_objects(gte, lt)
-
-    def iter_rows(self, target: Path | ObjectStoragePath, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        """The export's rows in a sequential read's order, read in parallel time slices spooled beside
-        ``target`` for a retry (the first page of the whole window is kept as the newest slice)."""
-        from airflow_provider_stripe.exports.slices import (
-            SLICES_PER_WORKER,
-            SlicedRead,
-            SliceSpool,
-            plan_slices,
-            read_slices,
-            spool_directory,
-        )
-
-        changes = self.mode == "changes"
-        if changes:
-            self._check_event_retention(gte)
-        whole = self._event_params(gte, lt) if changes else self._window_params(gte, lt)
-        service = "events" if changes else self.resource
+        service, whole = self._query(gte, lt)
         if self.max_workers == 1:
-            rows = self._listing(service, whole)
-            yield from self._changed_objects(rows) if changes else rows
+            yield from self._rows(self._listing(service, whole))
             return
         self.hook.get_client()  # built once here, then shared by the workers
-        spool = SliceSpool(spool_directory(target, self._spool_identity(gte, lt)))
+        spool = slices.SliceSpool(slices.spool_directory(target, self._spool_identity(gte, lt)))
         newest = min((s for s in spool.finished_slices() if s[1] == lt), default=None)
         if newest is None:
             objects, has_more = self.hook.requests.first_page(service, whole)
             page = [as_dict(obj) for obj in objects]
             if not has_more:
-                yield from self._changed_objects(iter(page)) if changes else page
+                yield from self._rows(page)
                 return
-            # The page holds every object newer than its oldest one's second (that second
-            # may go on: it is left to the slices).
+            # The page holds every object newer than its oldest one's second (which may go on: left to the slices).
             cut = int(page[-1]["created"]) + 1
             if cut < lt:
                 newest = (cut, lt)
                 kept = (row for row in page if int(row["created"]) >= cut)
-                spool.write(newest, self._changed_objects(kept) if changes else kept)
+                spool.write(newest, self._rows(kept))
         rest = newest[0] if newest is not None else lt
-        slices = ([newest] if newest is not None else []) + (
-            plan_slices(gte, rest, self.max_workers * SLICES_PER_WORKER) if rest > gte else []
+        planned = ([newest] if newest is not None else []) + (
+            slices.plan_slices(gte, rest, self.max_workers * slices.SLICES_PER_WORKER) if rest > gte else []
         )
-        self._spool, self._sliced = spool, SlicedRead()
-        rows = read_slices(self._read_slice, slices, spool, self.max_workers, self._sliced)
+        self._spool, self._sliced = spool, slices.SlicedRead()
+        rows = slices.read_slices(self._read_slice, planned, spool, self.max_workers, self._sliced)
         # Each slice is deduplicated on its own; across slices, newest first, the first copy wins.
         yield from first_each(rows) if changes else rows
 

@@ -57,27 +57,20 @@ def _row(**values: Any) -> dict[str, Any]:
 
 
 def transaction_row(payout: Mapping[str, Any], txn: Mapping[str, Any]) -> dict[str, Any]:
-    """One itemized balance transaction of ``payout`` as a row."""
+    """One itemized balance transaction of ``payout`` as a row: its same-named fields, then the payout's."""
     source = txn.get("source")
-    return _row(
+    row = _row(**{name: txn.get(name) for name, _ in RECONCILIATION_COLUMNS})
+    row.update(
         payout_id=payout.get("id"),
         payout_type="automatic",
         payout_status=payout.get("status"),
         itemized=True,
         balance_transaction_id=txn.get("id"),
-        type=txn.get("type"),
-        reporting_category=txn.get("reporting_category"),
-        amount=txn.get("amount"),
-        fee=txn.get("fee"),
-        net=txn.get("net"),
-        currency=txn.get("currency"),
-        created=txn.get("created"),
-        available_on=txn.get("available_on"),
-        status=txn.get("status"),
         source_id=source.get("id") if isinstance(source, Mapping) else source,
-        description=txn.get("description"),
+        note=None,
         source=dict(source) if isinstance(source, Mapping) else None,
     )
+    return row
 
 
 def manual_payout_row(payout: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,7 +101,6 @@ def manual_payout_row(payout: Mapping[str, Any]) -> dict[str, Any]:
 class StripePayoutReconciliationOperator(StripeExportOperator):
     """Write every balance transaction of the run's payouts, one row each, with its payout id.
 
-    :param path: local path or object storage URL (templated).
     :param file_format: ``jsonl``, ``csv`` or ``parquet`` (columns :data:`RECONCILIATION_COLUMNS`).
     :param payout_ids: a ``po_...`` id, a list, or a
         :class:`~airflow_provider_stripe.operators.payouts.StripePayoutBatchOperator` result (templated);
@@ -118,10 +110,9 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
     :param expand_source: expand each transaction's ``source`` into the ``source`` column (same requests).
     :param list_params: extra filters for the payouts listed by arrival date (e.g. ``{"status": "paid"}``).
     :param page_size: transactions per request (1-100).
-    :param storage_conn_id: connection for an object storage ``path``.
-    :param account_id: a connected account's payouts (``Stripe-Account``).
 
-    Returns ``{"path", "count" (rows), "payouts", "manual_payouts", "failed_payouts" (ids), "account_id"}``.
+    Also the :class:`StripeExportOperator` arguments but ``resource`` and ``mode``. Returns ``{"path",
+    "count" (rows), "payouts", "manual_payouts", "failed_payouts" (ids), "account_id"}``.
     """
 
     template_fields: Sequence[str] = (*StripeExportOperator.template_fields, "payout_ids")
@@ -157,10 +148,6 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
         except PayoutIdsError as exc:
             raise StripeInputError(str(exc), field="payout_ids") from exc
 
-    def _payouts_arrived(self, gte: int, lt: int) -> Iterator[dict[str, Any]]:
-        params = {**self._list_params(), "limit": PAGE_SIZE, "arrival_date": {"gte": gte, "lt": lt}}
-        return self._listing("payouts", params)
-
     def _rows_for(self, payout: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """The payout's rows: its balance transactions, or itself for a manual payout."""
         self._payouts += 1
@@ -185,7 +172,8 @@ class StripePayoutReconciliationOperator(StripeExportOperator):
                 yield from self._rows_for(as_dict(self.hook.requests.payouts_retrieve(payout_id)))
             return
         gte, lt = self.window(context)
-        for payout in self._payouts_arrived(gte, lt):
+        params = {**self._list_params(), "limit": PAGE_SIZE, "arrival_date": {"gte": gte, "lt": lt}}
+        for payout in self._listing("payouts", params):
             yield from self._rows_for(payout)
 
     def execute(self, context: Context) -> dict[str, Any]:

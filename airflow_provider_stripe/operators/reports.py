@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_stripe.compat import conf
-from airflow_provider_stripe.exports.lineage import StripeLineageMixin
+from airflow_provider_stripe.compat import AirflowException, AirflowFailException, conf, read_field
+from airflow_provider_stripe.exports.lineage import LineageRecord, StripeLineageMixin, path_dataset, stripe_dataset
 from airflow_provider_stripe.operators._base import StripeBaseOperator
 
 if TYPE_CHECKING:
@@ -92,14 +92,22 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         try:
             seconds = float(self.poll_interval)
         except (TypeError, ValueError):
-            raise StripeInputError(f"{self.poll_interval!r}: pass seconds", field="poll_interval") from None
+            seconds = -1.0
         if not seconds > 0:
             raise StripeInputError(f"{self.poll_interval!r}: pass a positive number of seconds", field="poll_interval")
         return seconds
 
-    def _run_parameters(self, start: int, end: int) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_stripe.errors import StripeInputError
+        from airflow_provider_stripe.exports.reports import check_available, run_event
+        from airflow_provider_stripe.operators.exports import resolve_window
+        from airflow_provider_stripe.storage import resolve
 
+        if not isinstance(self.report_type, str) or not self.report_type.strip():
+            raise StripeInputError(f"{self.report_type!r}: pass a Stripe report type", field="report_type")
+        start, end = resolve_window(context, self.interval_start, self.interval_end, ("interval_start", "interval_end"))
+        self.checked_account()
+        resolve(self.path, self.storage_conn_id, template=self.path_template)  # validate before touching the network
         extra = dict(self.parameters or {})
         if not isinstance(self.parameters or {}, Mapping):
             raise StripeInputError(f"{self.parameters!r}: pass a dict of report parameters", field="parameters")
@@ -113,21 +121,6 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
             params["payout"] = self.payout
         if self.columns:
             params["columns"] = self.columns
-        return params
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_provider_stripe.compat import read_field
-        from airflow_provider_stripe.errors import StripeInputError
-        from airflow_provider_stripe.exports.reports import check_available, run_event
-        from airflow_provider_stripe.operators.exports import resolve_window
-        from airflow_provider_stripe.storage import resolve
-
-        if not isinstance(self.report_type, str) or not self.report_type.strip():
-            raise StripeInputError(f"{self.report_type!r}: pass a Stripe report type", field="report_type")
-        start, end = resolve_window(context, self.interval_start, self.interval_end, ("interval_start", "interval_end"))
-        self.checked_account()
-        resolve(self.path, self.storage_conn_id, template=self.path_template)  # validate before touching the network
-        params = self._run_parameters(start, end)
         requests = self.hook.requests
         report_type = requests.report_type_retrieve(self.report_type)
         check_available(report_type, start, end)
@@ -169,10 +162,8 @@ class StripeReportRunOperator(StripeLineageMixin, StripeBaseOperator):
         columns: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Fail on a failed, timed-out or unreachable run; else stream its file to ``path``."""
-        from airflow_provider_stripe.compat import AirflowException, AirflowFailException
         from airflow_provider_stripe.errors import StripeReportRunFailedError
         from airflow_provider_stripe.exports.formats import write_chunks
-        from airflow_provider_stripe.exports.lineage import LineageRecord, path_dataset, stripe_dataset
         from airflow_provider_stripe.storage import resolve
 
         status, run_id = event.get("status"), event.get("report_run_id")

@@ -1,9 +1,6 @@
-"""StripePayoutSensor: wait until Stripe payouts are paid; fail at once when one is not.
-
-In poke, reschedule or deferrable mode (then in
-:class:`~airflow_provider_stripe.triggers.payouts.StripePayoutTrigger`), always deciding with
-:class:`~airflow_provider_stripe.payouts.watch.PayoutWatch`.
-"""
+"""StripePayoutSensor, in poke, reschedule or deferrable mode (then in
+:class:`~airflow_provider_stripe.triggers.payouts.StripePayoutTrigger`), deciding with
+:class:`~airflow_provider_stripe.payouts.watch.PayoutWatch`."""
 
 from __future__ import annotations
 
@@ -29,7 +26,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_stripe.hooks.stripe import StripeHook
-    from airflow_provider_stripe.payouts.watch import PayoutWatch, Verdict
+    from airflow_provider_stripe.payouts.watch import PayoutWatch
 
 DEFAULT_POLL_INTERVAL = timedelta(seconds=60)
 """A payout's status changes a few times over days; each poll lists 100 payouts a request."""
@@ -70,7 +67,7 @@ class StripePayoutSensor(BaseSensorOperator):
         if poll_interval is not None and "poke_interval" in kwargs:
             raise ValueError("give poll_interval or poke_interval, not both (they are the same setting)")
         if "poke_interval" not in kwargs:
-            # A template is rendered at run time (_apply_poll_interval); until then, the default.
+            # A template is rendered at run time (see execute); until then, the default.
             given = DEFAULT_POLL_INTERVAL if poll_interval is None or isinstance(poll_interval, str) else poll_interval
             kwargs["poke_interval"] = given
         super().__init__(**kwargs)
@@ -97,48 +94,35 @@ class StripePayoutSensor(BaseSensorOperator):
 
         return normalize_payout_ids(self.payout_ids)
 
-    def _load_watch(self) -> PayoutWatch:
-        """This instance's observations (kept across pokes in poke mode; a reschedule starts afresh)."""
-        from airflow_provider_stripe.payouts.watch import PayoutWatch
-
-        if self._watch is None:
-            self._watch = PayoutWatch(self._ids(), self.settle_period)
-        return self._watch
-
-    def _conclude(self, verdict: Verdict) -> PokeReturnValue:
-        self.log.info("Stripe payouts: %s", verdict.describe())
-        if verdict.outcome == "failure":
-            raise AirflowFailException(verdict.describe())
-        return PokeReturnValue(is_done=verdict.outcome == "success", xcom_value=verdict.result())
-
     def poke(self, context: Context) -> PokeReturnValue:
         from airflow_provider_stripe.payouts.lookup import fetch_payouts
-        from airflow_provider_stripe.payouts.watch import Verdict
+        from airflow_provider_stripe.payouts.watch import PayoutWatch, Verdict
 
-        watch = self._load_watch()
+        if self._watch is None:  # kept across pokes in poke mode; a reschedule starts afresh
+            self._watch = PayoutWatch(self._ids(), self.settle_period)
+        watch = self._watch
         if not watch.payout_ids:
             self.log.warning("No payout ids to wait for (empty input): nothing to do")
             return PokeReturnValue(is_done=True, xcom_value=Verdict("success", ()).result())
         polled = watch.to_poll(time.time())
         lookup = fetch_payouts(self.hook.requests, polled)
         self.log.info("%s", lookup.describe())
-        return self._conclude(watch.observe(polled, lookup.found, time.time()))
-
-    def _apply_poll_interval(self) -> None:
-        """Use the rendered ``poll_interval`` (seconds, as a number or text, or a timedelta)."""
-        value = self.poll_interval
-        if value is None:
-            return
-        try:
-            seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-        except (TypeError, ValueError):
-            seconds = -1.0
-        if not seconds > 0:
-            raise AirflowFailException(f"poll_interval {value!r} is not a positive number of seconds")
-        self.poke_interval = seconds
+        verdict = watch.observe(polled, lookup.found, time.time())
+        self.log.info("Stripe payouts: %s", verdict.describe())
+        if verdict.outcome == "failure":
+            raise AirflowFailException(verdict.describe())
+        return PokeReturnValue(is_done=verdict.outcome == "success", xcom_value=verdict.result())
 
     def execute(self, context: Context) -> Any:
-        self._apply_poll_interval()
+        if self.poll_interval is not None:  # rendered: seconds, as a number or text, or a timedelta
+            value = self.poll_interval
+            try:
+                seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+            except (TypeError, ValueError):
+                seconds = -1.0
+            if not seconds > 0:
+                raise AirflowFailException(f"poll_interval {value!r} is not a positive number of seconds")
+            self.poke_interval = seconds
         if not self.deferrable:
             return super().execute(context)
         try:

@@ -16,7 +16,7 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
@@ -89,20 +89,13 @@ class EventCursor:
         floor = max(self.floor, high - lookback)
         kept = sorted(((i, c) for i, c in seen.items() if c >= floor), key=lambda item: item[1])
         while len(kept) > MAX_SEEN:
-            # Drop whole seconds from the oldest end, so the invariant "every fired event at or
-            # after floor is in seen" still holds with the raised floor.
+            # Drop whole seconds from the oldest end, so "every fired event at or after floor is in seen" holds.
             floor = kept[0][1] + 1
             kept = [(i, c) for i, c in kept if c >= floor]
         return replace(self, floor=floor, high=high, seen=tuple(kept))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": _CURSOR_VERSION,
-            "floor": self.floor,
-            "high": self.high,
-            "seen": [[event_id, created] for event_id, created in self.seen],
-            "polled_at": self.polled_at,
-        }
+        return {"version": _CURSOR_VERSION, **asdict(self), "seen": [list(item) for item in self.seen]}
 
     @classmethod
     def from_dict(cls, data: Any) -> EventCursor:
@@ -118,14 +111,6 @@ class EventCursor:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed Stripe event cursor ({type(exc).__name__}: {exc})") from None
-
-
-def cursor_key(stripe_conn_id: str, account_id: str | None, types: Sequence[str]) -> str:
-    """The asset-state-store key of a trigger's cursor: one stream (connection, account, types)."""
-    key = f"stripe_events_cursor:{stripe_conn_id}:{account_id or 'platform'}:{','.join(sorted(types)) or '*'}"
-    if len(key) > 200:  # the store's keys are at most 512 chars; keep them readable when short
-        key = f"{key[:150]}...{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-    return key
 
 
 class AssetStateCursorStore:
@@ -306,7 +291,10 @@ class StripeEventTrigger(BaseEventTrigger):
         return sorted(new.values(), key=lambda s: s["created"] or 0)
 
     def _cursor_store(self) -> CursorStore:
-        key = cursor_key(self.stripe_conn_id, self.account_id, self.types)
+        types = ",".join(sorted(self.types)) or "*"
+        key = f"stripe_events_cursor:{self.stripe_conn_id}:{self.account_id or 'platform'}:{types}"  # one per stream
+        if len(key) > 200:  # the store's keys are at most 512 chars; keep them readable when short
+            key = f"{key[:150]}...{hashlib.sha256(key.encode()).hexdigest()[:16]}"
         state_store = asset_state_store(self)
         if state_store is not None:
             return AssetStateCursorStore(state_store, key)
