@@ -17,10 +17,8 @@ def redact(text: str) -> str:
     """Replace anything shaped like a Stripe key, webhook secret or OAuth token with its prefix."""
 
     def _sub(m: re.Match[str]) -> str:
-        token = m.group(0)
-        prefix = token.split("_", 2)
-        kept = "_".join(prefix[:2]) + "_" if len(prefix) > 2 else prefix[0] + "_"
-        return kept + "***"
+        parts = m.group(0).split("_", 2)
+        return ("_".join(parts[:2]) if len(parts) > 2 else parts[0]) + "_***"
 
     return _KEY_PATTERN.sub(_sub, text)
 
@@ -102,9 +100,7 @@ class StripeBatchInputError(StripeDeterministicError, ValueError):
 
 class StripeBatchLimitError(StripeDeterministicError, ValueError):
     """A valid payout batch is above the task's ``max_items`` or ``max_total``; nothing was sent, not retried.
-
-    :param problems: one line per exceeded limit; ``totals``: minor units per currency.
-    """
+    ``problems``: one line per exceeded limit; ``totals``: minor units per currency."""
 
     def __init__(self, problems: Sequence[str], *, count: int, totals: dict[str, int], totals_text: str) -> None:
         self.problems = list(problems)
@@ -199,18 +195,9 @@ class StripeRequestError(StripeProviderError, RuntimeError):
         self.http_status = http_status
         self.decline_code = decline_code
         self.param = param
-        detail = ", ".join(
-            f"{k}={v}"
-            for k, v in (
-                ("type", error_type),
-                ("code", code),
-                ("decline_code", decline_code),
-                ("param", param),
-                ("http_status", http_status),
-                ("request_id", request_id),
-            )
-            if v is not None
-        )
+        fields: dict[str, Any] = {"type": error_type, "code": code, "decline_code": decline_code, "param": param}
+        fields |= {"http_status": http_status, "request_id": request_id}
+        detail = ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         super().__init__(redact(f"Stripe {operation} failed" + (f" ({detail})" if detail else "") + f": {message}"))
 
     @property
