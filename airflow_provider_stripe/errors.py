@@ -32,9 +32,6 @@ class StripeDeterministicError(StripeProviderError, AirflowFailException):
     ``AirflowFailException``, so Airflow fails the task at once instead of spending its retries."""
 
 
-# -- connection and live mode --------------------------------------------------------------
-
-
 class StripeConfigurationError(StripeDeterministicError, ValueError):
     """The ``stripe`` connection is incomplete or invalid; the message names the field."""
 
@@ -56,9 +53,6 @@ class RateLimitWaitExceeded(StripeProviderError, TimeoutError):
 
 class RateLimitStorageError(StripeProviderError, RuntimeError):
     """The shared rate-limit storage (Redis) failed: no request is sent (fail closed); Airflow retries."""
-
-
-# -- task inputs -----------------------------------------------------------------------------
 
 
 class StripeInputError(StripeDeterministicError, ValueError):
@@ -136,9 +130,6 @@ class PayoutIdsError(StripeProviderError, ValueError):
     """The payout sensor's ``payout_ids`` input is not something it can wait for."""
 
 
-# -- webhooks --------------------------------------------------------------------------------
-
-
 class WebhookSignatureReason(str, Enum):
     """Why a webhook signature was refused: ``NO_SECRET`` is configuration (500), the rest the request's (400)."""
 
@@ -167,9 +158,6 @@ class WebhookSignatureError(StripeProviderError, ValueError):
 
 class WebhookPayloadError(StripeProviderError, ValueError):
     """The signature verified, but the body is not a JSON object, so it is not a Stripe event."""
-
-
-# -- Stripe requests and payout batches ------------------------------------------------------
 
 
 class StripeRequestError(StripeProviderError, RuntimeError):

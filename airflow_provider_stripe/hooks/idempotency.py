@@ -44,16 +44,9 @@ def without_key(error: StripeRequestError, key: str, operation: str | None = Non
     named by ``operation`` if given (the engine's name of the request, e.g. which item)."""
     if key not in error.stripe_message and operation in (None, error.operation):
         return error
-    return StripeRequestError(
-        operation=operation or error.operation,
-        error_type=error.error_type,
-        code=error.code,
-        message=error.stripe_message.replace(key, "<idempotency key>"),
-        request_id=error.request_id,
-        http_status=error.http_status,
-        decline_code=error.decline_code,
-        param=error.param,
-    )
+    same = {k: getattr(error, k) for k in ("error_type", "code", "request_id", "http_status", "decline_code", "param")}
+    message = error.stripe_message.replace(key, "<idempotency key>")
+    return StripeRequestError(operation=operation or error.operation, message=message, **same)
 
 
 Outcome = Literal["created", "existing", "refused", "used_elsewhere", "unknown"]

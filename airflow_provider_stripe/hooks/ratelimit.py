@@ -196,7 +196,6 @@ _registry_lock = threading.Lock()
 def get_rate_limiter(key: str, spec: RateLimitSpec) -> StripeRateLimiter:
     """The process-wide limiter for this key (usually :func:`limit_key`) and spec."""
     with _registry_lock:
-        limiter = _registry.get((key, spec))
-        if limiter is None:
-            limiter = _registry[(key, spec)] = StripeRateLimiter(key, spec)
-        return limiter
+        if (key, spec) not in _registry:
+            _registry[(key, spec)] = StripeRateLimiter(key, spec)
+        return _registry[(key, spec)]

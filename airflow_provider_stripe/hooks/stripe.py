@@ -121,10 +121,9 @@ class StripeHook(BaseHook):
         retries = cfg.max_network_retries if max_network_retries is None else max_network_retries
         seconds = cfg.timeout if timeout is None else timeout
         key = (account, retries, seconds, rate_limited)
-        client = self._clients.get(key)
-        if client is None:
-            client = self._clients[key] = self._build_client(account, retries, seconds, rate_limited)
-        return client
+        if key not in self._clients:
+            self._clients[key] = self._build_client(account, retries, seconds, rate_limited)
+        return self._clients[key]
 
     def _build_client(self, account: str | None, retries: int, timeout: float, rate_limited: bool) -> StripeClient:
         from stripe import StripeClient
@@ -134,7 +133,6 @@ class StripeHook(BaseHook):
         _quiet_sdk_logger()
         cfg = self.config
         limiter = self.rate_limiter_for(account) if rate_limited else None
-        http_client = GovernedRequestsClient(timeout=timeout, limiter=limiter)
         return StripeClient(
             cfg.api_key,
             stripe_account=account,
@@ -142,7 +140,7 @@ class StripeHook(BaseHook):
             base_addresses=cfg.base_addresses(),  # type: ignore[arg-type]
             client_id=cfg.oauth_client_id,
             max_network_retries=retries,
-            http_client=http_client,
+            http_client=GovernedRequestsClient(timeout=timeout, limiter=limiter),
         )
 
     @property

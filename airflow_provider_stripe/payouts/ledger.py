@@ -17,10 +17,8 @@ lost or transient (the object may exist)."""
 
 @dataclass(frozen=True)
 class ItemState:
-    """What a ledger remembers about one request: its generation, outcome and object id.
-
-    ``made_by``: the try of the run that created the object (``ok`` only; ``None`` when not known).
-    """
+    """What a ledger remembers about one request: its generation, outcome and object id; ``made_by``: the
+    try of the run that created the object (``ok`` only; ``None`` when not known)."""
 
     generation: int
     code: Code
@@ -189,4 +187,3 @@ class BatchLedger:
 
 
 Ledger = SingleRequestLedger | BatchLedger
-"""Where a request's generation and outcome live between tries (see the module docstring)."""
