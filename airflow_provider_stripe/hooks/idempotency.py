@@ -3,8 +3,7 @@
 Stripe replays the first answer for a key, errors included, for ~24 h. So a request refused
 definitively (``StripeRequestError.is_definitive``: nothing created) moves to the next key
 generation; one whose answer was lost keeps its key, as money may have moved. Generations are
-taken in order, never skipped, so every try and run meets the keys the others used.
-"""
+taken in order, never skipped, so every try and run meets the keys the others used."""
 
 from __future__ import annotations
 
@@ -73,12 +72,9 @@ def in_flight(error: StripeRequestError) -> bool:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One request to send: which reference, under which generation's key.
-
-    :param hops: fresh keys taken within this try after replayed refusals.
-    :param sent_before: this generation's key may have been sent by an earlier try.
-    :param waits: waits so far for another request with this key in flight (see :data:`IN_FLIGHT_WAITS`).
-    """
+    """One request to send: which reference, under which generation's key. ``hops``: fresh keys taken
+    within this try after replayed refusals; ``sent_before``: this generation's key may have been sent by
+    an earlier try; ``waits``: waits so far for another request with this key in flight (:data:`IN_FLIGHT_WAITS`)."""
 
     reference: str
     generation: int
@@ -103,11 +99,9 @@ class Answer(Generic[T]):
 
 
 class IdempotentRequests(Generic[T]):
-    """Sends requests of one scope under the provider's key rules.
-
-    :param scope: the kind of request (``charges.create``, ``payout``): the derived keys' prefix.
-    :param key_for: ``(reference, generation) -> key``; default the identity's task key.
-    """
+    """Sends requests of one scope under the provider's key rules. ``scope``: the kind of request
+    (``charges.create``, ``payout``), the derived keys' prefix; ``key_for``: ``(reference, generation) -> key``,
+    default the identity's task key."""
 
     def __init__(
         self, *, identity: RunIdentity, scope: str, ledger: Ledger, key_for: KeyFunction | None = None

@@ -2,8 +2,7 @@
 (never N+1 requests in any span), per account the requests go to (:func:`limit_key`), as Stripe counts.
 
 ``limits``' strategy on shared storage (``redis://``), a deque per window for ``memory://`` (``limits``'
-in-memory storage runs a timer thread, costing 0.1-0.35 ms a request).
-"""
+in-memory storage runs a timer thread, costing 0.1-0.35 ms a request)."""
 
 from __future__ import annotations
 

@@ -93,8 +93,7 @@ class BatchLedger:
     have paid. ``stripe_payout_batch`` holds the header (``first_attempt``, each try's start);
     ``stripe_payout_batch/<n>`` an append-only log of changed entries (at most
     :data:`BATCH_LOG_VALUE_ITEMS` each), replayed in order. Outcomes are flushed every
-    ``flush_interval`` s (lost ones are re-learnt from Stripe).
-    """
+    ``flush_interval`` s (lost ones are re-learnt from Stripe)."""
 
     def __init__(self, store: Any | None, *, flush_interval: float = 2.0) -> None:
         self.store = store
