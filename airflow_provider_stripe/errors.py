@@ -297,14 +297,8 @@ def from_stripe_error(exc: BaseException, operation: str) -> StripeRequestError:
             decline_code=getattr(err, "decline_code", None),
             param=getattr(err, "param", None),
         )
-    return StripeRequestError(
-        operation=operation,
-        error_type=type(exc).__name__,
-        code=None,
-        message=str(exc),
-        request_id=None,
-        http_status=None,
-    )
+    unknown = dict.fromkeys(("code", "request_id", "http_status"))  # a network error carries none of these
+    return StripeRequestError(operation=operation, error_type=type(exc).__name__, message=str(exc), **unknown)
 
 
 class StripeReportNotAvailableError(StripeProviderError, RuntimeError):

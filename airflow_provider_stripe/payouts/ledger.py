@@ -37,10 +37,6 @@ class SingleRequestLedger:
         self.store = store
         self.state_key = GENERATION_STATE_PREFIX + scope
 
-    @property
-    def remembered(self) -> bool:
-        return self.store is not None
-
     def get(self, reference: str) -> ItemState | None:
         if self.store is None:
             return None
