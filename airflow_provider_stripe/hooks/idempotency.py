@@ -208,12 +208,10 @@ class IdempotentRequests(Generic[T]):
 
     def request(self, reference: str, call: Callable[[str], T], operation: str, log: logging.Logger | Any) -> Answer[T]:
         """Send one request to its end in the calling thread: plan, send, settle, follow fresh keys."""
-        attempt = self.plan(reference)
-        while True:
-            settled = self.settle(self.send(attempt, call, operation), log)
-            if isinstance(settled, Answer):
-                return settled
-            attempt = settled
+        settled: Attempt | Answer[T] = self.plan(reference)
+        while isinstance(settled, Attempt):
+            settled = self.settle(self.send(settled, call, operation), log)
+        return settled
 
     def advance(self, reference: str, generation: int, *, hops: int) -> Attempt:
         """Move past ``generation``, proven to hold nothing paid: the next one, recorded before use."""

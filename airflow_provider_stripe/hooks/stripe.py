@@ -33,12 +33,10 @@ def _quiet_sdk_logger() -> None:
     """Set the SDK's logger to WARNING once, unless the user set its level: at INFO it logs every
     request, and some lines quote idempotency keys."""
     global _sdk_logger_quieted
-    if _sdk_logger_quieted:
-        return
-    _sdk_logger_quieted = True
     logger = logging.getLogger(SDK_LOGGER_NAME)
-    if logger.level == logging.NOTSET:
+    if not _sdk_logger_quieted and logger.level == logging.NOTSET:
         logger.setLevel(logging.WARNING)
+    _sdk_logger_quieted = True
 
 
 class StripeHook(BaseHook):
