@@ -17,10 +17,8 @@ def redact(text: str) -> str:
     """Replace anything shaped like a Stripe key, webhook secret or OAuth token with its prefix."""
 
     def _sub(m: re.Match[str]) -> str:
-        token = m.group(0)
-        prefix = token.split("_", 2)
-        kept = "_".join(prefix[:2]) + "_" if len(prefix) > 2 else prefix[0] + "_"
-        return kept + "***"
+        parts = m.group(0).split("_", 2)
+        return ("_".join(parts[:2]) if len(parts) > 2 else parts[0]) + "_***"
 
     return _KEY_PATTERN.sub(_sub, text)
 
@@ -32,9 +30,6 @@ class StripeProviderError(Exception):
 class StripeDeterministicError(StripeProviderError, AirflowFailException):
     """An error a retry cannot fix (bad input or connection, a live key with live mode off): an
     ``AirflowFailException``, so Airflow fails the task at once instead of spending its retries."""
-
-
-# -- connection and live mode --------------------------------------------------------------
 
 
 class StripeConfigurationError(StripeDeterministicError, ValueError):
@@ -58,9 +53,6 @@ class RateLimitWaitExceeded(StripeProviderError, TimeoutError):
 
 class RateLimitStorageError(StripeProviderError, RuntimeError):
     """The shared rate-limit storage (Redis) failed: no request is sent (fail closed); Airflow retries."""
-
-
-# -- task inputs -----------------------------------------------------------------------------
 
 
 class StripeInputError(StripeDeterministicError, ValueError):
@@ -102,9 +94,7 @@ class StripeBatchInputError(StripeDeterministicError, ValueError):
 
 class StripeBatchLimitError(StripeDeterministicError, ValueError):
     """A valid payout batch is above the task's ``max_items`` or ``max_total``; nothing was sent, not retried.
-
-    :param problems: one line per exceeded limit; ``totals``: minor units per currency.
-    """
+    ``problems``: one line per exceeded limit; ``totals``: minor units per currency."""
 
     def __init__(self, problems: Sequence[str], *, count: int, totals: dict[str, int], totals_text: str) -> None:
         self.problems = list(problems)
@@ -140,9 +130,6 @@ class PayoutIdsError(StripeProviderError, ValueError):
     """The payout sensor's ``payout_ids`` input is not something it can wait for."""
 
 
-# -- webhooks --------------------------------------------------------------------------------
-
-
 class WebhookSignatureReason(str, Enum):
     """Why a webhook signature was refused: ``NO_SECRET`` is configuration (500), the rest the request's (400)."""
 
@@ -173,9 +160,6 @@ class WebhookPayloadError(StripeProviderError, ValueError):
     """The signature verified, but the body is not a JSON object, so it is not a Stripe event."""
 
 
-# -- Stripe requests and payout batches ------------------------------------------------------
-
-
 class StripeRequestError(StripeProviderError, RuntimeError):
     """A Stripe API request failed; carries the Stripe error's fields, never the key."""
 
@@ -199,18 +183,9 @@ class StripeRequestError(StripeProviderError, RuntimeError):
         self.http_status = http_status
         self.decline_code = decline_code
         self.param = param
-        detail = ", ".join(
-            f"{k}={v}"
-            for k, v in (
-                ("type", error_type),
-                ("code", code),
-                ("decline_code", decline_code),
-                ("param", param),
-                ("http_status", http_status),
-                ("request_id", request_id),
-            )
-            if v is not None
-        )
+        fields: dict[str, Any] = {"type": error_type, "code": code, "decline_code": decline_code, "param": param}
+        fields |= {"http_status": http_status, "request_id": request_id}
+        detail = ", ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         super().__init__(redact(f"Stripe {operation} failed" + (f" ({detail})" if detail else "") + f": {message}"))
 
     @property
@@ -322,14 +297,8 @@ def from_stripe_error(exc: BaseException, operation: str) -> StripeRequestError:
             decline_code=getattr(err, "decline_code", None),
             param=getattr(err, "param", None),
         )
-    return StripeRequestError(
-        operation=operation,
-        error_type=type(exc).__name__,
-        code=None,
-        message=str(exc),
-        request_id=None,
-        http_status=None,
-    )
+    unknown = dict.fromkeys(("code", "request_id", "http_status"))  # a network error carries none of these
+    return StripeRequestError(operation=operation, error_type=type(exc).__name__, message=str(exc), **unknown)
 
 
 class StripeReportNotAvailableError(StripeProviderError, RuntimeError):

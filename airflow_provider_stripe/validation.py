@@ -14,6 +14,9 @@ from airflow_provider_stripe.errors import StripeConfigurationError, StripeInput
 ACCOUNT_ID_RE = re.compile(r"acct_[A-Za-z0-9]{1,250}")
 """A Stripe (connected) account id, ``acct_`` and letters and digits (Stripe's ids are at most 255 characters)."""
 
+CONN_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
+"""A plain Airflow connection id, safe to put in a log line or answer (webhook URLs, the Test button)."""
+
 ISO_4217_CURRENCIES: frozenset[str] = frozenset(
     """
     aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob bov brl bsd btn bwp byn
@@ -118,10 +121,8 @@ def validate_amount(
     reference: str | None = None,
 ) -> int:
     """Return ``amount`` if a valid Stripe amount in ``currency`` (minor units, at most 8 digits), else raise.
-
     Only a positive ``int``: never rounded, a rounded amount is a wrong payment. ``currency=None``
-    (not known yet) skips currency rules; ``for_charge`` checks the minimum charge amount.
-    """
+    (not known yet) skips currency rules; ``for_charge`` checks the minimum charge amount."""
     where: dict[str, Any] = {"field": field, "index": index, "reference": reference}
     code = None if currency is None else validate_currency(currency, index=index, reference=reference)
     example = f"e.g. 1250 for {format_amount(1250, code)}" if code else "e.g. 1250 for 12.50 EUR"
@@ -271,10 +272,6 @@ def validate_object_id(
     """Return ``value`` if it looks like a Stripe id with one of ``prefixes``, catching mix-ups before a request."""
     if not isinstance(value, str) or not value.startswith(tuple(prefixes)) or not _OBJECT_ID_RE.fullmatch(value):
         expected = " or ".join(f"{p}..." for p in prefixes)
-        raise StripeInputError(
-            f"{_describe(value)} is not a Stripe id of the expected kind: pass an id starting with {expected}",
-            field=field,
-            index=index,
-            reference=reference,
-        )
+        message = f"{_describe(value)} is not a Stripe id of the expected kind: pass an id starting with {expected}"
+        raise StripeInputError(message, field=field, index=index, reference=reference)
     return value

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -23,6 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from airflow_provider_stripe.events.assets import event_asset_uri, is_event_type, summarize_event
 from airflow_provider_stripe.events.signature import DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, check_header
+from airflow_provider_stripe.validation import CONN_ID_RE
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ BODY_READ_TIMEOUT_S = 10.0
 DEDUP_WINDOW = timedelta(days=31)
 """How far back a redelivery is recognised: Stripe keeps (and can resend) events for 30 days."""
 
-_CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 _INVALID = {"detail": "Invalid Stripe webhook request."}
 _TOO_LARGE = {"detail": "Request body too large."}
 _TOO_SLOW = {"detail": "Request body not received in time."}
@@ -69,7 +68,7 @@ def create_webhook_app() -> FastAPI:
     async def receive_stripe_event(conn_id: str, request: Request) -> JSONResponse:
         try:
             body = await asyncio.wait_for(_read_body(request), BODY_READ_TIMEOUT_S)
-            if not _CONN_ID.fullmatch(conn_id):
+            if not CONN_ID_RE.fullmatch(conn_id):
                 raise _Rejected("malformed connection id")
             summary = await run_in_threadpool(_verify, conn_id, body, request.headers.get(SIGNATURE_HEADER))
         except _TooLarge:

@@ -3,7 +3,6 @@ first takes a rate-limiter slot, and a 429 is retried too unless ``Stripe-Should
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from stripe import HTTPXClient, RequestsClient
@@ -33,28 +32,22 @@ class GovernedRequestsClient(RequestsClient):
             return (response[2] or {}).get("stripe-should-retry") != "false"
         return bool(super()._should_retry(response, api_connection_error, num_retries, max_network_retries))
 
-    def request(
-        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, **kwargs: Any
-    ) -> Any:
+    def request(self, *args: Any, **kwargs: Any) -> Any:
         if self.limiter is not None:
             self.limiter.acquire()
-        return super().request(method, url, headers, post_data, **kwargs)
+        return super().request(*args, **kwargs)
 
-    def request_stream(
-        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, **kwargs: Any
-    ) -> Any:
+    def request_stream(self, *args: Any, **kwargs: Any) -> Any:
         if self.limiter is not None:
             self.limiter.acquire()
-        return super().request_stream(method, url, headers, post_data, **kwargs)
+        return super().request_stream(*args, **kwargs)
 
-    async def request_async(self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None) -> Any:
+    async def request_async(self, *args: Any, **kwargs: Any) -> Any:
         if self.limiter is not None:
             await self.limiter.acquire_async()
-        return await super().request_async(method, url, headers, post_data)
+        return await super().request_async(*args, **kwargs)
 
-    async def request_stream_async(
-        self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
-    ) -> Any:
+    async def request_stream_async(self, *args: Any, **kwargs: Any) -> Any:
         if self.limiter is not None:
             await self.limiter.acquire_async()
-        return await super().request_stream_async(method, url, headers, post_data)
+        return await super().request_stream_async(*args, **kwargs)

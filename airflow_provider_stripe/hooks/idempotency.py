@@ -3,8 +3,7 @@
 Stripe replays the first answer for a key, errors included, for ~24 h. So a request refused
 definitively (``StripeRequestError.is_definitive``: nothing created) moves to the next key
 generation; one whose answer was lost keeps its key, as money may have moved. Generations are
-taken in order, never skipped, so every try and run meets the keys the others used.
-"""
+taken in order, never skipped, so every try and run meets the keys the others used."""
 
 from __future__ import annotations
 
@@ -44,16 +43,9 @@ def without_key(error: StripeRequestError, key: str, operation: str | None = Non
     named by ``operation`` if given (the engine's name of the request, e.g. which item)."""
     if key not in error.stripe_message and operation in (None, error.operation):
         return error
-    return StripeRequestError(
-        operation=operation or error.operation,
-        error_type=error.error_type,
-        code=error.code,
-        message=error.stripe_message.replace(key, "<idempotency key>"),
-        request_id=error.request_id,
-        http_status=error.http_status,
-        decline_code=error.decline_code,
-        param=error.param,
-    )
+    same = {k: getattr(error, k) for k in ("error_type", "code", "request_id", "http_status", "decline_code", "param")}
+    message = error.stripe_message.replace(key, "<idempotency key>")
+    return StripeRequestError(operation=operation or error.operation, message=message, **same)
 
 
 Outcome = Literal["created", "existing", "refused", "used_elsewhere", "unknown"]
@@ -80,12 +72,9 @@ def in_flight(error: StripeRequestError) -> bool:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One request to send: which reference, under which generation's key.
-
-    :param hops: fresh keys taken within this try after replayed refusals.
-    :param sent_before: this generation's key may have been sent by an earlier try.
-    :param waits: waits so far for another request with this key in flight (see :data:`IN_FLIGHT_WAITS`).
-    """
+    """One request to send: which reference, under which generation's key. ``hops``: fresh keys taken
+    within this try after replayed refusals; ``sent_before``: this generation's key may have been sent by
+    an earlier try; ``waits``: waits so far for another request with this key in flight (:data:`IN_FLIGHT_WAITS`)."""
 
     reference: str
     generation: int
@@ -110,11 +99,9 @@ class Answer(Generic[T]):
 
 
 class IdempotentRequests(Generic[T]):
-    """Sends requests of one scope under the provider's key rules.
-
-    :param scope: the kind of request (``charges.create``, ``payout``): the derived keys' prefix.
-    :param key_for: ``(reference, generation) -> key``; default the identity's task key.
-    """
+    """Sends requests of one scope under the provider's key rules. ``scope``: the kind of request
+    (``charges.create``, ``payout``), the derived keys' prefix; ``key_for``: ``(reference, generation) -> key``,
+    default the identity's task key."""
 
     def __init__(
         self, *, identity: RunIdentity, scope: str, ledger: Ledger, key_for: KeyFunction | None = None
@@ -221,12 +208,10 @@ class IdempotentRequests(Generic[T]):
 
     def request(self, reference: str, call: Callable[[str], T], operation: str, log: logging.Logger | Any) -> Answer[T]:
         """Send one request to its end in the calling thread: plan, send, settle, follow fresh keys."""
-        attempt = self.plan(reference)
-        while True:
-            settled = self.settle(self.send(attempt, call, operation), log)
-            if isinstance(settled, Answer):
-                return settled
-            attempt = settled
+        settled: Attempt | Answer[T] = self.plan(reference)
+        while isinstance(settled, Attempt):
+            settled = self.settle(self.send(settled, call, operation), log)
+        return settled
 
     def advance(self, reference: str, generation: int, *, hops: int) -> Attempt:
         """Move past ``generation``, proven to hold nothing paid: the next one, recorded before use."""

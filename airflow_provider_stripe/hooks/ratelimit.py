@@ -2,8 +2,7 @@
 (never N+1 requests in any span), per account the requests go to (:func:`limit_key`), as Stripe counts.
 
 ``limits``' strategy on shared storage (``redis://``), a deque per window for ``memory://`` (``limits``'
-in-memory storage runs a timer thread, costing 0.1-0.35 ms a request).
-"""
+in-memory storage runs a timer thread, costing 0.1-0.35 ms a request)."""
 
 from __future__ import annotations
 
@@ -161,32 +160,30 @@ class StripeRateLimiter:
                 return 0.05
         return 0.0
 
+    def _sleep_for(self, wait: float, start: float, max_wait: float | None) -> float:
+        """0 once a slot is taken, else the seconds to sleep before trying again; raise past ``max_wait``."""
+        if wait and max_wait is not None and time.monotonic() - start + wait > max_wait:
+            raise RateLimitWaitExceeded(
+                f"rate limit of {self.spec.per_minute}/min and {self.spec.per_hour}/h for {self.key} "
+                f"needs a {wait:.1f}s wait, beyond the {max_wait:.1f}s allowed"
+            )
+        return min(wait, 1.0)
+
     def acquire(self, max_wait: float | None = None) -> float:
         """Block until a slot is free; return the seconds waited."""
         start = time.monotonic()
-        while True:
-            wait = self.try_acquire()
-            if wait == 0:
-                return time.monotonic() - start
-            if max_wait is not None and time.monotonic() - start + wait > max_wait:
-                raise RateLimitWaitExceeded(
-                    f"rate limit of {self.spec.per_minute}/min and {self.spec.per_hour}/h for {self.key} "
-                    f"needs a {wait:.1f}s wait, beyond the {max_wait:.1f}s allowed"
-                )
-            time.sleep(min(wait, 1.0))
+        while sleep := self._sleep_for(self.try_acquire(), start, max_wait):
+            time.sleep(sleep)
+        return time.monotonic() - start
 
     async def acquire_async(self, max_wait: float | None = None) -> float:
         """Like :meth:`acquire`, without blocking the event loop."""
         start = time.monotonic()
         while True:
             wait = self.try_acquire() if self._in_memory else await asyncio.to_thread(self.try_acquire)
-            if wait == 0:
+            if not (sleep := self._sleep_for(wait, start, max_wait)):
                 return time.monotonic() - start
-            if max_wait is not None and time.monotonic() - start + wait > max_wait:
-                raise RateLimitWaitExceeded(
-                    f"rate limit for {self.key} needs a {wait:.1f}s wait, beyond the {max_wait:.1f}s allowed"
-                )
-            await asyncio.sleep(min(wait, 1.0))
+            await asyncio.sleep(sleep)
 
 
 _registry: dict[tuple[str, RateLimitSpec], StripeRateLimiter] = {}
@@ -196,7 +193,6 @@ _registry_lock = threading.Lock()
 def get_rate_limiter(key: str, spec: RateLimitSpec) -> StripeRateLimiter:
     """The process-wide limiter for this key (usually :func:`limit_key`) and spec."""
     with _registry_lock:
-        limiter = _registry.get((key, spec))
-        if limiter is None:
-            limiter = _registry[(key, spec)] = StripeRateLimiter(key, spec)
-        return limiter
+        if (key, spec) not in _registry:
+            _registry[(key, spec)] = StripeRateLimiter(key, spec)
+        return _registry[(key, spec)]

@@ -33,12 +33,10 @@ def _quiet_sdk_logger() -> None:
     """Set the SDK's logger to WARNING once, unless the user set its level: at INFO it logs every
     request, and some lines quote idempotency keys."""
     global _sdk_logger_quieted
-    if _sdk_logger_quieted:
-        return
-    _sdk_logger_quieted = True
     logger = logging.getLogger(SDK_LOGGER_NAME)
-    if logger.level == logging.NOTSET:
+    if not _sdk_logger_quieted and logger.level == logging.NOTSET:
         logger.setLevel(logging.WARNING)
+    _sdk_logger_quieted = True
 
 
 class StripeHook(BaseHook):
@@ -121,10 +119,9 @@ class StripeHook(BaseHook):
         retries = cfg.max_network_retries if max_network_retries is None else max_network_retries
         seconds = cfg.timeout if timeout is None else timeout
         key = (account, retries, seconds, rate_limited)
-        client = self._clients.get(key)
-        if client is None:
-            client = self._clients[key] = self._build_client(account, retries, seconds, rate_limited)
-        return client
+        if key not in self._clients:
+            self._clients[key] = self._build_client(account, retries, seconds, rate_limited)
+        return self._clients[key]
 
     def _build_client(self, account: str | None, retries: int, timeout: float, rate_limited: bool) -> StripeClient:
         from stripe import StripeClient
@@ -134,7 +131,6 @@ class StripeHook(BaseHook):
         _quiet_sdk_logger()
         cfg = self.config
         limiter = self.rate_limiter_for(account) if rate_limited else None
-        http_client = GovernedRequestsClient(timeout=timeout, limiter=limiter)
         return StripeClient(
             cfg.api_key,
             stripe_account=account,
@@ -142,7 +138,7 @@ class StripeHook(BaseHook):
             base_addresses=cfg.base_addresses(),  # type: ignore[arg-type]
             client_id=cfg.oauth_client_id,
             max_network_retries=retries,
-            http_client=http_client,
+            http_client=GovernedRequestsClient(timeout=timeout, limiter=limiter),
         )
 
     @property

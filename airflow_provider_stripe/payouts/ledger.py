@@ -17,10 +17,8 @@ lost or transient (the object may exist)."""
 
 @dataclass(frozen=True)
 class ItemState:
-    """What a ledger remembers about one request: its generation, outcome and object id.
-
-    ``made_by``: the try of the run that created the object (``ok`` only; ``None`` when not known).
-    """
+    """What a ledger remembers about one request: its generation, outcome and object id; ``made_by``: the
+    try of the run that created the object (``ok`` only; ``None`` when not known)."""
 
     generation: int
     code: Code
@@ -38,10 +36,6 @@ class SingleRequestLedger:
     def __init__(self, store: Any | None, scope: str) -> None:
         self.store = store
         self.state_key = GENERATION_STATE_PREFIX + scope
-
-    @property
-    def remembered(self) -> bool:
-        return self.store is not None
 
     def get(self, reference: str) -> ItemState | None:
         if self.store is None:
@@ -95,8 +89,7 @@ class BatchLedger:
     have paid. ``stripe_payout_batch`` holds the header (``first_attempt``, each try's start);
     ``stripe_payout_batch/<n>`` an append-only log of changed entries (at most
     :data:`BATCH_LOG_VALUE_ITEMS` each), replayed in order. Outcomes are flushed every
-    ``flush_interval`` s (lost ones are re-learnt from Stripe).
-    """
+    ``flush_interval`` s (lost ones are re-learnt from Stripe)."""
 
     def __init__(self, store: Any | None, *, flush_interval: float = 2.0) -> None:
         self.store = store
@@ -189,4 +182,3 @@ class BatchLedger:
 
 
 Ledger = SingleRequestLedger | BatchLedger
-"""Where a request's generation and outcome live between tries (see the module docstring)."""

@@ -5,7 +5,6 @@ by dropping ``port: 0`` from their Test requests, and keep the tested id in :dat
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
@@ -24,8 +23,6 @@ _MAX_BODY = 1 << 20  # Test requests are small JSON documents; anything larger p
 TESTED_CONNECTION_ID: ContextVar[str | None] = ContextVar("stripe_tested_connection_id", default=None)
 """The Stripe connection the current Test request tests: Airflow runs it under a random conn id."""
 
-_PRINTABLE_CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
-
 
 def _stripe_test_request(body: bytes) -> dict[str, Any] | None:
     """The Test request's JSON object if it tests a Stripe connection, else None."""
@@ -38,8 +35,10 @@ def _stripe_test_request(body: bytes) -> dict[str, Any] | None:
 
 def tested_connection_id(body: bytes) -> str | None:
     """The ``connection_id`` a Test request for a Stripe connection names, if it is a plain id."""
+    from airflow_provider_stripe.validation import CONN_ID_RE  # not at plugin load: workers load plugins too
+
     conn_id = (_stripe_test_request(body) or {}).get("connection_id")
-    return conn_id if isinstance(conn_id, str) and _PRINTABLE_CONN_ID.fullmatch(conn_id) else None
+    return conn_id if isinstance(conn_id, str) and CONN_ID_RE.fullmatch(conn_id) else None
 
 
 def rewrite_test_body(body: bytes) -> bytes | None:
