@@ -75,16 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             for n in _ints(args.sizes):
                 flush()
                 proxy.reset()
-                throughput._bare_pool(proxy, n, f"pool{n}-{tag}")
-                pooled = throughput._creates(proxy)
+                throughput.bare_pool(proxy, n, f"pool{n}-{tag}")
+                pooled = throughput.payout_creates(proxy)
                 flush()
                 proxy.reset()
                 conn_id = f"stripe_scale_{n}_{tag}"
                 result = dags.run(
                     throughput.BATCH_DAG, {**unlimited_connection(conn_id, proxy.url), **dag_env(n, conn_id)}
                 )
-                throughput._check_run(result, f"batch of {n}")
-                batch = throughput._creates(proxy)
+                throughput.check_run(result, f"batch of {n}")
+                batch = throughput.payout_creates(proxy)
                 ours_ms, base_ms = span(batch) / n * 1000, span(pooled) / n * 1000
                 setup = batch[0] - result["started_monotonic"]
                 details = {
@@ -131,12 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for h in _ints(args.history):
                 flush()
                 seed_start = time.monotonic()
-                throughput._bare_pool(proxy, h, f"hist{h}-{tag}")
+                throughput.bare_pool(proxy, h, f"hist{h}-{tag}")
                 seed_s = time.monotonic() - seed_start
                 proxy.reset()
                 conn_id = f"stripe_scale_hist_{h}_{tag}"
                 env = {**unlimited_connection(conn_id, proxy.url), **dag_env(args.probe, conn_id)}
-                throughput._check_run(dags.run(throughput.BATCH_DAG, env), f"probe after {h}")
+                throughput.check_run(dags.run(throughput.BATCH_DAG, env), f"probe after {h}")
                 gets = [a.at for a in proxy.arrivals("GET", "/v1/payouts")]
                 first = len(gets) if first is None else first
                 rows.append(

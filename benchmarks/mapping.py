@@ -15,7 +15,7 @@ from benchmarks.counting_proxy import CountingProxy
 from benchmarks.dag_worker import DagRunner
 from benchmarks.env import unlimited_connection
 from benchmarks.report import Measurement
-from benchmarks.throughput import BATCH_DAG, WORKERS, _check_run
+from benchmarks.throughput import BATCH_DAG, WORKERS, check_run
 from benchmarks.workload import dag_env
 
 MAPPED_DAG = "bench_payouts_mapped"
@@ -30,7 +30,7 @@ def run(proxy: CountingProxy, flush: Any, dags: DagRunner, *, quick: bool) -> li
         flush()
         proxy.reset()
         result = dags.run(dag_id, {**unlimited_connection(conn_id, proxy.url), **dag_env(count, conn_id, WORKERS)})
-        _check_run(result, f"{dag_id} run")
+        check_run(result, f"{dag_id} run")
         seconds[dag_id] = result["seconds"]
         requests = Counter(f"{a.method} {a.path}" for a in proxy.arrivals())
         details[dag_id] = {

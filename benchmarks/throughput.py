@@ -47,7 +47,7 @@ def warm_up_env(proxy: CountingProxy) -> dict[str, str]:
     return {**unlimited_connection(conn_id, proxy.url), **dag_env(2, conn_id, WORKERS)}
 
 
-def _bare_pool(proxy: CountingProxy, count: int, prefix: str) -> None:
+def bare_pool(proxy: CountingProxy, count: int, prefix: str) -> None:
     """The baseline: ``WORKERS`` threads calling ``payouts.create``, same items, metadata and idempotency keys."""
     import stripe
 
@@ -64,11 +64,11 @@ def _bare_pool(proxy: CountingProxy, count: int, prefix: str) -> None:
         list(pool.map(create, payout_items(count, prefix)))
 
 
-def _creates(proxy: CountingProxy) -> list[float]:
+def payout_creates(proxy: CountingProxy) -> list[float]:
     return [a.at for a in proxy.arrivals("POST", "/v1/payouts")]
 
 
-def _check_run(result: dict[str, Any], what: str) -> None:
+def check_run(result: dict[str, Any], what: str) -> None:
     if result["state"] != "success":
         raise RuntimeError(f"{what}: dag.test() ended {result['state']} ({result['task_states']}); see the DAG log")
 
@@ -80,14 +80,14 @@ def concurrency(proxy: CountingProxy, flush: Any, dags: DagRunner, *, quick: boo
         proxy.set_plan(latency_plan(latency))
         flush()
         proxy.reset()
-        _bare_pool(proxy, count, f"pool{latency}")
-        pooled = _creates(proxy)
+        bare_pool(proxy, count, f"pool{latency}")
+        pooled = payout_creates(proxy)
         flush()
         proxy.reset()
         conn_id = f"stripe_bench_batch_{latency}ms"
         result = dags.run(BATCH_DAG, {**unlimited_connection(conn_id, proxy.url), **dag_env(count, conn_id, WORKERS)})
-        _check_run(result, "batch throughput run")
-        batch = _creates(proxy)
+        check_run(result, "batch throughput run")
+        batch = payout_creates(proxy)
         if len(batch) != count or len(pooled) != count:
             raise RuntimeError(f"expected {count} creates each, saw batch={len(batch)} pool={len(pooled)}")
         ours, base = count / span(batch), count / span(pooled)
@@ -128,7 +128,7 @@ def rate_limit(proxy: CountingProxy, flush: Any, dags: DagRunner, *, quick: bool
     flush()
     proxy.reset()
     result = dags.run(BATCH_DAG, {**conn, **dag_env(count, conn_id, WORKERS)})
-    _check_run(result, "rate-limited batch run")
+    check_run(result, "rate-limited batch run")
     times = [a.at for a in proxy.arrivals()]
     spans = spans_of(times, per_minute)
     busiest = max_in_window(times, WINDOW_S)
