@@ -1,9 +1,6 @@
-"""Fetch the status of many Stripe payouts with as few requests as possible.
-
-Listing 100 a page and stopping once every id is seen costs ``ceil(n / 100)`` for recent payouts;
-after :data:`LIST_SLACK_PAGES` extra pages the rest are retrieved one by one (missing if unknown),
-and a handful (``<= RETRIEVE_AT_MOST``) are retrieved directly.
-"""
+"""Fetch many Stripe payouts' status cheaply: list 100 a page until every id is seen (``ceil(n / 100)``
+requests for recent payouts), then, after :data:`LIST_SLACK_PAGES` extra pages, retrieve the rest one by
+one (missing if unknown); a handful (``<= RETRIEVE_AT_MOST``) are retrieved directly."""
 
 from __future__ import annotations
 
@@ -32,13 +29,9 @@ class PayoutLookup:
     list_requests: int = 0
     retrieve_requests: int = 0
 
-    @property
-    def requests(self) -> int:
-        return self.list_requests + self.retrieve_requests
-
     def describe(self) -> str:
         return (
-            f"{len(self.found)} payouts looked up with {self.requests} Stripe requests "
+            f"{len(self.found)} payouts looked up with {self.list_requests + self.retrieve_requests} Stripe requests "
             f"({self.list_requests} list pages, {self.retrieve_requests} retrieves)"
         )
 
