@@ -5,8 +5,7 @@ one (missing if unknown); a handful (``<= RETRIEVE_AT_MOST``) are retrieved dire
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,15 +67,11 @@ class _Scan:
         if payout is not None:
             self.result.found[payout_id] = PayoutSnapshot.from_stripe(payout)
 
-
-@contextmanager
-def _missing_is_none() -> Iterator[None]:
-    """A 404 while retrieving a payout is swallowed (it stays ``None``); other errors raise."""
-    try:
-        yield
-    except StripeRequestError as error:
+    def add_failed(self, payout_id: str, error: StripeRequestError) -> None:
+        """A 404 while retrieving leaves the payout out of ``found``; other errors raise."""
         if error.http_status != 404:
-            raise
+            raise error
+        self.add_retrieved(payout_id, None)
 
 
 def fetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) -> PayoutLookup:
@@ -87,10 +82,10 @@ def fetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) -> Payout
             if scan.add_listed(payout):
                 break
     for payout_id in scan.remaining():
-        retrieved: Any = None
-        with _missing_is_none():
-            retrieved = requests.payouts_retrieve(payout_id)
-        scan.add_retrieved(payout_id, retrieved)
+        try:
+            scan.add_retrieved(payout_id, requests.payouts_retrieve(payout_id))
+        except StripeRequestError as error:
+            scan.add_failed(payout_id, error)
     return scan.result
 
 
@@ -102,8 +97,8 @@ async def afetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) ->
             if scan.add_listed(payout):
                 break
     for payout_id in scan.remaining():
-        retrieved: Any = None
-        with _missing_is_none():
-            retrieved = await requests.payouts_retrieve_async(payout_id)
-        scan.add_retrieved(payout_id, retrieved)
+        try:
+            scan.add_retrieved(payout_id, await requests.payouts_retrieve_async(payout_id))
+        except StripeRequestError as error:
+            scan.add_failed(payout_id, error)
     return scan.result
