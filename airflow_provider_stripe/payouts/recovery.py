@@ -89,10 +89,7 @@ class CrossRun:
 
     @property
     def scope_names(self) -> frozenset[str]:
-        names = {self.reference_scope or ACCOUNT_SCOPE}
-        if self.protect == "all":
-            names.add(f"dag:{self.dag_id}")
-        return frozenset(names)
+        return frozenset(scope.name for scope in (self.scope_for(True), self.scope_for(False)) if scope is not None)
 
 
 @dataclass
