@@ -50,7 +50,7 @@ class RunIdentity:
     :param run: the logical date (ISO, UTC) when the run has one, else its run id.
     :param try_number: the current try; picks a fresh generation when no task state store remembers one.
     :param earliest: the earliest moment anything this run sent can have been created.
-    :param run_id: the Airflow run id, naming the run in payout metadata (``run`` when not given).
+    :param run_id: the Airflow run id, naming the run in payout metadata (``run`` when empty).
     """
 
     dag_id: str
@@ -84,10 +84,6 @@ class RunIdentity:
             earliest=min(times),
             run_id=str(run_id or run),
         )
-
-    @property
-    def dag_run_id(self) -> str:
-        return self.run_id or self.run
 
     @property
     def tag(self) -> str:
@@ -151,15 +147,12 @@ class PayoutIdentity(RunIdentity):
         return self.idempotency_key(PAYOUT_SCOPE, reference, generation)
 
     def stamp(self, reference: str, scope: ReferenceScope | None = None) -> dict[str, str]:
-        """The metadata every payout of this run carries, to be found again by listing.
-
-        Run tag, scope, DAG and run ids; it differs per task instance, so a reference key sent by another
-        run is answered ``idempotency_error``, never replayed as ours.
-        """
+        """The metadata every payout carries, to be found by listing; it differs per task instance, so a
+        reference key sent by another run is answered ``idempotency_error``, never replayed as ours."""
         stamp = {REFERENCE_METADATA_KEY: reference, RUN_METADATA_KEY: self.tag}
         if scope is not None:
             stamp[SCOPE_METADATA_KEY] = scope.name
-        stamp |= {DAG_METADATA_KEY: self.dag_id, DAG_RUN_METADATA_KEY: self.dag_run_id}
+        stamp |= {DAG_METADATA_KEY: self.dag_id, DAG_RUN_METADATA_KEY: self.run_id or self.run}
         return stamp
 
     def window_start(self, first_attempt: datetime | None = None) -> int:

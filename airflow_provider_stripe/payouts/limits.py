@@ -46,29 +46,24 @@ class BatchLimits:
             caps[currency] = cap
         return cls(max_items, caps)
 
-    def problems(self, count: int, totals: Mapping[str, int]) -> list[str]:
-        """One line per limit the batch exceeds (empty when within them)."""
-        found: list[str] = []
+    def check(self, count: int, totals: Mapping[str, int]) -> None:
+        """Raise :class:`StripeBatchLimitError` if the batch (``count`` items, ``totals``) exceeds a limit."""
+        problems: list[str] = []
         if self.max_items is not None and count > self.max_items:
-            found.append(f"{count} item(s), above max_items={self.max_items}")
+            problems.append(f"{count} item(s), above max_items={self.max_items}")
         if self.max_total is not None:
             for currency, total in sorted(totals.items()):
                 cap = self.max_total.get(currency)
                 if cap is None:
-                    found.append(
+                    problems.append(
                         f"{format_amount(total, currency)} in total, and max_total has no cap for {currency!r} "
                         f"(it caps {', '.join(sorted(self.max_total))})"
                     )
                 elif total > cap:
-                    found.append(
+                    problems.append(
                         f"{format_amount(total, currency)} in total, above max_total "
                         f"{format_amount(cap, currency)} ({currency}: {cap})"
                     )
-        return found
-
-    def check(self, count: int, totals: Mapping[str, int]) -> None:
-        """Raise :class:`StripeBatchLimitError` if the batch (``count`` items, ``totals``) exceeds a limit."""
-        problems = self.problems(count, totals)
         if problems:
             raise StripeBatchLimitError(problems, count=count, totals=dict(totals), totals_text=format_totals(totals))
 

@@ -1,15 +1,11 @@
-"""Fetch the status of many Stripe payouts with as few requests as possible.
-
-Listing 100 a page and stopping once every id is seen costs ``ceil(n / 100)`` for recent payouts;
-after :data:`LIST_SLACK_PAGES` extra pages the rest are retrieved one by one (missing if unknown),
-and a handful (``<= RETRIEVE_AT_MOST``) are retrieved directly.
-"""
+"""Fetch many Stripe payouts' status cheaply: list 100 a page until every id is seen (``ceil(n / 100)``
+requests for recent payouts), then, after :data:`LIST_SLACK_PAGES` extra pages, retrieve the rest one by
+one (missing if unknown); a handful (``<= RETRIEVE_AT_MOST``) are retrieved directly."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +28,9 @@ class PayoutLookup:
     list_requests: int = 0
     retrieve_requests: int = 0
 
-    @property
-    def requests(self) -> int:
-        return self.list_requests + self.retrieve_requests
-
     def describe(self) -> str:
         return (
-            f"{len(self.found)} payouts looked up with {self.requests} Stripe requests "
+            f"{len(self.found)} payouts looked up with {self.list_requests + self.retrieve_requests} Stripe requests "
             f"({self.list_requests} list pages, {self.retrieve_requests} retrieves)"
         )
 
@@ -75,15 +67,11 @@ class _Scan:
         if payout is not None:
             self.result.found[payout_id] = PayoutSnapshot.from_stripe(payout)
 
-
-@contextmanager
-def _missing_is_none() -> Iterator[None]:
-    """A 404 while retrieving a payout is swallowed (it stays ``None``); other errors raise."""
-    try:
-        yield
-    except StripeRequestError as error:
+    def add_failed(self, payout_id: str, error: StripeRequestError) -> None:
+        """A 404 while retrieving leaves the payout out of ``found``; other errors raise."""
         if error.http_status != 404:
-            raise
+            raise error
+        self.add_retrieved(payout_id, None)
 
 
 def fetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) -> PayoutLookup:
@@ -94,10 +82,10 @@ def fetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) -> Payout
             if scan.add_listed(payout):
                 break
     for payout_id in scan.remaining():
-        retrieved: Any = None
-        with _missing_is_none():
-            retrieved = requests.payouts_retrieve(payout_id)
-        scan.add_retrieved(payout_id, retrieved)
+        try:
+            scan.add_retrieved(payout_id, requests.payouts_retrieve(payout_id))
+        except StripeRequestError as error:
+            scan.add_failed(payout_id, error)
     return scan.result
 
 
@@ -109,8 +97,8 @@ async def afetch_payouts(requests: StripeRequests, payout_ids: Sequence[str]) ->
             if scan.add_listed(payout):
                 break
     for payout_id in scan.remaining():
-        retrieved: Any = None
-        with _missing_is_none():
-            retrieved = await requests.payouts_retrieve_async(payout_id)
-        scan.add_retrieved(payout_id, retrieved)
+        try:
+            scan.add_retrieved(payout_id, await requests.payouts_retrieve_async(payout_id))
+        except StripeRequestError as error:
+            scan.add_failed(payout_id, error)
     return scan.result

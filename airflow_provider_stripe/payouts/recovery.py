@@ -1,8 +1,6 @@
-"""Find the payouts an earlier attempt of this run -- or another run or DAG -- already created.
-
-Keys protect ~24 h; past that only Stripe knows what was paid, so payouts are listed by their
-metadata (:meth:`~airflow_provider_stripe.payouts.keys.PayoutIdentity.stamp`). See docs/payout-safety.md.
-"""
+"""Find the payouts this run, or another run or DAG, already created: keys protect ~24 h, past that payouts
+are listed by their metadata (:meth:`~airflow_provider_stripe.payouts.keys.PayoutIdentity.stamp`).
+See docs/payout-safety.md."""
 
 from __future__ import annotations
 
@@ -72,11 +70,8 @@ class PaidByRun:
 
 @dataclass(frozen=True)
 class CrossRun:
-    """Cross-run protection of one batch: which items it covers, in which scope, how far back it looks.
-
-    :param protect: ``explicit`` (items with their own reference) or ``all`` (content-hash references too).
-    :param reference_scope: the scope of explicit references; ``None``: the whole account (:data:`ACCOUNT_SCOPE`).
-    """
+    """Cross-run protection of one batch: ``protect`` ``explicit`` (items with their own reference) or ``all``
+    (content-hash references too); ``reference_scope`` of explicit references (``None``: :data:`ACCOUNT_SCOPE`)."""
 
     protect: Literal["explicit", "all"]
     lookback: timedelta = CROSS_RUN_LOOKBACK
@@ -94,10 +89,7 @@ class CrossRun:
 
     @property
     def scope_names(self) -> frozenset[str]:
-        names = {self.reference_scope or ACCOUNT_SCOPE}
-        if self.protect == "all":
-            names.add(f"dag:{self.dag_id}")
-        return frozenset(names)
+        return frozenset(scope.name for scope in (self.scope_for(True), self.scope_for(False)) if scope is not None)
 
 
 @dataclass
@@ -154,10 +146,4 @@ def find_existing(
         if len(ids) > 1:
             duplicates.setdefault(ref, []).extend(ids)
     duplicates = {ref: list(dict.fromkeys(ids)) for ref, ids in duplicates.items()}
-    return PayoutListing(
-        found=found,
-        listed=listed,
-        duplicates=duplicates,
-        other_runs=other_runs,
-        pages=-(-listed // PAGE_SIZE) if listed else 1,
-    )
+    return PayoutListing(found, listed, duplicates, other_runs, pages=-(-listed // PAGE_SIZE) if listed else 1)

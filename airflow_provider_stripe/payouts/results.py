@@ -114,8 +114,7 @@ class ResultSink:
     def summary(self, **extra: Any) -> dict[str, Any]:
         """Counts per outcome of this try, amounts per currency and outcome, the run's totals, plus ``extra``."""
         out: dict[str, Any] = {"total": self.total, **{k: v for k, v in self.counts.items() if v}}
-        out["amounts"] = self.amounts
-        out["this_run"] = self.run_totals()
+        out |= {"amounts": self.amounts, "this_run": self.run_totals()}
         if self.results_path is not None:
             out["results_path"] = str(self.results_path)
         elif not self._inline_all:

@@ -1,8 +1,5 @@
-"""What a person approving a payout batch needs to see: count, total per currency, largest items.
-
-Validated exactly as the batch will be; ``digest`` names the instructions, so the batch given it
-as ``approved_digest`` pays only what was approved. Nothing here talks to Stripe.
-"""
+"""What an approver of a payout batch sees (count, total per currency, largest items), validated exactly
+as the batch will be; the batch given ``digest`` as ``approved_digest`` pays only what was approved."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The payout-batch view in the Airflow UI: what each batch run paid, so finance need not read task logs.
-
-``/`` lists recent runs with a batch task (of DAGs the user may read), ``/runs/{dag_id}/{run_id}``
-shows one run's batches, read-only from their ``return_value`` XComs. Each request needs a user
-allowed to read the DAG (Airflow's ``requires_access_dag``); everything shown is escaped.
-"""
+"""The payout-batch view in the Airflow UI, so finance need not read task logs: ``/`` lists recent batch runs,
+``/runs/{dag_id}/{run_id}`` shows one run's batches, read-only from their ``return_value`` XComs, to users
+allowed to read the DAG (``requires_access_dag``); everything shown is escaped."""
 
 from __future__ import annotations
 
@@ -27,13 +24,11 @@ from airflow_provider_stripe.payouts.results import OUTCOMES
 from airflow_provider_stripe.validation import format_amount
 
 BATCH_OPERATOR = "StripePayoutBatchOperator"
-"""The batch tasks' ``operator`` (task type) in the metadata DB."""
 RECENT_RUNS = 50
 DAG_ID = re.compile(r"[A-Za-z0-9_.-]{1,250}")
 RUN_ID = re.compile(r"[A-Za-z0-9_.~:+-]{1,250}")
 COLUMNS = ("Reference", "Amount", "Outcome", "Payout", "Status", "Dashboard")
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
-"""No scripts, no external assets: only the page's own style."""
 STYLE = "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px}"
 
 

@@ -1,9 +1,5 @@
 """StripePayoutTrigger: wait for Stripe payouts in the triggerer, deciding with the sensor's
-:class:`~airflow_provider_stripe.payouts.watch.PayoutWatch`; the kwargs never hold a key.
-
-It fires one event, ``status`` being ``success`` (``count``), ``failure`` (``failures``), ``timeout``
-(the deadline passed; bounds ``dag.test()`` too, which runs triggers inline) or ``error`` (redacted).
-"""
+:class:`~airflow_provider_stripe.payouts.watch.PayoutWatch`; the kwargs never hold a key."""
 
 from __future__ import annotations
 
@@ -22,7 +18,9 @@ from airflow_provider_stripe.payouts.watch import PayoutWatch
 
 
 class StripePayoutTrigger(BaseTrigger):
-    """Poll Stripe until the payouts are paid, one of them fails, or the deadline passes.
+    """Poll Stripe until the payouts are paid, one of them fails, or the deadline passes; fire one event,
+    ``status`` being ``success`` (``count``), ``failure`` (``failures``), ``timeout`` (the deadline passed;
+    bounds ``dag.test()`` too, which runs triggers inline) or ``error`` (redacted).
 
     :param payout_ids: the ``po_...`` ids to wait for.
     :param account_id: connected account (``Stripe-Account``); ``None``: the connection's.
