@@ -5,17 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_stripe import __version__
+from airflow_provider_stripe import __version__, constants
 from airflow_provider_stripe.connection.contract import STRIPE_CONTRACT
 from airflow_provider_stripe.connection.form import conn_fields, ui_field_behaviour
-from airflow_provider_stripe.constants import (
-    ALLOWED_BASE_URLS_KEY,
-    ALLOWED_BASE_URLS_SECTION,
-    CONN_TYPE,
-    HOOK_NAME,
-    MAX_RATE_LIMIT_PER_HOUR_KEY,
-    MAX_RATE_LIMIT_PER_MINUTE_KEY,
-)
 
 PACKAGE_NAME = "airflow-provider-stripe"
 
@@ -40,9 +32,9 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": ["airflow_provider_stripe.links.dashboard.StripeDashboardLink"],
         "connection-types": [
             {
-                "connection-type": CONN_TYPE,
+                "connection-type": constants.CONN_TYPE,
                 "hook-class-name": "airflow_provider_stripe.hooks.stripe.StripeHook",
-                "hook-name": HOOK_NAME,
+                "hook-name": constants.HOOK_NAME,
                 "conn-fields": conn_fields(),
                 "ui-field-behaviour": ui_field_behaviour(),
             }
@@ -77,15 +69,15 @@ def _config_options() -> dict[str, Any]:
             "default": "",
         }
         for key, unit, value in (
-            (MAX_RATE_LIMIT_PER_MINUTE_KEY, "minute", limits.rpm),
-            (MAX_RATE_LIMIT_PER_HOUR_KEY, "hour", limits.rph),
+            (constants.MAX_RATE_LIMIT_PER_MINUTE_KEY, "minute", limits.rpm),
+            (constants.MAX_RATE_LIMIT_PER_HOUR_KEY, "hour", limits.rph),
         )
     }
     return {
-        ALLOWED_BASE_URLS_SECTION: {
+        constants.ALLOWED_BASE_URLS_SECTION: {
             "description": "Settings of the Stripe provider that only the Airflow admin may change.",
             "options": {
-                ALLOWED_BASE_URLS_KEY: {
+                constants.ALLOWED_BASE_URLS_KEY: {
                     "description": (
                         f"Base URLs a stripe connection may send its API key to, besides "
                         f"{STRIPE_CONTRACT.rest.base_url} (always allowed), comma-separated. An entry without a "

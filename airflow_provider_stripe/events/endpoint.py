@@ -11,15 +11,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow.exceptions import AirflowNotFoundException
+from airflow.secrets.environment_variables import CONN_ENV_PREFIX
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from airflow_provider_stripe.constants import CONN_TYPE
+from airflow_provider_stripe.errors import StripeConfigurationError, WebhookPayloadError, WebhookSignatureError
 from airflow_provider_stripe.events.assets import event_asset_uri, is_event_type, summarize_event
 from airflow_provider_stripe.events.signature import DEFAULT_TOLERANCE_SECONDS, SIGNATURE_HEADER, check_header
 from airflow_provider_stripe.validation import CONN_ID_RE
@@ -37,8 +42,6 @@ DEDUP_WINDOW = timedelta(days=31)
 """How far back a redelivery is recognised: Stripe keeps (and can resend) events for 30 days."""
 
 _INVALID = {"detail": "Invalid Stripe webhook request."}
-_TOO_LARGE = {"detail": "Request body too large."}
-_TOO_SLOW = {"detail": "Request body not received in time."}
 _record_lock = threading.Lock()
 
 
@@ -73,10 +76,10 @@ def create_webhook_app() -> FastAPI:
             summary = await run_in_threadpool(_verify, conn_id, body, request.headers.get(SIGNATURE_HEADER))
         except _TooLarge:
             log.warning("Stripe webhook for connection %r refused: body over %d bytes", conn_id, MAX_BODY_BYTES)
-            return JSONResponse(_TOO_LARGE, status_code=413)
+            return JSONResponse({"detail": "Request body too large."}, status_code=413)
         except asyncio.TimeoutError:
             log.warning("Stripe webhook for connection %r refused: body took over %.0f s", conn_id, BODY_READ_TIMEOUT_S)
-            return JSONResponse(_TOO_SLOW, status_code=408)
+            return JSONResponse({"detail": "Request body not received in time."}, status_code=408)
         except ClientDisconnect:
             log.info("Stripe webhook for connection %r: the client disconnected before sending its body", conn_id)
             return JSONResponse(_INVALID, status_code=400)  # nobody reads it: the client is gone
@@ -108,59 +111,42 @@ async def _read_body(request: Request) -> bytes:
 
 
 def _verify(conn_id: str, body: bytes, signature: str | None) -> dict[str, Any]:
-    """The event's summary once the header (first, without a secret) and then the signature check out; every
-    failure is :class:`_Rejected`: the same bare 400, telling nothing about the connection."""
-    from airflow_provider_stripe.errors import WebhookSignatureError
-
+    """The event's summary once the header (first, without a secret), the connection (looked up by its exact
+    id) and the signature check out; every failure is :class:`_Rejected`: the same bare 400, telling nothing
+    about the connection."""
     try:
         check_header(signature, tolerance=DEFAULT_TOLERANCE_SECONDS)
     except WebhookSignatureError as exc:
         raise _Rejected(f"signature header refused before any look-up ({exc.reason})") from None
     try:
-        return summarize_event(_construct_event(conn_id, body, signature))
+        from airflow_provider_stripe.hooks.stripe import StripeHook
+
+        # Airflow would find this spelling in an env var meant for its lower-case suffix (the id tasks, the
+        # rate limiter and asset events use): refused.
+        if conn_id != conn_id.lower() and f"{CONN_ENV_PREFIX}{conn_id.upper()}" in os.environ:
+            raise _Rejected("connection id differs in case from its AIRFLOW_CONN_ environment variable's id")
+        hook = StripeHook(conn_id)
+        try:
+            conn = hook.get_connection(conn_id)
+        except AirflowNotFoundException:
+            raise _Rejected("no such connection") from None
+        if conn.conn_id != conn_id:  # a case-insensitive backend (e.g. a MySQL collation) matched another spelling
+            raise _Rejected("connection id found under another spelling")
+        if conn.conn_type != CONN_TYPE:
+            raise _Rejected(f"connection type is {conn.conn_type!r}, not {CONN_TYPE!r}")
+        try:
+            event = hook.construct_event(body, signature, tolerance=DEFAULT_TOLERANCE_SECONDS)
+        except WebhookSignatureError as exc:
+            raise _Rejected(f"signature check failed ({exc.reason})") from None
+        except WebhookPayloadError:
+            raise _Rejected("signed body is not a JSON object") from None
+        except StripeConfigurationError as exc:  # the message names the field, never a secret
+            raise _Rejected(f"the connection is invalid: {exc}") from None
+        return summarize_event(event)
     except _Rejected:
         raise
     except Exception as exc:  # a bad request must never become a 500; the type is enough to log
         raise _Rejected(f"{type(exc).__name__} while verifying (details withheld)") from None
-
-
-def _construct_event(conn_id: str, body: bytes, signature: str | None) -> dict[str, Any]:
-    """Look the connection up by its exact id and verify the signature with its secrets."""
-    from airflow.exceptions import AirflowNotFoundException
-
-    from airflow_provider_stripe.constants import CONN_TYPE
-    from airflow_provider_stripe.errors import StripeConfigurationError, WebhookPayloadError, WebhookSignatureError
-    from airflow_provider_stripe.hooks.stripe import StripeHook
-
-    if _env_var_folds_case(conn_id):
-        raise _Rejected("connection id differs in case from its AIRFLOW_CONN_ environment variable's id")
-    hook = StripeHook(conn_id)
-    try:
-        conn = hook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        raise _Rejected("no such connection") from None
-    if conn.conn_id != conn_id:  # a case-insensitive backend (e.g. a MySQL collation) matched another spelling
-        raise _Rejected("connection id found under another spelling")
-    if conn.conn_type != CONN_TYPE:
-        raise _Rejected(f"connection type is {conn.conn_type!r}, not {CONN_TYPE!r}")
-    try:
-        return hook.construct_event(body, signature, tolerance=DEFAULT_TOLERANCE_SECONDS)
-    except WebhookSignatureError as exc:
-        raise _Rejected(f"signature check failed ({exc.reason})") from None
-    except WebhookPayloadError:
-        raise _Rejected("signed body is not a JSON object") from None
-    except StripeConfigurationError as exc:  # the message names the field, never a secret
-        raise _Rejected(f"the connection is invalid: {exc}") from None
-
-
-def _env_var_folds_case(conn_id: str) -> bool:
-    """True when Airflow would find ``conn_id`` in an env var meant for another spelling (its lower-case
-    suffix, which tasks, the rate limiter and asset events use); such spellings are refused."""
-    import os
-
-    from airflow.secrets.environment_variables import CONN_ENV_PREFIX
-
-    return conn_id != conn_id.lower() and f"{CONN_ENV_PREFIX}{conn_id.upper()}" in os.environ
 
 
 def record_event(conn_id: str, summary: dict[str, Any]) -> dict[str, Any]:

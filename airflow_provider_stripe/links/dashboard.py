@@ -48,21 +48,14 @@ def object_url(object_id: str, *, livemode: bool, account_id: str | None = None)
 
 def _ids(result: Any) -> list[str]:
     """The Stripe ids a task result names: ``id``, ``payout_id``, ``payout_ids``, per-item ``results``."""
-    found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            found.append(value)
-        elif isinstance(value, Mapping):
-            for key in ("id", "payout_id"):
-                if isinstance(value.get(key), str):
-                    found.append(value[key])
-            for key in ("payout_ids", "results"):
-                if isinstance(value.get(key), Iterable) and not isinstance(value.get(key), str):
-                    for item in value[key]:
-                        walk(item)
-
-    walk(result)
+    if isinstance(result, str):
+        return [result]
+    if not isinstance(result, Mapping):
+        return []
+    found = [result[key] for key in ("id", "payout_id") if isinstance(result.get(key), str)]
+    for key in ("payout_ids", "results"):
+        if isinstance(result.get(key), Iterable) and not isinstance(result.get(key), str):
+            found += (found_id for item in result[key] for found_id in _ids(item))
     return list(dict.fromkeys(found))
 
 

@@ -12,13 +12,7 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_provider_stripe.constants import PAYOUT_VIEW_URL_PREFIX, WEBHOOK_URL_PREFIX
-from airflow_provider_stripe.plugins.connection_test_fix import (
-    ASGIApp,
-    Receive,
-    Scope,
-    Send,
-    StripeConnectionTestPortFix,
-)
+from airflow_provider_stripe.plugins import connection_test_fix as fix
 
 
 class LazyApp:
@@ -26,9 +20,9 @@ class LazyApp:
 
     def __init__(self, factory: str) -> None:
         self._factory = factory
-        self._app: ASGIApp | None = None
+        self._app: fix.ASGIApp | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: fix.Scope, receive: fix.Receive, send: fix.Send) -> None:
         if self._app is None:
             module, name = self._factory.split(":")
             self._app = getattr(importlib.import_module(module), name)()
@@ -66,7 +60,7 @@ class StripePlugin(AirflowPlugin):
     ]
     fastapi_root_middlewares = [
         {
-            "middleware": StripeConnectionTestPortFix,
+            "middleware": fix.StripeConnectionTestPortFix,
             "args": [],
             "kwargs": {},
             "name": "Stripe connection Test button fix (Airflow 3.3.1-3.3.2, port 0)",
