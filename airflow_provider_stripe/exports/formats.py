@@ -25,6 +25,7 @@ ColumnType = Literal["string", "int64", "timestamp", "float64", "boolean", "json
 CsvTimestamps = Literal["iso", "epoch"]
 Columns = Sequence[tuple[str, ColumnType]]
 
+_FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 PARQUET_ROW_GROUP = 10_000
 """Rows buffered per Parquet row group: the bound on a Parquet export's memory."""
 
@@ -69,33 +70,16 @@ def cell(value: Any, kind: ColumnType, column: str) -> Any:
     return float(value) if kind == "float64" else value
 
 
-FORMULA_TRIGGERS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_formula(text: str) -> str:
-    """``text`` prefixed with ``'`` if a spreadsheet would run it as a formula (OWASP's CSV injection rule)."""
-    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
-
-
 def _write_jsonl(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: Columns) -> int:
-    text = io.TextIOWrapper(handle, encoding="utf-8", newline="\n", write_through=False)
     count = 0
     for row in rows:
-        text.write(_json(row))
-        text.write("\n")
+        handle.write(_json(row).encode() + b"\n")
         count += 1
-    text.flush()
-    text.detach()
     return count
 
 
 def _write_csv(
-    rows: Iterable[Mapping[str, Any]],
-    handle: IO[bytes],
-    columns: Columns,
-    *,
-    escape_formulas: bool = True,
-    timestamps: CsvTimestamps = "iso",
+    rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: Columns, escape: bool, timestamps: CsvTimestamps
 ) -> int:
     text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
     writer = csv.writer(text)
@@ -107,8 +91,8 @@ def _write_csv(
             return None
         if kind == "timestamp" and timestamps == "iso":
             return datetime.fromtimestamp(out, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # e.g. 2024-11-20T09:30:00Z
-        if kind == "string" and escape_formulas and isinstance(value, str):  # text from Stripe, not JSON
-            return neutralise_formula(out)
+        if kind == "string" and escape and isinstance(value, str) and out.startswith(_FORMULA_TRIGGERS):
+            return "'" + out  # text from Stripe (not JSON) a spreadsheet would run: OWASP's CSV injection rule
         return out
 
     count = 0
@@ -120,21 +104,14 @@ def _write_csv(
     return count
 
 
-def parquet_schema(columns: Columns) -> Any:
-    """The pyarrow schema of ``columns`` (JSON columns are UTF-8 strings, times UTC seconds)."""
-    import pyarrow as pa
-
-    types = {"string": pa.string(), "json": pa.string(), "int64": pa.int64(), "timestamp": pa.timestamp("s", tz="UTC")}
-    types["float64"] = pa.float64()
-    types["boolean"] = pa.bool_()
-    return pa.schema([(name, types[kind]) for name, kind in columns])
-
-
 def _write_parquet(rows: Iterable[Mapping[str, Any]], handle: IO[bytes], columns: Columns) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = parquet_schema(columns)
+    types = {"string": pa.string(), "json": pa.string(), "int64": pa.int64(), "timestamp": pa.timestamp("s", tz="UTC")}
+    types["float64"] = pa.float64()
+    types["boolean"] = pa.bool_()
+    schema = pa.schema([(name, types[kind]) for name, kind in columns])  # JSON columns: UTF-8 text
     count = 0
     with pq.ParquetWriter(handle, schema) as writer:
         batch: dict[str, list[Any]] = {name: [] for name, _ in columns}
@@ -164,7 +141,7 @@ def write_rows(
 
     with atomic_open(target) as handle:
         if fmt == "csv":
-            return _write_csv(rows, handle, columns, escape_formulas=escape_formulas, timestamps=csv_timestamps)
+            return _write_csv(rows, handle, columns, escape_formulas, csv_timestamps)
         return (_write_parquet if fmt == "parquet" else _write_jsonl)(rows, handle, columns)
 
 

@@ -14,9 +14,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_stripe.exports.formats import Columns
 
-PLATFORM_ACCOUNT = "platform"
-"""The account part of an input dataset read with the connection's own account."""
-
 OPENLINEAGE_TYPES = {
     "string": "STRING",
     "json": "STRING",
@@ -25,12 +22,12 @@ OPENLINEAGE_TYPES = {
     "float64": "DOUBLE",
     "boolean": "BOOLEAN",
 }
-"""Column types as OpenLineage schema field types."""
 
 
 def stripe_dataset(account_id: str | None, resource: str) -> tuple[str, str]:
-    """``(namespace, name)`` of a Stripe resource: ``stripe://<account>`` and ``<resource>``."""
-    return f"stripe://{account_id or PLATFORM_ACCOUNT}", resource
+    """``(namespace, name)`` of a Stripe resource: ``stripe://<account>`` (``platform``: the connection's own)
+    and ``<resource>``."""
+    return f"stripe://{account_id or 'platform'}", resource
 
 
 def path_dataset(target: Path | ObjectStoragePath) -> tuple[str, str]:
@@ -92,6 +89,5 @@ class StripeLineageMixin:
 
     stripe_lineage: LineageRecord | None = None
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Lineage of the finished task (Airflow's OpenLineage provider calls this)."""
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:  # called by the OpenLineage provider
         return operator_lineage(self.stripe_lineage)

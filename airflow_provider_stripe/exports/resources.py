@@ -23,8 +23,8 @@ def _columns(specs: str) -> Columns:
 
 
 class StripeResource(NamedTuple):
-    """One listable Stripe resource: its ``client.v1`` service (``name``), item ``object``, the
-    ``/v1/events`` ``event_type`` filter carrying its changes (``None``: none) and its ``columns``."""
+    """One listable Stripe resource: its ``client.v1`` service (``name``), item ``object`` (the name
+    singular), the ``/v1/events`` ``event_type`` filter carrying its changes (``None``: none) and its ``columns``."""
 
     name: str
     object: str
@@ -33,100 +33,70 @@ class StripeResource(NamedTuple):
 
 
 RESOURCES: dict[str, StripeResource] = {
-    r.name: r
-    for r in (
-        StripeResource(
+    name: StripeResource(name, name.removesuffix("s"), event_type, _columns(specs))
+    for name, event_type, specs in (
+        (
             "charges",
-            "charge",
             "charge.*",
-            _columns(
-                "amount:int64 amount_captured:int64 amount_refunded:int64 currency status paid:boolean "
-                "captured:boolean refunded:boolean disputed:boolean customer payment_intent balance_transaction "
-                "failure_code failure_message description metadata:json"
-            ),
+            "amount:int64 amount_captured:int64 amount_refunded:int64 currency status paid:boolean "
+            "captured:boolean refunded:boolean disputed:boolean customer payment_intent balance_transaction "
+            "failure_code failure_message description metadata:json",
         ),
-        StripeResource(
+        (
             "payment_intents",
-            "payment_intent",
             "payment_intent.*",
-            _columns(
-                "amount:int64 amount_received:int64 currency status customer payment_method latest_charge "
-                "canceled_at:timestamp cancellation_reason description metadata:json"
-            ),
+            "amount:int64 amount_received:int64 currency status customer payment_method latest_charge "
+            "canceled_at:timestamp cancellation_reason description metadata:json",
         ),
         # refund.* and charge.refund.updated: read every event, keep refunds
-        StripeResource(
+        (
             "refunds",
-            "refund",
             None,
-            _columns("amount:int64 currency status reason charge payment_intent balance_transaction metadata:json"),
+            "amount:int64 currency status reason charge payment_intent balance_transaction metadata:json",
         ),
-        StripeResource(
+        (
             "disputes",
-            "dispute",
             "charge.dispute.*",
-            _columns(
-                "amount:int64 currency status reason charge payment_intent is_charge_refundable:boolean "
-                "balance_transactions:json metadata:json"
-            ),
+            "amount:int64 currency status reason charge payment_intent is_charge_refundable:boolean "
+            "balance_transactions:json metadata:json",
         ),
-        StripeResource(
+        (
             "payouts",
-            "payout",
             "payout.*",
-            _columns(
-                "amount:int64 currency arrival_date:timestamp automatic:boolean status method type destination "
-                "balance_transaction failure_code failure_message description statement_descriptor metadata:json"
-            ),
+            "amount:int64 currency arrival_date:timestamp automatic:boolean status method type destination "
+            "balance_transaction failure_code failure_message description statement_descriptor metadata:json",
         ),
-        StripeResource(
+        (
             "balance_transactions",
-            "balance_transaction",
             None,
-            _columns(
-                "amount:int64 fee:int64 net:int64 currency type reporting_category status available_on:timestamp "
-                "source description exchange_rate:float64 fee_details:json"
-            ),
+            "amount:int64 fee:int64 net:int64 currency type reporting_category status available_on:timestamp "
+            "source description exchange_rate:float64 fee_details:json",
         ),
-        StripeResource(
+        (
             "customers",
-            "customer",
             "customer.*",
-            _columns(
-                "email name phone description currency balance:int64 delinquent:boolean address:json metadata:json"
-            ),
+            "email name phone description currency balance:int64 delinquent:boolean address:json metadata:json",
         ),
-        StripeResource(
+        (
             "invoices",
-            "invoice",
             "invoice.*",
-            _columns(
-                "customer status currency amount_due:int64 amount_paid:int64 amount_remaining:int64 subtotal:int64 "
-                "total:int64 number subscription due_date:timestamp period_start:timestamp period_end:timestamp "
-                "hosted_invoice_url metadata:json"
-            ),
+            "customer status currency amount_due:int64 amount_paid:int64 amount_remaining:int64 subtotal:int64 "
+            "total:int64 number subscription due_date:timestamp period_start:timestamp period_end:timestamp "
+            "hosted_invoice_url metadata:json",
         ),
-        StripeResource(
+        (
             "transfers",
-            "transfer",
             "transfer.*",
-            _columns(
-                "amount:int64 amount_reversed:int64 currency destination destination_payment source_transaction "
-                "transfer_group reversed:boolean balance_transaction description metadata:json"
-            ),
+            "amount:int64 amount_reversed:int64 currency destination destination_payment source_transaction "
+            "transfer_group reversed:boolean balance_transaction description metadata:json",
         ),
-        StripeResource(
+        (
             "application_fees",
-            "application_fee",
             "application_fee.*",
-            _columns(
-                "amount:int64 amount_refunded:int64 currency account application charge originating_transaction "
-                "refunded:boolean balance_transaction"
-            ),
+            "amount:int64 amount_refunded:int64 currency account application charge originating_transaction "
+            "refunded:boolean balance_transaction",
         ),
-        StripeResource(
-            "events", "event", None, _columns("type api_version account pending_webhooks:int64 request:json data:json")
-        ),
+        ("events", None, "type api_version account pending_webhooks:int64 request:json data:json"),
     )
 }
 

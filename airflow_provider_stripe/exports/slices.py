@@ -52,10 +52,6 @@ class SliceSpool:
     def path(self, piece: Slice) -> Path | ObjectStoragePath:
         return self.directory / f"{piece[0]}-{piece[1]}.jsonl"
 
-    def finished(self, piece: Slice) -> bool:
-        """Whether this slice was read completely (by this try or an earlier one)."""
-        return bool(self.path(piece).exists())
-
     def finished_slices(self) -> set[Slice]:
         """The slices finished so far (by this try or an earlier one, whatever its plan)."""
         if not self.directory.exists():
@@ -80,13 +76,11 @@ class SliceSpool:
         return count
 
     def read(self, piece: Slice) -> Iterator[dict[str, Any]]:
-        """The slice's rows, in the order they were listed."""
         with self.path(piece).open("rb") as handle:
             for line in handle:
                 yield json.loads(line)
 
     def remove(self) -> None:
-        """Delete the spool (after the final file is written)."""
         if not self.directory.exists():
             return
         for entry in self.directory.iterdir():
@@ -123,16 +117,14 @@ def read_slices(
     stats: SlicedRead | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every row of ``slices`` (read concurrently by ``read(gte, lt)``, spooled ones skipped), in order.
-
-    On a failure, running slices finish (kept for the retry), others are cancelled; the first error is raised.
-    """
+    On a failure, running slices finish (kept for the retry), others are cancelled; the first error is raised."""
     stats = stats if stats is not None else SlicedRead()
     stats.planned = len(slices)
     pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="stripe-export")
     futures: dict[Slice, Future[int]] = {}
     try:
         for piece in slices:
-            if spool.finished(piece):
+            if spool.path(piece).exists():  # read completely by an earlier try
                 stats.kept += 1
             else:
                 futures[piece] = pool.submit(spool.write, piece, read(*piece))
