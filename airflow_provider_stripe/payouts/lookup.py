@@ -28,9 +28,13 @@ class PayoutLookup:
     list_requests: int = 0
     retrieve_requests: int = 0
 
+    @property
+    def requests(self) -> int:
+        return self.list_requests + self.retrieve_requests
+
     def describe(self) -> str:
         return (
-            f"{len(self.found)} payouts looked up with {self.list_requests + self.retrieve_requests} Stripe requests "
+            f"{len(self.found)} payouts looked up with {self.requests} Stripe requests "
             f"({self.list_requests} list pages, {self.retrieve_requests} retrieves)"
         )
 
