@@ -99,8 +99,8 @@ class StripeBaseOperator(BaseOperator):
     ) -> Any:
         """Airflow's rendering, minus Jinja for strings it would return unchanged.
 
-        Jinja compiles every string it renders (about 1 ms each), so a 10,000-item ``payouts`` list of
-        literals took 9 s before the first payout. A string with no template marker, no newline (Jinja
+        Jinja compiles every string it renders, which made a large ``payouts`` list of literals slow to
+        start (benchmarks/batch_scale.py measures the set-up). A string with no template marker, no newline (Jinja
         normalizes them and drops a trailing one) and no template file extension renders to itself; a
         native environment (``render_template_as_native_obj``) still renders all (``"42"`` becomes ``42``).
         """

@@ -118,16 +118,29 @@ class _PayoutOperatorBase(StripeMoneyOperator):
         }
 
     def _pay(
-        self, context: Context, keys: PayoutKeys, instructions: Any, count: int, sink: ResultSink, **options: Any
+        self,
+        context: Context,
+        keys: PayoutKeys,
+        instructions: Any,
+        count: int,
+        sink: ResultSink,
+        *,
+        max_workers: int,
+        on_failure: Any,  # checked by _check_arguments
     ) -> dict[str, list[str]]:
-        """Create (or find) the payouts (``options``: ``max_workers``, ``on_failure``), results to ``sink``;
-        return the protected references paid twice."""
+        """Create (or find) the payouts, results to ``sink``; return the protected references paid twice."""
         from airflow_provider_stripe.payouts.batch import PayoutEngine
         from airflow_provider_stripe.payouts.ledger import BatchLedger
 
         progress = BatchLedger(task_state_store(context))
         payouts = PayoutEngine(
-            requests=self.hook.requests, identity=keys.identity, progress=progress, log=self.log, keys=keys, **options
+            requests=self.hook.requests,
+            identity=keys.identity,
+            progress=progress,
+            log=self.log,
+            keys=keys,
+            max_workers=max_workers,
+            on_failure=on_failure,
         )
         payouts.run(instructions, count, sink)
         return payouts.paid_twice
